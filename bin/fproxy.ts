@@ -1,2 +1,59 @@
 #!/usr/bin/env node
-console.log("fproxy bin", process.version)
+// fproxy: the daemon (no subcommand), `check` a config, or `listen` to serve one app standalone.
+import path from 'node:path';
+import { Command } from 'commander';
+
+const program = new Command('fproxy')
+  .description('L4 TCP/TLS proxy: a daemon that runs one listener process per app in config.json')
+  .showHelpAfterError();
+
+program
+  .command('run', { isDefault: true })
+  .description('run the daemon on $FPROXY_CONFIG_PATH (default ./config.json); same as `npm start`')
+  .action(async () => {
+    const { main } = await import('../daemon/main.ts');
+    await main();
+  });
+
+program
+  .command('check')
+  .argument('[file]', 'config file (default: $FPROXY_CONFIG_PATH or ./config.json)')
+  .description('validate a config: every problem with its path (exit 1), or one line per app (exit 0)')
+  .action(async (file?: string) => {
+    const { runCheck } = await import('../daemon/check.ts');
+    process.exitCode = await runCheck(file);
+  });
+
+program
+  .command('listen')
+  .description('serve one app of a config in the foreground (no daemon; for tests and benchmarks)')
+  .requiredOption('--config <file>', 'config file')
+  .requiredOption('--app <name>', 'app name in that config')
+  .action(async (opts: { config: string; app: string }) => {
+    const { loadConfigFile } = await import('../daemon/config/load.ts');
+    const { toListenerSpecs } = await import('../daemon/config/to-spec.ts');
+    const { formatIssues } = await import('../daemon/config/validate.ts');
+    const { runStandalone } = await import('../proxy/index.ts');
+    let specs;
+    try {
+      const loaded = await loadConfigFile(opts.config);
+      specs = toListenerSpecs(loaded.config, path.dirname(path.resolve(opts.config)));
+    } catch (err) {
+      const e = err as Error & { issues?: { path: string; message: string }[] };
+      console.error(`${e.message}${e.issues?.length ? `\n${formatIssues(e.issues)}` : ''}`);
+      process.exit(1);
+    }
+    const spec = specs.get(opts.app);
+    if (!spec) {
+      console.error(`No app named "${opts.app}" in ${opts.config}; apps: ${[...specs.keys()].join(', ')}`);
+      process.exit(1);
+    }
+    try {
+      await runStandalone(spec);
+    } catch (err) {
+      console.error((err as Error).message);
+      process.exit(1);
+    }
+  });
+
+await program.parseAsync(process.argv);

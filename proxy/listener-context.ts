@@ -1,0 +1,16 @@
+// ListenerContext: what a Session may use of its listener. Kept to an interface so a Session never
+// reaches into the listener's bookkeeping.
+import type { ConnectError, Connector } from './connector.ts';
+import type { Logger } from './log.ts';
+import type { Router } from './router.ts';
+import type { Session } from './session.ts';
+import type { ListenerSpec } from './spec.ts';
+
+export interface ListenerContext {
+  readonly spec: ListenerSpec;
+  readonly router: Router;
+  readonly connector: Connector;
+  readonly logger: Logger;
+  onConnectFailed(session: Session, err: ConnectError | null): void;
+  onSessionClosed(session: Session): void;
+}

@@ -1,0 +1,90 @@
+// The listener process over its IPC contract (proxy/ipc/protocol.ts), as the daemon drives it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import type { FromListener } from './ipc/protocol.ts';
+import { exchange, makeSpec, startEcho, waitFor } from './testing.ts';
+
+const MAIN = new URL('./main.ts', import.meta.url);
+
+interface Spawned {
+  child: ChildProcess;
+  messages: FromListener[];
+  next: (type: string) => Promise<FromListener>;
+  /** Resolves with the exit code; attached at spawn so an early exit is not missed. */
+  exited: Promise<number | null>;
+}
+
+function spawnListener(t: { after: (fn: () => unknown) => void }): Spawned {
+  const child = fork(MAIN, [], { execArgv: [], env: { PATH: process.env.PATH, LOG_LEVEL: 'silent' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  const messages: FromListener[] = [];
+  child.on('message', (m) => messages.push(m as FromListener));
+  t.after(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
+  const next = async (type: string) => {
+    await waitFor(() => messages.some((m) => m.type === type) || child.exitCode !== null, 10_000, `"${type}" message`);
+    const m = messages.find((x) => x.type === type);
+    assert.ok(m, `expected a "${type}" message, got ${JSON.stringify(messages)}`);
+    return m;
+  };
+  return { child, messages, next, exited };
+}
+
+test('start → ready with the bound ports; ping → pong with counters; drain → drained and exit 0', async (t) => {
+  const echo = await startEcho('t');
+  t.after(() => echo.close());
+  const { child, next, exited } = spawnListener(t);
+  child.send({ v: 1, type: 'start', spec: makeSpec([`127.0.0.1:${echo.port}`]), generation: 3, worker: 0 });
+  const ready = await next('ready');
+  assert.equal(ready.type === 'ready' && ready.pid, child.pid);
+  const port = ready.type === 'ready' ? ready.ports[0]! : 0;
+  assert.equal((await exchange(port, 'hi')).reply, 't:hi');
+
+  child.send({ v: 1, type: 'ping', seq: 7 });
+  const pong = await next('pong');
+  assert.ok(pong.type === 'pong');
+  assert.equal(pong.seq, 7);
+  assert.equal(pong.totalConnections, 1);
+
+  child.send({ v: 1, type: 'drain' });
+  await next('drained');
+  assert.equal(await exited, 0);
+});
+
+test('an unknown message gets an error reply and the process keeps serving', async (t) => {
+  const { child, next } = spawnListener(t);
+  child.send({ hello: 'world' });
+  const err = await next('error');
+  assert.ok(err.type === 'error');
+  assert.equal(err.error.code, 'ERR_IPC_UNKNOWN');
+  child.send({ v: 1, type: 'ping', seq: 1 });
+  await next('pong');
+});
+
+test('a port that cannot be bound → failed with ERR_BIND, and the process exits 1', async (t) => {
+  const holder = net.createServer().listen(0, '::');
+  await once(holder, 'listening');
+  t.after(() => holder.close());
+  const port = (holder.address() as net.AddressInfo).port;
+  const { child, next, exited } = spawnListener(t);
+  child.send({ v: 1, type: 'start', spec: makeSpec(['127.0.0.1:1'], { ports: [port] }), generation: 1, worker: 0 });
+  const failed = await next('failed');
+  assert.ok(failed.type === 'failed');
+  assert.equal(failed.error.code, 'ERR_BIND');
+  assert.match(failed.error.message, /EADDRINUSE/);
+  assert.equal(await exited, 1);
+});
+
+test('losing the daemon (IPC disconnect) drains and exits, freeing the ports', async (t) => {
+  const echo = await startEcho();
+  t.after(() => echo.close());
+  const { child, next, exited } = spawnListener(t);
+  child.send({ v: 1, type: 'start', spec: makeSpec([`127.0.0.1:${echo.port}`]), generation: 1, worker: 0 });
+  const ready = await next('ready');
+  const port = ready.type === 'ready' ? ready.ports[0]! : 0;
+  child.disconnect();
+  assert.equal(await exited, 0);
+  assert.equal((await exchange(port, 'x')).error?.code, 'ECONNREFUSED');
+});
