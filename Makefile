@@ -22,7 +22,7 @@ typecheck: node_modules/.installed
 	$(TSC) --noEmit -p tsconfig.json
 
 unit: deps
-	$(NODE) --test --test-concurrency=2 --test-force-exit --test-timeout=120000 '**/*.test.ts'
+	$(NODE) --test --test-concurrency=2 --test-timeout=120000 '**/*.test.ts'
 
 ## Zero-downtime check: 50+ config rewrites under load, must report 0 failures.
 rollout-check: deps

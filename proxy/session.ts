@@ -30,9 +30,9 @@ export class Session {
   readonly client: net.Socket;
   readonly startedAt: number;
   upstream: net.Socket | null = null;
-  /** Client address as seen (or as the PROXY header says). */
-  clientAddress: string | undefined;
-  clientPort: number | undefined;
+  /** Set from a PROXY header; otherwise read lazily (getpeername is a syscall per connection). */
+  #clientAddress: string | undefined;
+  #clientPort: number | undefined;
   sni: string | undefined;
   target: string | undefined;
   endpoint: string | undefined;
@@ -49,9 +49,16 @@ export class Session {
     this.ctx = ctx;
     this.client = client;
     this.startedAt = Date.now();
-    this.clientAddress = client.remoteAddress;
-    this.clientPort = client.remotePort;
     this.#proxyDone = !ctx.spec.acceptProxyProtocol;
+  }
+
+  /** Client address as seen, or as the PROXY header says. */
+  get clientAddress(): string | undefined {
+    return this.#clientAddress ?? this.client.remoteAddress;
+  }
+
+  get clientPort(): number | undefined {
+    return this.#clientPort ?? this.client.remotePort;
   }
 
   // 1. accept
@@ -78,8 +85,8 @@ export class Session {
       if (r.status === 'error') return this.#abort('bad-handshake', r.code);
       this.#proxyDone = true;
       if (r.header.sourceAddress !== undefined) {
-        this.clientAddress = r.header.sourceAddress;
-        this.clientPort = r.header.sourcePort;
+        this.#clientAddress = r.header.sourceAddress;
+        this.#clientPort = r.header.sourcePort;
       }
       offset = r.length;
       this.#inspectBuf = buf.subarray(offset);

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { runCheck } from './check.ts';
+
+let dir: string;
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'fproxy-check-'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function write(name: string, config: unknown): string {
+  const path = join(dir, name);
+  writeFileSync(path, typeof config === 'string' ? config : JSON.stringify(config));
+  return path;
+}
+
+async function check(file: string | undefined): Promise<{ code: number; log: string[]; error: string[] }> {
+  const log: string[] = [];
+  const error: string[] = [];
+  const code = await runCheck(file, { log: (s) => log.push(s), error: (s) => error.push(s) });
+  return { code, log, error };
+}
+
+describe('runCheck', () => {
+  test('a good file: exit 0, a heading and one summary line per app', async () => {
+    const path = write('good.json', {
+      Apps: [
+        { Name: 'five-thousand', Ports: [5001, 5200], Targets: ['127.0.0.1:9001', 'localhost:9002'], Workers: 2 },
+        { Name: 'six', Ports: [6001], Targets: ['[::1]:9003'], IdleTimeoutMs: 0, Workers: 1, Tls: { Mode: 'passthrough' }, SendProxyProtocol: 'v2' },
+      ],
+    });
+    const { code, log, error } = await check(path);
+    assert.equal(code, 0);
+    assert.deepEqual(error, []);
+    assert.deepEqual(log, [
+      `${path}: ok, 2 apps`,
+      'five-thousand  ports 5001,5200  targets 127.0.0.1:9001,localhost:9002  connect 5000ms idle 3600000ms workers 2',
+      'six            ports 6001  targets [::1]:9003  connect 5000ms idle 0ms workers 1  tls passthrough  send-proxy v2',
+    ]);
+  });
+
+  test('a bad file: exit 1 and every problem with its path, nothing on stdout', async () => {
+    const path = write('bad.json', {
+      Apps: [
+        { Name: 'a', Ports: [5001, 70000], Targets: ['db'] },
+        { Name: 'b', Ports: [5001], targets: ['x:1'] },
+      ],
+    });
+    const { code, log, error } = await check(path);
+    assert.equal(code, 1);
+    assert.deepEqual(log, []);
+    assert.deepEqual(error.join('\n').split('\n'), [
+      `Invalid config ${path} (4 problems):`,
+      '  Apps[0].Ports[1]: port 70000 is outside 1–65535',
+      '  Apps[0].Targets[0]: target "db" has no port: write it as "db:PORT"',
+      '  Apps[1].targets: unknown key "targets": did you mean "Targets"? (keys are case-sensitive)',
+      '  Apps[1].Ports[0]: port 5001 of app "b" is already used by app "a" (Apps[0].Ports[0]): each port belongs to one app',
+    ]);
+  });
+
+  test('invalid JSON: exit 1 with line and column', async () => {
+    const { code, error } = await check(write('broken.json', '{"Apps": [\n}'));
+    assert.equal(code, 1);
+    assert.match(error.join('\n'), /invalid JSON at line 2, column 1/);
+  });
+
+  test('a missing file: exit 1 saying it cannot be read', async () => {
+    const { code, error } = await check(join(dir, 'absent.json'));
+    assert.equal(code, 1);
+    assert.match(error.join('\n'), /^Cannot read config file .*absent\.json:\n {2}no such file/);
+  });
+
+  test('without a file argument, reads FPROXY_CONFIG_PATH', async (t) => {
+    const path = write('from-env.json', { Apps: [] });
+    const saved = process.env.FPROXY_CONFIG_PATH;
+    t.after(() => {
+      if (saved === undefined) delete process.env.FPROXY_CONFIG_PATH;
+      else process.env.FPROXY_CONFIG_PATH = saved;
+    });
+    process.env.FPROXY_CONFIG_PATH = path;
+    const { code, log } = await check(undefined);
+    assert.equal(code, 0);
+    assert.deepEqual(log, [`${path}: ok, 0 apps`]);
+  });
+});

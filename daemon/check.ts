@@ -1,0 +1,54 @@
+// `fproxy check [file]`: validate a config the way the daemon would load it (schema, rules, cert
+// files) without starting anything. Prints every problem with its path and returns 1, or prints
+// one summary line per app (with defaults applied, as the listeners would get them) and returns 0.
+import { dirname } from 'node:path';
+import type { ListenerSpec } from '../proxy/spec.ts';
+import { loadConfigFile } from './config/load.ts';
+import { toListenerSpecs } from './config/to-spec.ts';
+import { ConfigError, formatIssues } from './config/validate.ts';
+
+export interface CheckOutput {
+  log: (s: string) => void;
+  error: (s: string) => void;
+}
+
+const CONSOLE: CheckOutput = { log: (s) => console.log(s), error: (s) => console.error(s) };
+
+export async function runCheck(file: string | undefined, out: CheckOutput = CONSOLE): Promise<number> {
+  const path = file ?? (process.env.FPROXY_CONFIG_PATH || 'config.json');
+  let specs: Map<string, ListenerSpec>;
+  let abs: string;
+  try {
+    const loaded = await loadConfigFile(path);
+    abs = loaded.path;
+    specs = toListenerSpecs(loaded.config, dirname(loaded.path));
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    out.error(`${err.message}:\n${formatIssues(err.issues)}`);
+    return 1;
+  }
+  const n = specs.size;
+  out.log(`${abs}: ok, ${n} app${n === 1 ? '' : 's'}`);
+  const width = Math.max(0, ...[...specs.keys()].map((name) => name.length));
+  for (const spec of specs.values()) out.log(summarize(spec, width));
+  return 0;
+}
+
+/** `five-thousand  ports 5001,5200  targets 127.0.0.1:9001  connect 5000ms idle 3600000ms workers 2` (+ TLS details). */
+export function summarize(spec: ListenerSpec, width = spec.app.length): string {
+  const targets = spec.targets.length === 0 ? '(none)' : spec.targets.map((t) => t.raw).join(',');
+  const parts = [
+    spec.app.padEnd(width),
+    `ports ${spec.ports.join(',')}`,
+    `targets ${targets}`,
+    `connect ${spec.connectTimeoutMs}ms idle ${spec.idleTimeoutMs}ms workers ${spec.workers}`,
+  ];
+  if (spec.tls) {
+    const certs = spec.tls.certs.length;
+    parts.push(`tls ${spec.tls.mode}${spec.tls.mode === 'terminate' ? ` (${certs} cert${certs === 1 ? '' : 's'})` : ''}`);
+  }
+  if (spec.routes.length > 0) parts.push(`routes ${spec.routes.length}`);
+  if (spec.acceptProxyProtocol) parts.push('accept-proxy');
+  if (spec.sendProxyProtocol !== 'none') parts.push(`send-proxy ${spec.sendProxyProtocol}`);
+  return parts.join('  ');
+}

@@ -1,0 +1,52 @@
+// Loading the config file: read the bytes once, hash them (so a reload can skip unchanged content),
+// parse, validate, and check the cert files terminate-mode apps name. Throws one ConfigError with
+// every problem: ERR_CONFIG_READ (cannot read the file), ERR_CONFIG_JSON (not JSON, with line and
+// column), ERR_CONFIG_INVALID (schema, rules and cert-file problems together, grouped by app).
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { checkCertFiles } from './cert-files.ts';
+import { formatPath } from './issue-path.ts';
+import { parseJsonText } from './json-text.ts';
+import type { Config } from './schema.ts';
+import { ConfigError, orderByApp, validateConfig } from './validate.ts';
+
+export interface LoadedConfig {
+  config: Config;
+  /** sha256 (hex) of the file's bytes. */
+  hash: string;
+  /** Absolute path of the file. */
+  path: string;
+  text: string;
+}
+
+export async function loadConfigFile(path: string): Promise<LoadedConfig> {
+  const abs = resolve(path);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(abs);
+  } catch (err) {
+    throw new ConfigError('ERR_CONFIG_READ', [{ path: '', message: readReason(err) }], { path: abs, cause: err });
+  }
+  const hash = createHash('sha256').update(bytes).digest('hex');
+  const text = bytes.toString('utf8');
+  const parsed = parseJsonText(text);
+  if (!parsed.ok) throw new ConfigError('ERR_CONFIG_JSON', [parsed.issue], { path: abs });
+
+  const result = validateConfig(parsed.value);
+  const certIssues = await checkCertFiles(parsed.value, dirname(abs));
+  if (result.ok && certIssues.length === 0) return { config: result.config, hash, path: abs, text };
+  const issues = orderByApp([
+    ...(result.ok ? [] : result.issues),
+    ...certIssues.map((i) => ({ path: formatPath(i.path), message: i.message })),
+  ]);
+  throw new ConfigError('ERR_CONFIG_INVALID', issues, { path: abs });
+}
+
+function readReason(err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  if (code === 'ENOENT') return 'no such file: pass the config file\'s path, or set FPROXY_CONFIG_PATH';
+  if (code === 'EISDIR') return 'it is a directory: pass the config file inside it';
+  if (code === 'EACCES' || code === 'EPERM') return `permission denied (${code}): let the fproxy user read it`;
+  return err instanceof Error ? err.message : String(err);
+}

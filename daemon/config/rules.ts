@@ -1,0 +1,134 @@
+// Config rules that span several keys or apps, checked beside the schema: an app needs targets or
+// routes, routes need Tls, Certs go with Mode "terminate" only, a port or app name is used once,
+// an SNI name is not routed twice for the same ALPN. Pure.
+// Invariant: these run on the raw JSON even when the schema found problems (so one run reports
+// everything), so every read is defensive, and a value the schema rejects (a bad port, a bad SNI
+// name) is skipped here: the schema already said what is wrong with it.
+import { sniNameProblem } from './host-name.ts';
+import { formatPath } from './issue-path.ts';
+import type { PathIssue, PathSegment } from './issue-path.ts';
+
+type Json = Record<string, unknown>;
+
+export function checkRules(json: unknown): PathIssue[] {
+  const issues: PathIssue[] = [];
+  if (!isObject(json) || !Array.isArray(json.Apps)) return issues;
+  const apps = json.Apps;
+  const names = new Map<string, number>();
+  const ports = new Map<number, { app: number; index: number }>();
+  apps.forEach((app, i) => {
+    if (!isObject(app)) return;
+    const at = (...rest: PathSegment[]): PathSegment[] => ['Apps', i, ...rest];
+    checkTargetsOrRoutes(app, at, issues);
+    checkTls(app, at, issues);
+    checkSniOverlap(app, at, issues);
+
+    const name = app.Name;
+    if (typeof name === 'string') {
+      const first = names.get(name);
+      if (first === undefined) names.set(name, i);
+      else issues.push({ path: at('Name'), message: `app name "${name}" is already used by Apps[${first}]: names must be unique` });
+    }
+
+    if (!Array.isArray(app.Ports)) return;
+    const own = new Map<number, number>();
+    app.Ports.forEach((port, j) => {
+      if (!isPort(port)) return;
+      const twice = own.get(port);
+      if (twice !== undefined) {
+        issues.push({ path: at('Ports', j), message: `port ${port} is listed twice (also Ports[${twice}]): remove one` });
+        return;
+      }
+      own.set(port, j);
+      const other = ports.get(port);
+      if (other === undefined) {
+        ports.set(port, { app: i, index: j });
+        return;
+      }
+      const otherName = appLabel(apps[other.app], other.app);
+      issues.push({
+        path: at('Ports', j),
+        message: `port ${port} of app ${appLabel(app, i)} is already used by app ${otherName} (Apps[${other.app}].Ports[${other.index}]): each port belongs to one app`,
+      });
+    });
+  });
+  return issues;
+}
+
+function checkTargetsOrRoutes(app: Json, at: (...rest: PathSegment[]) => PathSegment[], issues: PathIssue[]): void {
+  if (app.Routes !== undefined) {
+    if (app.Tls === undefined) {
+      issues.push({
+        path: at('Routes'),
+        message: 'Routes match on the TLS server name, so they need Tls: add "Tls": {"Mode": "passthrough"} (or "terminate" with Certs)',
+      });
+    }
+    return;
+  }
+  if (app.Targets === undefined) {
+    issues.push({ path: at('Targets'), message: 'is required: list where to send connections, as in ["10.0.0.7:5432"]', missing: true });
+  } else if (Array.isArray(app.Targets) && app.Targets.length === 0) {
+    issues.push({ path: at('Targets'), message: 'is empty: add at least one "host:port" target (only an app with Routes may have none)' });
+  }
+}
+
+function checkTls(app: Json, at: (...rest: PathSegment[]) => PathSegment[], issues: PathIssue[]): void {
+  const tls = app.Tls;
+  if (!isObject(tls)) return;
+  if (tls.Mode === 'terminate' && tls.Certs === undefined) {
+    issues.push({
+      path: at('Tls', 'Certs'),
+      message: 'is required with Mode "terminate": add "Certs": [{"Cert": "cert.pem", "Key": "key.pem"}]',
+    });
+  }
+  if (tls.Mode === 'passthrough' && tls.Certs !== undefined) {
+    issues.push({
+      path: at('Tls', 'Certs'),
+      message: 'is only used with Mode "terminate" (passthrough forwards the client\'s TLS untouched): remove Certs or set "Mode": "terminate"',
+      replaces: true,
+    });
+  }
+}
+
+/**
+ * Routes are tried in order for a name (proxy/router.ts): a later route with the same SNI name is
+ * unreachable when an earlier one takes any ALPN, or takes one of the ALPN ids it lists.
+ */
+function checkSniOverlap(app: Json, at: (...rest: PathSegment[]) => PathSegment[], issues: PathIssue[]): void {
+  if (!Array.isArray(app.Routes)) return;
+  const seen = new Map<string, { route: number; sni: number; alpn: readonly string[] }[]>();
+  app.Routes.forEach((route, r) => {
+    if (!isObject(route) || !Array.isArray(route.Sni)) return;
+    const alpn = Array.isArray(route.Alpn) ? route.Alpn.filter((p): p is string => typeof p === 'string') : [];
+    route.Sni.forEach((name, s) => {
+      if (typeof name !== 'string' || sniNameProblem(name) !== undefined) return;
+      const key = name.toLowerCase();
+      const earlier = seen.get(key) ?? [];
+      const clash = earlier.find((e) => e.route === r || e.alpn.length === 0 || alpn.some((p) => e.alpn.includes(p)));
+      if (clash === undefined) {
+        seen.set(key, [...earlier, { route: r, sni: s, alpn }]);
+        return;
+      }
+      const where = formatPath(['Routes', clash.route, 'Sni', clash.sni]);
+      issues.push({
+        path: at('Routes', r, 'Sni', s),
+        message:
+          clash.route === r
+            ? `SNI name "${name}" is listed twice in this route (also ${where}): remove one`
+            : `SNI name "${name}" is already routed by ${where}, so this route would never see it: remove it, or give the two routes Alpn lists that do not overlap`,
+      });
+    });
+  });
+}
+
+function appLabel(app: unknown, index: number): string {
+  return isObject(app) && typeof app.Name === 'string' ? `"${app.Name}"` : `Apps[${index}]`;
+}
+
+function isPort(v: unknown): v is number {
+  return Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 65535;
+}
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
