@@ -184,3 +184,17 @@ test('resolves a hostname target (localhost goes through the hosts-file lookup)'
   // that a refused address moves on to the next one.
   for (let i = 0; i < 3; i++) assert.equal((await exchange(ports[0]!, `n${i}`)).reply, `named:n${i}`);
 });
+
+test('client sockets get TCP keepalive from the listening socket (no per-connection setsockopt)', async (t) => {
+  const { execFileSync } = await import('node:child_process');
+  const echo = await startEcho();
+  t.after(() => echo.close());
+  const { ports } = await listen(t, makeSpec([`127.0.0.1:${echo.port}`]));
+  const c = net.connect(ports[0]!, '127.0.0.1');
+  t.after(() => c.destroy());
+  await once(c, 'connect');
+  c.write('x');
+  await once(c, 'data');
+  const ss = execFileSync('ss', ['-tno', 'state', 'established', `( sport = :${ports[0]} )`], { encoding: 'utf8' });
+  assert.match(ss, /timer:\(keepalive,/, ss);
+});
