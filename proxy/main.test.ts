@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import type { FromListener } from './ipc/protocol.ts';
 import { exchange, makeSpec, startEcho, waitFor } from './testing.ts';
+import { buildListenerEntry } from './bundle.ts';
 
 const MAIN = new URL('./main.ts', import.meta.url);
 
@@ -17,8 +18,8 @@ interface Spawned {
   exited: Promise<number | null>;
 }
 
-function spawnListener(t: { after: (fn: () => unknown) => void }): Spawned {
-  const child = fork(MAIN, [], { execArgv: [], env: { PATH: process.env.PATH, LOG_LEVEL: 'silent' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+function spawnListener(t: { after: (fn: () => unknown) => void }, entry: URL = MAIN): Spawned {
+  const child = fork(entry, [], { execArgv: [], env: { PATH: process.env.PATH, LOG_LEVEL: 'silent' }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
   const exited = once(child, 'exit').then(([code]) => code as number | null);
   const messages: FromListener[] = [];
   child.on('message', (m) => messages.push(m as FromListener));
@@ -87,4 +88,19 @@ test('losing the daemon (IPC disconnect) drains and exits, freeing the ports', a
   child.disconnect();
   assert.equal(await exited, 0);
   assert.equal((await exchange(port, 'x')).error?.code, 'ECONNREFUSED');
+});
+
+test('the bundled JavaScript entry (what the daemon forks) serves the same contract', async (t) => {
+  const entry = await buildListenerEntry();
+  assert.equal(entry.bundled, true, entry.reason);
+  assert.match(entry.url.pathname, /listener-[0-9a-f]{16}\.mjs$/);
+  const echo = await startEcho('b');
+  t.after(() => echo.close());
+  const { child, next, exited } = spawnListener(t, entry.url);
+  child.send({ v: 1, type: 'start', spec: makeSpec([`127.0.0.1:${echo.port}`]), generation: 1, worker: 0 });
+  const ready = await next('ready');
+  const port = ready.type === 'ready' ? ready.ports[0]! : 0;
+  assert.equal((await exchange(port, 'js')).reply, 'b:js');
+  child.send({ v: 1, type: 'drain' });
+  assert.equal(await exited, 0);
 });
