@@ -1,0 +1,80 @@
+// AdminServer: the daemon's small HTTP status endpoint (node:http). Routes are a table of
+// GET handlers returning JSON, so adding one (metrics, writes later) is one line.
+//   GET /healthz → 200 "ok" while the daemon runs
+//   GET /apps    → [{name, generation, state, pids, ports, targets, activeConnections, lastError, …}]
+//   GET /status  → {config: {path, hash, loadedAt, error}, apps, migrateReq} — `config.error` is
+//                  the last rejected edit ({code, message, issues: [{path, message}]}) or null
+// It never throws on a bad request: unknown path → 404, other methods → 405.
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { DaemonError } from './daemon-error.ts';
+
+export interface AdminAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export type AdminRoutes = Readonly<Record<string, () => unknown>>;
+
+export const DEFAULT_ADMIN_ADDR = '127.0.0.1:9900';
+
+/** "host:port", "[v6]:port" or ":port" (host 127.0.0.1). Throws ERR_ADMIN_ADDR_INVALID. */
+export function parseAdminAddr(raw: string): AdminAddress {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(raw.trim());
+  const port = Number(m?.[3]);
+  if (m === null || port > 65535) {
+    throw new DaemonError('ERR_ADMIN_ADDR_INVALID', `Invalid FPROXY_ADMIN_ADDR "${raw}": use host:port, [v6]:port or :port (port 0 picks a free one)`);
+  }
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
+}
+
+export class AdminServer {
+  readonly #server: Server;
+  readonly #routes: AdminRoutes;
+
+  constructor(routes: AdminRoutes) {
+    this.#routes = routes;
+    this.#server = createServer((req, res) => this.#handle(req, res));
+  }
+
+  /** Binds; rejects with ERR_ADMIN_LISTEN (port in use …). Resolves with the bound address. */
+  listen(addr: AdminAddress): Promise<AdminAddress> {
+    return new Promise((resolve, reject) => {
+      const onError = (cause: Error): void => {
+        reject(new DaemonError('ERR_ADMIN_LISTEN', `Cannot listen for the admin endpoint on ${addr.host}:${addr.port}: ${cause.message}`, { port: addr.port, cause }));
+      };
+      this.#server.once('error', onError);
+      this.#server.listen(addr.port, addr.host, () => {
+        this.#server.off('error', onError);
+        const bound = this.#server.address() as AddressInfo;
+        resolve({ host: bound.address, port: bound.port });
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
+  }
+
+  #handle(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const route = this.#routes[path];
+    if (route === undefined) return send(res, 404, { error: { code: 'ERR_NOT_FOUND', message: `No route ${path}; try ${Object.keys(this.#routes).join(', ')}` } });
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: { code: 'ERR_METHOD', message: `${req.method} ${path} is not allowed; use GET` } });
+    try {
+      send(res, 200, route());
+    } catch (err) {
+      send(res, 500, { error: { code: (err as DaemonError).code ?? 'ERR_INTERNAL', message: (err as Error).message } });
+    }
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = typeof body === 'string' ? body + '\n' : JSON.stringify(body) + '\n';
+  res.writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain' : 'application/json', 'cache-control': 'no-store' });
+  res.end(text);
+}

@@ -1,0 +1,93 @@
+// The daemon's process lifecycle: clean start errors, drain on SIGTERM, no orphans after SIGKILL.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
+import { exchange, startEcho } from '../proxy/testing.ts';
+import { aliveListeners, appConfig, childrenOf, freePorts, poll, startTestDaemon } from './testing.ts';
+
+test('SIGTERM lets an in-flight 5-second transfer finish, then exits 0', async (t) => {
+  // A target that streams 10 chunks, one every 500 ms, then ends.
+  const slow = net.createServer((s) => {
+    s.on('error', () => {});
+    let n = 0;
+    const timer = setInterval(() => {
+      s.write(`chunk${n}\n`);
+      if (++n === 10) {
+        clearInterval(timer);
+        s.end();
+      }
+    }, 500);
+    s.on('close', () => clearInterval(timer));
+  });
+  slow.listen(0, '127.0.0.1');
+  await once(slow, 'listening');
+  t.after(() => new Promise<void>((r) => slow.close(() => r())));
+  const [port] = await freePorts(1);
+  const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [port!], [(slow.address() as net.AddressInfo).port], { DrainTimeoutMs: 20_000 })] });
+  await poll(async () => (await d.app('alpha'))?.state === 'running', 10_000, 'alpha running');
+
+  const client = net.connect(port!, '127.0.0.1');
+  let received = '';
+  client.on('data', (c) => (received += c));
+  const ended = once(client, 'end').then(() => Date.now());
+  await poll(() => received.includes('chunk0'), 5000, 'the transfer to start');
+  // Counted from the listener's heartbeat replies (one a second).
+  await poll(async () => (await d.app('alpha'))?.activeConnections === 1, 3000, 'activeConnections 1 in /apps');
+  const pids = (await d.app('alpha'))!.pids;
+  d.child.kill('SIGTERM');
+  await d.waitLog((l) => l.msg === 'every listener stopped accepting; waiting for open connections', 5000);
+  // New connections are refused while the old one runs on.
+  assert.ok((await exchange(port!, 'x', '127.0.0.1', 1000)).error, 'no new connection accepted while draining');
+  const [exit, endAt] = await Promise.all([d.exited, ended]);
+  const exitAt = Date.now();
+  assert.deepEqual(exit, { code: 0, signal: null });
+  assert.equal(received.split('\n').filter(Boolean).length, 10, 'every chunk arrived');
+  assert.ok(endAt <= exitAt);
+  await poll(() => aliveListeners(new Map(pids.map((p) => [p, d.listenerPids.get(p)!]))).length === 0, 2000, 'listeners gone');
+});
+
+test('no listener survives the daemon being killed with SIGKILL', async (t) => {
+  const echo = await startEcho('one');
+  t.after(() => echo.close());
+  const [pa, pb] = await freePorts(2);
+  const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [pa!], [echo.port], { Workers: 2 }), appConfig('beta', [pb!], [echo.port])] });
+  await poll(async () => (await d.apps()).filter((a) => a.state === 'running').length === 2, 10_000, 'both apps running');
+  assert.equal(d.listenerPids.size, 3);
+  // Every child: the three listeners and the idle spares.
+  const children = await poll(async () => {
+    const c = childrenOf(d.pid);
+    return c.size === 3 + (await d.status()).spares ? c : undefined;
+  }, 10_000, 'listeners and spares forked');
+  for (const pid of d.listenerPids.keys()) assert.ok(children.has(pid), `listener ${pid} is a child of the daemon`);
+  assert.ok(children.size > 3, 'spares are forked ahead of need');
+  d.child.kill('SIGKILL');
+  await d.exited;
+  await poll(() => aliveListeners(children).length === 0, 5000, 'every listener and spare to exit after the daemon died');
+  assert.ok((await exchange(pa!, 'x', '127.0.0.1', 1000)).error, 'port released');
+});
+
+test('an invalid config at start is a clear error and exit 1', async (t) => {
+  const d = await startTestDaemon(t, { Apps: [{ Name: 'alpha', Ports: [0], Targets: [] }] }, { noWait: true });
+  const exit = await d.exited;
+  assert.equal(exit.code, 1);
+  assert.match(d.stderr, /Invalid config .*config\.json/);
+  assert.match(d.stderr, /Ports/);
+  assert.equal(d.listenerPids.size, 0);
+});
+
+test('an invalid LOG_LEVEL is a clear error and exit 1', async (t) => {
+  const d = await startTestDaemon(t, { Apps: [] }, { noWait: true, env: { LOG_LEVEL: 'loud' } });
+  assert.equal((await d.exited).code, 1);
+  assert.match(d.stderr, /Invalid LOG_LEVEL "loud"/);
+});
+
+test('GET /healthz answers 200, unknown paths 404', async (t) => {
+  const d = await startTestDaemon(t, { Apps: [] });
+  assert.deepEqual(await d.get('/healthz'), { status: 200, body: 'ok\n' });
+  assert.equal((await d.get('/nope')).status, 404);
+  const status = await d.status();
+  assert.equal(status.config.path, d.configPath);
+  assert.equal(status.config.error, null);
+  assert.deepEqual(status.apps, []);
+});

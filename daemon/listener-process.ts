@@ -1,0 +1,267 @@
+// ListenerProcess: the daemon's handle on one forked listener (one worker of one app generation).
+// It owns the child's IPC lifecycle (proxy/ipc/protocol.ts): start → ready|failed within
+// readyTimeoutMs, heartbeats, drain, and the kill that follows a missed deadline.
+// Invariants: `exited` settles exactly once, when the child is gone; every path that gives up on
+// a child (failed start, missed heartbeats, drain past its deadline) SIGKILLs it, so no listener
+// outlives the daemon's interest in it; sends to a dead channel are dropped, never thrown.
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import type { ListenerSpec } from '../proxy/index.ts';
+import { IPC_VERSION, asFromListener } from '../proxy/index.ts';
+import type { FromListener, ListenerCounters, ToListener } from '../proxy/index.ts';
+import { DaemonError } from './daemon-error.ts';
+import type { Logger } from './logger.ts';
+
+export interface ListenerTiming {
+  /** From fork to `ready`; past it the child is killed and the start fails. */
+  readonly readyTimeoutMs: number;
+  readonly heartbeatMs: number;
+  /** Pings left unanswered in a row before the listener counts as hung and is killed. */
+  readonly missedHeartbeats: number;
+  /** Extra time past spec.drainTimeoutMs before a draining listener is killed. */
+  readonly killGraceMs: number;
+}
+
+export const LISTENER_TIMING: ListenerTiming = {
+  readyTimeoutMs: 10_000,
+  heartbeatMs: 1000,
+  missedHeartbeats: 5,
+  killGraceMs: 2000,
+};
+
+export interface ListenerProcessOptions {
+  readonly spec: ListenerSpec;
+  readonly generation: number;
+  readonly worker: number;
+  readonly logger: Logger;
+  readonly timing: ListenerTiming;
+  /** A forked listener waiting for `start`: a spare from the pool, or a fresh fork (see SparePool). */
+  readonly acquire: () => ChildProcess;
+}
+
+export type ListenerState = 'starting' | 'ready' | 'draining' | 'exited';
+
+export interface ListenerExit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** True when the daemon asked for it (drain, kill); false for a crash or a hang. */
+  readonly expected: boolean;
+  /** Why it ended, for logs and status. */
+  readonly error?: DaemonError;
+}
+
+export const DEFAULT_LISTENER_ENTRY = new URL('../proxy/main.ts', import.meta.url);
+
+export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
+  readonly spec: ListenerSpec;
+  readonly generation: number;
+  readonly worker: number;
+  readonly exited: Promise<ListenerExit>;
+  state: ListenerState = 'starting';
+  /** From the latest pong (or `draining`). */
+  counters: ListenerCounters | undefined;
+  readyAt: number | undefined;
+
+  readonly #options: ListenerProcessOptions;
+  readonly #log: Logger;
+  #child: ChildProcess | undefined;
+  #expected = false;
+  #hangError: DaemonError | undefined;
+  #seq = 0;
+  #unanswered = 0;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #killTimer: NodeJS.Timeout | undefined;
+  #resolveExit!: (exit: ListenerExit) => void;
+  #onDrainAck: (() => void) | undefined;
+
+  constructor(options: ListenerProcessOptions) {
+    super();
+    this.#options = options;
+    this.spec = options.spec;
+    this.generation = options.generation;
+    this.worker = options.worker;
+    this.#log = options.logger.child({ app: options.spec.app, gen: options.generation, worker: options.worker });
+    this.exited = new Promise((resolve) => (this.#resolveExit = resolve));
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** Fork, send `start`, resolve on `ready`. Rejects (after killing the child) on `failed`, early exit or timeout. */
+  start(): Promise<void> {
+    const { spec, generation, worker, timing } = this.#options;
+    const context = { app: spec.app, generation, worker };
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const fail = (err: DaemonError): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        // The rejection reports this failure; the exit that follows is not a crash to restart.
+        this.#expected = true;
+        this.#kill('SIGKILL');
+        reject(err);
+      };
+      const timer = setTimeout(() => {
+        fail(new DaemonError('ERR_LISTENER_READY_TIMEOUT', `Listener for app "${spec.app}" (generation ${generation}, worker ${worker}) did not report ready within ${timing.readyTimeoutMs} ms`, { ...context, pid: this.pid }));
+      }, timing.readyTimeoutMs);
+
+      let child: ChildProcess;
+      try {
+        child = this.#options.acquire();
+      } catch (cause) {
+        fail(new DaemonError('ERR_LISTENER_SPAWN', `Cannot start a listener for app "${spec.app}": ${(cause as Error).message}`, { ...context, cause }));
+        this.#exit({ code: null, signal: null, expected: true });
+        return;
+      }
+      this.#child = child;
+
+      child.on('error', (cause) => {
+        // 'error' covers spawn failures and failed kills/sends; only a spawn failure ends the child.
+        this.#log.warn({ err: cause }, 'listener process error');
+        if (child.pid === undefined) {
+          fail(new DaemonError('ERR_LISTENER_SPAWN', `Cannot start a listener for app "${spec.app}": ${cause.message}`, { ...context, cause }));
+          this.#exit({ code: null, signal: null, expected: true });
+        }
+      });
+      child.on('exit', (code, signal) => {
+        fail(new DaemonError('ERR_LISTENER_EXITED', `Listener for app "${spec.app}" (generation ${generation}, worker ${worker}) exited before ready (code ${code}, signal ${signal})`, { ...context, pid: child.pid }));
+        const crashed = !this.#expected;
+        this.#exit({
+          code,
+          signal,
+          expected: !crashed,
+          error: this.#hangError ?? (crashed ? new DaemonError('ERR_LISTENER_CRASHED', `Listener for app "${spec.app}" (generation ${generation}, worker ${worker}, pid ${child.pid}) exited unexpectedly (code ${code}, signal ${signal})`, { ...context, pid: child.pid }) : undefined),
+        });
+      });
+      child.on('message', (raw) => {
+        const msg = asFromListener(raw);
+        if (msg === undefined) {
+          this.#log.warn({ msg: raw }, 'unknown IPC message from listener; ignored');
+          return;
+        }
+        if (msg.type === 'ready' && !settled) {
+          settled = true;
+          clearTimeout(timer);
+          this.state = 'ready';
+          this.readyAt = Date.now();
+          this.#startHeartbeat();
+          resolve();
+        } else if (msg.type === 'failed') {
+          fail(new DaemonError(msg.error.code, `Listener for app "${spec.app}" (generation ${generation}, worker ${worker}) failed to start: ${msg.error.message}`, { ...context, pid: child.pid, cause: msg.error }));
+        } else {
+          this.#onMessage(msg);
+        }
+      });
+      this.#send({ v: IPC_VERSION, type: 'start', spec, generation, worker });
+    });
+  }
+
+  /**
+   * Ask the listener to stop accepting and drain. Resolves once it has stopped accepting
+   * (its `draining` reply, its exit, or ackTimeoutMs — whichever comes first). It is killed
+   * if still alive drainTimeoutMs + killGraceMs from now; `exited` tells when it is gone.
+   */
+  drain(ackTimeoutMs = this.#options.timing.killGraceMs): Promise<void> {
+    if (this.state === 'exited') return Promise.resolve();
+    if (this.state !== 'draining') {
+      this.state = 'draining';
+      this.#expected = true;
+      this.#send({ v: IPC_VERSION, type: 'drain' });
+      const deadline = this.spec.drainTimeoutMs + this.#options.timing.killGraceMs;
+      this.#killTimer = setTimeout(() => {
+        this.#log.warn({ listenerPid: this.pid, deadlineMs: deadline }, 'listener still alive past its drain deadline; killing it');
+        this.#kill('SIGKILL');
+      }, deadline);
+    }
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ackTimeoutMs);
+      const previous = this.#onDrainAck;
+      this.#onDrainAck = done;
+      void this.exited.then(done);
+      function done(): void {
+        clearTimeout(timer);
+        previous?.();
+        resolve();
+      }
+    });
+  }
+
+  /** Kill at once (a failed rollout, shutdown past its deadline). Expected: no restart follows. */
+  kill(): void {
+    this.#expected = true;
+    this.#kill('SIGKILL');
+  }
+
+  #onMessage(msg: FromListener): void {
+    switch (msg.type) {
+      case 'pong': {
+        this.#unanswered = 0;
+        const { activeConnections, totalConnections, failedConnections, bytesIn, bytesOut } = msg;
+        this.counters = { activeConnections, totalConnections, failedConnections, bytesIn, bytesOut };
+        return;
+      }
+      case 'draining':
+        this.counters = { ...(this.counters ?? { totalConnections: 0, failedConnections: 0, bytesIn: 0, bytesOut: 0 }), activeConnections: msg.activeConnections };
+        this.#log.info({ listenerPid: this.pid, activeConnections: msg.activeConnections }, 'listener stopped accepting; draining');
+        this.#onDrainAck?.();
+        this.#onDrainAck = undefined;
+        return;
+      case 'drained':
+        this.#log.info({ listenerPid: this.pid, closedByTimeout: msg.closedByTimeout }, 'listener drained');
+        return;
+      case 'error':
+        this.#log.warn({ listenerPid: this.pid, error: msg.error }, 'listener reported an IPC error');
+        return;
+      default:
+        this.#log.warn({ listenerPid: this.pid, type: msg.type }, 'unexpected IPC message from listener; ignored');
+    }
+  }
+
+  #startHeartbeat(): void {
+    const { heartbeatMs, missedHeartbeats } = this.#options.timing;
+    this.#heartbeat = setInterval(() => {
+      // A draining listener may be busy closing; its own deadline (the kill timer) covers it.
+      if (this.state === 'ready' && this.#unanswered >= missedHeartbeats) {
+        const { app } = this.spec;
+        this.#hangError = new DaemonError('ERR_LISTENER_HUNG', `Listener for app "${app}" (generation ${this.generation}, worker ${this.worker}, pid ${this.pid}) missed ${this.#unanswered} heartbeats; killed`, { app, generation: this.generation, worker: this.worker, pid: this.pid });
+        this.#log.error({ listenerPid: this.pid, missed: this.#unanswered }, 'listener is hung (missed heartbeats); killing it');
+        this.#kill('SIGKILL');
+        return;
+      }
+      this.#unanswered++;
+      this.#send({ v: IPC_VERSION, type: 'ping', seq: ++this.#seq });
+    }, heartbeatMs);
+  }
+
+  #send(msg: ToListener): void {
+    const child = this.#child;
+    if (child === undefined || !child.connected) return;
+    // The callback swallows ERR_IPC_CHANNEL_CLOSED when the child dies between check and send.
+    child.send(msg, (err) => {
+      if (err) this.#log.debug({ err, type: msg.type }, 'IPC send failed (listener gone)');
+    });
+  }
+
+  #kill(signal: NodeJS.Signals): void {
+    const child = this.#child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    try {
+      child.kill(signal);
+    } catch (err) {
+      this.#log.warn({ err, listenerPid: child.pid }, 'kill failed');
+    }
+  }
+
+  #exit(exit: ListenerExit): void {
+    if (this.state === 'exited') return;
+    this.state = 'exited';
+    clearInterval(this.#heartbeat);
+    clearTimeout(this.#killTimer);
+    this.#onDrainAck?.();
+    this.#onDrainAck = undefined;
+    this.#resolveExit(exit);
+    this.emit('exit', exit);
+  }
+}

@@ -1,0 +1,69 @@
+// Daemon process entry (`npm start`, and `fproxy` with no subcommand through main()).
+// Owns the process-level concerns: signals, exit codes, and the last-resort error handlers.
+//   SIGHUP          → re-read the config now
+//   SIGTERM/SIGINT  → stop accepting everywhere, drain (up to each app's DrainTimeoutMs), exit 0;
+//                     a second one while draining exits 1 at once (listeners then drain by themselves)
+//   invalid config or LOG_LEVEL at start, admin port taken → message on stderr, exit 1
+// Environment: FPROXY_CONFIG_PATH (default ./config.json), FPROXY_ADMIN_ADDR (default
+// 127.0.0.1:9900; ":0" = any free port, the bound address is logged), FPROXY_SPARE_LISTENERS
+// (idle listeners forked ahead of need, default 2, 0 = none), LOG_LEVEL (default info);
+// FPROXY_DNS_SERVERS and the rest pass through to the listeners.
+import { runDaemon } from './daemon.ts';
+import type { Daemon } from './daemon.ts';
+import { createDaemonLogger } from './logger.ts';
+import type { Logger } from './logger.ts';
+
+export async function main(): Promise<void> {
+  let logger: Logger;
+  try {
+    logger = createDaemonLogger();
+  } catch (err) {
+    process.stderr.write(`fproxy: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  const log = logger;
+
+  let daemon: Daemon | undefined;
+  let stopSignal: NodeJS.Signals | undefined;
+  const onStop = (signal: NodeJS.Signals): void => {
+    if (stopSignal !== undefined) {
+      log.warn({ signal }, 'second stop signal while draining; exiting now');
+      process.exit(1);
+    }
+    stopSignal = signal;
+    if (daemon) void shutdown(daemon, signal, log);
+  };
+  process.on('SIGTERM', onStop);
+  process.on('SIGINT', onStop);
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: re-reading the config');
+    void daemon?.reload('SIGHUP');
+  });
+  process.on('uncaughtException', (err) => {
+    // A daemon bug: the listeners notice the IPC disconnect and drain by themselves.
+    log.fatal({ err }, 'uncaught exception in the daemon');
+    process.exit(70);
+  });
+
+  try {
+    daemon = await runDaemon({ logger: log });
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    log.fatal({ code: e.code, err }, 'daemon failed to start');
+    process.stderr.write(`fproxy: ${e.message ?? String(err)}\n`);
+    process.exit(1);
+  }
+  if (stopSignal !== undefined) void shutdown(daemon, stopSignal, log);
+}
+
+async function shutdown(daemon: Daemon, signal: NodeJS.Signals, log: Logger): Promise<void> {
+  try {
+    await daemon.stop(signal);
+    process.exit(0);
+  } catch (err) {
+    log.fatal({ err }, 'shutdown failed');
+    process.exit(1);
+  }
+}
+
+if (import.meta.main) await main();

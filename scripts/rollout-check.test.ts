@@ -1,0 +1,40 @@
+// The short rollout-check run that is part of `make test`: 8 rewrites under load, no failure.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+
+const SCRIPT = new URL('./rollout-check', import.meta.url).pathname;
+
+test('rollout-check: 8 config rewrites under load lose no connection', async (t) => {
+  // Time-to-effect is checked with more slack than the 1 s of the full run: this one shares a
+  // 2-core machine with the other test files. Failures must be 0 either way.
+  const child = spawn(SCRIPT, ['--rewrites', '8', '--effect-ms', '2500'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+  });
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => (out += c));
+  child.stderr.on('data', (c: Buffer) => (err += c));
+  const [code] = await once(child, 'exit');
+  t.diagnostic(out.trim());
+  assert.equal(code, 0, `rollout-check failed:\n${out}\n${err}`);
+  assert.match(out, /^failures: +0$/m);
+  assert.match(out, /^rollouts: +8 \(8 rewrites\)$/m);
+  const connections = Number(/^connections made: +(\d+)/m.exec(out)?.[1]);
+  assert.ok(connections > 100, `${connections} connections made under load`);
+  assert.match(out, /^OK$/m);
+});
+
+test('rollout-check rejects a bad flag with exit 1', async () => {
+  const child = spawn(SCRIPT, ['--rewrites', 'many'], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+  let err = '';
+  child.stderr.on('data', (c: Buffer) => (err += c));
+  const [code] = await once(child, 'exit');
+  assert.equal(code, 1);
+  assert.match(err, /Invalid --rewrites "many"/);
+});
