@@ -8,6 +8,7 @@
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { backoffDelay } from './backoff-delay.ts';
+import { prettyChildOutput, wantsPretty } from './log-output.ts';
 import type { BackoffOptions } from './backoff-delay.ts';
 import type { Logger } from './logger.ts';
 
@@ -26,7 +27,10 @@ export interface SparePoolOptions {
  * through the IPC disconnect.
  */
 export function forkListener(entry: URL, env: NodeJS.ProcessEnv = process.env): ChildProcess {
-  return fork(entry, [], { execArgv: [], serialization: 'json', env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], detached: true });
+  const pretty = wantsPretty(env);
+  const child = fork(entry, [], { execArgv: [], serialization: 'json', env, stdio: ['ignore', pretty ? 'pipe' : 'inherit', 'inherit', 'ipc'], detached: true });
+  if (pretty && child.stdout) prettyChildOutput(child.stdout);
+  return child;
 }
 
 export class SparePool {

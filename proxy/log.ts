@@ -22,6 +22,7 @@ export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): LogLevel 
   return raw as LogLevel;
 }
 
-export function createLogger(bindings: Record<string, unknown>, level: LogLevel = logLevelFromEnv()): Logger {
-  return pino({ level, base: { pid: process.pid, ...bindings }, timestamp: pino.stdTimeFunctions.isoTime });
+export function createLogger(bindings: Record<string, unknown>, level: LogLevel = logLevelFromEnv(), destination?: NodeJS.WritableStream): Logger {
+  const options = { level, base: { pid: process.pid, ...bindings }, timestamp: pino.stdTimeFunctions.isoTime };
+  return destination ? pino(options, destination) : pino(options);
 }
