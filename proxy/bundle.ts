@@ -22,9 +22,10 @@ export interface ListenerEntry {
 /** Bundle proxy/main.ts to node_modules/.cache/fproxy/listener-<hash>.mjs; fall back to the .ts file. */
 export async function buildListenerEntry(): Promise<ListenerEntry> {
   if (process.env.FPROXY_LISTENER_TS === '1') return { url: LISTENER_SOURCE, bundled: false, reason: 'FPROXY_LISTENER_TS=1' };
+  let esbuild: typeof import('esbuild') | undefined;
   try {
-    const { build } = await import('esbuild');
-    const result = await build({
+    esbuild = await import('esbuild');
+    const result = await esbuild.build({
       entryPoints: [fileURLToPath(LISTENER_SOURCE)],
       write: false,
       bundle: true,
@@ -47,5 +48,8 @@ export async function buildListenerEntry(): Promise<ListenerEntry> {
     return { url: out, bundled: true };
   } catch (err) {
     return { url: LISTENER_SOURCE, bundled: false, reason: (err as Error).message };
+  } finally {
+    // The async API keeps an esbuild service process alive; the daemon has no further use for it.
+    await esbuild?.stop();
   }
 }
