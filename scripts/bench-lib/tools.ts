@@ -1,0 +1,158 @@
+// External tools of the benchmark (haproxy, nginx + stream module, wrk, iperf3): installs the
+// missing ones from Debian, reports versions and the machine; free loopback ports.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, unlinkSync, writeFileSync, chmodSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { Server } from 'node:net';
+import os from 'node:os';
+
+export const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
+
+interface Need {
+  readonly check: () => boolean;
+  readonly pkg: string;
+}
+
+const NEEDS: Readonly<Record<string, Need>> = {
+  haproxy: { check: () => hasCommand('haproxy'), pkg: 'haproxy' },
+  nginx: { check: () => hasCommand('nginx'), pkg: 'nginx' },
+  'nginx-stream': { check: () => existsSync(NGINX_STREAM_MODULE), pkg: 'libnginx-mod-stream' },
+  wrk: { check: () => hasCommand('wrk'), pkg: 'wrk' },
+  iperf3: { check: () => hasCommand('iperf3'), pkg: 'iperf3' },
+};
+
+function hasCommand(name: string): boolean {
+  for (const dir of (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/usr/bin', '/sbin'])) {
+    if (dir && existsSync(`${dir}/${name}`)) return true;
+  }
+  return false;
+}
+
+/** Install whatever of `names` is missing (apt-get update once, then install). Throws if it can't. */
+export function ensureTools(names: readonly string[], log: (s: string) => void): void {
+  const missing = [...new Set(names)].filter((n) => {
+    const need = NEEDS[n];
+    if (!need) throw new Error(`Unknown tool "${n}"`);
+    return !need.check();
+  });
+  if (missing.length === 0) return;
+  const pkgs = missing.map((n) => (NEEDS[n] as Need).pkg);
+  if (process.getuid?.() !== 0) {
+    throw new Error(`Missing ${missing.join(', ')}; install as root: apt-get install -y ${pkgs.join(' ')}`);
+  }
+  log(`installing ${pkgs.join(' ')} from Debian (apt-get update, then install) …`);
+  // Keep the packages' maintainer scripts from starting system-wide nginx/haproxy services:
+  // this benchmark runs its own instances in a temp dir.
+  const policy = '/usr/sbin/policy-rc.d';
+  const ownPolicy = !existsSync(policy);
+  if (ownPolicy) {
+    writeFileSync(policy, '#!/bin/sh\nexit 101\n');
+    chmodSync(policy, 0o755);
+  }
+  try {
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    const opts = { env, stdio: ['ignore', 'ignore', 'inherit'] as ('ignore' | 'inherit')[], timeout: 600_000 };
+    execFileSync('apt-get', ['update', '-qq'], opts);
+    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...pkgs], opts);
+  } finally {
+    if (ownPolicy) unlinkSync(policy);
+  }
+  const still = missing.filter((n) => !(NEEDS[n] as Need).check());
+  if (still.length > 0) throw new Error(`Still missing after apt-get install: ${still.join(', ')}`);
+}
+
+/** First non-empty line a version flag prints, on stdout or stderr (nginx -v uses stderr, wrk -v exits 1). */
+function firstLine(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 5000 });
+  const text = `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
+  return text.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? 'unknown';
+}
+
+export interface Machine {
+  readonly cores: number;
+  readonly cpuModel: string;
+  readonly memGiB: number;
+  readonly kernel: string;
+  readonly node: string;
+  readonly haproxy: string;
+  readonly nginx: string;
+  readonly wrk: string;
+  readonly iperf3: string;
+  readonly clkTck: string;
+  readonly nofile: string;
+}
+
+export function machine(): Machine {
+  const limits = readFileSync('/proc/self/limits', 'utf8');
+  const nofile = /^Max open files\s+(\S+)\s+(\S+)/m.exec(limits);
+  return {
+    cores: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    memGiB: Math.round(os.totalmem() / 2 ** 30),
+    kernel: os.release(),
+    node: process.version,
+    haproxy: firstLine('haproxy', ['-v']).replace(/ - https?:.*$/, ''),
+    nginx: firstLine('nginx', ['-v']).replace(/^nginx version: /, ''),
+    wrk: firstLine('wrk', ['-v']).replace(/ Copyright.*$/, ''),
+    iperf3: firstLine('iperf3', ['--version']),
+    clkTck: firstLine('getconf', ['CLK_TCK']),
+    nofile: nofile ? `${nofile[1]}/${nofile[2]}` : 'unknown',
+  };
+}
+
+/** Soft open-files limit of this process. */
+export function nofileLimit(): number {
+  const m = /^Max open files\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  return m?.[1] === 'unlimited' ? Infinity : Number(m?.[1] ?? 1024);
+}
+
+/**
+ * n distinct free TCP ports (bound on every interface at once, then released), taken below the
+ * kernel's ephemeral range when there is room: a port from the ephemeral range, once released,
+ * is soon taken as the local port of some outgoing connection (wrk opens thousands per second)
+ * and the server meant for it then fails with EADDRINUSE.
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  let lo = 32768;
+  try {
+    lo = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || lo;
+  } catch {
+    // not Linux: keep the default
+  }
+  const from = 12_000;
+  const useRange = lo - from >= n * 4;
+  const servers: Server[] = [];
+  const ports = new Set<number>();
+  try {
+    for (let tries = 0; ports.size < n; tries++) {
+      if (tries > n * 50 + 1000) throw new Error(`Cannot find ${n} free ports between ${from} and ${lo}`);
+      const want = useRange ? from + Math.floor(Math.random() * (lo - from)) : 0;
+      if (ports.has(want)) continue;
+      const s = await tryListen(want);
+      if (!s) continue;
+      servers.push(s);
+      ports.add((s.address() as { port: number }).port);
+    }
+    return [...ports];
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  }
+}
+
+/** Listen on every interface (IPv6 and IPv4; IPv4 only without IPv6); undefined when taken. */
+async function tryListen(port: number): Promise<Server | undefined> {
+  for (const host of ['::', '0.0.0.0']) {
+    const s = createServer();
+    const ok = await new Promise<boolean | 'no-family'>((resolve) => {
+      s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EAFNOSUPPORT' || err.code === 'EADDRNOTAVAIL' ? 'no-family' : false));
+      s.listen({ port, host, exclusive: true }, () => resolve(true));
+    });
+    if (ok === true) return s;
+    if (ok === false) return undefined;
+  }
+  return undefined;
+}
+
+export async function freePort(): Promise<number> {
+  return (await freePorts(1))[0] as number;
+}
