@@ -75,7 +75,7 @@ test('a hung listener (missed heartbeats) is killed and replaced', async (t) => 
   const echo = await startEcho('one');
   t.after(() => echo.close());
   const [port] = await freePorts(1);
-  const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [port!], [echo.port])] });
+  const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [port!], [echo.port])] }, { env: { FPROXY_HEARTBEAT_MS: '1000' } });
   const before = await poll(async () => {
     const a = await d.app('alpha');
     return a?.state === 'running' && a.pids.length === 1 ? a : undefined;
@@ -87,7 +87,7 @@ test('a hung listener (missed heartbeats) is killed and replaced', async (t) => 
       process.kill(victim, 'SIGKILL');
     } catch {}
   });
-  // 1 s heartbeat × 5 missed, plus the restart.
+  // 1 s heartbeat × 3 missed, plus the restart.
   const after = await poll(async () => {
     const a = await d.app('alpha');
     return a && a.pids.length === 1 && a.pids[0] !== victim ? a : undefined;

@@ -88,6 +88,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<Daemon> {
   const configPath = resolve(options.configPath ?? env.FPROXY_CONFIG_PATH ?? 'config.json');
   const adminAddr = parseAdminAddr(options.adminAddr ?? env.FPROXY_ADMIN_ADDR ?? DEFAULT_ADMIN_ADDR);
   const spares = options.spares ?? parseSpares(env.FPROXY_SPARE_LISTENERS);
+  const heartbeatMs = parseHeartbeat(env.FPROXY_HEARTBEAT_MS);
 
   let initial: LoadedConfig;
   try {
@@ -103,7 +104,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<Daemon> {
     if (!built.bundled) logger.warn({ reason: built.reason }, 'listeners run from TypeScript sources (more memory per process)');
     listenerEntry = built.url;
   }
-  const daemon = new DaemonProcess({ logger, configPath, options: { ...options, spares, listenerEntry }, env });
+  const daemon = new DaemonProcess({ logger, configPath, options: { ...options, spares, listenerEntry, timing: { ...(heartbeatMs ? { heartbeatMs } : {}), ...options.timing } }, env });
   await daemon.init(initial, adminAddr);
   return daemon;
 }
@@ -316,6 +317,14 @@ function toConfigErrorStatus(err: unknown, path: string): ConfigErrorStatus {
   else if (code === 'ERR_CONFIG_READ') message = `${text}:\n${formatIssues(issues)}`;
   else message = formatIssues(issues, path);
   return { code, message, issues, at: new Date().toISOString() };
+}
+
+/** FPROXY_HEARTBEAT_MS: ping interval to each listener; one that misses 3 in a row is replaced. */
+function parseHeartbeat(raw: string | undefined): number | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 100 || n > 600_000) throw new DaemonError('ERR_HEARTBEAT_INVALID', `Invalid FPROXY_HEARTBEAT_MS "${raw}": use an integer number of milliseconds from 100 to 600000`);
+  return n;
 }
 
 function parseSpares(raw: string | undefined): number {

@@ -24,8 +24,8 @@ export interface ListenerTiming {
 
 export const LISTENER_TIMING: ListenerTiming = {
   readyTimeoutMs: 10_000,
-  heartbeatMs: 1000,
-  missedHeartbeats: 5,
+  heartbeatMs: 5000,
+  missedHeartbeats: 3,
   killGraceMs: 2000,
 };
 
