@@ -24,7 +24,7 @@ test('SIGTERM lets an in-flight 5-second transfer finish, then exits 0', async (
   await once(slow, 'listening');
   t.after(() => new Promise<void>((r) => slow.close(() => r())));
   const [port] = await freePorts(1);
-  const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [port!], [(slow.address() as net.AddressInfo).port], { DrainTimeoutMs: 20_000 })] });
+  const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [port!], [(slow.address() as net.AddressInfo).port], { DrainTimeoutMs: 20_000 })] }, { env: { FPROXY_HEARTBEAT_MS: '1000' } });
   await poll(async () => (await d.app('alpha'))?.state === 'running', 10_000, 'alpha running');
 
   const client = net.connect(port!, '127.0.0.1');
@@ -32,7 +32,7 @@ test('SIGTERM lets an in-flight 5-second transfer finish, then exits 0', async (
   client.on('data', (c) => (received += c));
   const ended = once(client, 'end').then(() => Date.now());
   await poll(() => received.includes('chunk0'), 5000, 'the transfer to start');
-  // Counted from the listener's heartbeat replies (one a second).
+  // Counted from the listener's heartbeat replies (one a second here; 5 s by default).
   await poll(async () => (await d.app('alpha'))?.activeConnections === 1, 3000, 'activeConnections 1 in /apps');
   const pids = (await d.app('alpha'))!.pids;
   d.child.kill('SIGTERM');
