@@ -4,6 +4,7 @@ import type { ConnectError, Connector } from './connector.ts';
 import type { Logger } from './log.ts';
 import type { Router } from './router.ts';
 import type { Session } from './session.ts';
+import type { TlsTerminator } from './tls/terminator.ts';
 import type { ListenerSpec } from './spec.ts';
 
 export interface ListenerContext {
@@ -11,6 +12,8 @@ export interface ListenerContext {
   readonly router: Router;
   readonly connector: Connector;
   readonly logger: Logger;
+  /** Set while a Tls "terminate" app is started. */
+  readonly terminator: TlsTerminator | undefined;
   onConnectFailed(session: Session, err: ConnectError | null): void;
   onSessionClosed(session: Session): void;
 }

@@ -1,6 +1,7 @@
 // Listener: serves one app generation in this process. Owns the app's servers (one per port, each
 // bound dual-stack on `::` with SO_REUSEPORT so another generation or worker can bind the same
-// ports), the target pools, the DNS cache, the open sessions and the counters.
+// ports), the target pools, the DNS cache, the open sessions and the counters; for a Tls
+// "terminate" app, the certificates (loaded at start, watched until drain).
 //
 // Invariants: start() either binds every port or binds none (it closes what it bound and throws
 // ListenerError); after drain() starts no connection is accepted; drain() resolves once every
@@ -14,6 +15,8 @@ import type { Logger } from './log.ts';
 import { Router } from './router.ts';
 import { Session } from './session.ts';
 import type { ListenerSpec } from './spec.ts';
+import { CertStore } from './tls/cert-store.ts';
+import { TlsTerminator } from './tls/terminator.ts';
 
 export class ListenerError extends Error {
   readonly code: string;
@@ -70,6 +73,7 @@ export class Listener implements ListenerContext {
   #draining = false;
   #drainWaiter: (() => void) | null = null;
   #lastConnectErrorLog = 0;
+  #terminator: TlsTerminator | undefined;
 
   constructor(spec: ListenerSpec, opts: ListenerOptions) {
     this.spec = spec;
@@ -82,6 +86,7 @@ export class Listener implements ListenerContext {
 
   /** Warm DNS for every target, then bind every port. Resolves with the bound ports. */
   async start(): Promise<number[]> {
+    this.#openTls();
     const hosts = new Set<string>();
     for (const t of this.spec.targets) hosts.add(t.host);
     for (const r of this.spec.routes) for (const t of r.targets) hosts.add(t.host);
@@ -93,9 +98,28 @@ export class Listener implements ListenerContext {
       for (const port of this.spec.ports) bound.push(await this.#bind(port));
     } catch (err) {
       await this.#closeServers();
+      this.#terminator?.close();
       throw err;
     }
     return bound;
+  }
+
+  /** Terminate apps: load every cert now (a bad one fails the start, never a connection), then watch. */
+  #openTls(): void {
+    const tls = this.spec.tls;
+    if (tls?.mode !== 'terminate' || this.#terminator !== undefined) return;
+    let store: CertStore;
+    try {
+      store = CertStore.load(tls.certs, { logger: this.logger });
+    } catch (err) {
+      const e = err as { code?: string; message: string };
+      throw new ListenerError(e.code ?? 'ERR_TLS_CERT', this.spec.app, undefined, `App "${this.spec.app}": ${e.message}`, err);
+    }
+    this.#terminator = new TlsTerminator(store.watch(), this.router, this.spec.routes.some((r) => r.alpn.length > 0));
+  }
+
+  get terminator(): TlsTerminator | undefined {
+    return this.#terminator;
   }
 
   async #bind(port: number): Promise<number> {
@@ -181,6 +205,7 @@ export class Listener implements ListenerContext {
     if (this.#draining) return { closedByTimeout: 0 };
     this.#draining = true;
     await this.#closeServers();
+    this.#terminator?.close();
     if (this.#sessions.size === 0) return { closedByTimeout: 0 };
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, timeoutMs);

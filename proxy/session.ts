@@ -1,20 +1,29 @@
 // Session: the life of one client connection, top to bottom:
 //   1. accept (the socket arrives paused: nothing is read until we know where it goes)
-//   2. inspect: read the PROXY header and/or peek the ClientHello, when the app asks for either,
-//      bounded by handshakeTimeoutMs and the parsers' size caps
-//   3. route: pick the target pool (SNI/ALPN route or the app's default pool)
+//   2. inspect, when the app asks for it, all within handshakeTimeoutMs:
+//      a. PROXY header (acceptProxyProtocol): parsed and stripped; its source becomes the client
+//      b. passthrough: peek the ClientHello for SNI/ALPN; the bytes stay to be forwarded
+//      c. terminate: hand the socket (bytes after the PROXY header unshifted) to TLS; the
+//         handshake's SNI and ALPN decide the route
+//   3. route: pick the target pool (SNI/ALPN route or the app's default pool); none → RST
 //   4. connect: Connector tries targets within the budget; failure → RST to the client
 //   5. forward: write the prelude (outgoing PROXY header, peeked bytes), then bytes both ways with
 //      backpressure and half-close, until both sides end, either errors, or the idle timeout fires
 //   6. close: one counter update and, at debug, one access-log line
 //
-// Invariants: after step 5 starts only the forwarding handlers touch the sockets; a failure is an
-// outcome (counted, logged at debug), never an exception out of the process; an error or reset on
-// one side resets the other.
+// Invariants: a plain TCP app without PROXY header goes from 1 straight to 3 (no timer, no buffer);
+// inspecting never copies more than O(bytes received) however the bytes are split, and rejects a
+// byte that cannot start a PROXY header / ClientHello as soon as it arrives; a client FIN that
+// arrives after inspecting and before forwarding is passed on when forwarding starts (a FIN while
+// inspecting ends the session: the header/hello can never complete); after step 5 starts
+// only the forwarding handlers touch the sockets; a failure is an outcome with a stable `code`
+// (counted, logged at debug), never an exception out of the process; an error or reset on one side
+// resets the other.
 import type net from 'node:net';
+import type tls from 'node:tls';
 import type { ConnectError, ConnectHandle, ConnectResult } from './connector.ts';
 import type { ListenerContext } from './listener-context.ts';
-import { parseProxyHeader, buildProxyHeaderV1, buildProxyHeaderV2 } from './proxy-protocol.ts';
+import { parseProxyHeader, buildProxyHeaderV1, buildProxyHeaderV2, type ProxyEndpoint } from './proxy-protocol.ts';
 import { parseClientHello } from './tls/client-hello.ts';
 import type { RoundRobin } from './round-robin.ts';
 import type { TargetSpec } from './spec.ts';
@@ -25,29 +34,51 @@ const kPeer = Symbol('peer');
 const kSession = Symbol('session');
 type Peered = net.Socket & { [kPeer]: Peered; [kSession]: Session };
 
+const NO_ALPN: readonly string[] = Object.freeze([]);
+const TLS_RECORD_HEADER = 5;
+
 export class Session {
   readonly ctx: ListenerContext;
+  /** The accepted TCP socket (its byte counts are the wire's, TLS included). */
   readonly client: net.Socket;
   readonly startedAt: number;
   upstream: net.Socket | null = null;
   /** Set from a PROXY header; otherwise read lazily (getpeername is a syscall per connection). */
   #clientAddress: string | undefined;
   #clientPort: number | undefined;
+  #destAddress: string | undefined;
+  #destPort: number | undefined;
   sni: string | undefined;
+  /** Terminate: the protocol negotiated. Passthrough: not known (the target negotiates). */
+  alpn: string | undefined;
   target: string | undefined;
   endpoint: string | undefined;
   attempts = 0;
   outcome: Outcome = 'ok';
-  #inspectBuf: Buffer | null = null;
+  /** Why the session failed, when it did: ERR_NOT_TLS, ERR_PROXY_HEADER_MISSING, ERR_NO_ROUTE … */
+  code: string | undefined;
+  /** What bytes are forwarded from and to on the client side: `client`, or the TLS socket over it. */
+  #down: net.Socket;
+  /** Inspect buffer: bytes [#bufStart, #bufEnd) of #buf are received and not yet consumed. */
+  #buf: Buffer | null = null;
+  #bufStart = 0;
+  #bufEnd = 0;
+  /** Passthrough: don't re-parse the ClientHello before this many bytes (its first record) are in. */
+  #helloWant = 0;
   #prelude: Buffer | null = null;
   #timer: NodeJS.Timeout | null = null;
   #connect: ConnectHandle | null = null;
   #proxyDone: boolean;
+  /** Reading to inspect; a FIN now means the header/hello can never complete. */
+  #inspecting = false;
+  /** The client's FIN came between inspect and forward; pass it on once forwarding starts. */
+  #clientEnded = false;
   #closed = false;
 
   constructor(ctx: ListenerContext, client: net.Socket) {
     this.ctx = ctx;
     this.client = client;
+    this.#down = client;
     this.startedAt = Date.now();
     this.#proxyDone = !ctx.spec.acceptProxyProtocol;
   }
@@ -67,50 +98,135 @@ export class Session {
     c[kSession] = this;
     c.on('error', onClientEarlyError);
     c.on('close', onClientEarlyClose);
-    if (this.#proxyDone && this.ctx.spec.tls?.mode !== 'passthrough') return this.#route(undefined, []);
+    const tlsMode = this.ctx.spec.tls?.mode;
+    if (this.#proxyDone && tlsMode === undefined) return this.#route(undefined, NO_ALPN);
     // 2. inspect
     this.#timer = setTimeout(onHandshakeTimeout, this.ctx.spec.handshakeTimeoutMs, this);
+    if (this.#proxyDone && tlsMode === 'terminate') return this.#terminate(null);
     c.on('data', onInspectData);
+    // Until forwarding starts: pause() does not stop Node from reading ahead to the FIN (the stream
+    // keeps filling up to its high-water mark), and an 'end' nobody hears would be lost for good.
+    c.on('end', onClientEarlyEnd);
+    this.#inspecting = true;
     c.resume();
   }
 
   /** @internal 2. inspect: called with every chunk until the header/hello is complete. */
   inspect(chunk: Buffer): void {
-    const buf = this.#inspectBuf === null ? chunk : Buffer.concat([this.#inspectBuf, chunk]);
-    this.#inspectBuf = buf;
-    let offset = 0;
+    const buf = this.#append(chunk);
     if (!this.#proxyDone) {
+      // 2a. PROXY header
       const r = parseProxyHeader(buf);
       if (r.status === 'need-more') return;
       if (r.status === 'error') return this.#abort('bad-handshake', r.code);
       this.#proxyDone = true;
-      if (r.header.sourceAddress !== undefined) {
-        this.#clientAddress = r.header.sourceAddress;
-        this.#clientPort = r.header.sourcePort;
+      // LOCAL (a health check) and UNKNOWN carry no addresses: the connection's own stand.
+      const h = r.header;
+      if (h.sourceAddress !== undefined && h.destinationAddress !== undefined) {
+        this.#clientAddress = h.sourceAddress;
+        this.#clientPort = h.sourcePort;
+        this.#destAddress = h.destinationAddress;
+        this.#destPort = h.destinationPort;
       }
-      offset = r.length;
-      this.#inspectBuf = buf.subarray(offset);
+      this.#bufStart += r.length;
     }
-    const rest = this.#inspectBuf;
-    if (this.ctx.spec.tls?.mode !== 'passthrough') {
-      // PROXY header only: the remaining bytes (if any) go upstream first.
-      return this.#endInspect(rest.length > 0 ? rest : null, undefined, []);
-    }
-    if (rest.length === 0) return;
+    const rest = this.#buf!.subarray(this.#bufStart, this.#bufEnd);
+    const tlsMode = this.ctx.spec.tls?.mode;
+    // PROXY header only: the remaining bytes (if any) go upstream first.
+    if (tlsMode === undefined) return this.#endInspect(rest.length > 0 ? rest : null, undefined, NO_ALPN);
+    if (tlsMode === 'terminate') return this.#terminate(rest);
+    // 2b. passthrough: the parser is O(bytes), so skip calls that cannot complete the first record.
+    if (rest.length === 0 || rest.length < this.#helloWant) return;
     const hello = parseClientHello(rest);
-    if (hello.status === 'need-more') return;
+    if (hello.status === 'need-more') {
+      // The parser saw no fault in the record header, so its length is the next point worth a look.
+      if (rest.length >= TLS_RECORD_HEADER) this.#helloWant = TLS_RECORD_HEADER + rest.readUInt16BE(3);
+      return;
+    }
     if (hello.status === 'error') return this.#abort('bad-handshake', hello.code);
     this.#endInspect(rest, hello.sni, hello.alpn);
   }
 
-  #endInspect(prelude: Buffer | null, sni: string | undefined, alpn: readonly string[]): void {
+  /** Adds a chunk to the inspect buffer; returns the unconsumed bytes. Grows by doubling. */
+  #append(chunk: Buffer): Buffer {
+    const held = this.#buf;
+    const used = this.#bufEnd - this.#bufStart;
+    if (held === null || used === 0) {
+      // The common cases: everything in one chunk, or the PROXY header alone in the first one.
+      this.#buf = chunk;
+      this.#bufStart = 0;
+      this.#bufEnd = chunk.length;
+      return chunk;
+    }
+    if (this.#bufEnd + chunk.length <= held.length) {
+      // Spare room exists only in buffers allocated below, never in a received chunk.
+      chunk.copy(held, this.#bufEnd);
+    } else {
+      const grown = Buffer.allocUnsafe(Math.max(2 * (used + chunk.length), 512));
+      held.copy(grown, 0, this.#bufStart, this.#bufEnd);
+      chunk.copy(grown, used);
+      this.#buf = grown;
+      this.#bufStart = 0;
+      this.#bufEnd = used;
+    }
+    this.#bufEnd += chunk.length;
+    return this.#buf!.subarray(this.#bufStart, this.#bufEnd);
+  }
+
+  #stopInspecting(): void {
     const c = this.client;
     c.removeListener('data', onInspectData);
     c.pause();
+    this.#inspecting = false;
+    this.#buf = null;
+  }
+
+  #endInspect(prelude: Buffer | null, sni: string | undefined, alpn: readonly string[]): void {
+    this.#stopInspecting();
     this.#clearTimer();
     this.#prelude = prelude;
-    this.#inspectBuf = null;
     this.#route(sni, alpn);
+  }
+
+  // 2c. terminate: the handshake timer keeps running until the TLS socket is secure.
+  #terminate(rest: Buffer | null): void {
+    const terminator = this.ctx.terminator;
+    this.#stopInspecting();
+    if (terminator === undefined) return this.#abort('bad-handshake', 'ERR_TLS_NOT_CONFIGURED');
+    const c = this.client;
+    // From here TLS reads the socket's handle itself; its EOF reaches the TLS socket, not `c`.
+    c.removeListener('end', onClientEarlyEnd);
+    if (rest !== null && rest.length > 0) c.unshift(rest);
+    const t = terminator.wrap(c) as tls.TLSSocket & Peered;
+    t[kSession] = this;
+    this.#down = t;
+    t.on('secure', onSecure);
+    t.on('error', onTlsEarlyError);
+    // A TLS socket reads ahead too: a close_notify/FIN right after the handshake would go unheard.
+    t.on('end', onClientEarlyEnd);
+  }
+
+  /** @internal 2c done: the handshake completed. */
+  secured(t: tls.TLSSocket): void {
+    if (this.#closed) return;
+    this.#clearTimer();
+    this.sni = t.servername || undefined;
+    this.alpn = t.alpnProtocol || undefined;
+    // The ALPN callback chose the protocol that leads to the same route as the whole offer did.
+    this.#route(this.sni, this.alpn === undefined ? NO_ALPN : [this.alpn]);
+  }
+
+  /** @internal a TLS error before forwarding starts. */
+  tlsFailed(err: NodeJS.ErrnoException): void {
+    if (this.#closed) return;
+    const handshaking = this.#timer !== null;
+    this.#abort(handshaking ? 'bad-handshake' : 'client-error', handshaking ? 'ERR_TLS_HANDSHAKE' : (err.code ?? 'ERR_CLIENT'));
+  }
+
+  /** @internal the client's FIN before forwarding: fatal while inspecting, remembered after. */
+  clientEndedEarly(): void {
+    if (this.#inspecting) return this.#abort('bad-handshake', 'ERR_HANDSHAKE_EOF');
+    this.#clientEnded = true;
   }
 
   /** @internal */
@@ -149,11 +265,17 @@ export class Session {
 
   // 5. forward
   #forward(up: net.Socket): void {
-    const c = this.client as Peered;
+    const c = this.#down as Peered;
     const u = up as Peered;
     this.upstream = up;
-    c.removeListener('error', onClientEarlyError);
-    c.removeListener('close', onClientEarlyClose);
+    this.client.removeListener('error', onClientEarlyError);
+    this.client.removeListener('close', onClientEarlyClose);
+    this.client.removeListener('end', onClientEarlyEnd);
+    if (c !== this.client) {
+      c.removeListener('error', onTlsEarlyError);
+      c.removeListener('secure', onSecure);
+      c.removeListener('end', onClientEarlyEnd);
+    }
     c[kPeer] = u;
     u[kPeer] = c;
     u[kSession] = this;
@@ -164,6 +286,7 @@ export class Session {
       u.write(this.#prelude);
       this.#prelude = null;
     }
+    if (this.#clientEnded) u.end();
     c.on('data', onData);
     u.on('data', onData);
     c.on('drain', onDrain);
@@ -175,7 +298,7 @@ export class Session {
     c.on('close', onClose);
     u.on('close', onClose);
     const idle = this.ctx.spec.idleTimeoutMs;
-    // Every byte either way is a read or a write on the client socket, so one timer covers both.
+    // Every byte either way is a read or a write on the client side, so one timer covers both.
     if (idle > 0) {
       c.setTimeout(idle);
       c.on('timeout', onIdle);
@@ -183,20 +306,25 @@ export class Session {
     c.resume();
   }
 
+  /**
+   * Source: the client (from the PROXY header if one came). Destination: where the client connected,
+   * i.e. the PROXY header's destination if one came, else our own socket's. The builder takes the
+   * address text as the truth (IPv4-mapped pairs go out as TCP4), so the family is only a hint.
+   */
   #proxyHeaderOut(version: 'v1' | 'v2'): Buffer {
     const c = this.client;
-    const srcAddr = this.clientAddress ?? '0.0.0.0';
-    const family = srcAddr.includes(':') ? 6 : 4;
-    const dstAddr = c.localAddress ?? (family === 6 ? '::' : '0.0.0.0');
-    const src = { address: unmapV4(srcAddr, family), port: this.clientPort ?? 0, family: family as 4 | 6 };
-    const dst = { address: unmapV4(dstAddr, family), port: c.localPort ?? 0, family: family as 4 | 6 };
+    const src = endpointOf(this.clientAddress, this.clientPort);
+    const dst = this.#destAddress !== undefined ? endpointOf(this.#destAddress, this.#destPort) : endpointOf(c.localAddress, c.localPort);
     return version === 'v1' ? buildProxyHeaderV1(src, dst) : buildProxyHeaderV2(src, dst);
   }
 
-  #abort(outcome: Outcome, _code: string): void {
+  #abort(outcome: Outcome, code: string): void {
     this.outcome = outcome;
+    this.code = code;
     this.#clearTimer();
-    // RST: the client learns at once that nothing is behind us (no half-open wait).
+    // RST: the client learns at once that nothing is behind us (no half-open wait). A TLS socket
+    // over it is destroyed by Node once the TCP socket has closed; destroying it here, before the
+    // handle is closed, frees the TLS state under libuv's feet (a native heap corruption).
     if (!this.client.destroyed) this.client.resetAndDestroy();
     this.finish();
   }
@@ -212,6 +340,8 @@ export class Session {
   destroy(outcome: Outcome): void {
     if (this.#closed) return;
     this.outcome = outcome;
+    this.code = 'ERR_DRAINED';
+    this.#down.destroy();
     this.client.destroy();
     this.upstream?.destroy();
     this.finish();
@@ -222,6 +352,7 @@ export class Session {
     if (this.#closed) return;
     this.#closed = true;
     this.#clearTimer();
+    this.#buf = null;
     if (this.#connect !== null) {
       this.#connect.cancel();
       this.#connect = null;
@@ -230,10 +361,10 @@ export class Session {
   }
 }
 
-function unmapV4(address: string, family: number): string {
-  // A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d; PROXY v1 TCP4 wants a.b.c.d.
-  if (family === 6 && address.startsWith('::ffff:') && address.includes('.')) return address.slice(7);
-  return address;
+function endpointOf(address: string | undefined, port: number | undefined): ProxyEndpoint {
+  // An unknown address makes the builder send UNKNOWN / AF_UNSPEC instead of failing the connection.
+  const a = address ?? '';
+  return { address: a, port: port ?? 0, family: a.includes(':') ? 6 : 4 };
 }
 
 // ---- shared handlers: `this` is the socket; no closure per connection or per chunk ----
@@ -241,12 +372,21 @@ function unmapV4(address: string, family: number): string {
 function onInspectData(this: Peered, chunk: Buffer): void {
   this[kSession].inspect(chunk);
 }
+function onClientEarlyEnd(this: Peered): void {
+  this[kSession].clientEndedEarly();
+}
 function onHandshakeTimeout(s: Session): void {
   s.handshakeTimedOut();
 }
+function onSecure(this: tls.TLSSocket & Peered): void {
+  this[kSession].secured(this);
+}
+function onTlsEarlyError(this: Peered, err: NodeJS.ErrnoException): void {
+  this[kSession].tlsFailed(err);
+}
 function onClientEarlyError(this: Peered): void {
   const s = this[kSession];
-  s.outcome = 'client-error';
+  if (s.outcome === 'ok') s.outcome = 'client-error';
   this.destroy();
   s.finish();
 }
@@ -266,9 +406,11 @@ function onEnd(this: Peered): void {
 }
 function onError(this: Peered): void {
   const s = this[kSession];
-  if (s.outcome === 'ok') s.outcome = this === s.client ? 'client-error' : 'upstream-error';
-  const peer = this[kPeer];
-  if (!peer.destroyed) peer.resetAndDestroy();
+  const fromUpstream = this === s.upstream;
+  if (s.outcome === 'ok') s.outcome = fromUpstream ? 'upstream-error' : 'client-error';
+  // Reset the other side's TCP socket: the client's, not the TLS socket over it (no RST there).
+  const other = fromUpstream ? s.client : this[kPeer];
+  if (!other.destroyed) other.resetAndDestroy();
 }
 function onClose(this: Peered): void {
   const peer = this[kPeer];

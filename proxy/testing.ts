@@ -112,3 +112,283 @@ export async function startBlackhole(): Promise<{ port: number; stop: () => void
   await once(parked, 'connect');
   return { port, stop: () => { parked.destroy(); py.kill('SIGKILL'); } };
 }
+
+// ---- TLS and byte-level helpers (tls-*.test.ts, proxy-protocol-e2e.test.ts, websocket.test.ts) ----
+
+const MAKE_CERT = new URL('../scripts/make-test-cert.sh', import.meta.url).pathname;
+
+export interface TestCert {
+  readonly certPath: string;
+  readonly keyPath: string;
+  readonly pem: Buffer;
+  readonly key: Buffer;
+  readonly fingerprint256: string;
+}
+
+/**
+ * A self-signed cert for `names` (first = CN) in `dir` as `<file>.crt/.key`, via
+ * scripts/make-test-cert.sh (renamed into place). `[cn, '-']` makes one without subjectAltName.
+ */
+export async function makeCert(dir: string, file: string, names: string[]): Promise<TestCert> {
+  const { execFile } = await import('node:child_process');
+  const { readFile } = await import('node:fs/promises');
+  const { X509Certificate } = await import('node:crypto');
+  const certPath = `${dir}/${file}.crt`;
+  const keyPath = `${dir}/${file}.key`;
+  await new Promise<void>((resolve, reject) =>
+    execFile('bash', [MAKE_CERT, certPath, keyPath, names[0]!, ...(names[1] === '-' ? ['-'] : names)], (err) => (err ? reject(err) : resolve())));
+  const pem = await readFile(certPath);
+  return { certPath, keyPath, pem, key: await readFile(keyPath), fingerprint256: new X509Certificate(pem).fingerprint256 };
+}
+
+/** A fresh temporary directory, removed after the test. */
+export async function tempDir(t: { after: (fn: () => unknown) => void }): Promise<string> {
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const dir = await mkdtemp(`${tmpdir()}/fproxy-test-`);
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface Recorder {
+  readonly port: number;
+  /** Every byte each connection sent, in connection order (complete once that connection ended). */
+  readonly received: Buffer[];
+  close(): Promise<void>;
+}
+
+/** A TCP target that records what it receives and replies `${tag}:` + the bytes, honouring half-close. */
+export async function startRecorder(tag: string, host = '127.0.0.1'): Promise<Recorder> {
+  const received: Buffer[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    const index = received.push(Buffer.alloc(0)) - 1;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    let tagged = false;
+    s.on('data', (d: Buffer) => {
+      received[index] = Buffer.concat([received[index]!, d]);
+      if (!tagged) {
+        tagged = true;
+        s.write(`${tag}:`);
+      }
+      s.write(d);
+    });
+    s.on('end', () => s.end());
+  });
+  server.listen(0, host);
+  await once(server, 'listening');
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    received,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+export interface TlsTarget {
+  readonly port: number;
+  /** ALPN protocol negotiated on each connection, in order (false = none). */
+  readonly alpn: (string | false)[];
+  close(): Promise<void>;
+}
+
+/** A TLS target serving `cert`: replies `${tag}:` + the bytes of each connection, honouring half-close. */
+export async function startTlsEcho(tag: string, cert: TestCert, alpnProtocols?: string[]): Promise<TlsTarget> {
+  const tls = await import('node:tls');
+  const alpn: (string | false)[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = tls.createServer({ cert: cert.pem, key: cert.key, allowHalfOpen: true, ...(alpnProtocols ? { ALPNProtocols: alpnProtocols } : {}) }, (s) => {
+    alpn.push(s.alpnProtocol ?? false);
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    let tagged = false;
+    s.on('data', (d: Buffer) => {
+      if (!tagged) {
+        tagged = true;
+        s.write(`${tag}:`);
+      }
+      s.write(d);
+    });
+    s.on('end', () => s.end());
+  });
+  server.on('tlsClientError', () => {});
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    alpn,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+export interface TlsExchange extends Exchange {
+  /** The certificate the client was shown. */
+  peerCert?: import('node:crypto').X509Certificate;
+  alpn?: string | false;
+}
+
+/**
+ * TLS through `port`: handshake (SNI `servername` unless undefined), send `data`, half-close, collect
+ * the whole reply. Never rejects. `socket` lets the caller write bytes (a PROXY header) first.
+ */
+export function tlsExchange(port: number, data: string, opts: { servername?: string; ALPNProtocols?: string[]; socket?: import('node:stream').Duplex; timeoutMs?: number } = {}): Promise<TlsExchange> {
+  return import('node:tls').then((tls) => new Promise((resolve) => {
+    const t0 = performance.now();
+    const chunks: Buffer[] = [];
+    const out: TlsExchange = { reply: '', ms: 0 };
+    const options: import('node:tls').ConnectionOptions & { allowHalfOpen: boolean } = {
+      ...(opts.socket ? { socket: opts.socket } : { port, host: '127.0.0.1' }),
+      // A bare IP as servername would be sent as no SNI anyway; '' makes "no SNI" explicit.
+      servername: opts.servername ?? '',
+      rejectUnauthorized: false,
+      allowHalfOpen: true,
+      ...(opts.ALPNProtocols ? { ALPNProtocols: opts.ALPNProtocols } : {}),
+    };
+    const s = tls.connect(options);
+    let settled = false;
+    const done = (error?: NodeJS.ErrnoException) => {
+      if (settled) return;
+      settled = true;
+      s.destroy();
+      opts.socket?.destroy();
+      resolve({ ...out, reply: Buffer.concat(chunks).toString(), ms: performance.now() - t0, ...(error ? { error } : {}) });
+    };
+    s.setTimeout(opts.timeoutMs ?? 5000, () => done(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    s.on('secureConnect', () => {
+      out.peerCert = s.getPeerX509Certificate();
+      out.alpn = s.alpnProtocol ?? false;
+      s.end(data);
+    });
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('end', () => done());
+    s.on('error', (e) => done(e));
+    s.on('close', () => done());
+  }));
+}
+
+/**
+ * `openssl s_client -connect 127.0.0.1:port ...args` with `input` on stdin (kept open: -ign_eof).
+ * Resolves with stdout once it matches `until` or the process exits, and kills it by its pid then
+ * (or after `timeoutMs`).
+ */
+export async function sClient(port: number, args: string[], input: string, until: RegExp, timeoutMs = 5000): Promise<{ stdout: string; matched: boolean }> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-ign_eof', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stderr.on('data', () => {});
+  child.stdin.on('error', () => {});
+  child.stdin.end(input);
+  const exited = once(child, 'close');
+  const matched = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d;
+      if (until.test(stdout)) {
+        clearTimeout(timer);
+        resolve(true);
+      }
+    });
+    child.on('close', () => {
+      clearTimeout(timer);
+      resolve(until.test(stdout));
+    });
+  });
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await exited;
+  return { stdout, matched };
+}
+
+/** Subject CN / serial as openssl s_client prints the server's certificate ("subject=CN = a.example.test"). */
+export function sClientSubject(stdout: string): string | undefined {
+  return /^subject=.*?CN\s*=\s*([^,\n]+)/m.exec(stdout)?.[1]?.trim();
+}
+
+/** A pino logger that keeps its lines (parsed) in memory, for asserting on warnings and access lines. */
+export async function captureLogger(level = 'debug'): Promise<{ logger: import('./log.ts').Logger; lines: Record<string, unknown>[] }> {
+  const { pino } = await import('pino');
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  return { logger, lines };
+}
+
+export interface SlowResult {
+  /** From connect to the socket closing. */
+  ms: number;
+  /** Bytes written before the close. */
+  sent: number;
+  error?: NodeJS.ErrnoException;
+}
+
+/**
+ * A slowloris client: connects and writes `bytes` one byte every `intervalMs` (the first at once)
+ * until the server closes the connection, then resolves. After the last byte it just waits (giving
+ * up with ETIMEDOUT after `giveUpMs` of silence).
+ */
+export function slowClient(port: number, bytes: Uint8Array, intervalMs: number, giveUpMs = 10_000): Promise<SlowResult> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true, noDelay: true });
+    s.setTimeout(giveUpMs, () => s.destroy(Object.assign(new Error('server never closed'), { code: 'ETIMEDOUT' })));
+    let sent = 0;
+    let t0 = 0;
+    let timer: NodeJS.Timeout | undefined;
+    let error: NodeJS.ErrnoException | undefined;
+    const tick = () => {
+      if (s.destroyed) return;
+      if (sent < bytes.length) s.write(bytes.subarray(sent, ++sent));
+      timer = setTimeout(tick, intervalMs);
+    };
+    s.on('connect', () => {
+      t0 = performance.now();
+      tick();
+    });
+    s.on('data', () => {});
+    s.on('error', (e) => { error = e; });
+    s.on('end', () => s.destroy());
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve({ ms: performance.now() - t0, sent, ...(error ? { error } : {}) });
+    });
+  });
+}
+
+/**
+ * A connected socket whose writes leave in `size`-byte segments, one per event-loop turn, so the
+ * listener sees a ClientHello (or PROXY header) arrive in many small chunks. Use as tls.connect's socket.
+ */
+export async function choppedSocket(port: number, size: number): Promise<import('node:stream').Duplex> {
+  const { Duplex } = await import('node:stream');
+  const raw = net.connect({ port, host: '127.0.0.1', noDelay: true });
+  await once(raw, 'connect');
+  const d = new Duplex({
+    write(chunk: Buffer, _enc, cb) {
+      let at = 0;
+      const step = () => {
+        if (at >= chunk.length || raw.destroyed) return cb();
+        raw.write(chunk.subarray(at, (at += size)));
+        setImmediate(step);
+      };
+      step();
+    },
+    read() {},
+    final(cb) {
+      raw.end();
+      cb();
+    },
+    destroy(err, cb) {
+      raw.destroy();
+      cb(err);
+    },
+  });
+  raw.on('data', (c: Buffer) => d.push(c));
+  raw.on('end', () => d.push(null));
+  raw.on('error', (e) => d.destroy(e));
+  return d;
+}
