@@ -198,3 +198,39 @@ test('client sockets get TCP keepalive from the listening socket (no per-connect
   const ss = execFileSync('ss', ['-tno', 'state', 'established', `( sport = :${ports[0]} )`], { encoding: 'utf8' });
   assert.match(ss, /timer:\(keepalive,/, ss);
 });
+
+test('a target that sends a large response and closes at once: a slow client still gets every byte', async (t) => {
+  const payload = randomBytes(24 * 1024 * 1024);
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => {});
+    s.end(payload);
+    s.resume();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const { listener, ports } = await listen(t, makeSpec([`127.0.0.1:${(server.address() as net.AddressInfo).port}`]));
+  const c = net.connect({ port: ports[0]!, host: '127.0.0.1', allowHalfOpen: true });
+  c.on('error', () => {});
+  await once(c, 'connect');
+  c.pause();
+  c.end('request'); // half-close first, as a request/response client does
+  // The target is done and gone long before the client starts reading.
+  await waitFor(() => listener.counters().activeConnections === 1 && c.readableLength > 0, 5000, 'first bytes');
+  await new Promise((r) => setTimeout(r, 300));
+  let received = 0;
+  const hash = createHash('sha256');
+  // A slow reader keeps every buffer on the way full, so the proxy still holds bytes of its own
+  // when the target's FIN arrives.
+  c.on('data', (d: Buffer) => {
+    received += d.length;
+    hash.update(d);
+    c.pause();
+    setTimeout(() => c.resume(), 1);
+  });
+  c.resume();
+  await Promise.race([once(c, 'end'), once(c, 'close')]);
+  assert.equal(received, payload.length);
+  assert.equal(hash.digest('hex'), createHash('sha256').update(payload).digest('hex'));
+  await waitFor(() => listener.counters().activeConnections === 0, 5000, 'session closed');
+});

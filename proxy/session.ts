@@ -401,8 +401,16 @@ function onDrain(this: Peered): void {
   this[kPeer].resume();
 }
 function onEnd(this: Peered): void {
+  const peer = this[kPeer];
+  // The peer already sent its FIN and has nothing left to write: closing it sends our FIN just as
+  // end() would, without the shutdown() syscall and its round of stream callbacks (plain TCP only;
+  // TLS needs end() for close_notify).
+  if (peer.readableEnded && peer.writableLength === 0 && (peer as { encrypted?: boolean }).encrypted !== true) {
+    peer.destroy();
+    return;
+  }
   // Half-close: pass the FIN on; the other direction keeps flowing until it ends too.
-  this[kPeer].end();
+  peer.end();
 }
 function onError(this: Peered): void {
   const s = this[kSession];
@@ -414,9 +422,22 @@ function onError(this: Peered): void {
 }
 function onClose(this: Peered): void {
   const peer = this[kPeer];
-  if (!peer.destroyed) peer.destroy();
+  if (!peer.destroyed) {
+    if (peer.readableEnded && peer.writableEnded) {
+      // Both FINs are through: the peer closes itself once its last bytes are flushed. Destroying it
+      // now would drop them; a reader that never drains them is cut off at the flush deadline.
+      peer.setTimeout(FLUSH_DEADLINE_MS);
+      peer.once('timeout', onFlushDeadline);
+      return;
+    }
+    peer.destroy();
+  }
   // Both sockets emit close; finish() runs once, after both are gone.
   if (peer.destroyed && this.destroyed && peer.closed && this.closed) this[kSession].finish();
+}
+const FLUSH_DEADLINE_MS = 30_000;
+function onFlushDeadline(this: Peered): void {
+  this.destroy();
 }
 function onIdle(this: Peered): void {
   const s = this[kSession];
