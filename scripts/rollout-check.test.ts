@@ -1,4 +1,5 @@
-// The short rollout-check run that is part of `make test`: 8 rewrites under load, no failure.
+// The short rollout-check run that is part of `make test`: 8 rewrites under load, no failure, for
+// the plain TCP app and the TLS passthrough app alike.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -6,7 +7,7 @@ import { once } from 'node:events';
 
 const SCRIPT = new URL('./rollout-check', import.meta.url).pathname;
 
-test('rollout-check: 8 config rewrites under load lose no connection', async (t) => {
+test('rollout-check: 8 config rewrites under load lose no connection, TCP or TLS', async (t) => {
   // Time-to-effect is checked with more slack than the 1 s of the full run: this one shares a
   // 2-core machine with the other test files. Failures must be 0 either way.
   const child = spawn(SCRIPT, ['--rewrites', '8', '--effect-ms', '2500'], {
@@ -24,9 +25,17 @@ test('rollout-check: 8 config rewrites under load lose no connection', async (t)
   t.diagnostic(out.trim());
   assert.equal(code, 0, `rollout-check failed:\n${out}\n${err}`);
   assert.match(out, /^failures: +0$/m);
+  assert.match(out, /^tls failures: +0$/m);
   assert.match(out, /^rollouts: +8 \(8 rewrites\)$/m);
+  assert.match(out, /^tls rollouts: +8 \(8 rewrites\)$/m);
+  assert.match(out, /^workers: +2 per app \(rolling, steady, tls-pass\)$/m);
   const connections = Number(/^connections made: +(\d+)/m.exec(out)?.[1]);
   assert.ok(connections > 100, `${connections} connections made under load`);
+  const tlsConnections = Number(/^tls connections made: +(\d+)/m.exec(out)?.[1]);
+  assert.ok(tlsConnections > 50, `${tlsConnections} TLS connections made under load`);
+  // Both routes were served by both of their target sets (the rollouts switched them under load).
+  const answeredBy = /^tls load: .*answered by (.*)$/m.exec(out)?.[1] ?? '';
+  for (const tag of ['a0', 'a1', 'b0', 'b1']) assert.match(answeredBy, new RegExp(`\\b${tag} [1-9]\\d*\\b`), `TLS target ${tag} never answered: ${answeredBy}`);
   assert.match(out, /^OK$/m);
 });
 

@@ -1,13 +1,25 @@
-// rollout-check: shows that config rollouts cost no connection. It starts two sets of tagged
-// echo targets and the real daemon (daemon/main.ts, as a child process), keeps `simulate` running
-// against the app with a new connection per exchange at --concurrency, and rewrites the config
-// --rewrites times with atomic renames, alternating the app's target set and adding/removing a
-// second port. After each rewrite it waits until fresh connections are answered by the new
-// targets (and the second port answers or refuses as it should); that time must stay under
-// --effect-ms. A "steady" app that is never edited must keep its pids throughout.
-// Prints connections, failures, rollouts, the slowest time-to-effect; exits 1 on any failure.
+// rollout-check: shows that config rollouts cost no connection, for plain TCP and TLS passthrough
+// apps alike. It starts two sets of tagged echo targets, four TLS echo targets with a certificate
+// each (rollout-check-lib/tls-app.ts) and the real daemon (daemon/main.ts, as a child process).
+// For the whole run it keeps two loads going, each with a new connection per exchange:
+// - `simulate` against the "rolling" app at --concurrency;
+// - TLS clients against the "tls-pass" app at --tls-concurrency, starting at most --tls-rate
+//   exchanges a second (a node TLS exchange costs ~2.5 ms of CPU here, client and target ends
+//   together; uncapped, this loop would take a whole core from the rest of the check on a 2-core
+//   machine). Each exchange: handshake with SNI a.rollout.test or b.rollout.test in turn, send,
+//   read the tagged echo, close; it counts only if a target on that SNI's route answered, with
+//   that target's own certificate.
+// It rewrites the config --rewrites times with atomic renames: each rewrite alternates the
+// rolling app's target set, adds/removes its second port, and alternates both of tls-pass's route
+// target sets. After each rewrite it waits until fresh connections are answered by the new
+// targets (the second port answering or refusing as it should; for TLS, each SNI by its new
+// target, by tag and certificate); that time must stay under --effect-ms for both apps. Every app
+// runs --workers listeners (default 2, written into the config, so the check does not depend on
+// the CPU count). A "steady" app that is never edited must keep its pids throughout.
+// Prints connections, failures, rollouts and the slowest time-to-effect of both apps; exits 1 on
+// any failure.
 //
-//   scripts/rollout-check [--rewrites 50] [--concurrency 50] [--workers 2] [--effect-ms 1000] [--interval-ms 1500] [--verbose]
+//   scripts/rollout-check [--rewrites 50] [--concurrency 50] [--tls-concurrency 10] [--tls-rate 20] [--workers 2] [--effect-ms 1000] [--interval-ms 1500] [--verbose]
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
@@ -21,12 +33,16 @@ import { ping } from '../ftest/ping.ts';
 import { simulate } from '../ftest/simulate.ts';
 import type { Failure } from '../ftest/failure.ts';
 import type { AppStatus } from '../daemon/app-supervisor.ts';
+import { TLS_APP, TLS_NAMES, startTlsApp } from './rollout-check-lib/tls-app.ts';
+import { tlsLoad } from './rollout-check-lib/tls-load.ts';
 
 const DAEMON_MAIN = new URL('../daemon/main.ts', import.meta.url).pathname;
 
 interface Options {
   rewrites: number;
   concurrency: number;
+  tlsConcurrency: number;
+  tlsRate: number;
   workers: number;
   effectMs: number;
   intervalMs: number;
@@ -39,6 +55,8 @@ function parseOptions(argv: string[]): Options {
     options: {
       rewrites: { type: 'string', default: '50' },
       concurrency: { type: 'string', default: '50' },
+      'tls-concurrency': { type: 'string', default: '10' },
+      'tls-rate': { type: 'string', default: '20' },
       workers: { type: 'string', default: '2' },
       'effect-ms': { type: 'string', default: '1000' },
       'interval-ms': { type: 'string', default: '1500' },
@@ -47,7 +65,7 @@ function parseOptions(argv: string[]): Options {
     },
   });
   if (values.help) {
-    process.stdout.write('usage: scripts/rollout-check [--rewrites 50] [--concurrency 50] [--workers 2] [--effect-ms 1000] [--interval-ms 1500] [--verbose]\n');
+    process.stdout.write('usage: scripts/rollout-check [--rewrites 50] [--concurrency 50] [--tls-concurrency 10] [--tls-rate 20] [--workers 2] [--effect-ms 1000] [--interval-ms 1500] [--verbose]\n');
     process.exit(0);
   }
   const int = (name: string, text: string, min: number): number => {
@@ -58,6 +76,8 @@ function parseOptions(argv: string[]): Options {
   return {
     rewrites: int('rewrites', values.rewrites, 1),
     concurrency: int('concurrency', values.concurrency, 1),
+    tlsConcurrency: int('tls-concurrency', values['tls-concurrency'], 1),
+    tlsRate: int('tls-rate', values['tls-rate'], 0),
     workers: int('workers', values.workers, 1),
     effectMs: int('effect-ms', values['effect-ms'], 1),
     intervalMs: int('interval-ms', values['interval-ms'], 0),
@@ -90,17 +110,25 @@ async function probe(port: number): Promise<string> {
 
 async function main(): Promise<number> {
   const opts = parseOptions(process.argv.slice(2));
+  const dir = await mkdtemp(join(tmpdir(), 'fproxy-rollout-check-'));
+  // First, as the likeliest to fail (it runs openssl); nothing else is running yet then.
+  const tlsApp = await startTlsApp(dir).catch(async (err: unknown) => {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  });
   const setA = await startEchoServers({ ports: [0, 0], host: '127.0.0.1', tag: true });
   const setB = await startEchoServers({ ports: [0, 0], host: '127.0.0.1', tag: true });
   const steadyTargets = await startEchoServers({ ports: [0], host: '127.0.0.1', tag: true });
-  const [mainPort, extraPort, steadyPort] = await freePorts(3);
-  const dir = await mkdtemp(join(tmpdir(), 'fproxy-rollout-check-'));
+  const [mainPort, extraPort, steadyPort, tlsPort] = await freePorts(4);
   const configPath = join(dir, 'config.json');
   const sets = [setA.ports, setB.ports];
+  // Workers are written out for every app: with the default (the CPU count) a 1-CPU machine
+  // would run single-worker apps and the check would prove less than it says.
   const configFor = (i: number) => ({
     Apps: [
       { Name: 'rolling', Ports: i % 4 >= 2 ? [mainPort, extraPort] : [mainPort], Targets: sets[i % 2]!.map((p) => `127.0.0.1:${p}`), Workers: opts.workers, DrainTimeoutMs: 5000 },
-      { Name: 'steady', Ports: [steadyPort], Targets: steadyTargets.ports.map((p) => `127.0.0.1:${p}`), Workers: 1 },
+      { Name: 'steady', Ports: [steadyPort], Targets: steadyTargets.ports.map((p) => `127.0.0.1:${p}`), Workers: opts.workers },
+      tlsApp.config(i, tlsPort!, opts.workers),
     ],
   });
   const writeConfig = async (i: number) => {
@@ -112,8 +140,8 @@ async function main(): Promise<number> {
 
   const daemon = spawn(process.execPath, [DAEMON_MAIN], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    // Spares for two generations of the rolling app: each rollout takes `workers` of them.
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FPROXY_CONFIG_PATH: configPath, FPROXY_ADMIN_ADDR: '127.0.0.1:0', LOG_LEVEL: 'info', FPROXY_SPARE_LISTENERS: String(2 * opts.workers) },
+    // Spares for two rewrites: each rewrite rolls out two apps, each taking `workers` of them.
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FPROXY_CONFIG_PATH: configPath, FPROXY_ADMIN_ADDR: '127.0.0.1:0', LOG_LEVEL: 'info', FPROXY_SPARE_LISTENERS: String(Math.min(64, 4 * opts.workers)) },
   });
   const daemonExit = once(daemon, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   // Keep the last lines for the report; the pipe is always drained so nothing blocks on it.
@@ -128,16 +156,25 @@ async function main(): Promise<number> {
   daemon.stderr!.on('data', (c: Buffer) => process.stderr.write(c));
   const apps = async (): Promise<AppStatus[]> => (await (await fetch(`http://127.0.0.1:${adminPort}/apps`)).json()) as AppStatus[];
   const app = async (name: string) => (await apps()).find((a) => a.name === name && a.state !== 'draining');
+  const appNames = ['rolling', 'steady', TLS_APP];
 
   const problems: string[] = [];
   const abort = new AbortController();
-  let summary: Awaited<ReturnType<typeof simulate>> | undefined;
   let probes = 0;
+  let tlsProbes = 0;
   const effects: number[] = [];
+  const tlsEffects: number[] = [];
   try {
-    for (const deadline = Date.now() + 15_000; adminPort === 0 || (await app('rolling'))?.state !== 'running' || (await app('steady'))?.state !== 'running'; await sleep(25)) {
-      if (Date.now() > deadline || daemon.exitCode !== null) throw new Error('the daemon did not start its apps within 15 s');
+    for (const deadline = Date.now() + 15_000; adminPort === 0 || !(await Promise.all(appNames.map(app))).every((a) => a?.state === 'running'); await sleep(25)) {
+      if (Date.now() > deadline || daemon.exitCode !== null) throw new Error(`the daemon did not start its apps (${appNames.join(', ')}) within 15 s`);
     }
+    const checkWorkers = async (when: string) => {
+      for (const name of appNames) {
+        const a = await app(name);
+        if (a?.workers !== opts.workers || a.pids.length !== opts.workers) problems.push(`${when}, app ${name} runs ${a?.pids.length} of ${a?.workers} workers (wanted ${opts.workers})`);
+      }
+    };
+    await checkWorkers('at start');
     const steadyPids = (await app('steady'))!.pids;
     const firstFailures: Failure[] = [];
     const load = simulate({
@@ -150,54 +187,89 @@ async function main(): Promise<number> {
         if (firstFailures.length < 10) firstFailures.push(f);
       },
     });
+    const firstTlsFailures: Failure[] = [];
+    const tlsRun = tlsLoad({
+      port: tlsPort!,
+      servernames: TLS_NAMES,
+      concurrency: opts.tlsConcurrency,
+      ratePerSec: opts.tlsRate,
+      durationMs: 3_600_000,
+      timeoutMs: 5000,
+      signal: abort.signal,
+      judge: tlsApp.judge,
+      onError: (f) => {
+        if (firstTlsFailures.length < 10) firstTlsFailures.push(f);
+      },
+    });
 
     for (let i = 1; i <= opts.rewrites; i++) {
       const wanted = new Set(sets[i % 2]!.map(String));
       const extraWanted = i % 4 >= 2;
+      const tlsWanted = TLS_NAMES.map((name) => tlsApp.wantedTag(i, name));
       const writtenAt = performance.now();
       await writeConfig(i);
       if (opts.verbose) process.stderr.write(`rewrite ${i}: written at ${new Date().toISOString()}\n`);
-      let effectMs: number | undefined;
-      // In effect from the start of the first of 3 probe rounds in a row in which fresh
-      // connections reach the new targets and the extra port answers or refuses as it should.
-      for (let streak = 0, streakStart = 0; performance.now() - writtenAt < 10_000; ) {
-        const roundStart = performance.now();
-        const [tag, extra] = await Promise.all([probe(mainPort!), probe(extraPort!)]);
-        probes += 2;
-        const extraOk = extraWanted ? wanted.has(extra) : extra === 'refused';
-        if (!(wanted.has(tag) && extraOk)) streak = 0;
-        else if (streak++ === 0) streakStart = roundStart;
-        if (streak === 3) {
-          effectMs = streakStart - writtenAt;
-          break;
-        }
+      // Each app is probed in its own rounds: fresh connections must reach the new targets, the
+      // extra port must answer or refuse as it should, and each SNI must reach its route's new
+      // target, shown by its tag and its certificate.
+      const [tcp, tls] = await Promise.all([
+        timeToEffect(writtenAt, async () => {
+          const [tag, extra] = await Promise.all([probe(mainPort!), probe(extraPort!)]);
+          probes += 2;
+          return { ok: wanted.has(tag) && (extraWanted ? wanted.has(extra) : extra === 'refused'), seen: `main port: ${tag}, extra port: ${extra}` };
+        }),
+        timeToEffect(writtenAt, async () => {
+          const tags = await Promise.all(TLS_NAMES.map((name) => tlsApp.probe(tlsPort!, name)));
+          tlsProbes += tags.length;
+          return { ok: tags.every((tag, n) => tag === tlsWanted[n]), seen: tags.map((tag, n) => `${TLS_NAMES[n]}: ${tag}`).join(', ') };
+        }),
+      ]);
+      const results: [string, Effect, number[], string][] = [
+        ['rolling', tcp, effects, `targets ${[...wanted].join(', ')}, extra port ${extraWanted ? 'open' : 'closed'}`],
+        [TLS_APP, tls, tlsEffects, TLS_NAMES.map((name, n) => `${name} → ${tlsWanted[n]}`).join(', ')],
+      ];
+      for (const [name, { effectMs, seen }, list, expected] of results) {
+        if (effectMs === undefined) problems.push(`rewrite ${i}: app ${name}'s new config (${expected}) had no effect within 10 s; last probes: ${seen}`);
+        else if (effectMs > opts.effectMs) problems.push(`rewrite ${i}: app ${name}'s new config took effect after ${Math.round(effectMs)} ms (limit ${opts.effectMs} ms)`);
+        if (effectMs !== undefined) list.push(effectMs);
       }
-      if (effectMs === undefined) problems.push(`rewrite ${i}: the new config had no effect within 10 s`);
-      else if (effectMs > opts.effectMs) problems.push(`rewrite ${i}: took effect after ${Math.round(effectMs)} ms (limit ${opts.effectMs} ms)`);
-      if (effectMs !== undefined) effects.push(effectMs);
-      if (opts.verbose) process.stderr.write(`rewrite ${i}: effect after ${effectMs === undefined ? 'never' : Math.round(effectMs)} ms\n`);
+      if (opts.verbose) process.stderr.write(`rewrite ${i}: effect after ${ms(tcp.effectMs)} (rolling), ${ms(tls.effectMs)} (${TLS_APP})\n`);
       // Let the daemon's spare listeners refill between rewrites, as between real edits.
       await sleep(Math.max(0, opts.intervalMs - (performance.now() - writtenAt)));
     }
 
     abort.abort();
-    summary = await load;
+    const [summary, tlsSummary] = await Promise.all([load, tlsRun]);
     const rolling = await app('rolling');
     const steady = await app('steady');
+    const tlsStatus = await app(TLS_APP);
+    await checkWorkers('at the end');
     if (JSON.stringify(steady?.pids) !== JSON.stringify(steadyPids)) problems.push(`the steady app's pids changed: ${steadyPids} → ${steady?.pids}`);
     if (rolling?.lastError) problems.push(`the rolling app reports an error: ${rolling.lastError.message}`);
+    if (tlsStatus?.lastError) problems.push(`the ${TLS_APP} app reports an error: ${tlsStatus.lastError.message}`);
     if (summary.errors > 0) problems.push(`${summary.errors} connection failures: ${JSON.stringify(summary.errorsByKind)}; first: ${firstFailures.map((f) => f.message).join('; ')}`);
+    if (tlsSummary.errors > 0) problems.push(`${tlsSummary.errors} TLS connection failures: ${JSON.stringify(tlsSummary.errorsByKind)}; first: ${firstTlsFailures.map((f) => f.message).join('; ')}`);
     const rollouts = rolling?.rollouts ?? 0;
-    if (rollouts < opts.rewrites) problems.push(`only ${rollouts} rollouts for ${opts.rewrites} rewrites`);
+    const tlsRollouts = tlsStatus?.rollouts ?? 0;
+    if (rollouts < opts.rewrites) problems.push(`only ${rollouts} rollouts of the rolling app for ${opts.rewrites} rewrites`);
+    if (tlsRollouts < opts.rewrites) problems.push(`only ${tlsRollouts} rollouts of the ${TLS_APP} app for ${opts.rewrites} rewrites`);
 
-    const slowest = effects.length ? Math.max(...effects) : NaN;
+    const line = (label: string, value: string) => `${`${label}:`.padEnd(28)}${value}`;
+    const effect = (xs: number[]) => `${ms(xs.length ? Math.max(...xs) : undefined)} (median ${ms(median(xs))}, limit ${opts.effectMs} ms)`;
+    const byTag = Object.entries(tlsSummary.okByTag).sort().map(([tag, n]) => `${tag} ${n}`).join(', ');
     process.stdout.write(
       [
-        `connections made:        ${summary.exchanges} (+ ${probes} probes)`,
-        `failures:                ${summary.errors}`,
-        `rollouts:                ${rollouts} (${opts.rewrites} rewrites)`,
-        `slowest time-to-effect:  ${Math.round(slowest)} ms (median ${Math.round(median(effects))} ms, limit ${opts.effectMs} ms)`,
-        `load:                    ${Math.round(summary.exchangesPerSec)} exchanges/s at concurrency ${opts.concurrency}, rtt p99 ${summary.rtt.p99} ms`,
+        line('connections made', `${summary.exchanges} (+ ${probes} probes)`),
+        line('failures', `${summary.errors}`),
+        line('tls connections made', `${tlsSummary.exchanges} (+ ${tlsProbes} probes)`),
+        line('tls failures', `${tlsSummary.errors}`),
+        line('rollouts', `${rollouts} (${opts.rewrites} rewrites)`),
+        line('tls rollouts', `${tlsRollouts} (${opts.rewrites} rewrites)`),
+        line('workers', `${opts.workers} per app (${appNames.join(', ')})`),
+        line('slowest time-to-effect', effect(effects)),
+        line('tls slowest time-to-effect', effect(tlsEffects)),
+        line('load', `${Math.round(summary.exchangesPerSec)} exchanges/s at concurrency ${opts.concurrency}, rtt p99 ${summary.rtt.p99} ms`),
+        line('tls load', `${Math.round(tlsSummary.exchangesPerSec)} handshakes+exchanges/s at concurrency ${opts.tlsConcurrency} (${opts.tlsRate ? `at most ${opts.tlsRate}/s` : 'no rate cap'}), rtt p99 ${tlsSummary.rtt.p99} ms; answered by ${byTag || 'none'}`),
       ].join('\n') + '\n',
     );
   } catch (err) {
@@ -214,7 +286,7 @@ async function main(): Promise<number> {
     } else if (exit[0] !== 0) {
       problems.push(`the daemon exited with code ${exit[0]} signal ${exit[1]}`);
     }
-    await Promise.all([setA.close(), setB.close(), steadyTargets.close()]);
+    await Promise.all([setA.close(), setB.close(), steadyTargets.close(), tlsApp.close()]);
     await rm(dir, { recursive: true, force: true });
   }
   if (problems.length > 0) {
@@ -225,6 +297,29 @@ async function main(): Promise<number> {
   process.stdout.write('OK\n');
   return 0;
 }
+
+interface Effect {
+  /** From the rewrite to the start of the first of 3 probe rounds in a row that all saw the new config; undefined after 10 s without. */
+  readonly effectMs: number | undefined;
+  /** What the last round saw, for the report. */
+  readonly seen: string;
+}
+
+/** Runs probe rounds (each says whether it saw the new config) until the rewrite is in effect or 10 s passed. */
+async function timeToEffect(writtenAt: number, round: () => Promise<{ ok: boolean; seen: string }>): Promise<Effect> {
+  let seen = '';
+  for (let streak = 0, streakStart = 0; performance.now() - writtenAt < 10_000; ) {
+    const roundStart = performance.now();
+    const r = await round();
+    seen = r.seen;
+    if (!r.ok) streak = 0;
+    else if (streak++ === 0) streakStart = roundStart;
+    if (streak === 3) return { effectMs: streakStart - writtenAt, seen };
+  }
+  return { effectMs: undefined, seen };
+}
+
+const ms = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? 'never' : `${Math.round(x)} ms`);
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
