@@ -15,6 +15,7 @@
 //   out of range) produce "PROXY UNKNOWN" / a v2 PROXY header with AF_UNSPEC, so the target falls back to
 //   the real connection's endpoints instead of the connection failing. IPv4-mapped IPv6 pairs go out as
 //   IPv4; a mixed pair as IPv6 with the IPv4 side mapped.
+import { ByteReader } from './byte-reader.ts';
 
 export interface ProxyAddress {
   family: 'tcp4' | 'tcp6' | 'unknown' | 'local';
@@ -132,7 +133,7 @@ function parsePort(text: string): number {
 // ---- v2 ---------------------------------------------------------------------------------------------
 
 function parseV2(buf: Uint8Array): ProxyHeaderResult {
-  const r = new Reader(buf);
+  const r = new ByteReader(buf);
   for (let i = 0; i < V2_SIGNATURE.length; i++) {
     const c = r.u8();
     if (c < 0) return NEED_MORE;
@@ -184,7 +185,7 @@ function parseV2(buf: Uint8Array): ProxyHeaderResult {
 }
 
 /** TLVs fill the rest of the block exactly; values are copied so the header does not pin the read buffer. */
-function parseTlvs(r: Reader): { type: number; value: Uint8Array }[] | ProxyHeaderError {
+function parseTlvs(r: ByteReader): { type: number; value: Uint8Array }[] | ProxyHeaderError {
   const tlvs: { type: number; value: Uint8Array }[] = [];
   while (r.remaining > 0) {
     const type = r.u8();
@@ -361,46 +362,3 @@ function ascii(buf: Uint8Array, from: number, to: number): string {
   return s;
 }
 
-/** Bounds-checked cursor, the only parsing primitive for v2: short reads return -1/undefined, never throw. */
-class Reader {
-  readonly #buf: Uint8Array;
-  readonly #end: number;
-  #pos: number;
-
-  constructor(buf: Uint8Array, start = 0, end = buf.length) {
-    this.#buf = buf;
-    this.#pos = start;
-    this.#end = end;
-  }
-
-  get remaining(): number {
-    return this.#end - this.#pos;
-  }
-
-  u8(): number {
-    if (this.remaining < 1) return -1;
-    return this.#buf[this.#pos++]!;
-  }
-
-  u16(): number {
-    if (this.remaining < 2) return -1;
-    const v = (this.#buf[this.#pos]! << 8) | this.#buf[this.#pos + 1]!;
-    this.#pos += 2;
-    return v;
-  }
-
-  bytes(n: number): Uint8Array | undefined {
-    if (this.remaining < n) return undefined;
-    const out = this.#buf.subarray(this.#pos, this.#pos + n);
-    this.#pos += n;
-    return out;
-  }
-
-  /** The next n bytes as their own reader. */
-  sub(n: number): Reader | undefined {
-    if (this.remaining < n) return undefined;
-    const r = new Reader(this.#buf, this.#pos, this.#pos + n);
-    this.#pos += n;
-    return r;
-  }
-}

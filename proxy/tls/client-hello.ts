@@ -4,7 +4,7 @@
 // Invariants:
 // - Pure and stateless: the listener re-calls parseClientHello with the whole growing buffer each time
 //   bytes arrive; the answer depends only on those bytes, so there is no parser state to get out of sync.
-// - Never throws and never loops on input: every read goes through Reader, which is bounds-checked and
+// - Never throws and never loops on input: every read goes through ByteReader, which is bounds-checked and
 //   always advances, so each call is O(buffer length).
 // - Decides as early as the bytes allow: a first byte other than 0x16 is ERR_NOT_TLS at once, and a
 //   declared record or handshake length above maxSize is ERR_CLIENT_HELLO_TOO_LARGE before the bytes come.
@@ -15,6 +15,7 @@
 //   two host_names, malformed SNI/ALPN lists and invalid hostnames are errors, not "no SNI".
 // Model: inetaf/tcpproxy cmd/tlsrouter/sni.go (bounds-checked reader), Envoy tls_inspector
 // (incremental, max_client_hello_size).
+import { ByteReader } from '../byte-reader.ts';
 
 export type ClientHelloErrorCode = 'ERR_NOT_TLS' | 'ERR_CLIENT_HELLO_TOO_LARGE' | 'ERR_CLIENT_HELLO_INVALID' | 'ERR_SNI_INVALID';
 
@@ -53,7 +54,7 @@ export function looksLikeTls(firstByte: number): boolean {
  */
 export function parseClientHello(buf: Uint8Array, maxSize: number = DEFAULT_MAX_CLIENT_HELLO_SIZE): ClientHelloResult {
   const limit = maxSize > 0 ? maxSize : DEFAULT_MAX_CLIENT_HELLO_SIZE;
-  const r = new Reader(buf);
+  const r = new ByteReader(buf);
   const fragments: Uint8Array[] = [];
   let have = 0; // handshake bytes seen so far
   let want = -1; // handshake header + body, once the header is known
@@ -107,7 +108,7 @@ export function parseClientHello(buf: Uint8Array, maxSize: number = DEFAULT_MAX_
 }
 
 function parseHelloBody(body: Uint8Array): { sni: string | undefined; alpn: string[] } | ClientHelloError {
-  const r = new Reader(body);
+  const r = new ByteReader(body);
   const version = r.u16();
   if (version < 0 || version >> 8 !== 3) return invalid(`legacy_version is ${version < 0 ? 'missing' : hex(version, 4)}, expected 0x03xx`);
   if (!r.skip(32)) return invalid('random is truncated');
@@ -146,7 +147,7 @@ function parseHelloBody(body: Uint8Array): { sni: string | undefined; alpn: stri
 }
 
 /** RFC 6066 §3: a ServerNameList with at most one host_name; other name types are skipped. */
-function parseServerName(data: Reader): string | undefined | ClientHelloError {
+function parseServerName(data: ByteReader): string | undefined | ClientHelloError {
   const list = data.vec16();
   if (!list || data.remaining !== 0 || list.remaining === 0) return sniError('server_name extension is malformed');
   let host: string | undefined;
@@ -192,7 +193,7 @@ function isHostnameByte(c: number): boolean {
 }
 
 /** RFC 7301 §3.1: a non-empty list of non-empty protocol names; GREASE names (RFC 8701) are dropped. */
-function parseAlpn(data: Reader): string[] | ClientHelloError {
+function parseAlpn(data: ByteReader): string[] | ClientHelloError {
   const list = data.vec16();
   if (!list || data.remaining !== 0 || list.remaining === 0) return invalid('ALPN extension is malformed');
   const out: string[] = [];
@@ -269,72 +270,3 @@ function latin1(bytes: Uint8Array): string {
   return s;
 }
 
-/**
- * The only parsing primitive: a cursor over [start, end) of a byte array. Reads past the end return -1
- * or undefined and do not move the cursor; nothing here throws. Length-prefixed vectors come back as
- * sub-readers, so an inner length can never read outside its parent.
- */
-class Reader {
-  readonly #buf: Uint8Array;
-  readonly #end: number;
-  #pos: number;
-
-  constructor(buf: Uint8Array, start = 0, end = buf.length) {
-    this.#buf = buf;
-    this.#pos = start;
-    this.#end = end;
-  }
-
-  get offset(): number {
-    return this.#pos;
-  }
-
-  get remaining(): number {
-    return this.#end - this.#pos;
-  }
-
-  u8(): number {
-    if (this.remaining < 1) return -1;
-    return this.#buf[this.#pos++]!;
-  }
-
-  u16(): number {
-    if (this.remaining < 2) return -1;
-    const v = (this.#buf[this.#pos]! << 8) | this.#buf[this.#pos + 1]!;
-    this.#pos += 2;
-    return v;
-  }
-
-  skip(n: number): boolean {
-    if (this.remaining < n) return false;
-    this.#pos += n;
-    return true;
-  }
-
-  bytes(n: number): Uint8Array | undefined {
-    if (this.remaining < n) return undefined;
-    const out = this.#buf.subarray(this.#pos, this.#pos + n);
-    this.#pos += n;
-    return out;
-  }
-
-  vec8(): Reader | undefined {
-    return this.#vec(1);
-  }
-
-  vec16(): Reader | undefined {
-    return this.#vec(2);
-  }
-
-  #vec(prefix: 1 | 2): Reader | undefined {
-    const start = this.#pos;
-    const n = prefix === 1 ? this.u8() : this.u16();
-    if (n < 0 || this.remaining < n) {
-      this.#pos = start;
-      return undefined;
-    }
-    const sub = new Reader(this.#buf, this.#pos, this.#pos + n);
-    this.#pos += n;
-    return sub;
-  }
-}
