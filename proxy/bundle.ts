@@ -5,7 +5,8 @@
 // and load from node_modules) and forks the bundle. Always built from the current sources, so it
 // can never be stale; if the build fails, the daemon forks the .ts entry and says so.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const LISTENER_SOURCE = new URL('./main.ts', import.meta.url);
@@ -19,31 +20,46 @@ export interface ListenerEntry {
   readonly reason?: string;
 }
 
-/** Bundle proxy/main.ts to node_modules/.cache/fproxy/listener-<hash>.mjs; fall back to the .ts file. */
+/** Bundle proxy/main.ts to node_modules/.cache/fproxy/listener-<hash>/main.mjs; fall back to the .ts file. */
 export async function buildListenerEntry(): Promise<ListenerEntry> {
   if (process.env.FPROXY_LISTENER_TS === '1') return { url: LISTENER_SOURCE, bundled: false, reason: 'FPROXY_LISTENER_TS=1' };
   let esbuild: typeof import('esbuild') | undefined;
   try {
     esbuild = await import('esbuild');
+    // Code splitting: modules imported lazily (the TLS terminator and node:tls, ~3 MB per process)
+    // land in their own chunk, loaded only by the apps that use them.
+    const outdir = fileURLToPath(new URL('./build/', OUT_DIR));
     const result = await esbuild.build({
-      entryPoints: [fileURLToPath(LISTENER_SOURCE)],
+      entryPoints: { main: fileURLToPath(LISTENER_SOURCE) },
       write: false,
       bundle: true,
+      splitting: true,
+      outdir,
+      outExtension: { '.js': '.mjs' },
+      chunkNames: 'chunk-[hash]',
       platform: 'node',
       format: 'esm',
       target: 'node24',
       packages: 'external',
       logLevel: 'silent',
-      outfile: 'listener.mjs',
     });
-    const code = result.outputFiles[0]!.contents;
-    // Named by content: daemons built from the same sources share one file, written atomically.
-    const out = new URL(`listener-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`, OUT_DIR);
+    const files = result.outputFiles.map((f) => ({ name: path.relative(outdir, f.path), contents: f.contents })).sort((a, b) => (a.name < b.name ? -1 : 1));
+    const hash = createHash('sha256');
+    for (const f of files) hash.update(f.name).update(f.contents);
+    // Named by content: daemons built from the same sources share one directory, written atomically.
+    const dir = new URL(`listener-${hash.digest('hex').slice(0, 16)}/`, OUT_DIR);
+    const out = new URL('main.mjs', dir);
     if (!existsSync(out)) {
-      mkdirSync(OUT_DIR, { recursive: true });
-      const tmp = new URL(`.listener-${process.pid}.tmp`, OUT_DIR);
-      writeFileSync(tmp, code);
-      renameSync(tmp, out);
+      const tmp = new URL(`.listener-${process.pid}-${Date.now()}/`, OUT_DIR);
+      mkdirSync(tmp, { recursive: true });
+      for (const f of files) writeFileSync(new URL(f.name, tmp), f.contents);
+      try {
+        renameSync(tmp, dir);
+      } catch (err) {
+        // Another daemon renamed the same content into place first.
+        rmSync(tmp, { recursive: true, force: true });
+        if (!existsSync(out)) throw err;
+      }
     }
     return { url: out, bundled: true };
   } catch (err) {

@@ -15,8 +15,8 @@ import type { Logger } from './log.ts';
 import { Router } from './router.ts';
 import { Session } from './session.ts';
 import type { ListenerSpec } from './spec.ts';
-import { CertStore } from './tls/cert-store.ts';
-import { TlsTerminator } from './tls/terminator.ts';
+import type { CertStore } from './tls/cert-store.ts';
+import type { TlsTerminator } from './tls/terminator.ts';
 
 export class ListenerError extends Error {
   readonly code: string;
@@ -86,7 +86,7 @@ export class Listener implements ListenerContext {
 
   /** Warm DNS for every target, then bind every port. Resolves with the bound ports. */
   async start(): Promise<number[]> {
-    this.#openTls();
+    await this.#openTls();
     const hosts = new Set<string>();
     for (const t of this.spec.targets) hosts.add(t.host);
     for (const r of this.spec.routes) for (const t of r.targets) hosts.add(t.host);
@@ -104,10 +104,15 @@ export class Listener implements ListenerContext {
     return bound;
   }
 
-  /** Terminate apps: load every cert now (a bad one fails the start, never a connection), then watch. */
-  #openTls(): void {
+  /**
+   * Terminate apps: load every cert now (a bad one fails the start, never a connection), then watch.
+   * Imported here, not at the top: node:tls and its OpenSSL state cost ~3 MB per process, and plain
+   * TCP and passthrough listeners never need them (the bundle keeps this in a lazy chunk).
+   */
+  async #openTls(): Promise<void> {
     const tls = this.spec.tls;
     if (tls?.mode !== 'terminate' || this.#terminator !== undefined) return;
+    const [{ CertStore }, { TlsTerminator }] = await Promise.all([import('./tls/cert-store.ts'), import('./tls/terminator.ts')]);
     let store: CertStore;
     try {
       store = CertStore.load(tls.certs, { logger: this.logger });

@@ -93,7 +93,7 @@ test('losing the daemon (IPC disconnect) drains and exits, freeing the ports', a
 test('the bundled JavaScript entry (what the daemon forks) serves the same contract', async (t) => {
   const entry = await buildListenerEntry();
   assert.equal(entry.bundled, true, entry.reason);
-  assert.match(entry.url.pathname, /listener-[0-9a-f]{16}\.mjs$/);
+  assert.match(entry.url.pathname, /listener-[0-9a-f]{16}\/main\.mjs$/);
   const echo = await startEcho('b');
   t.after(() => echo.close());
   const { child, next, exited } = spawnListener(t, entry.url);
