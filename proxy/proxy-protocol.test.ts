@@ -18,6 +18,7 @@ import {
 } from 'proxy-protocol-js';
 import { MAX_PROXY_V1_LENGTH, MAX_PROXY_V2_LENGTH, buildProxyHeaderV1, buildProxyHeaderV2, parseProxyHeader } from './proxy-protocol.ts';
 import type { ProxyAddress, ProxyHeaderResult } from './proxy-protocol.ts';
+import { assertFast, prng, SLOW_MS } from './testing.ts';
 
 const latin1 = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
 const concat = (...parts: (Uint8Array | number[])[]): Uint8Array => {
@@ -443,33 +444,6 @@ describe('buildProxyHeaderV1 / buildProxyHeaderV2', () => {
 
 // ---- fuzz ---------------------------------------------------------------------------------------
 
-const SLOW_MS = 20;
-
-/** No input may be slow to parse (a loop or a quadratic path): the mean over the run must be tiny, and
- *  any input that once took over SLOW_MS (a GC pause or a busy machine can cause that) must stay under it
- *  at its best of 3 when timed again. */
-function assertFast(parse: (b: Uint8Array) => unknown, totalMs: number, pairs: number, slow: Uint8Array[]) {
-  assert.ok(totalMs / pairs < 1, `mean ${(totalMs / pairs).toFixed(3)} ms per pair of calls`);
-  for (const input of slow) {
-    let best = Infinity;
-    for (let k = 0; k < 3; k++) {
-      const t0 = performance.now();
-      parse(input);
-      parse(input.subarray(0, input.length >> 1));
-      best = Math.min(best, performance.now() - t0);
-    }
-    assert.ok(best < SLOW_MS, `${best.toFixed(1)} ms at best for ${Buffer.from(input).toString('hex').slice(0, 200)}`);
-  }
-}
-
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('parseProxyHeader: fuzz', () => {
   it('20,000 mutated v1/v2 headers: never throws, never over-reads, each call is fast, prefixes agree', () => {

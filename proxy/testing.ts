@@ -2,6 +2,9 @@
 // client, polling with a deadline, and a spec builder. Used by *.test.ts only.
 import net from 'node:net';
 import { once } from 'node:events';
+import assert from 'node:assert/strict';
+import { Listener } from './listener.ts';
+import { createLogger, type Logger } from './log.ts';
 import { parseTarget, SPEC_DEFAULTS, type ListenerSpec } from './spec.ts';
 
 export interface EchoTarget {
@@ -391,4 +394,44 @@ export async function choppedSocket(port: number, size: number): Promise<import(
   raw.on('end', () => d.push(null));
   raw.on('error', (e) => d.destroy(e));
   return d;
+}
+
+
+const silentLogger = createLogger({ proc: 'test' }, 'silent');
+
+/** A listener for `spec`, drained when the test ends; `port` is the first bound port. */
+export async function listen(t: { after: (fn: () => unknown) => void }, spec: ListenerSpec, logger: Logger = silentLogger): Promise<{ listener: Listener; port: number }> {
+  const listener = new Listener(spec, { logger });
+  const [port] = await listener.start();
+  t.after(() => listener.drain(0));
+  return { listener, port: port! };
+}
+
+/** mulberry32: small, seeded, good enough to pick fuzz mutations reproducibly. */
+export function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export const SLOW_MS = 20;
+
+/** No input may be slow to parse (a loop or a quadratic path): the mean over the run must be tiny, and
+ *  any input that once took over SLOW_MS (a GC pause or a busy machine can cause that) must stay under it
+ *  at its best of 3 when timed again. */
+export function assertFast(parse: (b: Uint8Array) => unknown, totalMs: number, pairs: number, slow: Uint8Array[]): void {
+  assert.ok(totalMs / pairs < 1, `mean ${(totalMs / pairs).toFixed(3)} ms per pair of calls`);
+  for (const input of slow) {
+    let best = Infinity;
+    for (let k = 0; k < 3; k++) {
+      const t0 = performance.now();
+      parse(input);
+      parse(input.subarray(0, input.length >> 1));
+      best = Math.min(best, performance.now() - t0);
+    }
+    assert.ok(best < SLOW_MS, `${best.toFixed(1)} ms at best for ${Buffer.from(input).toString('hex').slice(0, 200)}`);
+  }
 }

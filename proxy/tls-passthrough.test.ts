@@ -4,23 +4,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { Listener } from './listener.ts';
-import { createLogger, type Logger } from './log.ts';
+import type { Logger } from './log.ts';
 import { parseTarget, type ListenerSpec, type RouteSpec } from './spec.ts';
 import {
   captureLogger, choppedSocket, exchange, makeCert, makeSpec, sClient, sClientSubject, slowClient, startTlsEcho, tempDir, tlsExchange, waitFor,
   type TestCert, type TlsTarget,
+  listen,
 } from './testing.ts';
 
-const silent = createLogger({ proc: 'test' }, 'silent');
 type T = { after: (fn: () => unknown) => void };
 
-async function listen(t: T, spec: ListenerSpec, logger: Logger = silent): Promise<{ listener: Listener; port: number }> {
-  const listener = new Listener(spec, { logger });
-  const [port] = await listener.start();
-  t.after(() => listener.drain(0));
-  return { listener, port: port! };
-}
 
 const route = (sni: string[], target: TlsTarget, alpn: string[] = []): RouteSpec => ({ sni, alpn, targets: [parseTarget(`127.0.0.1:${target.port}`)!] });
 

@@ -15,17 +15,12 @@ import { chooseAlpn } from './tls/terminator.ts';
 import {
   captureLogger, exchange, makeCert, makeSpec, sClient, sClientSubject, slowClient, startBlackhole, startRecorder, tempDir, tlsExchange, waitFor,
   type Recorder, type TestCert,
+  listen,
 } from './testing.ts';
 
 const silent = createLogger({ proc: 'test' }, 'silent');
 type T = { after: (fn: () => unknown) => void };
 
-async function listen(t: T, spec: ListenerSpec, logger: Logger = silent): Promise<{ listener: Listener; port: number }> {
-  const listener = new Listener(spec, { logger });
-  const [port] = await listener.start();
-  t.after(() => listener.drain(0));
-  return { listener, port: port! };
-}
 
 async function recorders(t: T, ...tags: string[]): Promise<Recorder[]> {
   const rs = await Promise.all(tags.map((tag) => startRecorder(tag)));
