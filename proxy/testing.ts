@@ -435,3 +435,15 @@ export function assertFast(parse: (b: Uint8Array) => unknown, totalMs: number, p
     assert.ok(best < SLOW_MS, `${best.toFixed(1)} ms at best for ${Buffer.from(input).toString('hex').slice(0, 200)}`);
   }
 }
+
+/** Fuzz step: parse an input and a prefix of it, failing the test (never throwing past it) if the parser throws. */
+export function parseBoth<R>(parse: (b: Uint8Array) => R, whole: Uint8Array, prefix: Uint8Array, where: string): { full: R; part: R; ms: number } {
+  const t0 = performance.now();
+  try {
+    const full = parse(whole);
+    const part = parse(prefix);
+    return { full, part, ms: performance.now() - t0 };
+  } catch (err) {
+    assert.fail(`${where}: threw ${String(err)} on ${Buffer.from(whole).toString('hex')}`);
+  }
+}

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { DEFAULT_MAX_CLIENT_HELLO_SIZE, looksLikeTls, parseClientHello } from './client-hello.ts';
 import type { ClientHelloResult } from './client-hello.ts';
-import { assertFast, prng, SLOW_MS } from '../testing.ts';
+import { assertFast, parseBoth, prng, SLOW_MS } from '../testing.ts';
 
 // ---- helpers: building hellos and rewriting the record layer ------------------------------------
 
@@ -436,16 +436,7 @@ describe('parseClientHello: fuzz', () => {
       const base = i % 50 === 0 ? big : small[int(small.length)]!;
       const wire = i % 10 === 0 ? base.subarray(0, int(base.length + 1)) : mutate(base);
       const prefix = wire.subarray(0, int(wire.length + 1));
-      let full: ClientHelloResult;
-      let part: ClientHelloResult;
-      const t0 = performance.now();
-      try {
-        full = parseClientHello(wire);
-        part = parseClientHello(prefix);
-      } catch (err) {
-        assert.fail(`seed ${SEED} iteration ${i}: threw ${String(err)} on ${Buffer.from(wire).toString('hex')}`);
-      }
-      const took = performance.now() - t0;
+      const { full, part, ms: took } = parseBoth(parseClientHello, wire, prefix, `seed ${SEED} iteration ${i}`);
       parseMs += took;
       if (took > SLOW_MS && slow.length < 20) slow.push(wire);
       const where = `seed ${SEED} iteration ${i}`;
