@@ -7,7 +7,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { ListenerSpec } from '../proxy/index.ts';
-import { IPC_VERSION, asFromListener } from '../proxy/index.ts';
+import { IPC_VERSION, parseFromListener } from '../proxy/index.ts';
 import type { FromListener, ListenerCounters, ToListener } from '../proxy/index.ts';
 import { DaemonError } from './daemon-error.ts';
 import type { Logger } from './logger.ts';
@@ -136,11 +136,12 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
         });
       });
       child.on('message', (raw) => {
-        const msg = asFromListener(raw);
-        if (msg === undefined) {
-          this.#log.warn({ msg: raw }, 'unknown IPC message from listener; ignored');
+        const received = parseFromListener(raw);
+        if (!received.ok) {
+          this.#log.warn({ msg: raw, error: received.error }, 'invalid IPC message from listener; ignored');
           return;
         }
+        const msg = received.msg;
         if (msg.type === 'ready' && !settled) {
           settled = true;
           clearTimeout(timer);
