@@ -23,8 +23,8 @@ import { BACKOFF_DEFAULTS } from './backoff-delay.ts';
 import { ConfigWatcher } from './config-watcher.ts';
 import { DaemonError } from './daemon-error.ts';
 import type { SupervisionTiming } from './generation.ts';
-import { DEFAULT_LISTENER_ENTRY, LISTENER_TIMING } from './listener-process.ts';
-import { buildListenerEntry } from '../proxy/index.ts';
+import { LISTENER_TIMING } from './listener-process.ts';
+import { buildListenerEntry, LISTENER_SOURCE } from '../proxy/index.ts';
 import { createDaemonLogger } from './logger.ts';
 import type { Logger } from './logger.ts';
 import { ensureMigrateReq } from './migrate-req.ts';
@@ -141,7 +141,7 @@ class DaemonProcess implements Daemon {
     this.configPath = args.configPath;
     this.#configDir = dirname(args.configPath);
     this.#timing = { ...SUPERVISION_TIMING, ...args.options.timing };
-    this.#entry = args.options.listenerEntry ?? DEFAULT_LISTENER_ENTRY;
+    this.#entry = args.options.listenerEntry ?? LISTENER_SOURCE;
     this.#env = args.env;
     this.#spareCount = args.options.spares ?? 0;
     this.#admin = new AdminServer({

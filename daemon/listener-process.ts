@@ -50,8 +50,6 @@ export interface ListenerExit {
   readonly error?: DaemonError;
 }
 
-export const DEFAULT_LISTENER_ENTRY = new URL('../proxy/main.ts', import.meta.url);
-
 export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   readonly spec: ListenerSpec;
   readonly generation: number;

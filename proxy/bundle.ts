@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** The listener entry (TypeScript source); the one place its path is written. */
 export const LISTENER_SOURCE = new URL('./main.ts', import.meta.url);
 const OUT_DIR = new URL('../node_modules/.cache/fproxy/', import.meta.url);
 

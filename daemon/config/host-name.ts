@@ -2,7 +2,7 @@
 // Pure. Each check returns a plain reason (naming the value and the fix) or undefined when valid,
 // so the schema and the rules can report it as is.
 import { isIP, isIPv4, isIPv6 } from 'node:net';
-import { parseTarget } from '../../proxy/spec.ts';
+import { parseTarget } from '../../proxy/index.ts';
 
 // Targets are resolved by the OS resolver, which accepts "_" (Docker Compose service names),
 // so labels allow it; a single trailing dot (fully-qualified) is fine too.

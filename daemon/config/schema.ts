@@ -7,7 +7,7 @@
 // or apps (targets-or-routes, duplicate ports, SNI overlap) are in rules.ts; the JSON Schema
 // versions of the per-app ones are added with .meta() so editors flag them too.
 import { z } from 'zod';
-import { SPEC_DEFAULTS } from '../../proxy/spec.ts';
+import { SPEC_DEFAULTS } from '../../proxy/index.ts';
 import { sniNameProblem, targetProblem } from './host-name.ts';
 
 const PORT_RANGE = (iss: { input?: unknown }) => `port ${String(iss.input)} is outside 1–65535`;

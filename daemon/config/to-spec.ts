@@ -5,8 +5,8 @@
 // user error, and throws.
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { SPEC_DEFAULTS, parseTarget } from '../../proxy/spec.ts';
-import type { ListenerSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/spec.ts';
+import { SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
+import type { ListenerSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/index.ts';
 import type { AppConfig, Config, RouteConfig, TlsConfig } from './schema.ts';
 
 /** The schema's upper bound on Workers; a bigger machine still defaults to this many. */
