@@ -4,6 +4,7 @@ export { runStandalone } from './main.ts';
 export { buildListenerEntry, LISTENER_SOURCE, type ListenerEntry } from './bundle.ts';
 export { DnsCache } from './dns-cache.ts';
 export type { ListenerSpec, TargetSpec, RouteSpec, TlsSpec, CertSpec } from './spec.ts';
-export { parseTarget, SPEC_DEFAULTS } from './spec.ts';
+export { SPEC_DEFAULTS } from './spec.ts';
+export { parseTarget, type ParsedTarget, type TargetAddress } from './parse-target.ts';
 export * from './ipc/protocol.ts';
 export { createLogger, logLevelFromEnv, LogLevelError, type Logger } from './log.ts';

@@ -13,7 +13,8 @@ import {
 } from 'proxy-protocol-js';
 import { Listener } from './listener.ts';
 import { createLogger, type Logger } from './log.ts';
-import { parseTarget, type ListenerSpec } from './spec.ts';
+import type { ListenerSpec } from './spec.ts';
+import { targetSpec } from './testing.ts';
 import {
   captureLogger, choppedSocket, makeCert, makeSpec, slowClient, startRecorder, tempDir, tlsExchange, waitFor, type Recorder, type TestCert,
 } from './testing.ts';
@@ -160,7 +161,7 @@ test('passthrough behind a PROXY header: header and ClientHello in one chunk are
     acceptProxyProtocol: true,
     sendProxyProtocol: 'v1',
     tls: { mode: 'passthrough', certs: [] },
-    routes: [{ sni: ['a.example.test'], alpn: [], targets: [parseTarget(`127.0.0.1:${a.port}`)!] }],
+    routes: [{ sni: ['a.example.test'], alpn: [], targets: [targetSpec(`127.0.0.1:${a.port}`)] }],
   }));
   // openssl's ClientHello for a.example.test, right behind a v2 header, in a single write.
   const hello = readFileSync(new URL('./tls/fixtures/openssl-sni-alpn.bin', import.meta.url));

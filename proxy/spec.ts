@@ -143,25 +143,3 @@ type Same<S extends z.ZodMiniType, T> = z.output<S> extends T ? Mismatch<S, T> :
 
 /** Parses to a ListenerSpec as the interface says it (readonly arrays); sound by the checks above. */
 export const ListenerSpecSchema = ListenerSpecShape as z.ZodMiniType<ListenerSpec>;
-
-/** Parse "host:port" or "[v6]:port". Returns undefined when malformed (the schema reports why). */
-export function parseTarget(raw: string): TargetSpec | undefined {
-  let host: string;
-  let portText: string;
-  if (raw.startsWith('[')) {
-    const close = raw.indexOf(']');
-    if (close < 0 || raw[close + 1] !== ':') return undefined;
-    host = raw.slice(1, close);
-    portText = raw.slice(close + 2);
-    if (!host.includes(':')) return undefined;
-  } else {
-    const colon = raw.lastIndexOf(':');
-    if (colon <= 0 || raw.indexOf(':') !== colon) return undefined;
-    host = raw.slice(0, colon);
-    portText = raw.slice(colon + 1);
-  }
-  if (!/^[0-9]{1,5}$/.test(portText)) return undefined;
-  const port = Number(portText);
-  if (port < 1 || port > 65535) return undefined;
-  return { raw, host, port };
-}

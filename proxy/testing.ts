@@ -5,7 +5,8 @@ import { once } from 'node:events';
 import assert from 'node:assert/strict';
 import { Listener } from './listener.ts';
 import { createLogger, type Logger } from './log.ts';
-import { parseTarget, SPEC_DEFAULTS, type ListenerSpec } from './spec.ts';
+import { parseTarget } from './parse-target.ts';
+import { SPEC_DEFAULTS, type ListenerSpec, type TargetSpec } from './spec.ts';
 
 export interface EchoTarget {
   readonly port: number;
@@ -88,13 +89,20 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, ms = 5000,
   throw new Error(`timed out after ${ms} ms waiting for ${what}`);
 }
 
+/** A target written as a literal in a test; a typo throws with parseTarget's reason. */
+export function targetSpec(raw: string): TargetSpec {
+  const parsed = parseTarget(raw);
+  if (!parsed.ok) throw new Error(parsed.reason);
+  return parsed.target;
+}
+
 /** A spec for tests: ports default to one ephemeral port (0). */
 export function makeSpec(targets: string[], over: Partial<ListenerSpec> = {}): ListenerSpec {
   return {
     ...SPEC_DEFAULTS,
     app: 'test-app',
     ports: [0],
-    targets: targets.map((t) => parseTarget(t)!),
+    targets: targets.map(targetSpec),
     routes: [],
     workers: 1,
     ...over,

@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { Logger } from './log.ts';
-import { parseTarget, type ListenerSpec, type RouteSpec } from './spec.ts';
+import type { ListenerSpec, RouteSpec } from './spec.ts';
+import { targetSpec } from './testing.ts';
 import {
   captureLogger, choppedSocket, exchange, makeCert, makeSpec, sClient, sClientSubject, slowClient, startTlsEcho, tempDir, tlsExchange, waitFor,
   type TestCert, type TlsTarget,
@@ -15,7 +16,7 @@ import {
 type T = { after: (fn: () => unknown) => void };
 
 
-const route = (sni: string[], target: TlsTarget, alpn: string[] = []): RouteSpec => ({ sni, alpn, targets: [parseTarget(`127.0.0.1:${target.port}`)!] });
+const route = (sni: string[], target: TlsTarget, alpn: string[] = []): RouteSpec => ({ sni, alpn, targets: [targetSpec(`127.0.0.1:${target.port}`)] });
 
 /** Three TLS targets, each with its own certificate: A (a.example.test), B (*.b.example.test), C (the default pool). */
 async function setup(t: T, over: Partial<ListenerSpec> = {}, logger?: Logger) {

@@ -10,7 +10,8 @@ import tls from 'node:tls';
 import { Listener } from './listener.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Router } from './router.ts';
-import { parseTarget, type ListenerSpec, type RouteSpec } from './spec.ts';
+import type { ListenerSpec, RouteSpec } from './spec.ts';
+import { targetSpec } from './testing.ts';
 import { chooseAlpn } from './tls/terminator.ts';
 import {
   captureLogger, exchange, makeCert, makeSpec, sClient, sClientSubject, slowClient, startBlackhole, startRecorder, tempDir, tlsExchange, waitFor,
@@ -28,7 +29,7 @@ async function recorders(t: T, ...tags: string[]): Promise<Recorder[]> {
   return rs;
 }
 
-const target = (r: Recorder) => parseTarget(`127.0.0.1:${r.port}`)!;
+const target = (r: Recorder) => targetSpec(`127.0.0.1:${r.port}`);
 const route = (sni: string[], r: Recorder, alpn: string[] = []): RouteSpec => ({ sni, alpn, targets: [target(r)] });
 const certSpec = (c: TestCert) => ({ certPath: c.certPath, keyPath: c.keyPath });
 
@@ -144,7 +145,7 @@ test('ALPN routing: the protocol chosen is one the matched route allows, and the
 });
 
 test('chooseAlpn: the client\'s most preferred protocol that keeps the route its whole offer matched', () => {
-  const t = (p: number) => [parseTarget(`127.0.0.1:${p}`)!];
+  const t = (p: number) => [targetSpec(`127.0.0.1:${p}`)];
   const router = new Router(t(1), [
     { sni: ['h.test'], alpn: ['h2', 'h3'], targets: t(2) },
     { sni: ['*.test'], alpn: ['http/1.1'], targets: t(3) },

@@ -7,8 +7,8 @@
 // or apps (targets-or-routes, duplicate ports, SNI overlap) are in rules.ts; the JSON Schema
 // versions of the per-app ones are added with .meta() so editors flag them too.
 import { z } from 'zod';
-import { SPEC_DEFAULTS } from '../../proxy/index.ts';
-import { sniNameProblem, targetProblem } from './host-name.ts';
+import { SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
+import { sniNameProblem } from './host-name.ts';
 
 const PORT_RANGE = (iss: { input?: unknown }) => `port ${String(iss.input)} is outside 1–65535`;
 
@@ -17,8 +17,8 @@ const Port = z.int().min(1, { error: PORT_RANGE }).max(65535, { error: PORT_RANG
 const Target = z
   .string()
   .superRefine((raw, ctx) => {
-    const problem = targetProblem(raw);
-    if (problem) ctx.addIssue({ code: 'custom', message: problem, input: raw });
+    const parsed = parseTarget(raw);
+    if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.reason, input: raw });
   })
   .meta({ description: 'Where to send connections: "host:port" or "[ipv6]:port", as in "db.internal:5432" or "[::1]:9000".' });
 

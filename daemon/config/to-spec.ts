@@ -38,9 +38,9 @@ export function toListenerSpecs(config: Config, configDir: string): Map<string, 
 
 function toTargets(raw: readonly string[], app: string): TargetSpec[] {
   return raw.map((t) => {
-    const target = parseTarget(t);
-    if (target === undefined) throw new Error(`BUG: app "${app}" reached toListenerSpec with unparsable target "${t}"; validate the config first`);
-    return target;
+    const parsed = parseTarget(t);
+    if (!parsed.ok) throw new Error(`BUG: app "${app}" reached toListenerSpec with unparsable target "${t}" (${parsed.reason}); validate the config first`);
+    return parsed.target;
   });
 }
 
