@@ -7,4 +7,5 @@ export type { ListenerSpec, TargetSpec, RouteSpec, TlsSpec, CertSpec } from './s
 export { SPEC_DEFAULTS } from './spec.ts';
 export { parseTarget, type ParsedTarget, type TargetAddress } from './parse-target.ts';
 export * from './ipc/protocol.ts';
+export { parseCertPair, readProblem, type CertPair, type CertPairProblem, type ParsedCertPair } from './tls/cert-pair.ts';
 export { createLogger, logLevelFromEnv, LogLevelError, type Logger } from './log.ts';

@@ -47,8 +47,8 @@ test('load: a missing file, a non-PEM file or a key of another certificate is ER
   const [a, b] = await Promise.all([makeCert(dir, 'a', ['a.example.test']), makeCert(dir, 'b', ['b.example.test'])]);
   writeFileSync(`${dir}/junk.crt`, 'hello\n');
   const cases: [string, { certPath: string; keyPath: string }, RegExp][] = [
-    ['missing cert', { certPath: `${dir}/nope.crt`, keyPath: a.keyPath }, /Cannot read certificate file ".*nope\.crt": no such file/],
-    ['missing key', { certPath: a.certPath, keyPath: `${dir}/nope.key` }, /Cannot read private key file ".*nope\.key": no such file/],
+    ['missing cert', { certPath: `${dir}/nope.crt`, keyPath: a.keyPath }, /nope\.crt" with key .* does not load: cannot read certificate file ".*nope\.crt": no such file/],
+    ['missing key', { certPath: a.certPath, keyPath: `${dir}/nope.key` }, /does not load: cannot read private key file ".*nope\.key": no such file/],
     ['not PEM', { certPath: `${dir}/junk.crt`, keyPath: a.keyPath }, /junk\.crt.*does not load/],
     ['wrong key', { certPath: a.certPath, keyPath: b.keyPath }, /a\.crt" with key ".*b\.key" does not load/],
   ];
