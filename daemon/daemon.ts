@@ -28,7 +28,8 @@ import { buildListenerEntry, LISTENER_SOURCE } from '../proxy/index.ts';
 import { createDaemonLogger } from './logger.ts';
 import type { Logger } from './logger.ts';
 import { ensureMigrateReq } from './migrate-req.ts';
-import { forkListener, SparePool } from './spare-pool.ts';
+import { forkListener } from './fork-listener.ts';
+import { SparePool } from './spare-pool.ts';
 import type { MigrateReqStatus } from './migrate-req.ts';
 import { planRollout } from './plan-rollout.ts';
 
