@@ -34,7 +34,7 @@ export class ConfigWatcher {
     this.#watcher.on('all', (event, p) => {
       if (resolve(p) !== path) return;
       if (event === 'add' || event === 'change') options.onChange(event);
-      else if (event === 'unlink') options.logger.warn({ path }, 'config file is missing; keeping the running config');
+      else if (event === 'unlink') options.logger.warn({ event: 'config-missing', path }, 'config file is missing; keeping the running config');
     });
     this.#watcher.on('error', (err) => options.logger.error({ err, path }, 'config watcher error'));
     this.#ready = new Promise((r) => this.#watcher.once('ready', () => r()));

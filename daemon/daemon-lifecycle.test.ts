@@ -68,7 +68,7 @@ test('no listener survives the daemon being killed with SIGKILL', async (t) => {
 });
 
 test('an invalid config at start is a clear error and exit 1', async (t) => {
-  const d = await startTestDaemon(t, { Apps: [{ Name: 'alpha', Ports: [0], Targets: [] }] }, { noWait: true });
+  const d = await startTestDaemon(t, { Apps: [{ Name: 'alpha', Ports: [-1], Targets: [] }] }, { noWait: true });
   const exit = await d.exited;
   assert.equal(exit.code, 1);
   assert.match(d.stderr, /Invalid config .*config\.json/);

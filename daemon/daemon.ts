@@ -155,7 +155,9 @@ class DaemonProcess implements Daemon {
     // Before any listener socket exists: the sysctl only affects sockets created after it.
     this.#migrateReq = await ensureMigrateReq(this.#log);
     this.adminAddress = await this.#admin.listen(adminAddr);
-    this.#log.info({ admin: `${formatHost(this.adminAddress.host)}:${this.adminAddress.port}`, config: this.configPath }, 'admin endpoint listening');
+    const address = `${formatHost(this.adminAddress.host)}:${this.adminAddress.port}`;
+    // `event` and `address` are the stable, machine-readable part (tests and scripts key on them).
+    this.#log.info({ event: 'admin-listening', address, admin: address, config: this.configPath }, 'admin endpoint listening');
     if (this.#spareCount > 0) this.#spares = new SparePool({ size: this.#spareCount, entry: this.#entry, env: this.#env, logger: this.#log, backoff: this.#timing.backoff });
     this.#watcher = new ConfigWatcher({ path: this.configPath, logger: this.#log, onChange: (event) => void this.reload(`file ${event}`) });
     await this.#watcher.ready();
@@ -218,7 +220,7 @@ class DaemonProcess implements Daemon {
     const repeat = this.#configError?.message === error.message;
     this.#configError = error;
     if (repeat) return void this.#log.debug({ reason }, 'config still invalid (same issues)');
-    this.#log.error({ reason, path: this.configPath, code: this.#configError.code, issues: this.#configError.issues }, `config rejected; apps keep running as they are:\n${this.#configError.message}`);
+    this.#log.error({ event: 'config-rejected', reason, path: this.configPath, code: this.#configError.code, issues: this.#configError.issues }, `config rejected; apps keep running as they are:\n${this.#configError.message}`);
   }
 
   #want(loaded: LoadedConfig): void {
@@ -298,7 +300,7 @@ class DaemonProcess implements Daemon {
     await this.#watcher?.close();
     const all = [...this.#apps.values(), ...this.#retiring];
     await Promise.all(all.map((s) => s.stop()));
-    this.#log.info({ apps: all.length }, 'every listener stopped accepting; waiting for open connections');
+    this.#log.info({ event: 'drain-started', apps: all.length }, 'every listener stopped accepting; waiting for open connections');
     await Promise.all(all.map((s) => s.exited()));
     // A reconcile that was mid-start when we began has seen #stopping and killed what it started.
     await this.#reconciling;

@@ -150,7 +150,7 @@ export class CertStore {
       try {
         const fresh = buildPair(old.spec, certPem, keyPem);
         swapped++;
-        this.#logger?.info({ cert: old.spec.certPath, names: fresh.names, serial: fresh.serialNumber, was: old.serialNumber }, 'certificate reloaded');
+        this.#logger?.info({ event: 'cert-reloaded', cert: old.spec.certPath, names: fresh.names, serial: fresh.serialNumber, was: old.serialNumber }, 'certificate reloaded');
         return fresh;
       } catch (err) {
         this.#warnKept(old, err);
