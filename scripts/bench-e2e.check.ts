@@ -1,7 +1,9 @@
-// Smoke test of scripts/bench: a very short run of every contender and workload (1 s each,
-// one run, 200 idle connections) and of --scale (3 apps), both with --json, checking the
-// report's shape — not the figures. It never skips: the benchmark installs haproxy, nginx
-// (+ stream module), wrk and iperf3 from Debian when they are missing, or fails saying why.
+// End-to-end check of scripts/bench: a very short real run of every contender and workload (1 s
+// each, one run, 200 idle connections) and of --scale (3 apps), both with --json, checking the
+// report's shape — not the figures. It installs haproxy, nginx (+ stream module), wrk and iperf3
+// from Debian when missing and loads the machine, so it is not part of `make test` (the glob
+// there is *.test.ts): run it with `make bench-check`. bench.test.ts checks parsing and
+// reporting on recorded outputs instead.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
