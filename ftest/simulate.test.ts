@@ -111,7 +111,8 @@ test('simulate stops on abort and by duration, letting exchanges in flight finis
   assert.equal(timed.stoppedBy, 'duration');
   assert.equal(timed.errors, 0);
   assert.ok(timed.ok > 0);
-  assert.ok(timed.elapsedMs >= 200 && timed.elapsedMs < 2000, `elapsed ${timed.elapsedMs}`);
+  // Stopped by the duration: not before it; the upper side only catches a run that ignored it.
+  assert.ok(timed.elapsedMs >= 200 && timed.elapsedMs < 30_000, `elapsed ${timed.elapsedMs}`);
 });
 
 test('simulate rejects out-of-range options with ERR_FTEST_OPTION', async () => {
