@@ -6,17 +6,9 @@ import { once } from 'node:events';
 import { randomBytes, createHash } from 'node:crypto';
 import { Listener } from './listener.ts';
 import { createLogger } from './log.ts';
-import { closedPort, exchange, makeSpec, startBlackhole, startEcho, waitFor } from './testing.ts';
-import type { ListenerSpec } from './spec.ts';
+import { closedPort, closedPorts, exchange, listen, makeSpec, startBlackhole, startEcho, waitFor } from './testing.ts';
 
 const logger = createLogger({ proc: 'test' }, 'silent');
-
-async function listen(t: { after: (fn: () => unknown) => void }, spec: ListenerSpec): Promise<{ listener: Listener; ports: number[] }> {
-  const listener = new Listener(spec, { logger });
-  const ports = await listener.start();
-  t.after(() => listener.drain(0));
-  return { listener, ports };
-}
 
 test('rotates over the targets in exact round-robin order, shared across the app\'s ports', async (t) => {
   const targets = await Promise.all(['a', 'b', 'c'].map((tag) => startEcho(tag)));
@@ -32,7 +24,7 @@ test('rotates over the targets in exact round-robin order, shared across the app
 });
 
 test('fails over to the next target when one refuses, and the client sees no error', async (t) => {
-  const dead = await closedPort();
+  const dead = await closedPort(t);
   const live = await startEcho('live');
   t.after(() => live.close());
   const { listener, ports } = await listen(t, makeSpec([`127.0.0.1:${dead}`, `127.0.0.1:${live.port}`]));
@@ -45,7 +37,7 @@ test('fails over to the next target when one refuses, and the client sees no err
 });
 
 test('resets the client once every target refused, without waiting for ConnectTimeoutMs', async (t) => {
-  const dead = [await closedPort(), await closedPort()];
+  const dead = await closedPorts(t, 2);
   // A budget far beyond the client's patience: a reset the client sees came from the refusals, not the budget.
   const { listener, ports } = await listen(t, makeSpec(dead.map((p) => `127.0.0.1:${p}`), { connectTimeoutMs: 120_000 }));
   const r = await exchange(ports[0]!, 'hello', '127.0.0.1', 30_000);

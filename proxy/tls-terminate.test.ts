@@ -60,7 +60,7 @@ async function openTls(port: number, servername: string) {
     const onData = (d: Buffer) => { got += d; };
     s.on('data', onData);
     s.write(text);
-    return waitFor(() => got.endsWith(text), 3000, `echo of "${text}"`).then(() => got).finally(() => s.removeListener('data', onData));
+    return waitFor(() => got.endsWith(text), 20_000, `echo of "${text}"`).then(() => got).finally(() => s.removeListener('data', onData));
   };
   return { socket: s, ask, fingerprint: s.getPeerX509Certificate()!.fingerprint256 };
 }
@@ -173,7 +173,7 @@ test('a renewed certificate (atomic rename) is served to new connections without
   // make-test-cert.sh writes beside the target and renames over it (key, then cert), like certbot.
   const renewed = await makeCert(dir, 'a', ['a.example.test']);
   assert.notEqual(renewed.fingerprint256, certs.a.fingerprint256);
-  await waitFor(async () => (await tlsExchange(port, 'p', { servername: 'a.example.test' })).peerCert?.fingerprint256 === renewed.fingerprint256, 5000, 'renewed certificate served');
+  await waitFor(async () => (await tlsExchange(port, 'p', { servername: 'a.example.test' })).peerCert?.fingerprint256 === renewed.fingerprint256, 20_000, 'renewed certificate served');
 
   // The connection opened before the renewal is untouched.
   assert.equal(await before.ask('two'), 'two');
@@ -189,20 +189,20 @@ test('a half-written or broken renewal keeps the previous certificate and logs a
   // The key lands, the certificate only half: the pair cannot load.
   writeFileSync(certs.a.keyPath, next.key);
   writeFileSync(certs.a.certPath, next.pem.subarray(0, next.pem.length >> 1));
-  await waitFor(() => lines.some((l) => l.level === 40 && l.code === 'ERR_TLS_CERT' && l.cert === certs.a.certPath), 5000, 'warning about the broken cert');
+  await waitFor(() => lines.some((l) => l.level === 40 && l.code === 'ERR_TLS_CERT' && l.cert === certs.a.certPath), 20_000, 'warning about the broken cert');
   const during = await tlsExchange(port, 'x', { servername: 'a.example.test' });
   assert.equal(during.reply, 'A:x');
   assert.equal(during.peerCert?.fingerprint256, certs.a.fingerprint256, 'still the old certificate');
 
   writeFileSync(certs.a.certPath, next.pem);
-  await waitFor(async () => (await tlsExchange(port, 'p', { servername: 'a.example.test' })).peerCert?.fingerprint256 === next.fingerprint256, 5000, 'completed certificate served');
+  await waitFor(async () => (await tlsExchange(port, 'p', { servername: 'a.example.test' })).peerCert?.fingerprint256 === next.fingerprint256, 20_000, 'completed certificate served');
   assert.ok(lines.some((l) => l.event === 'cert-reloaded' && l.cert === certs.a.certPath));
 
   // Garbage renamed over the file: same story, and the process is fine.
   writeFileSync(`${dir}/junk`, 'not a certificate\n');
   renameSync(`${dir}/junk`, certs.a.certPath);
   const warnings = lines.filter((l) => l.level === 40).length;
-  await waitFor(() => lines.filter((l) => l.level === 40).length > warnings, 5000, 'second warning');
+  await waitFor(() => lines.filter((l) => l.level === 40).length > warnings, 20_000, 'second warning');
   assert.equal((await tlsExchange(port, 'y', { servername: 'a.example.test' })).peerCert?.fingerprint256, next.fingerprint256);
 });
 
