@@ -20,7 +20,8 @@ function migrateCounters(): { success: number; failure: number } {
 test('connections queued on the old generation are served by the new one', async (t) => {
   const [oldTarget, newTarget] = await Promise.all([startEcho('old'), startEcho('new')]);
   t.after(async () => void (await Promise.all([oldTarget.close(), newTarget.close()])));
-  const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [0], [oldTarget.port])] });
+  // Inside the test's own network namespace: the daemon may (must) turn the sysctl on.
+  const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [0], [oldTarget.port])] }, { env: { FPROXY_MIGRATE_REQ: 'set' } });
   const status = await waitFor(async () => {
     const s = await d.status();
     return s.apps[0]?.state === 'running' ? s : undefined;

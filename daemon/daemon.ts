@@ -27,7 +27,7 @@ import { DEFAULT_LISTENER_ENTRY, LISTENER_TIMING } from './listener-process.ts';
 import { buildListenerEntry } from '../proxy/index.ts';
 import { createDaemonLogger } from './logger.ts';
 import type { Logger } from './logger.ts';
-import { ensureMigrateReq } from './migrate-req.ts';
+import { MIGRATE_REQ_PATH, ensureMigrateReq, parseMigrateReqMode } from './migrate-req.ts';
 import { forkListener, SparePool } from './spare-pool.ts';
 import type { MigrateReqStatus } from './migrate-req.ts';
 import { planRollout } from './plan-rollout.ts';
@@ -153,7 +153,7 @@ class DaemonProcess implements Daemon {
 
   async init(initial: LoadedConfig, adminAddr: AdminAddress): Promise<void> {
     // Before any listener socket exists: the sysctl only affects sockets created after it.
-    this.#migrateReq = await ensureMigrateReq(this.#log);
+    this.#migrateReq = await ensureMigrateReq(this.#log, MIGRATE_REQ_PATH, parseMigrateReqMode(this.#env.FPROXY_MIGRATE_REQ));
     this.adminAddress = await this.#admin.listen(adminAddr);
     const address = `${formatHost(this.adminAddress.host)}:${this.adminAddress.port}`;
     // `event` and `address` are the stable, machine-readable part (tests and scripts key on them).

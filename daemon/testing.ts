@@ -64,7 +64,9 @@ export async function startTestDaemon(t: TestContext, config: unknown, options: 
   await writeFile(configPath, typeof config === 'string' ? config : JSON.stringify(config, null, 2));
   const child = spawn(process.execPath, [DAEMON_MAIN.pathname], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FPROXY_CONFIG_PATH: configPath, FPROXY_ADMIN_ADDR: '127.0.0.1:0', LOG_LEVEL: 'info', ...options.env },
+    // FPROXY_MIGRATE_REQ=leave: a test must not change the host's sysctls (accept-queue.scenario.ts
+    // sets it back to "set", inside the network namespace its test creates).
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FPROXY_CONFIG_PATH: configPath, FPROXY_ADMIN_ADDR: '127.0.0.1:0', LOG_LEVEL: 'info', FPROXY_MIGRATE_REQ: 'leave', ...options.env },
   });
   const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
   const logs: LogLine[] = [];
