@@ -18,7 +18,7 @@ import { LISTENER_TIMING } from './listener-process.ts';
 import { buildListenerEntry, LISTENER_SOURCE } from '../proxy/index.ts';
 import { createDaemonLogger } from './logger.ts';
 import type { Logger } from './logger.ts';
-import { ensureMigrateReq } from './migrate-req.ts';
+import { MIGRATE_REQ_PATH, ensureMigrateReq, parseMigrateReqMode } from './migrate-req.ts';
 import { forkListener } from './fork-listener.ts';
 import { SparePool } from './spare-pool.ts';
 import type { MigrateReqStatus } from './migrate-req.ts';
@@ -129,9 +129,11 @@ class DaemonProcess implements Daemon, AppFleet {
 
   async init(initial: LoadedConfig, adminAddr: AdminAddress): Promise<void> {
     // Before any listener socket exists: the sysctl only affects sockets created after it.
-    this.#migrateReq = await ensureMigrateReq(this.#log);
+    this.#migrateReq = await ensureMigrateReq(this.#log, MIGRATE_REQ_PATH, parseMigrateReqMode(this.#env.FPROXY_MIGRATE_REQ));
     this.adminAddress = await this.#admin.listen(adminAddr);
-    this.#log.info({ admin: `${formatHost(this.adminAddress.host)}:${this.adminAddress.port}`, config: this.configPath }, 'admin endpoint listening');
+    const address = `${formatHost(this.adminAddress.host)}:${this.adminAddress.port}`;
+    // `event` and `address` are the stable, machine-readable part (tests and scripts key on them).
+    this.#log.info({ event: 'admin-listening', address, admin: address, config: this.configPath }, 'admin endpoint listening');
     if (this.#spareCount > 0) this.#spares = new SparePool({ size: this.#spareCount, entry: this.#entry, env: this.#env, logger: this.#log, backoff: this.#timing.backoff });
     await this.#pipeline.start(initial);
   }
@@ -213,7 +215,7 @@ class DaemonProcess implements Daemon, AppFleet {
     await this.#pipeline.stopWatching();
     const all = [...this.#apps.values(), ...this.#retiring];
     await Promise.all(all.map((s) => s.stop()));
-    this.#log.info({ apps: all.length }, 'every listener stopped accepting; waiting for open connections');
+    this.#log.info({ event: 'drain-started', apps: all.length }, 'every listener stopped accepting; waiting for open connections');
     await Promise.all(all.map((s) => s.exited()));
     // A reconcile that was mid-start when we began has seen #stopping and killed what it started.
     await this.#pipeline.settled();

@@ -59,6 +59,8 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   /** From the latest pong (or `draining`). */
   counters: ListenerCounters | undefined;
   readyAt: number | undefined;
+  /** The ports the listener bound, from its `ready` (in spec.ports order; a 0 there is the kernel's pick here). */
+  boundPorts: readonly number[] = [];
 
   readonly #options: ListenerProcessOptions;
   readonly #log: Logger;
@@ -145,6 +147,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
           clearTimeout(timer);
           this.state = 'ready';
           this.readyAt = Date.now();
+          this.boundPorts = msg.ports;
           this.#startHeartbeat();
           resolve();
         } else if (msg.type === 'failed') {
@@ -225,7 +228,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
       if (this.state === 'ready' && this.#unanswered >= missedHeartbeats) {
         const { app } = this.spec;
         this.#hangError = new DaemonError('ERR_LISTENER_HUNG', `Listener for app "${app}" (generation ${this.generation}, worker ${this.worker}, pid ${this.pid}) missed ${this.#unanswered} heartbeats; killed`, { app, generation: this.generation, worker: this.worker, pid: this.pid });
-        this.#log.error({ listenerPid: this.pid, missed: this.#unanswered }, 'listener is hung (missed heartbeats); killing it');
+        this.#log.error({ event: 'listener-hung', listenerPid: this.pid, missed: this.#unanswered }, 'listener is hung (missed heartbeats); killing it');
         this.#kill('SIGKILL');
         return;
       }

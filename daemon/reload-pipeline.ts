@@ -130,7 +130,7 @@ export class ReloadPipeline {
     const repeat = this.#configError?.message === error.message;
     this.#configError = error;
     if (repeat) return void this.#log.debug({ reason }, 'config still invalid (same issues)');
-    this.#log.error({ reason, path: where, code: error.code, issues: error.issues }, `config rejected; apps keep running as they are:\n${error.message}`);
+    this.#log.error({ event: 'config-rejected', reason, path: where, code: error.code, issues: error.issues }, `config rejected; apps keep running as they are:\n${error.message}`);
   }
 
   #want(loaded: LoadedConfig): void {

@@ -55,8 +55,8 @@ test('balancer reports an uneven spread and replies that miss --expect, and exit
   assert.equal(JSON.parse(cli.stdout).even, false);
 });
 
-test('balancer counts failed connections as failures with a null in the sequence', async () => {
-  const port = await closedPort();
+test('balancer counts failed connections as failures with a null in the sequence', async (t) => {
+  const port = await closedPort(t);
   const result = await runFtest(['balancer', `127.0.0.1:${port}`, '-n', '2', '--json']);
   assert.equal(result.code, 1);
   const report = JSON.parse(result.stdout);

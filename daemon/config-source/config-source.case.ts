@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { isAbsolute } from 'node:path';
-import { poll } from '../testing.ts';
+import { waitFor } from '../testing.ts';
 import type { ConfigSource } from './config-source.ts';
 
 export interface SourceUnderTest {
@@ -33,7 +33,7 @@ export function configSourceCases(name: string, make: (t: TestContext, initial: 
     const unwatch = await source.watch((reason) => reasons.push(reason));
     t.after(unwatch);
     await write(Buffer.from('{"Apps": [2]}'));
-    await poll(() => reasons.length > 0, 10_000, 'a change reported');
+    await waitFor(() => reasons.length > 0, 10_000, 'a change reported');
     assert.equal(typeof reasons[0], 'string');
     assert.equal((await source.read()).bytes.toString(), '{"Apps": [2]}');
     await unwatch();

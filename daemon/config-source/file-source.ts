@@ -44,7 +44,7 @@ export class FileSource implements ConfigSource {
     watcher.on('all', (event, p) => {
       if (resolve(p) !== path) return;
       if (event === 'add' || event === 'change') onChange(`file ${event}`);
-      else if (event === 'unlink') logger.warn({ path }, 'config file is missing; keeping the running config');
+      else if (event === 'unlink') logger.warn({ event: 'config-missing', path }, 'config file is missing; keeping the running config');
     });
     watcher.on('error', (err) => logger.error({ err, path }, 'config watcher error'));
     await new Promise<void>((r) => watcher.once('ready', () => r()));

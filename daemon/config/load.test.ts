@@ -74,7 +74,7 @@ describe('loadConfigFile', () => {
   });
 
   test('schema problems → ERR_CONFIG_INVALID with every issue', async () => {
-    const err = await rejection(write('invalid.json', { Apps: [{ Name: 'a', Ports: [0], Target: ['x:1'] }] }));
+    const err = await rejection(write('invalid.json', { Apps: [{ Name: 'a', Ports: [-1], Target: ['x:1'] }] }));
     assert.equal(err.code, 'ERR_CONFIG_INVALID');
     assert.deepEqual(err.issues.map((i) => i.path), ['Apps[0].Ports[0]', 'Apps[0].Target']);
   });

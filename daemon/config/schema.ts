@@ -10,9 +10,10 @@ import { z } from 'zod';
 import { SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
 import { sniNameProblem } from './host-name.ts';
 
-const PORT_RANGE = (iss: { input?: unknown }) => `port ${String(iss.input)} is outside 1–65535`;
+const PORT_RANGE = (iss: { input?: unknown }) => `port ${String(iss.input)} is outside 0–65535 (0: a free port the kernel picks)`;
 
-const Port = z.int().min(1, { error: PORT_RANGE }).max(65535, { error: PORT_RANGE });
+/** 0 = a free port the kernel picks when the app first starts, kept by every worker and generation while the daemon runs. */
+const Port = z.int().min(0, { error: PORT_RANGE }).max(65535, { error: PORT_RANGE });
 
 const Target = z
   .string()
@@ -91,8 +92,7 @@ export const AppSchema = z
       })
       .meta({ description: 'Unique app name (1–64 of A–Z a–z 0–9 . _ -), used in logs, status and errors.' }),
     Ports: z.array(Port).min(1).meta({
-      description: 'Ports to listen on, on every interface (IPv4 and IPv6). No port may appear twice, in this app or another.',
-      uniqueItems: true,
+      description: 'Ports to listen on, on every interface (IPv4 and IPv6). No port may appear twice, in this app or another. 0: a free port the kernel picks when the app first starts, kept by every worker and every later generation of the app while the daemon runs (GET /apps shows it).',
     }),
     Targets: Targets.optional().meta({
       description: 'Default target pool, balanced round-robin. Required and non-empty unless the app has Routes (then it is the pool for connections no route matches, and may be empty).',

@@ -154,7 +154,7 @@ export class CertStore {
         if (!parsed.ok) throw new Error(parsed.problems.map((p) => p.message).join('; '));
         const fresh = buildPair(old.spec, certPem, keyPem, parsed.pair);
         swapped++;
-        this.#logger?.info({ cert: old.spec.certPath, names: fresh.names, serial: fresh.serialNumber, was: old.serialNumber }, 'certificate reloaded');
+        this.#logger?.info({ event: 'cert-reloaded', cert: old.spec.certPath, names: fresh.names, serial: fresh.serialNumber, was: old.serialNumber }, 'certificate reloaded');
         return fresh;
       } catch (err) {
         this.#warnKept(old, err);
