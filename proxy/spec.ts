@@ -36,8 +36,13 @@ export interface TlsSpec {
 export interface ListenerSpec {
   /** App name, used in every log line and error. */
   readonly app: string;
-  /** Ports to bind on every interface (IPv4 and IPv6), all with SO_REUSEPORT. */
+  /** Ports to bind, all with SO_REUSEPORT, on each address of `listen`. */
   readonly ports: readonly number[];
+  /**
+   * IP addresses to bind every port on. Empty (or absent, as from an older daemon or a test's
+   * hand-made spec) = every interface, IPv4 and IPv6: the default.
+   */
+  readonly listen?: readonly string[];
   /** Default target pool. May be empty on a TLS app whose routes cover every name. */
   readonly targets: readonly TargetSpec[];
   /** Only "round-robin" for now. */

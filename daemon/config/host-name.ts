@@ -81,3 +81,12 @@ export function sniNameProblem(name: string): string | undefined {
   }
   return undefined;
 }
+
+/** Why `raw` is not a bind address for Listen (an IPv4 or IPv6 literal), or undefined when it is. */
+export function listenAddressProblem(raw: string): string | undefined {
+  if (isIP(raw) !== 0) return undefined;
+  const bare = raw.startsWith('[') && raw.endsWith(']') ? raw.slice(1, -1) : undefined;
+  if (bare !== undefined && isIPv6(bare)) return `listen address "${raw}": write it without brackets, as "${bare}"`;
+  if (parseTarget(raw) !== undefined) return `listen address "${raw}" has a port: Listen takes addresses only ("127.0.0.1"), Ports gives the ports`;
+  return `listen address "${raw}" is not an IP address: write one this machine has, as "127.0.0.1" or "::1" (names are not resolved; remove Listen to listen on every interface)`;
+}
