@@ -13,6 +13,8 @@ export interface ConfigWatcherOptions {
   readonly path: string;
   readonly logger: Logger;
   readonly onChange: (event: string) => void;
+  /** The file is gone (deleted, or mid-rename): nothing is reloaded; status may say so. */
+  readonly onMissing?: () => void;
   readonly stabilityThresholdMs?: number;
 }
 
@@ -34,7 +36,10 @@ export class ConfigWatcher {
     this.#watcher.on('all', (event, p) => {
       if (resolve(p) !== path) return;
       if (event === 'add' || event === 'change') options.onChange(event);
-      else if (event === 'unlink') options.logger.warn({ path }, 'config file is missing; keeping the running config');
+      else if (event === 'unlink') {
+        options.logger.warn({ path }, 'config file is missing; keeping the running config');
+        options.onMissing?.();
+      }
     });
     this.#watcher.on('error', (err) => options.logger.error({ err, path }, 'config watcher error'));
     this.#ready = new Promise((r) => this.#watcher.once('ready', () => r()));

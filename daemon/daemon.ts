@@ -157,7 +157,7 @@ class DaemonProcess implements Daemon {
     this.adminAddress = await this.#admin.listen(adminAddr);
     this.#log.info({ admin: `${formatHost(this.adminAddress.host)}:${this.adminAddress.port}`, config: this.configPath }, 'admin endpoint listening');
     if (this.#spareCount > 0) this.#spares = new SparePool({ size: this.#spareCount, entry: this.#entry, env: this.#env, logger: this.#log, backoff: this.#timing.backoff });
-    this.#watcher = new ConfigWatcher({ path: this.configPath, logger: this.#log, onChange: (event) => void this.reload(`file ${event}`) });
+    this.#watcher = new ConfigWatcher({ path: this.configPath, logger: this.#log, onChange: (event) => void this.reload(`file ${event}`), onMissing: () => this.#configMissing() });
     await this.#watcher.ready();
     this.#want(initial);
     await this.#reconciling;
@@ -210,6 +210,12 @@ class DaemonProcess implements Daemon {
     if (this.#configError !== null) this.#log.info({ reason }, 'config is valid again');
     this.#configError = null;
     this.#want(loaded);
+  }
+
+  /** /status says the file is gone (not an older edit's error); the next valid read clears it. */
+  #configMissing(): void {
+    const message = `Config file ${this.configPath} is missing (deleted, or being replaced): apps keep running as they are until it is back`;
+    this.#configError = { code: 'ERR_CONFIG_MISSING', message, issues: [], at: new Date().toISOString() };
   }
 
   #rejectConfig(err: unknown, reason: string): void {
@@ -280,7 +286,7 @@ class DaemonProcess implements Daemon {
     const ok = (await Promise.all(applies)).every(Boolean);
     this.#appliedHash = ok ? loaded.hash : undefined;
     this.#appliedAt = new Date();
-    this.#log.info({ hash: loaded.hash, ok, ms: Date.now() - started }, ok ? 'config applied' : 'config applied with failures (see app lastError); the same content is retried on the next change or SIGHUP');
+    this.#log.info({ hash: loaded.hash, ok, ms: Date.now() - started }, ok ? 'config applied' : 'config applied with failures (see currentError in /apps): an app that never started retries by itself with backoff; a failed rollout is retried on the next change or SIGHUP');
   }
 
   async #retire(name: string): Promise<void> {
