@@ -74,10 +74,13 @@ export class Listener implements ListenerContext {
   #drainWaiter: (() => void) | null = null;
   #lastConnectErrorLog = 0;
   #terminator: TlsTerminator | undefined;
+  /** Access lines are debug: with debug off, no per-connection work is spent on them. */
+  readonly #accessLog: boolean;
 
   constructor(spec: ListenerSpec, opts: ListenerOptions) {
     this.spec = spec;
     this.logger = opts.logger;
+    this.#accessLog = opts.logger.isLevelEnabled('debug');
     this.#host = opts.host;
     this.dns = opts.dns ?? new DnsCache({ onError: (host, err) => this.logger.warn({ host, err: err.message }, 'DNS lookup failed') });
     this.router = new Router(spec.targets, spec.routes);
@@ -188,6 +191,9 @@ export class Listener implements ListenerContext {
       return;
     }
     this.#total++;
+    // The access line is logged after the socket is destroyed, when Node can no longer ask the
+    // kernel for the peer; reading it now caches it on the socket (one getpeername, debug only).
+    if (this.#accessLog) void socket.remoteAddress;
     const s = new Session(this, socket);
     this.#sessions.add(s);
     s.start();
@@ -207,7 +213,7 @@ export class Listener implements ListenerContext {
     if (!this.#sessions.delete(s)) return;
     this.#bytesIn += s.client.bytesRead;
     this.#bytesOut += s.client.bytesWritten;
-    if (this.logger.isLevelEnabled('debug')) {
+    if (this.#accessLog) {
       this.logger.debug({
         client: s.clientAddress, sni: s.sni, target: s.target, endpoint: s.endpoint, attempts: s.attempts, outcome: s.outcome,
         bytesIn: s.client.bytesRead, bytesOut: s.client.bytesWritten, durationMs: Date.now() - s.startedAt,
