@@ -10,7 +10,7 @@
 //     every later generation (kept by index into the ports list; a new 0 entry gets a new pick).
 import type { ChildProcess } from 'node:child_process';
 import type { ListenerSpec } from '../proxy/index.ts';
-import { backoffDelay } from './backoff-delay.ts';
+import { BACKOFF_DEFAULTS, backoffDelay } from './backoff-delay.ts';
 import { summarizeError } from './daemon-error.ts';
 import type { ErrorSummary } from './daemon-error.ts';
 import { Generation } from './generation.ts';
@@ -29,10 +29,21 @@ export interface AppStatus {
   readonly pids: number[];
   /** The ports bound (a configured 0 shows the kernel's pick; 0 only until the first worker is ready). */
   readonly ports: readonly number[];
+  /** Bind addresses (Listen); absent = every interface. */
+  readonly listen?: readonly string[];
+  /** The default pool. */
   readonly targets: string[];
+  /** SNI routes and their pools; absent for an app without Routes. */
+  readonly routes?: { sni: readonly string[]; alpn?: readonly string[]; targets: string[] }[];
   /** Summed over the serving and the draining generations, from their latest pongs. */
   readonly activeConnections: number;
+  /** What is wrong now (no serving generation, a worker down, the last rollout failed); null when the app runs what the config asks. */
+  readonly currentError: ErrorSummary | null;
+  /** History: the most recent error, kept after the app recovered (see lastErrorAt and currentError). */
   readonly lastError: ErrorSummary | null;
+  readonly lastErrorAt: string | null;
+  /** When an app with no serving generation next tries to start (backoff); null otherwise. */
+  readonly nextAttemptAt: string | null;
   readonly workers: number;
   /** Rollouts completed since the daemon started this app. */
   readonly rollouts: number;
@@ -65,6 +76,10 @@ export class AppSupervisor {
   readonly #draining = new Set<Generation>();
   #retiring = false;
   #lastError: ErrorSummary | null = null;
+  #currentError: ErrorSummary | null = null;
+  /** The generation number of the last start attempt, shown while none serves. */
+  #lastAttempt = 0;
+  #nextAttemptAt: Date | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #retryTimer: NodeJS.Timeout | undefined;
   #retryAttempt = 0;
@@ -88,6 +103,7 @@ export class AppSupervisor {
   apply(spec: ListenerSpec): Promise<boolean> {
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
+    this.#nextAttemptAt = undefined;
     const run = this.#queue.then(() => this.#apply(spec));
     this.#queue = run.catch(() => undefined);
     return run;
@@ -126,13 +142,20 @@ export class AppSupervisor {
     }
     return {
       name: this.name,
-      generation: current?.number ?? pending?.number ?? 0,
+      generation: current?.number ?? pending?.number ?? this.#lastAttempt,
       state,
       pids: current?.pids() ?? [],
       ports: current?.spec.ports ?? pending?.spec.ports ?? spec?.ports ?? [],
+      ...(spec?.listen !== undefined && spec.listen.length > 0 ? { listen: spec.listen } : {}),
       targets: spec?.targets.map((t) => t.raw) ?? [],
+      ...(spec !== undefined && spec.routes.length > 0
+        ? { routes: spec.routes.map((r) => ({ sni: r.sni, ...(r.alpn.length > 0 ? { alpn: r.alpn } : {}), targets: r.targets.map((t) => t.raw) })) }
+        : {}),
       activeConnections,
+      currentError: this.#currentError,
       lastError: this.#lastError,
+      lastErrorAt: this.#lastError?.at ?? null,
+      nextAttemptAt: this.#nextAttemptAt?.toISOString() ?? null,
       workers: spec?.workers ?? 0,
       rollouts: this.rollouts,
       drainingPids,
@@ -145,6 +168,7 @@ export class AppSupervisor {
     const { logger, timing, acquire } = this.#options;
     const ports = spec.ports.map((p, i) => (p === 0 ? (this.#picked.get(i) ?? 0) : p));
     const gen = new Generation({ spec: { ...spec, ports }, number: this.#options.nextGeneration(), logger, timing, acquire });
+    this.#lastAttempt = gen.number;
     const old = this.#current;
     this.#pending = gen;
     this.#log.info({ gen: gen.number, workers: gen.workers, ports, from: old?.number }, old ? 'rolling out a new generation' : 'starting app');
@@ -153,15 +177,27 @@ export class AppSupervisor {
       await gen.start();
     } catch (err) {
       this.#pending = undefined;
-      this.#lastError = summarizeError(err);
+      this.#recordError(err);
       if (this.#retiring) return false;
+      // One line per attempt: the summary's message already names the cause, so the error object
+      // (whose cause pino would append again, with a stack) is not logged.
+      const { code, message } = this.#lastError!;
       if (old !== undefined) {
-        this.#log.error({ event: 'rollout-failed', gen: gen.number, err, keeping: old.number }, 'new generation failed to start; the old generation keeps serving');
+        this.#log.error({ event: 'rollout-failed', gen: gen.number, code, err: message, keeping: old.number }, 'new generation failed to start; the old generation keeps serving');
       } else {
-        const delayMs = backoffDelay(this.#retryAttempt++, this.#options.timing.backoff);
-        this.#log.error({ event: 'start-failed', gen: gen.number, err, retryInMs: delayMs }, 'app failed to start; retrying after backoff');
+        const attempt = ++this.#retryAttempt;
+        const delayMs = backoffDelay(attempt - 1, this.#options.timing.backoff);
+        if (attempt === 1) {
+          const { baseMs, maxMs } = { ...BACKOFF_DEFAULTS, ...this.#options.timing.backoff };
+          this.#log.error({ event: 'start-failed', gen: gen.number, attempt, code, err: message, retryInMs: delayMs },
+            `app failed to start; retrying by itself with backoff (${baseMs} ms doubling up to ${maxMs / 1000} s) until it starts or the config changes`);
+        } else {
+          this.#log.error({ event: 'start-failed', gen: gen.number, attempt, code, err: message, retryInMs: delayMs }, 'app still fails to start');
+        }
+        this.#nextAttemptAt = new Date(Date.now() + delayMs);
         this.#retryTimer = setTimeout(() => {
           this.#retryTimer = undefined;
+          this.#nextAttemptAt = undefined;
           const wanted = this.#wanted;
           if (wanted !== undefined && this.#current === undefined && !this.#retiring) void this.apply(wanted);
         }, delayMs);
@@ -181,10 +217,11 @@ export class AppSupervisor {
     spec.ports.forEach((p, i) => {
       if (p === 0) this.#picked.set(i, gen.spec.ports[i]!);
     });
-    this.#lastError = null;
+    this.#currentError = null;
     this.#retryAttempt = 0;
-    gen.on('failure', (err) => {
-      this.#lastError = summarizeError(err);
+    gen.on('failure', (err) => this.#recordError(err));
+    gen.on('restarted', () => {
+      if (this.#current === gen && gen.readyWorkers() === gen.workers) this.#currentError = null;
     });
     this.#log.info({ gen: gen.number, listenerPids: gen.pids(), ms: Date.now() - startedAt }, old ? 'new generation ready; draining the old one' : 'app ready');
     if (old !== undefined) {
@@ -192,6 +229,11 @@ export class AppSupervisor {
       await this.#retire(old);
     }
     return true;
+  }
+
+  #recordError(err: unknown): void {
+    this.#lastError = summarizeError(err);
+    this.#currentError = this.#lastError;
   }
 
   /** Drain `gen`; resolves once it stopped accepting and forgets it once it has exited. */

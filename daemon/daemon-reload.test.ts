@@ -157,6 +157,7 @@ test('a rollout that cannot bind a new port fails, keeps the old generation serv
   assert.equal(failed.lastError!.code, 'ERR_BIND');
   assert.match(failed.lastError!.message, new RegExp(String(taken)));
   assert.equal(failed.state, 'running');
+  assert.equal(failed.currentError?.code, 'ERR_BIND', 'running, but not what the config asks');
   assert.equal(failed.generation, 1);
   assert.deepEqual(failed.pids, before.pids, 'the old generation keeps serving');
   assert.deepEqual(failed.targets, [`127.0.0.1:${one!.port}`]);
@@ -169,7 +170,8 @@ test('a rollout that cannot bind a new port fails, keeps the old generation serv
   await answeredBy(taken, 'two', 30_000);
   await answeredBy(pa!, 'two');
   const after = (await d.app('alpha'))!;
-  assert.equal(after.lastError, null);
+  assert.equal(after.currentError, null, 'the rollout went through');
+  assert.equal(after.lastError?.code, 'ERR_BIND', 'the failure stays as history');
   assert.deepEqual(after.ports, [pa, taken]);
 });
 

@@ -27,7 +27,8 @@ test('a listener killed with SIGKILL is replaced, with the same spec and port', 
   assert.equal(after.generation, 1, 'same generation, same spec');
   assert.deepEqual(after.ports, [port], 'the replacement bound the kernel-picked port again');
   assert.ok(after.pids.includes(before.pids[1]!), 'the other worker was not touched');
-  assert.equal(after.lastError?.code, 'ERR_LISTENER_CRASHED');
+  assert.equal(after.lastError?.code, 'ERR_LISTENER_CRASHED', 'kept as history');
+  assert.equal(after.currentError, null, 'both workers are back: nothing is wrong now');
   assert.equal((await exchange(port!, 'hi')).reply, 'one:hi');
 });
 

@@ -75,7 +75,7 @@ export class ReloadPipeline {
 
   /** Watch the source, then apply `initial` (already loaded, so a bad first config fails start-up). */
   async start(initial: LoadedConfig): Promise<void> {
-    this.#unwatch = await this.#source.watch((reason) => void this.reload(reason));
+    this.#unwatch = await this.#source.watch((reason) => void this.reload(reason), (message) => this.#configGone(message));
     this.#want(initial);
     await this.#reconciling;
   }
@@ -121,6 +121,11 @@ export class ReloadPipeline {
     if (this.#configError !== null) this.#log.info({ reason }, 'config is valid again');
     this.#configError = null;
     this.#want(loaded);
+  }
+
+  /** /status says the config is gone (not an older edit's error); the next valid read clears it. */
+  #configGone(message: string): void {
+    this.#configError = { code: 'ERR_CONFIG_MISSING', message, issues: [], at: new Date().toISOString() };
   }
 
   #rejectConfig(err: unknown, reason: string): void {
@@ -176,7 +181,7 @@ export class ReloadPipeline {
     const ok = (await Promise.all(applies)).every(Boolean);
     this.#appliedHash = ok ? loaded.hash : undefined;
     this.#appliedAt = new Date();
-    this.#log.info({ hash: loaded.hash, ok, ms: Date.now() - started }, ok ? 'config applied' : 'config applied with failures (see app lastError); the same content is retried on the next change or SIGHUP');
+    this.#log.info({ hash: loaded.hash, ok, ms: Date.now() - started }, ok ? 'config applied' : 'config applied with failures (see currentError in /apps): an app that never started retries by itself with backoff; a failed rollout is retried on the next change or SIGHUP');
   }
 }
 

@@ -142,3 +142,24 @@ test('simulate exits 0 despite errors, and 1 once --max-errors is exceeded or an
   assert.equal(tooLong.code, 1);
   assert.match(tooLong.stderr, /at most 60m/);
 });
+
+test('simulate --keepalive backs off redials when the target refuses, and reports the waits', async (t) => {
+  const port = await closedPort(t);
+  const summary = await simulate({ target: parseTarget(`127.0.0.1:${port}`), concurrency: 2, keepalive: true, durationMs: 1500 });
+  assert.equal(summary.ok, 0);
+  assert.equal(summary.errors, summary.errorsByKind.refused);
+  // 10, 20, 40 … 1000 ms between dials: at most ~10 refusals per worker in 1.5 s (a tight loop
+  // made thousands), and at least a few.
+  assert.ok(summary.errors >= 4 && summary.errors <= 30, `${summary.errors} refusals in 1.5 s`);
+  assert.ok(summary.redialBackoff.waits >= summary.errors - 2, `${summary.redialBackoff.waits} waits for ${summary.errors} refusals`);
+  assert.ok(summary.redialBackoff.waitedMs > 0);
+
+  const cli = await runFtest(['simulate', `127.0.0.1:${port}`, '--keepalive', '--duration', '1s', '-c', '1']);
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.match(cli.stdout, /^redials backed off \d+ times after failed dials \(\d+\.\d\d s waited; 10 ms doubling to 1 s\)$/m);
+});
+
+test('redial delays double from 10 ms and stop at 1 s', async () => {
+  const { redialDelayMs } = await import('./simulate.ts');
+  assert.deepEqual([1, 2, 3, 4, 7, 8, 20].map(redialDelayMs), [10, 20, 40, 80, 640, 1000, 1000]);
+});

@@ -1,6 +1,6 @@
-// Listener: serves one app generation in this process. Owns the app's servers (one per port, each
-// bound dual-stack on `::` with SO_REUSEPORT so another generation or worker can bind the same
-// ports), the target pools, the DNS cache, the open sessions and the counters; for a Tls
+// Listener: serves one app generation in this process. Owns the app's servers (one per port and
+// bind address — dual-stack `::` unless the spec lists addresses — each with SO_REUSEPORT so
+// another generation or worker can bind the same ports), the target pools, the DNS cache, the open sessions and the counters; for a Tls
 // "terminate" app, the certificates (loaded at start, watched until drain).
 //
 // Invariants: start() either binds every port or binds none (it closes what it bound and throws
@@ -74,10 +74,13 @@ export class Listener implements ListenerContext {
   #drainWaiter: (() => void) | null = null;
   #lastConnectErrorLog = 0;
   #terminator: TlsTerminator | undefined;
+  /** Access lines are debug: with debug off, no per-connection work is spent on them. */
+  readonly #accessLog: boolean;
 
   constructor(spec: ListenerSpec, opts: ListenerOptions) {
     this.spec = spec;
     this.logger = opts.logger;
+    this.#accessLog = opts.logger.isLevelEnabled('debug');
     this.#host = opts.host;
     this.dns = opts.dns ?? new DnsCache({ onError: (host, err) => this.logger.warn({ host, err: err.message }, 'DNS lookup failed') });
     this.router = new Router(spec.targets, spec.routes);
@@ -127,40 +130,59 @@ export class Listener implements ListenerContext {
     return this.#terminator;
   }
 
+  /**
+   * Bind one port on each address of spec.listen, or on every interface when it is empty. Port 0
+   * (tests) binds the first address on a free port and the others on that same port.
+   */
   async #bind(port: number): Promise<number> {
+    const addresses = this.spec.listen ?? [];
+    if (addresses.length === 0) return this.#bindAll(port);
+    let bound = port;
+    for (const address of addresses) bound = await this.#bindOne(bound, address);
+    return bound;
+  }
+
+  /** Every interface: "::" dual-stack, falling back to 0.0.0.0 on a host without IPv6. */
+  async #bindAll(port: number): Promise<number> {
+    try {
+      return await this.#bindOne(port, this.#host ?? '::');
+    } catch (err) {
+      const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+      if (this.#host === undefined && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) return this.#bindOne(port, '0.0.0.0');
+      throw err;
+    }
+  }
+
+  async #bindOne(port: number, host: string): Promise<number> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
     server.on('connection', (socket: net.Socket) => this.#accept(socket));
-    // Accept errors (EMFILE …) cost the connection, never the process.
-    const listenOnce = (host: string) =>
-      new Promise<void>((resolve, reject) => {
-        const onError = (err: Error) => reject(err);
-        server.once('error', onError);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
         server.listen({ port, host, ipv6Only: false, reusePort: true, backlog: 1024 }, () => {
-          server.removeListener('error', onError);
+          server.removeListener('error', reject);
           resolve();
         });
       });
-    const host = this.#host ?? '::';
-    try {
-      await listenOnce(host);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (this.#host === undefined && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
-        await listenOnce('0.0.0.0').catch((e: unknown) => { throw this.#bindError(port, e); });
-      } else {
-        throw this.#bindError(port, err);
-      }
+      throw this.#bindError(port, host, err);
     }
     inheritSocketOptions(server);
-    server.on('error', (err) => this.logger.error({ port, err: err.message }, 'server error'));
+    // Accept errors (EMFILE …) cost the connection, never the process.
+    server.on('error', (err) => this.logger.error({ port, address: host, err: err.message }, 'server error'));
     this.#servers.push(server);
     return (server.address() as net.AddressInfo).port;
   }
 
-  #bindError(port: number, err: unknown): ListenerError {
+  #bindError(port: number, host: string, err: unknown): ListenerError {
     const code = (err as NodeJS.ErrnoException).code ?? 'UNKNOWN';
-    const hint = code === 'EADDRINUSE' ? ' (another program holds it without SO_REUSEPORT)' : code === 'EACCES' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : '';
-    return new ListenerError('ERR_BIND', this.spec.app, port, `App "${this.spec.app}" cannot bind port ${port}: ${code}${hint}`, err);
+    const hint =
+      code === 'EADDRINUSE' ? ' (another program holds it without SO_REUSEPORT)'
+      : code === 'EACCES' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)'
+      : code === 'EADDRNOTAVAIL' ? ` (this machine has no address ${host}: fix the app's Listen)`
+      : '';
+    const where = (this.spec.listen ?? []).length > 0 ? ` on ${host.includes(':') ? `[${host}]` : host}` : '';
+    return new ListenerError('ERR_BIND', this.spec.app, port, `App "${this.spec.app}" cannot bind port ${port}${where}: ${code}${hint}`, err);
   }
 
   #accept(socket: net.Socket): void {
@@ -169,6 +191,9 @@ export class Listener implements ListenerContext {
       return;
     }
     this.#total++;
+    // The access line is logged after the socket is destroyed, when Node can no longer ask the
+    // kernel for the peer; reading it now caches it on the socket (one getpeername, debug only).
+    if (this.#accessLog) void socket.remoteAddress;
     const s = new Session(this, socket);
     this.#sessions.add(s);
     s.start();
@@ -188,7 +213,7 @@ export class Listener implements ListenerContext {
     if (!this.#sessions.delete(s)) return;
     this.#bytesIn += s.client.bytesRead;
     this.#bytesOut += s.client.bytesWritten;
-    if (this.logger.isLevelEnabled('debug')) {
+    if (this.#accessLog) {
       this.logger.debug({
         event: 'access', client: s.clientAddress, sni: s.sni, target: s.target, endpoint: s.endpoint, attempts: s.attempts, outcome: s.outcome,
         bytesIn: s.client.bytesRead, bytesOut: s.client.bytesWritten, durationMs: Date.now() - s.startedAt,

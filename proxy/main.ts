@@ -7,11 +7,22 @@
 // one answered with its reason.
 import { IPC_VERSION, parseToListener, type FromListener } from './ipc/protocol.ts';
 import { Listener } from './listener.ts';
-import { createLogger, type Logger } from './log.ts';
+import { createLogger, logLevelFromEnv, type LogLevel, type Logger } from './log.ts';
 import type { ListenerSpec } from './spec.ts';
 
 let listener: Listener | undefined;
-let logger: Logger = createLogger({ proc: 'listener' });
+// Module scope must not throw: the daemon and `fproxy listen` import this file (through index.ts)
+// and report an invalid LOG_LEVEL themselves, as one clean line (the daemon checks it before it
+// forks any listener).
+let logger: Logger = createLogger({ proc: 'listener' }, levelOrInfo());
+
+function levelOrInfo(): LogLevel {
+  try {
+    return logLevelFromEnv();
+  } catch {
+    return 'info';
+  }
+}
 let exiting = false;
 
 function send(msg: FromListener): void {
@@ -21,15 +32,18 @@ function send(msg: FromListener): void {
 async function start(spec: ListenerSpec, generation: number, worker: number): Promise<void> {
   if (listener) return send({ v: IPC_VERSION, type: 'error', error: { code: 'ERR_ALREADY_STARTED', message: 'start received twice' } });
   logger = createLogger({ proc: 'listener', app: spec.app, gen: generation, worker });
+  // What `ps` and `top` show instead of the bundle's path (as nginx and HAProxy name their workers).
+  process.title = `fproxy: listener app=${spec.app} gen=${generation} worker=${worker}`;
   try {
     // Inside the try: whatever the constructor throws is answered as `failed`, not a crash.
     listener = new Listener(spec, { logger });
     const ports = await listener.start();
-    logger.info({ ports, targets: spec.targets.map((t) => t.raw) }, 'listening');
+    logger.info(listeningFields(spec, ports), 'listening');
     send({ v: IPC_VERSION, type: 'ready', ports, pid: process.pid });
   } catch (err) {
     const e = err as { code?: string; message?: string };
-    logger.error({ err: e.message }, 'failed to start');
+    // The daemon logs this failure as one line per attempt (with the retry plan); here it is detail.
+    logger.debug({ code: e.code, err: e.message }, 'failed to start');
     send({ v: IPC_VERSION, type: 'failed', error: { code: e.code ?? 'ERR_LISTENER_START', message: e.message ?? String(err) } });
     exit(1);
   }
@@ -86,10 +100,21 @@ export async function runStandalone(spec: ListenerSpec): Promise<Listener> {
   process.once('SIGTERM', () => void drainAndExit('SIGTERM'));
   process.once('SIGINT', () => void drainAndExit('SIGINT'));
   logger = createLogger({ proc: 'listener', app: spec.app, gen: 0 });
+  process.title = `fproxy: listen app=${spec.app}`;
   listener = new Listener(spec, { logger });
   const ports = await listener.start();
-  logger.info({ ports, targets: spec.targets.map((t) => t.raw) }, 'listening');
+  logger.info(listeningFields(spec, ports), 'listening');
   return listener;
+}
+
+/** The "listening" line: ports, bind addresses when set, the default pool and every route's pool. */
+export function listeningFields(spec: ListenerSpec, ports: readonly number[]): Record<string, unknown> {
+  return {
+    ports,
+    ...(spec.listen !== undefined && spec.listen.length > 0 ? { listen: spec.listen } : {}),
+    targets: spec.targets.map((t) => t.raw),
+    ...(spec.routes.length > 0 ? { routes: spec.routes.map((r) => ({ sni: r.sni, ...(r.alpn.length > 0 ? { alpn: r.alpn } : {}), targets: r.targets.map((t) => t.raw) })) } : {}),
+  };
 }
 
 function onUncaught(err: Error): void {
@@ -99,6 +124,7 @@ function onUncaught(err: Error): void {
 }
 
 if (import.meta.main) {
+  process.title = 'fproxy: listener (spare)';
   process.on('uncaughtException', onUncaught);
   process.on('message', onMessage);
   // The daemon is gone (even SIGKILLed): do not linger holding its ports.

@@ -42,8 +42,13 @@ export interface TlsSpec {
 export interface ListenerSpec {
   /** App name, used in every log line and error. */
   readonly app: string;
-  /** Ports to bind on every interface (IPv4 and IPv6), all with SO_REUSEPORT. */
+  /** Ports to bind, all with SO_REUSEPORT, on each address of `listen`. */
   readonly ports: readonly number[];
+  /**
+   * IP addresses to bind every port on. Empty (or absent, as from an older daemon or a test's
+   * hand-made spec) = every interface, IPv4 and IPv6: the default.
+   */
+  readonly listen?: readonly string[];
   /** Default target pool. May be empty on a TLS app whose routes cover every name. */
   readonly targets: readonly TargetSpec[];
   /** Only "round-robin" for now. */
@@ -113,8 +118,9 @@ const TlsSpecSchema = z.strictObject({
 
 const ListenerSpecShape = z.strictObject({
   app: nonEmpty(),
-  // 0 = an ephemeral port (tests, `fproxy listen`); the daemon always sends real ones.
+  // 0 = an ephemeral port (tests, `fproxy listen`, and an app's first worker when its config says 0).
   ports: z.array(port(0)).check(z.minLength(1)),
+  listen: z.optional(z.array(nonEmpty())),
   targets: z.array(TargetSpecSchema),
   strategy: z.literal('round-robin'),
   connectTimeoutMs: ms(1),

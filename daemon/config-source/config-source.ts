@@ -23,8 +23,10 @@ export interface ConfigSource {
   /**
    * Call onChange(reason) whenever the config may have changed. Resolves once changes are being
    * reported, so that nothing written after it is missed (a read before it may be stale: read again).
+   * onGone(message): the config is no longer there (a deleted file); the running config is kept and
+   * status says so until the next valid read.
    */
-  watch(onChange: (reason: string) => void): Promise<Unwatch>;
+  watch(onChange: (reason: string) => void, onGone?: (message: string) => void): Promise<Unwatch>;
   /** For logs, errors and /status: the file's absolute path, an etcd key … */
   describe(): string;
 }

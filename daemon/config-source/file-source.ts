@@ -29,7 +29,7 @@ export class FileSource implements ConfigSource {
     return { bytes, baseDir: dirname(this.path), version: createHash('sha256').update(bytes).digest('hex') };
   }
 
-  async watch(onChange: (reason: string) => void): Promise<Unwatch> {
+  async watch(onChange: (reason: string) => void, onGone?: (message: string) => void): Promise<Unwatch> {
     const { path } = this;
     const { logger } = this.#options;
     const dir = dirname(path);
@@ -44,7 +44,10 @@ export class FileSource implements ConfigSource {
     watcher.on('all', (event, p) => {
       if (resolve(p) !== path) return;
       if (event === 'add' || event === 'change') onChange(`file ${event}`);
-      else if (event === 'unlink') logger.warn({ event: 'config-missing', path }, 'config file is missing; keeping the running config');
+      else if (event === 'unlink') {
+        logger.warn({ event: 'config-missing', path }, 'config file is missing; keeping the running config');
+        onGone?.(`Config file ${path} is missing (deleted, or being replaced): apps keep running as they are until it is back`);
+      }
     });
     watcher.on('error', (err) => logger.error({ err, path }, 'config watcher error'));
     await new Promise<void>((r) => watcher.once('ready', () => r()));

@@ -1,7 +1,8 @@
-// SNI name checks for the config: what a route's SNI name may be. Pure. Returns a plain reason
+// SNI name and Listen address checks for the config. Pure. Returns a plain reason
 // (naming the value and the fix) or undefined when valid, so the schema can report it as is.
 // (Target addresses are checked by proxy's parseTarget, the one parser of them.)
-import { isIP } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
+import { parseTarget } from '../../proxy/index.ts';
 
 // SNI carries a DNS host name (RFC 6066): letters, digits and hyphens, no trailing dot.
 const SNI_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -23,4 +24,13 @@ export function sniNameProblem(name: string): string | undefined {
     return `SNI name "${name}" is not a valid host name (letters, digits, "-" and "." only): ${hint}`;
   }
   return undefined;
+}
+
+/** Why `raw` is not a bind address for Listen (an IPv4 or IPv6 literal), or undefined when it is. */
+export function listenAddressProblem(raw: string): string | undefined {
+  if (isIP(raw) !== 0) return undefined;
+  const bare = raw.startsWith('[') && raw.endsWith(']') ? raw.slice(1, -1) : undefined;
+  if (bare !== undefined && isIPv6(bare)) return `listen address "${raw}": write it without brackets, as "${bare}"`;
+  if (parseTarget(raw).ok) return `listen address "${raw}" has a port: Listen takes addresses only ("127.0.0.1"), Ports gives the ports`;
+  return `listen address "${raw}" is not an IP address: write one this machine has, as "127.0.0.1" or "::1" (names are not resolved; remove Listen to listen on every interface)`;
 }

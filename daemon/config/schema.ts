@@ -8,7 +8,7 @@
 // versions of the per-app ones are added with .meta() so editors flag them too.
 import { z } from 'zod';
 import { SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
-import { sniNameProblem } from './host-name.ts';
+import { listenAddressProblem, sniNameProblem } from './host-name.ts';
 
 const PORT_RANGE = (iss: { input?: unknown }) => `port ${String(iss.input)} is outside 0–65535 (0: a free port the kernel picks)`;
 
@@ -24,6 +24,14 @@ const Target = z
   .meta({ description: 'Where to send connections: "host:port" or "[ipv6]:port", as in "db.internal:5432" or "[::1]:9000".' });
 
 const Targets = z.array(Target);
+
+const ListenAddress = z
+  .string()
+  .superRefine((raw, ctx) => {
+    const problem = listenAddressProblem(raw);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem, input: raw });
+  })
+  .meta({ description: 'An IPv4 or IPv6 address of this machine to bind the app\'s ports on, as "127.0.0.1" or "::1".' });
 
 const SniName = z
   .string()
@@ -97,6 +105,14 @@ export const AppSchema = z
     Targets: Targets.optional().meta({
       description: 'Default target pool, balanced round-robin. Required and non-empty unless the app has Routes (then it is the pool for connections no route matches, and may be empty).',
     }),
+    Listen: z
+      .array(ListenAddress)
+      .min(1, { error: 'is empty: add an address such as "127.0.0.1", or remove Listen to listen on every interface' })
+      .optional()
+      .meta({
+        description: 'Addresses to bind the app\'s Ports on, as ["127.0.0.1", "::1"]. Default: every interface (IPv4 and IPv6). An address this machine does not have fails at bind (ERR_BIND EADDRNOTAVAIL).',
+        uniqueItems: true,
+      }),
     ConnectTimeoutMs: millis(1, `Whole budget for reaching some target, retries on the next targets included, in ms. Default ${SPEC_DEFAULTS.connectTimeoutMs}.`),
     ConnectAttemptTimeoutMs: millis(1, `Cap on one connect attempt, in ms (never more than what is left of ConnectTimeoutMs). Default ${SPEC_DEFAULTS.connectAttemptTimeoutMs}.`),
     IdleTimeoutMs: millis(0, `Close a connection after this long with no bytes either way, in ms. 0 = never. Default ${SPEC_DEFAULTS.idleTimeoutMs} (1 hour).`),

@@ -20,6 +20,7 @@ describe('toListenerSpec', () => {
     assert.deepEqual(spec, {
       app: 'five-thousand',
       ports: [5001, 5200],
+      listen: [],
       targets: [
         { raw: '127.0.0.1:9001', host: '127.0.0.1', port: 9001 },
         { raw: 'localhost:9002', host: 'localhost', port: 9002 },
@@ -103,4 +104,9 @@ test('toListenerSpecs maps every app by name, in config order', () => {
   const specs = toListenerSpecs(result.config as Config, '/');
   assert.deepEqual([...specs.keys()], ['zeta', 'alpha']);
   assert.deepEqual(specs.get('alpha')?.ports, [2]);
+});
+
+test('Listen becomes the spec\'s bind addresses, in order', () => {
+  const app = { Name: 'local', Ports: [7001], Targets: ['127.0.0.1:9001'], Listen: ['127.0.0.1', '::1'] };
+  assert.deepEqual(toListenerSpec(app, '/etc/fproxy').listen, ['127.0.0.1', '::1']);
 });

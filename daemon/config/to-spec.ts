@@ -16,6 +16,7 @@ export function toListenerSpec(app: AppConfig, configDir: string): ListenerSpec 
   return {
     app: app.Name,
     ports: [...app.Ports],
+    listen: [...(app.Listen ?? [])],
     targets: toTargets(app.Targets ?? [], app.Name),
     strategy: app.Strategy ?? SPEC_DEFAULTS.strategy,
     connectTimeoutMs: app.ConnectTimeoutMs ?? SPEC_DEFAULTS.connectTimeoutMs,

@@ -47,6 +47,7 @@ describe('validateConfig accepts', () => {
       })],
     }],
     ['terminate with certs', { Apps: [app({ Tls: { Mode: 'terminate', Certs: [{ Cert: 'a.pem', Key: 'a-key.pem' }] } })] }],
+    ['Listen with IPv4 and IPv6 addresses', { Apps: [app({ Listen: ['127.0.0.1', '::1', '0.0.0.0'] })] }],
     ['two apps on different ports', {
       Apps: [app({ Name: 'a', Ports: [1] }), app({ Name: 'b', Ports: [2] })],
     }],
@@ -97,6 +98,10 @@ describe('validateConfig reports, with the exact path', () => {
     ['an unknown Tls mode', { Apps: [app({ Tls: { Mode: 'tcp' } })] }, 'Apps[0].Tls.Mode', /must be "passthrough" or "terminate", got string "tcp"/],
     ['an unknown strategy', { Apps: [app({ Strategy: 'random' })] }, 'Apps[0].Strategy', /must be "round-robin"/],
     ['an unknown PROXY protocol version', { Apps: [app({ SendProxyProtocol: 'v3' })] }, 'Apps[0].SendProxyProtocol', /must be "v1" or "v2"/],
+    ['a Listen entry that is a name, not an address', { Apps: [app({ Listen: ['127.0.0.1', 'localhost'] })] }, 'Apps[0].Listen[1]', /listen address "localhost" is not an IP address: write one this machine has, as "127\.0\.0\.1" or "::1"/],
+    ['a Listen entry with a port', { Apps: [app({ Listen: ['127.0.0.1:5001'] })] }, 'Apps[0].Listen[0]', /has a port: Listen takes addresses only/],
+    ['a bracketed IPv6 Listen entry', { Apps: [app({ Listen: ['[::1]'] })] }, 'Apps[0].Listen[0]', /without brackets, as "::1"/],
+    ['an empty Listen', { Apps: [app({ Listen: [] })] }, 'Apps[0].Listen', /remove Listen to listen on every interface/],
     ['zero workers', { Apps: [app({ Workers: 0 })] }, 'Apps[0].Workers', /must be at least 1, got 0/],
     ['too many workers', { Apps: [app({ Workers: 65 })] }, 'Apps[0].Workers', /must be at most 64, got 65/],
     ['a zero connect timeout', { Apps: [app({ ConnectTimeoutMs: 0 })] }, 'Apps[0].ConnectTimeoutMs', /must be at least 1, got 0/],
