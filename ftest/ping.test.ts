@@ -66,5 +66,5 @@ test('ping to a server that closes without a reply, or replies wrongly, exits 1'
 test('ping rejects a malformed address before dialling', async () => {
   const result = await runFtest(['ping', '::1:5001']);
   assert.equal(result.code, 1);
-  assert.match(result.stderr, /put IPv6 addresses in brackets/);
+  assert.match(result.stderr, /write IPv6 addresses in brackets, as in "\[::1\]:5001"/);
 });
