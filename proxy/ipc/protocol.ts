@@ -27,7 +27,7 @@ export const IPC_VERSION = 1;
 
 const count = () => z.int().check(z.minimum(0));
 
-export const IpcErrorSchema = z.strictObject({
+export const IpcErrorSchema = z.object({
   /** Stable code: ERR_BIND, ERR_SPEC_INVALID, ERR_IPC_UNKNOWN, ERR_IPC_INVALID … */
   code: z.string(),
   message: z.string(),
