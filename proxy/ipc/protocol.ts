@@ -27,7 +27,7 @@ export const IPC_VERSION = 1;
 
 const count = () => z.int().check(z.minimum(0));
 
-export const IpcErrorSchema = z.strictObject({
+export const IpcErrorSchema = z.object({
   /** Stable code: ERR_BIND, ERR_SPEC_INVALID, ERR_IPC_UNKNOWN, ERR_IPC_INVALID … */
   code: z.string(),
   message: z.string(),
@@ -46,15 +46,17 @@ const LISTENER_COUNTERS = {
 };
 export type ListenerCounters = z.output<z.ZodMiniObject<typeof LISTENER_COUNTERS>>;
 
-// ---- daemon → listener ----
-const TO_LISTENER = messages({
+// ---- daemon → listener ---- (strict: a key the listener does not know is an error, so a start it
+// cannot fully honour fails loudly instead of running without it)
+const TO_LISTENER = messages('strict', {
   start: { spec: ListenerSpecSchema, generation: count(), worker: count() },
   ping: { seq: count() },
   drain: {},
 });
 
-// ---- listener → daemon ----
-const FROM_LISTENER = messages({
+// ---- listener → daemon ---- (unknown keys are dropped, not errors: a pong must never be refused
+// for carrying more than the daemon reads, or a healthy listener would be killed as hung)
+const FROM_LISTENER = messages('strip', {
   ready: { ports: z.array(z.int().check(z.minimum(1), z.maximum(65535))), pid: count() },
   failed: { error: IpcErrorSchema },
   pong: { seq: count(), ...LISTENER_COUNTERS },
@@ -88,13 +90,14 @@ export function describeUnknown(msg: unknown): IpcError {
 // ---- machinery ----
 
 type Schemas = Record<string, z.ZodMiniType>;
-type MessageSchema<K extends string, F extends z.core.$ZodShape> = z.ZodMiniObject<{ v: z.ZodMiniLiteral<typeof IPC_VERSION>; type: z.ZodMiniLiteral<K> } & F, z.core.$strict>;
+type MessageSchema<K extends string, F extends z.core.$ZodShape> = z.ZodMiniObject<{ v: z.ZodMiniLiteral<typeof IPC_VERSION>; type: z.ZodMiniLiteral<K> } & F>;
 type MessageOf<M extends Schemas> = { [K in keyof M]: z.output<M[K]> }[keyof M];
 
-/** type name → fields, to type name → strict schema of `{v, type, ...fields}`. */
-function messages<const M extends Record<string, z.core.$ZodShape>>(fields: M): { [K in keyof M & string]: MessageSchema<K, M[K]> } {
+/** type name → fields, to type name → schema of `{v, type, ...fields}`. */
+function messages<const M extends Record<string, z.core.$ZodShape>>(unknownKeys: 'strict' | 'strip', fields: M): { [K in keyof M & string]: MessageSchema<K, M[K]> } {
   const out: Schemas = {};
-  for (const [type, shape] of Object.entries(fields)) out[type] = z.strictObject({ v: z.literal(IPC_VERSION), type: z.literal(type), ...shape });
+  const object = unknownKeys === 'strict' ? z.strictObject : z.object;
+  for (const [type, shape] of Object.entries(fields)) out[type] = object({ v: z.literal(IPC_VERSION), type: z.literal(type), ...shape });
   return out as { [K in keyof M & string]: MessageSchema<K, M[K]> };
 }
 
