@@ -40,7 +40,7 @@ export interface TlsApp {
   /** Undefined if `reply` came from a target `servername` may reach (either set) with that target's certificate. */
   judge(servername: string, reply: TlsReply): Failure | undefined;
   /** The tag of the target that answered a fresh connection to `port` with this SNI, if judge() accepts it ("wrong (…)" / "failed (…)" otherwise). */
-  probe(port: number, servername: string): Promise<string>;
+  probe(port: number, servername: string, timeoutMs: number): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -78,8 +78,8 @@ export async function startTlsApp(dir: string): Promise<TlsApp> {
     }),
     wantedTag: (i, servername) => `${letterOf(servername)}${i % 2}`,
     judge,
-    probe: async (port, servername) => {
-      const r = await tlsExchange({ port, servername, data: Buffer.from('probe'), timeoutMs: 1000 });
+    probe: async (port, servername, timeoutMs) => {
+      const r = await tlsExchange({ port, servername, data: Buffer.from('probe'), timeoutMs });
       if (!r.ok) return `failed (${r.failure.message})`;
       const wrong = judge(servername, r);
       return wrong === undefined ? r.tag : `wrong (${wrong.message})`;
