@@ -33,6 +33,28 @@ export interface TlsSpec {
   readonly certs: readonly CertSpec[];
 }
 
+/** Active health checks of an app's targets. Probing is the daemon's (once per target per interval, whatever the worker count); a listener only receives the resulting states (`health` IPC message). */
+export interface HealthCheckSpec {
+  /** Time between two probes of one target. */
+  readonly intervalMs: number;
+  /** A probe not finished by then fails. Default min(1000, intervalMs); never more than intervalMs. */
+  readonly timeoutMs: number;
+  /** Consecutive successes that make a target up. Default 2. */
+  readonly rise: number;
+  /** Consecutive failures that make a target down. Default 2. */
+  readonly fall: number;
+  /** Port to probe instead of the target's own (a management port). null = the target's port. */
+  readonly port: number | null;
+  /** Bytes (UTF-8) to send once connected. null = send nothing. */
+  readonly send: string | null;
+  /** Healthy only when the reply contains this (UTF-8). null = connecting (and sending) is enough. */
+  readonly expect: string | null;
+  /** HTTP check: `GET <httpPath> HTTP/1.1`. null = not HTTP. Exclusive with send/expect. */
+  readonly httpPath: string | null;
+  /** HTTP statuses that count as healthy; empty = any 2xx. */
+  readonly expectStatus: readonly number[];
+}
+
 export interface ListenerSpec {
   /** App name, used in every log line and error. */
   readonly app: string;
@@ -62,6 +84,8 @@ export interface ListenerSpec {
   readonly sendProxyProtocol: 'none' | 'v1' | 'v2';
   /** Listener processes for this app (SO_REUSEPORT group). Default: number of CPUs. */
   readonly workers: number;
+  /** Active health checks, run by the daemon (the listener ignores this). Default null = none. */
+  readonly healthCheck: HealthCheckSpec | null;
 }
 
 export const SPEC_DEFAULTS = {
@@ -73,6 +97,14 @@ export const SPEC_DEFAULTS = {
   handshakeTimeoutMs: 5000,
   acceptProxyProtocol: false,
   sendProxyProtocol: 'none',
+  healthCheck: null,
+} as const;
+
+/** Defaults inside HealthCheck (timeoutMs is also capped at intervalMs). */
+export const HEALTH_CHECK_DEFAULTS = {
+  timeoutMs: 1000,
+  rise: 2,
+  fall: 2,
 } as const;
 
 /** Parse "host:port" or "[v6]:port". Returns undefined when malformed (the schema reports why). */

@@ -6,7 +6,9 @@
 //   daemon: fork → sends `start` {spec, generation, worker}
 //   listener: resolves targets (warm DNS), binds every port with reusePort → `ready` {ports}
 //             or `failed` {error} and exits 1
-//   daemon: `ping` every heartbeat interval → listener `pong` {activeConnections, …}
+//   daemon: `ping` every heartbeat interval → listener `pong` {activeConnections, …, targets?, panic?}
+//   daemon: `health` {states} whenever an active health state changes (`start.health` carries the
+//           states known when the process is forked, so a new generation starts with them)
 //   daemon: `drain` → listener closes its servers, `draining`, waits for open connections up to
 //           spec.drainTimeoutMs, then `drained` and exits 0
 //   daemon gone (IPC 'disconnect') → the listener drains and exits by itself.
@@ -31,23 +33,43 @@ export interface ListenerCounters {
   readonly bytesOut: number;
 }
 
+/** The daemon's view of a target from active checks (and operator drain), by target as written in config. */
+export type ActiveHealth = 'up' | 'down' | 'unknown' | 'drain';
+/** Targets absent from the map are 'unknown'. */
+export type HealthStates = Readonly<Record<string, ActiveHealth>>;
+
+/** One configured target as a listener sees it (route pools included; a target in several pools once). */
+export interface TargetReport {
+  /** As written in config. */
+  readonly target: string;
+  readonly state: 'up' | 'down' | 'ejected' | 'drain' | 'unknown';
+  /** Epoch ms of the last state change. */
+  readonly since: number;
+  readonly lastError: string | null;
+  readonly activeConnections: number;
+}
+
 // ---- daemon → listener ----
 export type ToListener =
-  | { readonly v: 1; readonly type: 'start'; readonly spec: ListenerSpec; readonly generation: number; readonly worker: number }
+  | { readonly v: 1; readonly type: 'start'; readonly spec: ListenerSpec; readonly generation: number; readonly worker: number; readonly health?: HealthStates }
   | { readonly v: 1; readonly type: 'ping'; readonly seq: number }
-  | { readonly v: 1; readonly type: 'drain' };
+  | { readonly v: 1; readonly type: 'drain' }
+  /** Sent to every live process of the app (all workers and generations) whenever a state changes. */
+  | { readonly v: 1; readonly type: 'health'; readonly states: HealthStates };
 
 // ---- listener → daemon ----
 export type FromListener =
   | { readonly v: 1; readonly type: 'ready'; readonly ports: readonly number[]; readonly pid: number }
   | { readonly v: 1; readonly type: 'failed'; readonly error: IpcError }
-  | ({ readonly v: 1; readonly type: 'pong'; readonly seq: number } & ListenerCounters)
+  | ({ readonly v: 1; readonly type: 'pong'; readonly seq: number; readonly targets?: readonly TargetReport[]; readonly panic?: boolean } & ListenerCounters)
+  /** Sent when a passive state changes (at most a few per second). */
+  | { readonly v: 1; readonly type: 'targets'; readonly targets: readonly TargetReport[]; readonly panic: boolean }
   | { readonly v: 1; readonly type: 'draining'; readonly activeConnections: number }
   | { readonly v: 1; readonly type: 'drained'; readonly closedByTimeout: number }
   | { readonly v: 1; readonly type: 'error'; readonly error: IpcError };
 
-const TO_LISTENER_TYPES = new Set(['start', 'ping', 'drain']);
-const FROM_LISTENER_TYPES = new Set(['ready', 'failed', 'pong', 'draining', 'drained', 'error']);
+const TO_LISTENER_TYPES = new Set(['start', 'ping', 'drain', 'health']);
+const FROM_LISTENER_TYPES = new Set(['ready', 'failed', 'pong', 'draining', 'drained', 'targets', 'error']);
 
 function hasType(msg: unknown, types: Set<string>): boolean {
   if (typeof msg !== 'object' || msg === null) return false;
