@@ -5,15 +5,20 @@
 //     successor that fails to start is killed and the current one keeps serving (rollback);
 //   - applies (start/rollout) of one app run one at a time, in call order;
 //   - an app with no serving generation (its first start failed) retries with backoff until it
-//     gets one or is stopped, so a bad start never leaves it without a listener for good.
+//     gets one or is stopped, so a bad start never leaves it without a listener for good;
+//   - the app's active health checks (one HealthChecker) live here, not in a generation: every
+//     process forked gets the current states in `start`, every live one hears each change.
 import type { ChildProcess } from 'node:child_process';
-import type { ListenerSpec } from '../proxy/index.ts';
+import type { HealthStates, ListenerSpec } from '../proxy/index.ts';
 import { backoffDelay } from './backoff-delay.ts';
 import { summarizeError } from './daemon-error.ts';
 import type { ErrorSummary } from './daemon-error.ts';
 import { Generation } from './generation.ts';
 import type { SupervisionTiming } from './generation.ts';
 import type { Logger } from './logger.ts';
+import { configuredTargets, HealthChecker } from './health/health-checker.ts';
+import { targetStatus } from './health/target-status.ts';
+import type { TargetStatus } from './health/target-status.ts';
 
 export type AppState = 'starting' | 'running' | 'rolling-out' | 'draining' | 'failed';
 
@@ -35,6 +40,10 @@ export interface AppStatus {
   readonly rollouts: number;
   /** Pids of older generations still draining. */
   readonly drainingPids: number[];
+  /** One per configured target (route pools included): active checks merged with the workers' reports. */
+  readonly health: TargetStatus[];
+  /** Some worker of the serving generation has a pool in panic (every target unusable: all used). */
+  readonly panic: boolean;
 }
 
 export interface AppSupervisorOptions {
@@ -61,11 +70,14 @@ export class AppSupervisor {
   #queue: Promise<unknown> = Promise.resolve();
   #retryTimer: NodeJS.Timeout | undefined;
   #retryAttempt = 0;
+  /** Active health checks: one per app, outliving every generation (health survives rollouts). */
+  readonly #checker: HealthChecker;
 
   constructor(options: AppSupervisorOptions) {
     this.#options = options;
     this.name = options.name;
     this.#log = options.logger.child({ app: options.name });
+    this.#checker = new HealthChecker({ app: options.name, logger: options.logger, onChange: (states) => this.#pushHealth(states) });
   }
 
   /** The spec this app runs (or keeps trying to start): what the next config is diffed against. */
@@ -90,6 +102,7 @@ export class AppSupervisor {
   async stop(): Promise<void> {
     this.#retiring = true;
     clearTimeout(this.#retryTimer);
+    this.#checker.stop();
     this.#pending?.kill();
     const current = this.#current;
     if (current !== undefined) await this.#retire(current);
@@ -129,6 +142,7 @@ export class AppSupervisor {
       workers: spec?.workers ?? 0,
       rollouts: this.rollouts,
       drainingPids,
+      ...targetStatus(spec === undefined ? [] : configuredTargets(spec).map((t) => t.raw), (t) => this.#checker.health(t), current?.targetViews() ?? [], Date.now()),
     };
   }
 
@@ -136,8 +150,10 @@ export class AppSupervisor {
     if (this.#retiring) return false;
     this.#wanted = spec;
     const { logger, timing, acquire } = this.#options;
-    const gen = new Generation({ spec, number: this.#options.nextGeneration(), logger, timing, acquire });
     const old = this.#current;
+    // Check the old and the new targets while both may serve; states of unchanged ones carry over.
+    this.#checker.track(old === undefined ? [spec] : [old.spec, spec]);
+    const gen = new Generation({ spec, number: this.#options.nextGeneration(), logger, timing, acquire, health: () => this.#checker.states() });
     this.#pending = gen;
     this.#log.info({ gen: gen.number, workers: gen.workers, ports: spec.ports, from: old?.number }, old ? 'rolling out a new generation' : 'starting app');
     const startedAt = Date.now();
@@ -147,6 +163,8 @@ export class AppSupervisor {
       this.#pending = undefined;
       this.#lastError = summarizeError(err);
       if (this.#retiring) return false;
+      // The old spec keeps serving (or the new one keeps being retried): check what that needs.
+      this.#checker.track([old?.spec ?? spec]);
       if (old !== undefined) {
         this.#log.error({ gen: gen.number, err, keeping: old.number }, 'new generation failed to start; the old generation keeps serving');
       } else {
@@ -168,6 +186,7 @@ export class AppSupervisor {
       return false;
     }
     this.#current = gen;
+    this.#checker.track([spec]);
     this.#lastError = null;
     this.#retryAttempt = 0;
     gen.on('failure', (err) => {
@@ -179,6 +198,12 @@ export class AppSupervisor {
       await this.#retire(old);
     }
     return true;
+  }
+
+  /** Every live process of the app hears of a health change: all workers, starting and draining generations too. */
+  #pushHealth(states: HealthStates): void {
+    const gens = new Set([this.#current, this.#pending, ...this.#draining]);
+    for (const g of gens) g?.sendHealth(states);
   }
 
   /** Drain `gen`; resolves once it stopped accepting and forgets it once it has exited. */
