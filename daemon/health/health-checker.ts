@@ -12,12 +12,14 @@ import type { HealthStates, ListenerSpec, TargetSpec } from '../../proxy/index.t
 import type { Logger } from '../logger.ts';
 import { probeTarget } from './probe-target.ts';
 import type { ProbeOptions, ProbeResult } from './probe-target.ts';
+import { hostResolver } from './resolve-host.ts';
+import type { ResolveHost } from './resolve-host.ts';
 import { initialHealth, nextHealth } from './target-health.ts';
 import type { TargetHealth } from './target-health.ts';
 
 type HealthCheckSpec = NonNullable<ListenerSpec['healthCheck']>;
 
-export type Probe = (host: string, port: number, options: ProbeOptions) => Promise<ProbeResult>;
+export type Probe = (host: string, port: number, options: ProbeOptions, resolveHost: ResolveHost) => Promise<ProbeResult>;
 
 export interface HealthCheckerOptions {
   readonly app: string;
@@ -25,6 +27,8 @@ export interface HealthCheckerOptions {
   /** Every checked target's state, called whenever one changes. */
   readonly onChange: (states: HealthStates) => void;
   readonly probe?: Probe;
+  /** Default: as the listeners resolve (FPROXY_DNS_SERVERS from the process env, else the OS). */
+  readonly resolveHost?: ResolveHost;
   /** [0, 1); for the jitter. */
   readonly random?: () => number;
 }
@@ -59,6 +63,7 @@ export class HealthChecker {
   readonly #log: Logger;
   readonly #probe: Probe;
   readonly #random: () => number;
+  readonly #resolveHost: ResolveHost;
   readonly #entries = new Map<string, Entry>();
   /** Target → the key of its entry under the newest tracked spec (what states() reports). */
   #latest = new Map<string, string>();
@@ -70,6 +75,7 @@ export class HealthChecker {
     this.#log = options.logger.child({ app: options.app });
     this.#probe = options.probe ?? probeTarget;
     this.#random = options.random ?? Math.random;
+    this.#resolveHost = options.resolveHost ?? hostResolver();
   }
 
   /**
@@ -144,7 +150,7 @@ export class HealthChecker {
     if (entry.inFlight) return;
     entry.inFlight = true;
     const port = check.port ?? entry.target.port;
-    this.#probe(entry.target.host, port, check).then(
+    this.#probe(entry.target.host, port, check, this.#resolveHost).then(
       (result) => this.#record(entry, check, result),
       (err: unknown) => this.#record(entry, check, { ok: false, error: `probe failed: ${String(err)}` }),
     );

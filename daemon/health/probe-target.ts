@@ -5,11 +5,12 @@
 //     (or, without `expect`, once `send` is written);
 //   - HTTP: `GET <httpPath> HTTP/1.1` with Host and `Connection: close`, healthy when the status is
 //     in `expectStatus` (empty = any 2xx).
-// A name is resolved first (dns.lookup, as the OS resolves it); one that does not resolve fails the
-// probe. Invariants: the whole probe (lookup included) ends within timeoutMs; it settles exactly
+// A name is resolved first (resolve-host.ts: as the listeners resolve it); one that does not resolve
+// fails the probe. Invariants: the whole probe (lookup included) ends within timeoutMs; it settles exactly
 // once and never throws or rejects; the socket is destroyed when it settles.
-import { lookup } from 'node:dns/promises';
 import net from 'node:net';
+import { hostResolver } from './resolve-host.ts';
+import type { ResolveHost } from './resolve-host.ts';
 
 export interface ProbeOptions {
   readonly timeoutMs: number;
@@ -26,7 +27,9 @@ const MAX_REPLY_BYTES = 64 * 1024;
 
 const OK: ProbeResult = { ok: true };
 
-export function probeTarget(host: string, port: number, options: ProbeOptions): Promise<ProbeResult> {
+const systemResolve = hostResolver({});
+
+export function probeTarget(host: string, port: number, options: ProbeOptions, resolveHost: ResolveHost = systemResolve): Promise<ProbeResult> {
   return new Promise((resolve) => {
     let socket: net.Socket | undefined;
     let settled = false;
@@ -43,14 +46,9 @@ export function probeTarget(host: string, port: number, options: ProbeOptions): 
         if (settled) return;
         socket = exchange(address, port, host, options, settle);
       },
-      (err: NodeJS.ErrnoException) => settle({ ok: false, error: `cannot resolve "${host}": ${err.code ?? err.message}` }),
+      (err: Error) => settle({ ok: false, error: `cannot resolve "${host}": ${err.message}` }),
     );
   });
-}
-
-async function resolveHost(host: string): Promise<string> {
-  if (net.isIP(host) !== 0) return host;
-  return (await lookup(host)).address;
 }
 
 function exchange(address: string, port: number, host: string, options: ProbeOptions, settle: (r: ProbeResult) => void): net.Socket {
