@@ -8,8 +8,13 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
+import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
 import dns2 from 'dns2';
+import { createLogger, parseTarget, SPEC_DEFAULTS } from '../../proxy/index.ts';
+import type { ListenerSpec, Logger } from '../../proxy/index.ts';
+
+type HealthCheckSpec = NonNullable<ListenerSpec['healthCheck']>;
 
 export interface CountingTcp {
   readonly port: number;
@@ -114,4 +119,41 @@ export async function startDns(t: TestContext, zone: Record<string, string>): Pr
   assert.ok(port, 'dns2 server reports its port');
   t.after(() => server.close());
   return `127.0.0.1:${port}`;
+}
+
+/** A pino logger into an array (parsed NDJSON lines), for asserting structured log fields. */
+export function memoryLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: createLogger({ proc: 'test' }, 'info', sink), lines };
+}
+
+/** A spec for `targets` with everything else default; `check` becomes healthCheck. */
+export function specWith(targets: string[], check: Partial<HealthCheckSpec> | null, over: Partial<ListenerSpec> = {}): ListenerSpec {
+  return {
+    ...SPEC_DEFAULTS,
+    app: 'health-app',
+    ports: [1],
+    targets: targets.map((t) => parseTarget(t)!),
+    routes: [],
+    workers: 1,
+    healthCheck: check === null ? null : { intervalMs: 100, timeoutMs: 100, rise: 1, fall: 1, port: null, send: null, expect: null, httpPath: null, expectStatus: [], ...check },
+    ...over,
+  };
+}
+
+/** Poll `cond` until truthy or `ms` passes (structured conditions only; never a fixed sleep). */
+export async function until<T>(cond: () => T | Promise<T>, ms: number, what: string): Promise<NonNullable<T>> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await cond();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() >= deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
