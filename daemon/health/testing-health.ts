@@ -6,6 +6,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import http from 'node:http';
 import net from 'node:net';
 import { Writable } from 'node:stream';
@@ -13,6 +17,9 @@ import type { TestContext } from 'node:test';
 import dns2 from 'dns2';
 import { createLogger, parseTarget, SPEC_DEFAULTS } from '../../proxy/index.ts';
 import type { ListenerSpec, Logger } from '../../proxy/index.ts';
+
+import { runDaemon } from '../daemon.ts';
+import type { Daemon } from '../daemon.ts';
 
 type HealthCheckSpec = NonNullable<ListenerSpec['healthCheck']>;
 
@@ -67,13 +74,13 @@ export interface HealthEndpoint {
 }
 
 /** An HTTP health endpoint (as Patroni's REST API): `path` answers `status`, switchable at run time. */
-export async function startHealthEndpoint(t: TestContext, host: string, path: string, status: number): Promise<HealthEndpoint> {
+export async function startHealthEndpoint(t: TestContext, host: string, path: string, status: number, port = 0): Promise<HealthEndpoint> {
   const state = { port: 0, status, requests: [] as string[] };
   const server = http.createServer((req, res) => {
     state.requests.push(`${req.method} ${req.url} ${req.headers.host ?? ''} ${req.headers.connection ?? ''}`);
     res.writeHead(req.url === path ? state.status : 404, { 'content-type': 'text/plain' }).end(req.url === path ? String(state.status) : 'not found');
   });
-  server.listen(0, host);
+  server.listen(port, host);
   await once(server, 'listening');
   state.port = (server.address() as net.AddressInfo).port;
   t.after(() => {
@@ -81,6 +88,34 @@ export async function startHealthEndpoint(t: TestContext, host: string, path: st
     return new Promise<void>((r) => server.close(() => r()));
   });
   return state;
+}
+
+export interface PatroniPair {
+  /** Data targets "127.0.0.2:P1" and "127.0.0.3:P2" (counting TCP servers). */
+  readonly targets: readonly [string, string];
+  readonly data: readonly [CountingTcp, CountingTcp];
+  /** The health endpoints, one per target, both on `healthPort` (one HealthCheck.Port serves both). */
+  readonly health: readonly [HealthEndpoint, HealthEndpoint];
+  readonly healthPort: number;
+}
+
+/**
+ * Two database nodes as Patroni runs them: on 127.0.0.2 and 127.0.0.3, each with a data port and a
+ * REST API on the same port number answering 200 on /primary only on the primary (the first), 503
+ * on the replica. The second bind reuses the port number the first got from port 0, on another
+ * address; if that number is taken there, both are retried.
+ */
+export async function startPatroniPair(t: TestContext): Promise<PatroniPair> {
+  const data = [await startCountingTcp(t, { host: '127.0.0.2' }), await startCountingTcp(t, { host: '127.0.0.3' })] as const;
+  for (let attempt = 0; ; attempt++) {
+    const first = await startHealthEndpoint(t, '127.0.0.2', '/primary', 200);
+    try {
+      const second = await startHealthEndpoint(t, '127.0.0.3', '/primary', 503, first.port);
+      return { targets: [`127.0.0.2:${data[0].port}`, `127.0.0.3:${data[1].port}`], data, health: [first, second], healthPort: first.port };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw err;
+    }
+  }
 }
 
 /**
@@ -156,4 +191,47 @@ export async function until<T>(cond: () => T | Promise<T>, ms: number, what: str
     if (Date.now() >= deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+export interface RecordedMessage {
+  readonly pid: number;
+  readonly msg: { type: string; generation?: number; worker?: number; health?: Record<string, string>; states?: Record<string, string> } & Record<string, unknown>;
+}
+
+export interface RecordingDaemon {
+  readonly daemon: Daemon;
+  readonly configPath: string;
+  /** Every message the daemon sent to any of its (recording) listeners, in arrival order per process. */
+  records(): RecordedMessage[];
+  lines: Record<string, unknown>[];
+}
+
+/**
+ * The real daemon in this process (runDaemon: config file, watcher, supervisors, health checks,
+ * admin endpoint on port 0) whose listeners are recording-listener.ts processes, so a test can
+ * read what each listener was sent. No spares: every listener is forked for its generation.
+ */
+export async function startRecordingDaemon(t: TestContext, config: unknown): Promise<RecordingDaemon> {
+  const dir = await mkdtemp(join(tmpdir(), 'fproxy-health-'));
+  const configPath = join(dir, 'config.json');
+  const recordFile = join(dir, 'record.ndjson');
+  await writeFile(configPath, JSON.stringify(config, null, 2));
+  await writeFile(recordFile, '');
+  const { logger, lines } = memoryLogger();
+  const daemon = await runDaemon({
+    configPath,
+    adminAddr: '127.0.0.1:0',
+    logger,
+    spares: 0,
+    listenerEntry: new URL('./recording-listener.ts', import.meta.url),
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FPROXY_RECORD_FILE: recordFile },
+    timing: { heartbeatMs: 200 },
+  });
+  t.after(async () => {
+    await daemon.stop('test done');
+    await rm(dir, { recursive: true, force: true });
+  });
+  const records = (): RecordedMessage[] =>
+    readFileSync(recordFile, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as RecordedMessage);
+  return { daemon, configPath, records, lines };
 }
