@@ -17,6 +17,7 @@ import { Generation } from './generation.ts';
 import type { SupervisionTiming } from './generation.ts';
 import type { Logger } from './logger.ts';
 import { configuredTargets, HealthChecker } from './health/health-checker.ts';
+import type { ResolveHost } from './health/resolve-host.ts';
 import { targetStatus } from './health/target-status.ts';
 import type { TargetStatus } from './health/target-status.ts';
 
@@ -54,6 +55,8 @@ export interface AppSupervisorOptions {
   readonly acquire: () => ChildProcess;
   /** Generation numbers are per app name and never reused, even across remove/re-add. */
   readonly nextGeneration: () => number;
+  /** How health probes resolve target names (one per daemon, as its listeners resolve them). */
+  readonly resolveHost?: ResolveHost;
 }
 
 export class AppSupervisor {
@@ -77,7 +80,12 @@ export class AppSupervisor {
     this.#options = options;
     this.name = options.name;
     this.#log = options.logger.child({ app: options.name });
-    this.#checker = new HealthChecker({ app: options.name, logger: options.logger, onChange: (states) => this.#pushHealth(states) });
+    this.#checker = new HealthChecker({
+      app: options.name,
+      logger: options.logger,
+      onChange: (states) => this.#pushHealth(states),
+      ...(options.resolveHost === undefined ? {} : { resolveHost: options.resolveHost }),
+    });
   }
 
   /** The spec this app runs (or keeps trying to start): what the next config is diffed against. */

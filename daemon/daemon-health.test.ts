@@ -2,7 +2,7 @@
 // the daemon's, once per target per interval whatever Workers is, and GET /apps shows the states.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { startCountingTcp, startPatroniPair } from './health/testing-health.ts';
+import { startCountingTcp, startDns, startPatroniPair } from './health/testing-health.ts';
 import { appConfig, freePorts, poll, startTestDaemon } from './testing.ts';
 
 test('with Workers: 2 and 3 targets, each target receives one probe per interval (counted at the targets)', async (t) => {
@@ -59,4 +59,18 @@ test('Patroni: GET /apps shows the primary up and the replica down, and follows 
   await poll(async () => { const s = await states(); return s[primary] === 'down' && s[replica] === 'up'; }, 10_000, '/apps follows the swap');
   t.diagnostic(`/apps followed the swap in ${Date.now() - swappedAt} ms (Fall × IntervalMs + one interval = ${fall * intervalMs + intervalMs} ms)`);
   assert.equal(d.logs.filter((l) => l.event === 'target-state' && l.target === replica && l.state === 'down').length, 1, 'one line per change, not one per worker');
+});
+
+test('names are probed as the listeners resolve them (FPROXY_DNS_SERVERS): one that does not resolve is down', async (t) => {
+  const target = await startCountingTcp(t);
+  const dns = await startDns(t, { 'db.test': '127.0.0.1' });
+  const [port] = await freePorts(1);
+  const d = await startTestDaemon(t, { Apps: [appConfig('named', [port!], [`db.test:${target.port}`, 'gone.test:5432'], { HealthCheck: { IntervalMs: 200, Rise: 1, Fall: 1 } })] }, { env: { FPROXY_DNS_SERVERS: dns } });
+  const app = await poll(async () => {
+    const a = await d.app('named');
+    const s = Object.fromEntries((a?.health ?? []).map((h) => [h.target, h.state]));
+    return s[`db.test:${target.port}`] === 'up' && s['gone.test:5432'] === 'down' ? a : undefined;
+  }, 20_000, 'db.test up, gone.test down');
+  assert.match(app.health.find((h) => h.target === 'gone.test:5432')?.lastError ?? '', /^cannot resolve "gone\.test": .*ENOTFOUND/);
+  assert.ok(target.accepted >= 1);
 });

@@ -31,6 +31,8 @@ import { ensureMigrateReq } from './migrate-req.ts';
 import { forkListener, SparePool } from './spare-pool.ts';
 import type { MigrateReqStatus } from './migrate-req.ts';
 import { planRollout } from './plan-rollout.ts';
+import { hostResolver } from './health/resolve-host.ts';
+import type { ResolveHost } from './health/resolve-host.ts';
 
 export interface DaemonOptions {
   /** Default: FPROXY_CONFIG_PATH, else ./config.json. */
@@ -124,6 +126,7 @@ class DaemonProcess implements Daemon {
   readonly #retiring = new Set<AppSupervisor>();
   readonly #generations = new Map<string, number>();
   readonly #admin: AdminServer;
+  readonly #resolveHost: ResolveHost;
   #watcher: ConfigWatcher | undefined;
   #migrateReq: MigrateReqStatus = { enabled: false, changed: false, reason: 'not checked yet' };
   #appliedHash: string | undefined;
@@ -144,6 +147,7 @@ class DaemonProcess implements Daemon {
     this.#entry = args.options.listenerEntry ?? DEFAULT_LISTENER_ENTRY;
     this.#env = args.env;
     this.#spareCount = args.options.spares ?? 0;
+    this.#resolveHost = hostResolver(args.env);
     this.#admin = new AdminServer({
       '/healthz': () => 'ok',
       '/apps': () => this.apps(),
@@ -268,6 +272,7 @@ class DaemonProcess implements Daemon {
         logger: this.#log,
         timing: this.#timing,
         acquire: () => this.#spares?.take() ?? forkListener(this.#entry, this.#env),
+        resolveHost: this.#resolveHost,
         nextGeneration: () => {
           const n = (this.#generations.get(name) ?? 0) + 1;
           this.#generations.set(name, n);
