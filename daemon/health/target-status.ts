@@ -42,11 +42,11 @@ export function targetStatus(targets: readonly string[], active: (target: string
       if (report.state === 'ejected') ejectedSince = Math.max(ejectedSince ?? 0, report.since);
     }
     const since = a?.since ?? now;
-    const base = { target, activeConnections: connections };
-    if (a !== undefined && a.checked && a.state === 'down') return { ...base, state: 'down', since: iso(since), lastError: a.lastError };
-    if (ejectedSince !== undefined) return { ...base, state: 'ejected', since: iso(ejectedSince), lastError: reportedError ?? a?.lastError ?? null };
-    if (a !== undefined && a.checked) return { ...base, state: a.state, since: iso(since), lastError: a.lastError ?? reportedError };
-    return { ...base, state: 'up', since: iso(since), lastError: reportedError };
+    const entry = (state: TargetStatus['state'], at: number, lastError: string | null): TargetStatus => ({ target, state, since: iso(at), lastError, activeConnections: connections });
+    if (a !== undefined && a.checked && a.state === 'down') return entry('down', since, a.lastError);
+    if (ejectedSince !== undefined) return entry('ejected', ejectedSince, reportedError ?? a?.lastError ?? null);
+    if (a !== undefined && a.checked) return entry(a.state, since, a.lastError ?? reportedError);
+    return entry('up', since, reportedError);
   });
   return { health, panic: views.some((v) => v.panic) };
 }
