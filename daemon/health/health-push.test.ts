@@ -110,3 +110,32 @@ test('health survives a rollout: the new generation starts with the known states
     assert.ok(types.indexOf('health:down') > types.indexOf('drain'), `gen 1 worker ${pid} heard the change while draining: ${types.join(' ')}`);
   }
 });
+
+test('a worker restarted after a crash starts with the known states', async (t) => {
+  const pair = await startPatroniPair(t);
+  const [primary, replica] = pair.targets;
+  const d = await startRecordingDaemon(t, { Apps: [patroniApp(pair)] });
+  await until(() => { const h = healthOf(appStatus(d)); return h[primary] === 'up' && h[replica] === 'down'; }, 10_000, 'primary up, replica down');
+  const victim = appStatus(d)?.pids[0];
+  assert.ok(victim !== undefined);
+  process.kill(victim, 'SIGKILL');
+  const victimStart = d.records().find((r) => r.pid === victim && r.msg.type === 'start');
+  // Two workers started, then the restarted one: the third `start` the daemon sent.
+  const third = await until(() => d.records().filter((r) => r.msg.type === 'start')[2], 10_000, 'the restarted worker\'s start');
+  assert.notEqual(third.pid, victim);
+  assert.deepEqual([third.msg.generation, third.msg.worker], [1, victimStart?.msg.worker], 'the same worker slot of the same generation');
+  assert.deepEqual(third.msg.health, { [primary]: 'up', [replica]: 'down' });
+});
+
+test('GET /apps merges the workers\' target reports: ejected, connections summed, panic (pong and `targets` message)', async (t) => {
+  const pair = await startPatroniPair(t);
+  const [primary, replica] = pair.targets;
+  // No HealthCheck: without reports every target would be 'up'.
+  const app = { ...patroniApp(pair), HealthCheck: undefined };
+  const d = await startRecordingDaemon(t, { Apps: [JSON.parse(JSON.stringify(app))] }, { FPROXY_RECORD_EJECT: '1' });
+  const status = await until(() => { const a = appStatus(d); return a?.state === 'running' && a.panic ? a : undefined; }, 10_000, 'panic from the pongs');
+  assert.deepEqual(status.health.map((h) => [h.target, h.state, h.activeConnections, h.lastError]), [
+    [primary, 'ejected', 4, 'ECONNREFUSED (recorded)'],
+    [replica, 'up', 0, null],
+  ]);
+});

@@ -211,7 +211,7 @@ export interface RecordingDaemon {
  * admin endpoint on port 0) whose listeners are recording-listener.ts processes, so a test can
  * read what each listener was sent. No spares: every listener is forked for its generation.
  */
-export async function startRecordingDaemon(t: TestContext, config: unknown): Promise<RecordingDaemon> {
+export async function startRecordingDaemon(t: TestContext, config: unknown, env: Record<string, string> = {}): Promise<RecordingDaemon> {
   const dir = await mkdtemp(join(tmpdir(), 'fproxy-health-'));
   const configPath = join(dir, 'config.json');
   const recordFile = join(dir, 'record.ndjson');
@@ -224,7 +224,7 @@ export async function startRecordingDaemon(t: TestContext, config: unknown): Pro
     logger,
     spares: 0,
     listenerEntry: new URL('./recording-listener.ts', import.meta.url),
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FPROXY_RECORD_FILE: recordFile },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FPROXY_RECORD_FILE: recordFile, ...env },
     timing: { heartbeatMs: 200 },
   });
   t.after(async () => {
