@@ -17,7 +17,6 @@ import type { TestContext } from 'node:test';
 import dns2 from 'dns2';
 import { createLogger, parseTarget, SPEC_DEFAULTS } from '../../proxy/index.ts';
 import type { ListenerSpec, Logger } from '../../proxy/index.ts';
-
 import { runDaemon } from '../daemon.ts';
 import type { Daemon } from '../daemon.ts';
 
