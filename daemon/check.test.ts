@@ -25,6 +25,15 @@ async function check(file: string | undefined): Promise<{ code: number; log: str
 }
 
 describe('runCheck', () => {
+  test('the summary names an app\'s health check', async () => {
+    const path = write('health.json', {
+      Apps: [{ Name: 'pg', Ports: [5432], Targets: ['127.0.0.2:5432'], Workers: 1, HealthCheck: { IntervalMs: 1000, Rise: 1, Port: 8008, HttpPath: '/primary' } }],
+    });
+    const { code, log } = await check(path);
+    assert.equal(code, 0);
+    assert.match(log[1] ?? '', /  health http \/primary port 8008 every 1000ms rise 1 fall 2$/);
+  });
+
   test('a good file: exit 0, a heading and one summary line per app', async () => {
     const path = write('good.json', {
       Apps: [

@@ -50,5 +50,10 @@ export function summarize(spec: ListenerSpec, width = spec.app.length): string {
   if (spec.routes.length > 0) parts.push(`routes ${spec.routes.length}`);
   if (spec.acceptProxyProtocol) parts.push('accept-proxy');
   if (spec.sendProxyProtocol !== 'none') parts.push(`send-proxy ${spec.sendProxyProtocol}`);
+  const hc = spec.healthCheck;
+  if (hc !== null) {
+    const kind = hc.httpPath !== null ? `http ${hc.httpPath}` : hc.send !== null || hc.expect !== null ? 'send/expect' : 'tcp';
+    parts.push(`health ${kind}${hc.port === null ? '' : ` port ${hc.port}`} every ${hc.intervalMs}ms rise ${hc.rise} fall ${hc.fall}`);
+  }
   return parts.join('  ');
 }

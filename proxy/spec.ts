@@ -39,6 +39,28 @@ export interface TlsSpec {
   readonly certs: readonly CertSpec[];
 }
 
+/** Active health checks of an app's targets. Probing is the daemon's (once per target per interval, whatever the worker count); a listener only receives the resulting states (`health` IPC message). */
+export interface HealthCheckSpec {
+  /** Time between two probes of one target. */
+  readonly intervalMs: number;
+  /** A probe not finished by then fails. Default min(1000, intervalMs); never more than intervalMs. */
+  readonly timeoutMs: number;
+  /** Consecutive successes that make a target up. Default 2. */
+  readonly rise: number;
+  /** Consecutive failures that make a target down. Default 2. */
+  readonly fall: number;
+  /** Port to probe instead of the target's own (a management port). null = the target's port. */
+  readonly port: number | null;
+  /** Bytes (UTF-8) to send once connected. null = send nothing. */
+  readonly send: string | null;
+  /** Healthy only when the reply contains this (UTF-8). null = connecting (and sending) is enough. */
+  readonly expect: string | null;
+  /** HTTP check: `GET <httpPath> HTTP/1.1`. null = not HTTP. Exclusive with send/expect. */
+  readonly httpPath: string | null;
+  /** HTTP statuses that count as healthy; empty = any 2xx. */
+  readonly expectStatus: readonly number[];
+}
+
 export interface ListenerSpec {
   /** App name, used in every log line and error. */
   readonly app: string;
@@ -73,6 +95,8 @@ export interface ListenerSpec {
   readonly sendProxyProtocol: 'none' | 'v1' | 'v2';
   /** Listener processes for this app (SO_REUSEPORT group). Default: number of CPUs. */
   readonly workers: number;
+  /** Active health checks, run by the daemon (the listener ignores this). Default null = none. */
+  readonly healthCheck: HealthCheckSpec | null;
 }
 
 export const SPEC_DEFAULTS = {
@@ -84,6 +108,14 @@ export const SPEC_DEFAULTS = {
   handshakeTimeoutMs: 5000,
   acceptProxyProtocol: false,
   sendProxyProtocol: 'none',
+  healthCheck: null,
+} as const;
+
+/** Defaults inside HealthCheck (timeoutMs is also capped at intervalMs). */
+export const HEALTH_CHECK_DEFAULTS = {
+  timeoutMs: 1000,
+  rise: 2,
+  fall: 2,
 } as const;
 
 // ---- Schemas (checked against the interfaces above) ----
@@ -116,6 +148,18 @@ const TlsSpecSchema = z.strictObject({
   certs: z.array(CertSpecSchema),
 });
 
+const HealthCheckSpecSchema = z.strictObject({
+  intervalMs: ms(1),
+  timeoutMs: ms(1),
+  rise: z.int().check(z.minimum(1)),
+  fall: z.int().check(z.minimum(1)),
+  port: z.nullable(port(1)),
+  send: z.nullable(z.string()),
+  expect: z.nullable(z.string()),
+  httpPath: z.nullable(z.string()),
+  expectStatus: z.array(z.int()),
+});
+
 const ListenerSpecShape = z.strictObject({
   app: nonEmpty(),
   // 0 = an ephemeral port (tests, `fproxy listen`, and an app's first worker when its config says 0).
@@ -133,6 +177,7 @@ const ListenerSpecShape = z.strictObject({
   acceptProxyProtocol: z.boolean(),
   sendProxyProtocol: z.enum(['none', 'v1', 'v2']),
   workers: z.int().check(z.minimum(1)),
+  healthCheck: z.nullable(HealthCheckSpecSchema),
 });
 
 /**
@@ -145,6 +190,7 @@ type Same<S extends z.ZodMiniType, T> = z.output<S> extends T ? Mismatch<S, T> :
 ({}) satisfies Same<typeof RouteSpecSchema, RouteSpec>;
 ({}) satisfies Same<typeof CertSpecSchema, CertSpec>;
 ({}) satisfies Same<typeof TlsSpecSchema, TlsSpec>;
+({}) satisfies Same<typeof HealthCheckSpecSchema, HealthCheckSpec>;
 ({}) satisfies Same<typeof ListenerSpecShape, ListenerSpec>;
 
 /** Parses to a ListenerSpec as the interface says it (readonly arrays); sound by the checks above. */

@@ -1,6 +1,7 @@
 // Config rules that span several keys or apps, checked beside the schema: an app needs targets or
 // routes, routes need Tls, Certs go with Mode "terminate" only, a port or app name is used once,
-// an SNI name is not routed twice for the same ALPN. Pure.
+// an SNI name is not routed twice for the same ALPN, a HealthCheck is one kind of probe with a
+// timeout within its interval. Pure.
 // Invariant: these run on the raw JSON even when the schema found problems (so one run reports
 // everything), so every read is defensive, and a value the schema rejects (a bad port, a bad SNI
 // name) is skipped here: the schema already said what is wrong with it.
@@ -22,6 +23,7 @@ export function checkRules(json: unknown): PathIssue[] {
     checkTargetsOrRoutes(app, at, issues);
     checkTls(app, at, issues);
     checkSniOverlap(app, at, issues);
+    checkHealthCheck(app, at, issues);
 
     const name = app.Name;
     if (typeof name === 'string') {
@@ -120,6 +122,28 @@ function checkSniOverlap(app: Json, at: (...rest: PathSegment[]) => PathSegment[
       });
     });
   });
+}
+
+/** HealthCheck: one kind of probe (HTTP or Send/Expect), statuses only for HTTP, a timeout within the interval. */
+function checkHealthCheck(app: Json, at: (...rest: PathSegment[]) => PathSegment[], issues: PathIssue[]): void {
+  const hc = app.HealthCheck;
+  if (!isObject(hc)) return;
+  const where = (key: string): PathSegment[] => at('HealthCheck', key);
+  if (hc.HttpPath !== undefined) {
+    for (const key of ['Send', 'Expect']) {
+      if (hc[key] === undefined) continue;
+      issues.push({ path: where(key), message: `cannot be used with HttpPath (an HTTP check sends its own request and reads the status): remove ${key}, or remove HttpPath for a Send/Expect check` });
+    }
+  } else if (hc.ExpectStatus !== undefined) {
+    issues.push({ path: where('ExpectStatus'), message: 'is only used by HTTP checks: add "HttpPath" (as "/health") or remove ExpectStatus' });
+  }
+  const { IntervalMs: interval, TimeoutMs: timeout } = hc;
+  if (Number.isInteger(interval) && Number.isInteger(timeout) && (timeout as number) > (interval as number)) {
+    issues.push({
+      path: where('TimeoutMs'),
+      message: `${String(timeout)} is more than IntervalMs (${String(interval)}): a probe must end before the next one starts; lower TimeoutMs or raise IntervalMs`,
+    });
+  }
 }
 
 function appLabel(app: unknown, index: number): string {

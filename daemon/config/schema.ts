@@ -7,13 +7,17 @@
 // or apps (targets-or-routes, duplicate ports, SNI overlap) are in rules.ts; the JSON Schema
 // versions of the per-app ones are added with .meta() so editors flag them too.
 import { z } from 'zod';
-import { SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
+import { HEALTH_CHECK_DEFAULTS, SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
 import { listenAddressProblem, sniNameProblem } from './host-name.ts';
 
 const PORT_RANGE = (iss: { input?: unknown }) => `port ${String(iss.input)} is outside 0–65535 (0: a free port the kernel picks)`;
 
 /** 0 = a free port the kernel picks when the app first starts, kept by every worker and generation while the daemon runs. */
 const Port = z.int().min(0, { error: PORT_RANGE }).max(65535, { error: PORT_RANGE });
+
+const PROBE_PORT_RANGE = (iss: { input?: unknown }) => `port ${String(iss.input)} is outside 1–65535`;
+/** A port to connect to (never 0). */
+const RemotePort = z.int().min(1, { error: PROBE_PORT_RANGE }).max(65535, { error: PROBE_PORT_RANGE });
 
 const Target = z
   .string()
@@ -78,6 +82,37 @@ export const TlsSchema = z
     else: { not: { required: ['Certs'] } },
   });
 
+export const HealthCheckSchema = z
+  .strictObject({
+    IntervalMs: z
+      .int()
+      .min(100, { error: (iss) => `must be at least 100 ms (a probe per target per interval), got ${String(iss.input)}` })
+      .max(MAX_TIMER_MS, { error: (iss) => `must be at most ${MAX_TIMER_MS}, got ${String(iss.input)}` })
+      .meta({ description: 'Time between two probes of one target, in ms (at least 100). Each target is probed once per interval, whatever Workers is.' }),
+    TimeoutMs: millis(1, `A probe not finished within this fails, in ms; at most IntervalMs. Default ${HEALTH_CHECK_DEFAULTS.timeoutMs} (or IntervalMs if smaller).`),
+    Rise: z.int().min(1).max(100).optional().meta({ description: `Consecutive successful probes that make a target up. Default ${HEALTH_CHECK_DEFAULTS.rise}.` }),
+    Fall: z.int().min(1).max(100).optional().meta({ description: `Consecutive failed probes that make a target down (no new connections). Default ${HEALTH_CHECK_DEFAULTS.fall}.` }),
+    Port: RemotePort.optional().meta({ description: 'Probe this port instead of the target\'s own (a management port, as Patroni\'s REST API on 8008). Default: the target\'s port.' }),
+    Send: z.string().min(1).max(4096).optional().meta({ description: 'Bytes (UTF-8) to send once connected, as "PING\\r\\n". Not with HttpPath.' }),
+    Expect: z.string().min(1).max(4096).optional().meta({ description: 'Healthy only when the reply (to Send, or the banner without Send) contains this text. Not with HttpPath.' }),
+    HttpPath: z
+      .string()
+      .regex(/^\/[\x21-\x7e]*$/, { error: (iss) => `must start with "/" and contain no spaces or control characters, got ${JSON.stringify(iss.input)}` })
+      .max(2048)
+      .optional()
+      .meta({ description: 'HTTP check: sends "GET <HttpPath> HTTP/1.1" with Host and "Connection: close"; healthy on ExpectStatus. Not with Send/Expect.' }),
+    ExpectStatus: z
+      .array(z.int().min(100).max(599))
+      .min(1)
+      .optional()
+      .meta({ description: 'HttpPath only: the HTTP statuses that count as healthy, as [200]. Default: any 2xx.' }),
+  })
+  .meta({
+    description: 'Active health checks (off when absent): a TCP connect, Send/Expect, or an HTTP GET per target per interval. Down targets get no new connections.',
+    allOf: [{ not: { required: ['HttpPath', 'Send'] } }, { not: { required: ['HttpPath', 'Expect'] } }],
+    dependentRequired: { ExpectStatus: ['HttpPath'] },
+  });
+
 export const RouteSchema = z
   .strictObject({
     Sni: z.array(SniName).min(1).meta({ description: 'Server names this route matches. Exact names win over wildcards; the longest wildcard wins.' }),
@@ -132,6 +167,7 @@ export const AppSchema = z
     SendProxyProtocol: z.enum(['v1', 'v2']).optional().meta({
       description: 'Send a PROXY protocol header of this version to the targets, carrying the client\'s address. Absent = none.',
     }),
+    HealthCheck: HealthCheckSchema.optional(),
   })
   .meta({
     description: 'One app: a set of ports proxied to a set of targets, served by its own listener processes.',
@@ -150,3 +186,4 @@ export type Config = z.infer<typeof ConfigSchema>;
 export type AppConfig = z.infer<typeof AppSchema>;
 export type TlsConfig = z.infer<typeof TlsSchema>;
 export type RouteConfig = z.infer<typeof RouteSchema>;
+export type HealthCheckConfig = z.infer<typeof HealthCheckSchema>;

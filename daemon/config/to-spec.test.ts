@@ -35,6 +35,7 @@ describe('toListenerSpec', () => {
       acceptProxyProtocol: false,
       sendProxyProtocol: 'none',
       workers: Math.min(64, availableParallelism()),
+      healthCheck: null,
     });
     assert.equal('tls' in spec, false, 'a plain TCP app has no tls key');
   });
@@ -60,6 +61,20 @@ describe('toListenerSpec', () => {
     assert.equal(spec.workers, 3);
     assert.equal(spec.acceptProxyProtocol, true);
     assert.equal(spec.sendProxyProtocol, 'v1');
+  });
+
+  test('maps HealthCheck to healthCheck with its defaults, the timeout capped at the interval', () => {
+    const minimal = toListenerSpec(validApp({ Name: 'a', Ports: [1], Targets: ['x:1'], HealthCheck: { IntervalMs: 200 } }), '/');
+    assert.deepEqual(minimal.healthCheck, { intervalMs: 200, timeoutMs: 200, rise: 2, fall: 2, port: null, send: null, expect: null, httpPath: null, expectStatus: [] });
+    const full = toListenerSpec(validApp({
+      Name: 'a', Ports: [1], Targets: ['x:1'],
+      HealthCheck: { IntervalMs: 2000, TimeoutMs: 500, Rise: 3, Fall: 1, Port: 8008, HttpPath: '/primary', ExpectStatus: [200] },
+    }), '/');
+    assert.deepEqual(full.healthCheck, { intervalMs: 2000, timeoutMs: 500, rise: 3, fall: 1, port: 8008, send: null, expect: null, httpPath: '/primary', expectStatus: [200] });
+    const sendExpect = toListenerSpec(validApp({ Name: 'a', Ports: [1], Targets: ['x:1'], HealthCheck: { IntervalMs: 5000, Send: 'PING\r\n', Expect: 'PONG' } }), '/');
+    assert.equal(sendExpect.healthCheck?.timeoutMs, 1000);
+    assert.equal(sendExpect.healthCheck?.send, 'PING\r\n');
+    assert.equal(sendExpect.healthCheck?.expect, 'PONG');
   });
 
   test('parses an IPv6 target without its brackets', () => {

@@ -1,13 +1,13 @@
-// Validated app config → ListenerSpec: the one place defaults are applied (SPEC_DEFAULTS, and the
-// CPU count for Workers), targets are parsed, SNI names are lower-cased and cert paths are made
+// Validated app config → ListenerSpec: the one place defaults are applied (SPEC_DEFAULTS and
+// HEALTH_CHECK_DEFAULTS, and the CPU count for Workers), targets are parsed, SNI names are lower-cased and cert paths are made
 // absolute against the config file's directory. Pure apart from reading the CPU count.
 // Invariant: the input passed validateConfig, so a target that does not parse is a bug, not a
 // user error, and throws.
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
-import type { ListenerSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/index.ts';
-import type { AppConfig, Config, RouteConfig, TlsConfig } from './schema.ts';
+import { HEALTH_CHECK_DEFAULTS, SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
+import type { HealthCheckSpec, ListenerSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/index.ts';
+import type { AppConfig, Config, HealthCheckConfig, RouteConfig, TlsConfig } from './schema.ts';
 
 /** The schema's upper bound on Workers; a bigger machine still defaults to this many. */
 const MAX_WORKERS = 64;
@@ -29,6 +29,22 @@ export function toListenerSpec(app: AppConfig, configDir: string): ListenerSpec 
     acceptProxyProtocol: app.AcceptProxyProtocol ?? SPEC_DEFAULTS.acceptProxyProtocol,
     sendProxyProtocol: app.SendProxyProtocol ?? SPEC_DEFAULTS.sendProxyProtocol,
     workers: app.Workers ?? Math.min(MAX_WORKERS, availableParallelism()),
+    healthCheck: app.HealthCheck === undefined ? SPEC_DEFAULTS.healthCheck : toHealthCheck(app.HealthCheck),
+  };
+}
+
+function toHealthCheck(hc: HealthCheckConfig): HealthCheckSpec {
+  return {
+    intervalMs: hc.IntervalMs,
+    // A default timeout never exceeds the interval (a 200 ms interval gets a 200 ms timeout).
+    timeoutMs: hc.TimeoutMs ?? Math.min(HEALTH_CHECK_DEFAULTS.timeoutMs, hc.IntervalMs),
+    rise: hc.Rise ?? HEALTH_CHECK_DEFAULTS.rise,
+    fall: hc.Fall ?? HEALTH_CHECK_DEFAULTS.fall,
+    port: hc.Port ?? null,
+    send: hc.Send ?? null,
+    expect: hc.Expect ?? null,
+    httpPath: hc.HttpPath ?? null,
+    expectStatus: [...(hc.ExpectStatus ?? [])],
   };
 }
 
