@@ -8,7 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '../proxy/testing.ts';
-import { appConfig, freePorts, poll, startTestDaemon } from '../daemon/testing.ts';
+import { appConfig, startTestDaemon, waitFor as poll } from '../daemon/testing.ts';
 
 const FPROXY = fileURLToPath(new URL('./fproxy.ts', import.meta.url));
 
@@ -29,9 +29,9 @@ async function run(args: string[], env: Record<string, string> = {}): Promise<{ 
 
 async function configFile(t: { after: (fn: () => unknown) => void }): Promise<string> {
   const dir = await tempDir(t);
-  const [port] = await freePorts(1);
   const path = join(dir, 'config.json');
-  await writeFile(path, JSON.stringify({ Apps: [appConfig('a', [port!], ['127.0.0.1:1'])] }));
+  // Never bound: the bad LOG_LEVEL stops the process before any listener starts.
+  await writeFile(path, JSON.stringify({ Apps: [appConfig('a', [0], ['127.0.0.1:1'])] }));
   return path;
 }
 
@@ -57,8 +57,7 @@ test('an unknown command is named, with the closest one', async () => {
 });
 
 test('ps shows "fproxy: daemon" and "fproxy: listener app=NAME gen=N worker=W"', { skip: process.platform === 'linux' ? false : '/proc/PID/cmdline is Linux only' }, async (t) => {
-  const [port] = await freePorts(1);
-  const d = await startTestDaemon(t, { Apps: [appConfig('web', [port!], ['127.0.0.1:1'], { Workers: 2 })] });
+  const d = await startTestDaemon(t, { Apps: [appConfig('web', [0], ['127.0.0.1:1'], { Workers: 2 })] });
   const app = await poll(async () => {
     const a = await d.app('web');
     return a?.state === 'running' && a.pids.length === 2 ? a : undefined;

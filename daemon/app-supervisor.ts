@@ -5,7 +5,9 @@
 //     successor that fails to start is killed and the current one keeps serving (rollback);
 //   - applies (start/rollout) of one app run one at a time, in call order;
 //   - an app with no serving generation (its first start failed) retries with backoff until it
-//     gets one or is stopped, so a bad start never leaves it without a listener for good.
+//     gets one or is stopped, so a bad start never leaves it without a listener for good;
+//   - a 0 in the spec's ports is the kernel's pick on the first start, then the same port for
+//     every later generation (kept by index into the ports list; a new 0 entry gets a new pick).
 import type { ChildProcess } from 'node:child_process';
 import type { ListenerSpec } from '../proxy/index.ts';
 import { BACKOFF_DEFAULTS, backoffDelay } from './backoff-delay.ts';
@@ -25,6 +27,7 @@ export interface AppStatus {
   readonly state: AppState;
   /** Pids of the serving generation's workers that are up (a worker being restarted is not listed until ready). */
   readonly pids: number[];
+  /** The ports bound (a configured 0 shows the kernel's pick; 0 only until the first worker is ready). */
   readonly ports: readonly number[];
   /** Bind addresses (Listen); absent = every interface. */
   readonly listen?: readonly string[];
@@ -64,6 +67,10 @@ export class AppSupervisor {
   readonly #options: AppSupervisorOptions;
   readonly #log: Logger;
   #wanted: ListenerSpec | undefined;
+  /** The spec (as configured, 0 ports included) the current generation was started from. */
+  #serving: ListenerSpec | undefined;
+  /** Index into spec.ports → the port the kernel picked for a configured 0 there. */
+  readonly #picked = new Map<number, number>();
   #current: Generation | undefined;
   #pending: Generation | undefined;
   readonly #draining = new Set<Generation>();
@@ -83,9 +90,9 @@ export class AppSupervisor {
     this.#log = options.logger.child({ app: options.name });
   }
 
-  /** The spec this app runs (or keeps trying to start): what the next config is diffed against. */
+  /** The spec this app runs (or keeps trying to start), as configured: what the next config is diffed against. */
   get spec(): ListenerSpec | undefined {
-    return this.#current?.spec ?? this.#wanted;
+    return (this.#current === undefined ? undefined : this.#serving) ?? this.#wanted;
   }
 
   get retiring(): boolean {
@@ -138,7 +145,7 @@ export class AppSupervisor {
       generation: current?.number ?? pending?.number ?? this.#lastAttempt,
       state,
       pids: current?.pids() ?? [],
-      ports: spec?.ports ?? [],
+      ports: current?.spec.ports ?? pending?.spec.ports ?? spec?.ports ?? [],
       ...(spec?.listen !== undefined && spec.listen.length > 0 ? { listen: spec.listen } : {}),
       targets: spec?.targets.map((t) => t.raw) ?? [],
       ...(spec !== undefined && spec.routes.length > 0
@@ -159,11 +166,12 @@ export class AppSupervisor {
     if (this.#retiring) return false;
     this.#wanted = spec;
     const { logger, timing, acquire } = this.#options;
-    const gen = new Generation({ spec, number: this.#options.nextGeneration(), logger, timing, acquire });
+    const ports = spec.ports.map((p, i) => (p === 0 ? (this.#picked.get(i) ?? 0) : p));
+    const gen = new Generation({ spec: { ...spec, ports }, number: this.#options.nextGeneration(), logger, timing, acquire });
     this.#lastAttempt = gen.number;
     const old = this.#current;
     this.#pending = gen;
-    this.#log.info({ gen: gen.number, workers: gen.workers, ports: spec.ports, from: old?.number }, old ? 'rolling out a new generation' : 'starting app');
+    this.#log.info({ gen: gen.number, workers: gen.workers, ports, from: old?.number }, old ? 'rolling out a new generation' : 'starting app');
     const startedAt = Date.now();
     try {
       await gen.start();
@@ -175,16 +183,16 @@ export class AppSupervisor {
       // (whose cause pino would append again, with a stack) is not logged.
       const { code, message } = this.#lastError!;
       if (old !== undefined) {
-        this.#log.error({ gen: gen.number, code, err: message, keeping: old.number }, 'new generation failed to start; the old generation keeps serving');
+        this.#log.error({ event: 'rollout-failed', gen: gen.number, code, err: message, keeping: old.number }, 'new generation failed to start; the old generation keeps serving');
       } else {
         const attempt = ++this.#retryAttempt;
         const delayMs = backoffDelay(attempt - 1, this.#options.timing.backoff);
         if (attempt === 1) {
           const { baseMs, maxMs } = { ...BACKOFF_DEFAULTS, ...this.#options.timing.backoff };
-          this.#log.error({ gen: gen.number, attempt, code, err: message, retryInMs: delayMs },
+          this.#log.error({ event: 'start-failed', gen: gen.number, attempt, code, err: message, retryInMs: delayMs },
             `app failed to start; retrying by itself with backoff (${baseMs} ms doubling up to ${maxMs / 1000} s) until it starts or the config changes`);
         } else {
-          this.#log.error({ gen: gen.number, attempt, code, err: message, retryInMs: delayMs }, 'app still fails to start');
+          this.#log.error({ event: 'start-failed', gen: gen.number, attempt, code, err: message, retryInMs: delayMs }, 'app still fails to start');
         }
         this.#nextAttemptAt = new Date(Date.now() + delayMs);
         this.#retryTimer = setTimeout(() => {
@@ -204,6 +212,11 @@ export class AppSupervisor {
       return false;
     }
     this.#current = gen;
+    this.#serving = spec;
+    this.#picked.clear();
+    spec.ports.forEach((p, i) => {
+      if (p === 0) this.#picked.set(i, gen.spec.ports[i]!);
+    });
     this.#currentError = null;
     this.#retryAttempt = 0;
     gen.on('failure', (err) => this.#recordError(err));

@@ -54,7 +54,7 @@ describe('runCheck', () => {
     assert.deepEqual(log, []);
     assert.deepEqual(error.join('\n').split('\n'), [
       `Invalid config ${path} (4 problems):`,
-      '  Apps[0].Ports[1]: port 70000 is outside 1–65535',
+      '  Apps[0].Ports[1]: port 70000 is outside 0–65535 (0: a free port the kernel picks)',
       '  Apps[0].Targets[0]: target "db" has no port: write it as "db:PORT"',
       '  Apps[1].targets: unknown key "targets": did you mean "Targets"? (keys are case-sensitive)',
       '  Apps[1].Ports[0]: port 5001 of app "b" is already used by app "a" (Apps[0].Ports[0]): each port belongs to one app',

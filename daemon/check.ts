@@ -2,7 +2,7 @@
 // files) without starting anything. Prints every problem with its path and returns 1, or prints
 // one summary line per app (with defaults applied, as the listeners would get them) and returns 0.
 import { dirname } from 'node:path';
-import type { ListenerSpec } from '../proxy/spec.ts';
+import type { ListenerSpec } from '../proxy/index.ts';
 import { loadConfigFile } from './config/load.ts';
 import { toListenerSpecs } from './config/to-spec.ts';
 import { ConfigError, formatIssues } from './config/validate.ts';

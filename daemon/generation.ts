@@ -2,6 +2,8 @@
 // It starts all workers together (ready = every worker ready), restarts a worker that dies while
 // the generation serves (same spec, exponential backoff per worker slot, reset once a worker has
 // stayed up for stableMs), and drains or kills all of them together.
+// A spec with a 0 port: worker 0 starts alone, the kernel picks the port, and `spec` then carries
+// the real port (from its `ready`), so the other workers and every restart bind that same port.
 // Invariants: no worker is forked once the generation drains or stops; a generation whose start
 // failed has no process left; `state` only moves forward: starting → serving → draining → stopped.
 import type { ChildProcess } from 'node:child_process';
@@ -38,7 +40,8 @@ interface WorkerSlot {
 }
 
 export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted: [ListenerProcess] }> {
-  readonly spec: ListenerSpec;
+  /** What the workers run: the given spec, with any 0 port replaced by the real one once worker 0 is ready. */
+  spec: ListenerSpec;
   readonly number: number;
   state: GenerationState = 'starting';
   readonly #options: GenerationOptions;
@@ -57,7 +60,7 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
 
   /** Start every worker; resolves when all are ready. On any failure every worker is killed and the first error is thrown. */
   async start(): Promise<void> {
-    const results = await Promise.allSettled(this.#slots.map((slot) => this.#startWorker(slot)));
+    const results = this.spec.ports.includes(0) ? await this.#startResolvingPorts() : await Promise.allSettled(this.#slots.map((slot) => this.#startWorker(slot)));
     const failure = results.find((r) => r.status === 'rejected');
     const lost = this.#slots.find((s) => s.process?.state !== 'ready');
     const aborted = this.state !== 'starting';
@@ -113,8 +116,25 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
     return sum;
   }
 
+  /** Worker 0 first, on the kernel's ports; then the others on the ports it bound. */
+  async #startResolvingPorts(): Promise<PromiseSettledResult<void>[]> {
+    const [first, ...rest] = this.#slots;
+    const [result] = await Promise.allSettled([this.#startWorker(first!)]);
+    if (result!.status === 'rejected') return [result!];
+    const bound = first!.process!.boundPorts;
+    const ports = this.spec.ports.map((p, i) => (p === 0 ? bound[i] : p));
+    if (ports.some((p) => p === undefined || p === 0)) {
+      const err = new DaemonError('ERR_LISTENER_PORTS', `Listener for app "${this.spec.app}" (generation ${this.number}) reported ports ${JSON.stringify(bound)} for spec ports ${JSON.stringify(this.spec.ports)}`, { app: this.spec.app, generation: this.number });
+      return [{ status: 'rejected', reason: err }];
+    }
+    this.spec = { ...this.spec, ports: ports as number[] };
+    this.#log.info({ event: 'ports-resolved', ports: this.spec.ports }, 'kernel-picked ports resolved');
+    return [result!, ...(await Promise.allSettled(rest.map((slot) => this.#startWorker(slot))))];
+  }
+
   #startWorker(slot: WorkerSlot): Promise<void> {
-    const { spec, number, logger, timing, acquire } = this.#options;
+    const { number, logger, timing, acquire } = this.#options;
+    const spec = this.spec;
     const proc = new ListenerProcess({ spec, generation: number, worker: slot.index, logger, timing, acquire });
     slot.process = proc;
     this.#live.add(proc);
@@ -134,7 +154,7 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
   #scheduleRestart(slot: WorkerSlot, cause: DaemonError): void {
     const delayMs = backoffDelay(slot.attempt, this.#options.timing.backoff);
     slot.attempt++;
-    this.#log.warn({ worker: slot.index, delayMs, attempt: slot.attempt, code: cause.code, err: cause.message }, 'restarting listener after backoff');
+    this.#log.warn({ event: 'listener-restart-scheduled', worker: slot.index, delayMs, attempt: slot.attempt, code: cause.code, err: cause.message }, 'restarting listener after backoff');
     slot.restartTimer = setTimeout(() => {
       slot.restartTimer = undefined;
       if (this.state !== 'serving') return;

@@ -7,7 +7,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { ListenerSpec } from '../proxy/index.ts';
-import { IPC_VERSION, asFromListener } from '../proxy/index.ts';
+import { IPC_VERSION, parseFromListener } from '../proxy/index.ts';
 import type { FromListener, ListenerCounters, ToListener } from '../proxy/index.ts';
 import { DaemonError } from './daemon-error.ts';
 import type { Logger } from './logger.ts';
@@ -50,8 +50,6 @@ export interface ListenerExit {
   readonly error?: DaemonError;
 }
 
-export const DEFAULT_LISTENER_ENTRY = new URL('../proxy/main.ts', import.meta.url);
-
 export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   readonly spec: ListenerSpec;
   readonly generation: number;
@@ -61,6 +59,8 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   /** From the latest pong (or `draining`). */
   counters: ListenerCounters | undefined;
   readyAt: number | undefined;
+  /** The ports the listener bound, from its `ready` (in spec.ports order; a 0 there is the kernel's pick here). */
+  boundPorts: readonly number[] = [];
 
   readonly #options: ListenerProcessOptions;
   readonly #log: Logger;
@@ -136,16 +136,18 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
         });
       });
       child.on('message', (raw) => {
-        const msg = asFromListener(raw);
-        if (msg === undefined) {
-          this.#log.warn({ msg: raw }, 'unknown IPC message from listener; ignored');
+        const received = parseFromListener(raw);
+        if (!received.ok) {
+          this.#log.warn({ msg: raw, error: received.error }, 'invalid IPC message from listener; ignored');
           return;
         }
+        const msg = received.msg;
         if (msg.type === 'ready' && !settled) {
           settled = true;
           clearTimeout(timer);
           this.state = 'ready';
           this.readyAt = Date.now();
+          this.boundPorts = msg.ports;
           this.#startHeartbeat();
           resolve();
         } else if (msg.type === 'failed') {
@@ -226,7 +228,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
       if (this.state === 'ready' && this.#unanswered >= missedHeartbeats) {
         const { app } = this.spec;
         this.#hangError = new DaemonError('ERR_LISTENER_HUNG', `Listener for app "${app}" (generation ${this.generation}, worker ${this.worker}, pid ${this.pid}) missed ${this.#unanswered} heartbeats; killed`, { app, generation: this.generation, worker: this.worker, pid: this.pid });
-        this.#log.error({ listenerPid: this.pid, missed: this.#unanswered }, 'listener is hung (missed heartbeats); killing it');
+        this.#log.error({ event: 'listener-hung', listenerPid: this.pid, missed: this.#unanswered }, 'listener is hung (missed heartbeats); killing it');
         this.#kill('SIGKILL');
         return;
       }

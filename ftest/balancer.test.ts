@@ -83,8 +83,8 @@ test('an uneven spread is reported but fails only with --expect-even or beyond -
   assert.equal(tooStrict.code, 1);
 });
 
-test('balancer counts failed connections as failures with a null in the sequence', async () => {
-  const port = await closedPort();
+test('balancer counts failed connections as failures with a null in the sequence', async (t) => {
+  const port = await closedPort(t);
   const result = await runFtest(['balancer', `127.0.0.1:${port}`, '-n', '2', '--json']);
   assert.equal(result.code, 1);
   const report = JSON.parse(result.stdout);

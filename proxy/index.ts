@@ -1,9 +1,11 @@
 // The public surface of the data plane: what the daemon and the CLI may import from proxy/.
 export { Listener, ListenerError } from './listener.ts';
 export { runStandalone } from './main.ts';
-export { buildListenerEntry, type ListenerEntry } from './bundle.ts';
+export { buildListenerEntry, LISTENER_SOURCE, type ListenerEntry } from './bundle.ts';
 export { DnsCache } from './dns-cache.ts';
 export type { ListenerSpec, TargetSpec, RouteSpec, TlsSpec, CertSpec } from './spec.ts';
-export { parseTarget, SPEC_DEFAULTS } from './spec.ts';
+export { SPEC_DEFAULTS } from './spec.ts';
+export { parseTarget, type ParsedTarget, type TargetAddress } from './parse-target.ts';
 export * from './ipc/protocol.ts';
+export { parseCertPair, readProblem, type CertPair, type CertPairProblem, type ParsedCertPair } from './tls/cert-pair.ts';
 export { createLogger, logLevelFromEnv, LogLevelError, type Logger } from './log.ts';

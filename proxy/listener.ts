@@ -215,7 +215,7 @@ export class Listener implements ListenerContext {
     this.#bytesOut += s.client.bytesWritten;
     if (this.#accessLog) {
       this.logger.debug({
-        client: s.clientAddress, sni: s.sni, target: s.target, endpoint: s.endpoint, attempts: s.attempts, outcome: s.outcome,
+        event: 'access', client: s.clientAddress, sni: s.sni, target: s.target, endpoint: s.endpoint, attempts: s.attempts, outcome: s.outcome,
         bytesIn: s.client.bytesRead, bytesOut: s.client.bytesWritten, durationMs: Date.now() - s.startedAt,
       }, 'access');
     }

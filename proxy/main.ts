@@ -2,8 +2,10 @@
 // proxy/ipc/protocol.ts over the fork channel. Also the engine of `fproxy listen` (runStandalone).
 //
 // Invariants: exactly one `ready` or `failed` per `start`; `drain` (or losing the daemon, or
-// SIGTERM/SIGINT) drains once and exits 0; nothing a client or target does exits the process.
-import { asToListener, describeUnknown, type FromListener, type ToListener } from './ipc/protocol.ts';
+// SIGTERM/SIGINT) drains once and exits 0; nothing a client or target does exits the process, and
+// no message the daemon sends does either: every one is validated first (ipc/protocol.ts), a bad
+// one answered with its reason.
+import { IPC_VERSION, parseToListener, type FromListener } from './ipc/protocol.ts';
 import { Listener } from './listener.ts';
 import { createLogger, logLevelFromEnv, type LogLevel, type Logger } from './log.ts';
 import type { ListenerSpec } from './spec.ts';
@@ -28,20 +30,21 @@ function send(msg: FromListener): void {
 }
 
 async function start(spec: ListenerSpec, generation: number, worker: number): Promise<void> {
-  if (listener) return send({ v: 1, type: 'error', error: { code: 'ERR_ALREADY_STARTED', message: 'start received twice' } });
+  if (listener) return send({ v: IPC_VERSION, type: 'error', error: { code: 'ERR_ALREADY_STARTED', message: 'start received twice' } });
   logger = createLogger({ proc: 'listener', app: spec.app, gen: generation, worker });
   // What `ps` and `top` show instead of the bundle's path (as nginx and HAProxy name their workers).
   process.title = `fproxy: listener app=${spec.app} gen=${generation} worker=${worker}`;
-  listener = new Listener(spec, { logger });
   try {
+    // Inside the try: whatever the constructor throws is answered as `failed`, not a crash.
+    listener = new Listener(spec, { logger });
     const ports = await listener.start();
     logger.info(listeningFields(spec, ports), 'listening');
-    send({ v: 1, type: 'ready', ports, pid: process.pid });
+    send({ v: IPC_VERSION, type: 'ready', ports, pid: process.pid });
   } catch (err) {
     const e = err as { code?: string; message?: string };
     // The daemon logs this failure as one line per attempt (with the retry plan); here it is detail.
     logger.debug({ code: e.code, err: e.message }, 'failed to start');
-    send({ v: 1, type: 'failed', error: { code: e.code ?? 'ERR_LISTENER_START', message: e.message ?? String(err) } });
+    send({ v: IPC_VERSION, type: 'failed', error: { code: e.code ?? 'ERR_LISTENER_START', message: e.message ?? String(err) } });
     exit(1);
   }
 }
@@ -52,10 +55,10 @@ async function drainAndExit(reason: string): Promise<void> {
   if (!listener) return exit(0);
   const active = listener.counters().activeConnections;
   logger.info({ reason, activeConnections: active }, 'draining');
-  send({ v: 1, type: 'draining', activeConnections: active });
+  send({ v: IPC_VERSION, type: 'draining', activeConnections: active });
   const { closedByTimeout } = await listener.drain();
   logger.info({ closedByTimeout }, 'drained');
-  send({ v: 1, type: 'drained', closedByTimeout });
+  send({ v: IPC_VERSION, type: 'drained', closedByTimeout });
   exit(0);
 }
 
@@ -68,15 +71,21 @@ function exit(code: number): void {
 }
 
 function onMessage(raw: unknown): void {
-  const msg: ToListener | undefined = asToListener(raw);
-  if (msg === undefined) return send({ v: 1, type: 'error', error: describeUnknown(raw) });
+  const received = parseToListener(raw);
+  if (!received.ok) {
+    logger.warn({ error: received.error }, 'invalid IPC message from the daemon');
+    // A bad `start` is a failed start, answered as one; nothing was started, so we stay up for a valid one.
+    if (received.type === 'start') return send({ v: IPC_VERSION, type: 'failed', error: received.error });
+    return send({ v: IPC_VERSION, type: 'error', error: received.error });
+  }
+  const msg = received.msg;
   switch (msg.type) {
     case 'start':
       void start(msg.spec, msg.generation, msg.worker);
       break;
     case 'ping': {
       const c = listener?.counters() ?? { activeConnections: 0, totalConnections: 0, failedConnections: 0, bytesIn: 0, bytesOut: 0 };
-      send({ v: 1, type: 'pong', seq: msg.seq, ...c });
+      send({ v: IPC_VERSION, type: 'pong', seq: msg.seq, ...c });
       break;
     }
     case 'drain':

@@ -456,7 +456,7 @@ describe('parseProxyHeader: fuzz', () => {
     let parseMs = 0;
     const slow: Uint8Array[] = []; // inputs whose calls took over SLOW_MS once: timed again below
     let i = 0;
-    for (; i < 20_000 && performance.now() - started < 4_000; i++) {
+    for (; i < 20_000 && performance.now() - started < 60_000; i++) {
       let b: Uint8Array = Uint8Array.from(seeds[int(seeds.length)]!);
       for (let m = int(4); m >= 0; m--) {
         const at = int(b.length);

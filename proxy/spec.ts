@@ -1,6 +1,12 @@
 // ListenerSpec: everything one listener process needs to serve one app generation.
 // The daemon maps an app's validated config to this (daemon/config/to-spec.ts); the listener
 // never sees config.json. Plain JSON only: it crosses the IPC channel as is.
+//
+// The interfaces below are the documented contract; the zod schemas after them check a spec that
+// arrives over IPC (proxy/ipc/protocol.ts). Adding a field: add it to its interface and to the
+// schema of the same name; tsc fails (at the `Same*` checks) until both agree, so a field can
+// never be dropped silently at the boundary. zod/mini: the listener bundles only what it uses.
+import * as z from 'zod/mini';
 
 /** A configured target, parsed once: `host:port` or `[v6]:port`. */
 export interface TargetSpec {
@@ -80,24 +86,67 @@ export const SPEC_DEFAULTS = {
   sendProxyProtocol: 'none',
 } as const;
 
-/** Parse "host:port" or "[v6]:port". Returns undefined when malformed (the schema reports why). */
-export function parseTarget(raw: string): TargetSpec | undefined {
-  let host: string;
-  let portText: string;
-  if (raw.startsWith('[')) {
-    const close = raw.indexOf(']');
-    if (close < 0 || raw[close + 1] !== ':') return undefined;
-    host = raw.slice(1, close);
-    portText = raw.slice(close + 2);
-    if (!host.includes(':')) return undefined;
-  } else {
-    const colon = raw.lastIndexOf(':');
-    if (colon <= 0 || raw.indexOf(':') !== colon) return undefined;
-    host = raw.slice(0, colon);
-    portText = raw.slice(colon + 1);
-  }
-  if (!/^[0-9]{1,5}$/.test(portText)) return undefined;
-  const port = Number(portText);
-  if (port < 1 || port > 65535) return undefined;
-  return { raw, host, port };
-}
+// ---- Schemas (checked against the interfaces above) ----
+
+/** Node's longest timer (ms); the config schema caps every timeout at it too. */
+const MAX_TIMER_MS = 2_147_483_647;
+const ms = (min: 0 | 1) => z.int().check(z.minimum(min), z.maximum(MAX_TIMER_MS));
+const port = (min: 0 | 1) => z.int().check(z.minimum(min), z.maximum(65535));
+const nonEmpty = () => z.string().check(z.minLength(1));
+
+const TargetSpecSchema = z.strictObject({
+  raw: nonEmpty(),
+  host: nonEmpty(),
+  port: port(1),
+});
+
+const RouteSpecSchema = z.strictObject({
+  sni: z.array(nonEmpty()),
+  alpn: z.array(nonEmpty()),
+  targets: z.array(TargetSpecSchema),
+});
+
+const CertSpecSchema = z.strictObject({
+  certPath: nonEmpty(),
+  keyPath: nonEmpty(),
+});
+
+const TlsSpecSchema = z.strictObject({
+  mode: z.enum(['passthrough', 'terminate']),
+  certs: z.array(CertSpecSchema),
+});
+
+const ListenerSpecShape = z.strictObject({
+  app: nonEmpty(),
+  // 0 = an ephemeral port (tests, `fproxy listen`); the daemon always sends real ones.
+  ports: z.array(port(0)).check(z.minLength(1)),
+  // IP literals (the config schema says which); optional so a spec without it means every interface.
+  listen: z.optional(z.array(nonEmpty())),
+  targets: z.array(TargetSpecSchema),
+  strategy: z.literal('round-robin'),
+  connectTimeoutMs: ms(1),
+  connectAttemptTimeoutMs: ms(1),
+  idleTimeoutMs: ms(0),
+  drainTimeoutMs: ms(0),
+  handshakeTimeoutMs: ms(1),
+  tls: z.optional(TlsSpecSchema),
+  routes: z.array(RouteSpecSchema),
+  acceptProxyProtocol: z.boolean(),
+  sendProxyProtocol: z.enum(['none', 'v1', 'v2']),
+  workers: z.int().check(z.minimum(1)),
+});
+
+/**
+ * Compile-time: schema S describes interface T exactly. A key in one and not the other shows up as
+ * a missing property named after it; a type that differs, as an error on the `satisfies` line.
+ */
+type Mismatch<S extends z.ZodMiniType, T> = { [K in Exclude<keyof T, keyof z.output<S>> | Exclude<keyof z.output<S>, keyof T>]: 'in the interface but not the schema, or the reverse' };
+type Same<S extends z.ZodMiniType, T> = z.output<S> extends T ? Mismatch<S, T> : { schemaOutputIsNot: T };
+({}) satisfies Same<typeof TargetSpecSchema, TargetSpec>;
+({}) satisfies Same<typeof RouteSpecSchema, RouteSpec>;
+({}) satisfies Same<typeof CertSpecSchema, CertSpec>;
+({}) satisfies Same<typeof TlsSpecSchema, TlsSpec>;
+({}) satisfies Same<typeof ListenerSpecShape, ListenerSpec>;
+
+/** Parses to a ListenerSpec as the interface says it (readonly arrays); sound by the checks above. */
+export const ListenerSpecSchema = ListenerSpecShape as z.ZodMiniType<ListenerSpec>;

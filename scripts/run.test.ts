@@ -9,7 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '../proxy/testing.ts';
-import { appConfig, freePorts, poll } from '../daemon/testing.ts';
+import { appConfig, waitFor as poll, writeConfig } from '../daemon/testing.ts';
 
 const RUN_SH = fileURLToPath(new URL('./run.sh', import.meta.url));
 
@@ -31,18 +31,20 @@ async function roundTrip(socket: net.Socket, data: string): Promise<string> {
 
 test('Ctrl-C on `make run` drains the daemon before it stops the echo targets', async (t) => {
   const dir = await tempDir(t);
-  const [target, port] = await freePorts(2);
+  // Ports the kernel picks: the echo target's (printed by `ftest serve 0`) goes into the config
+  // once known, the app's is read back from /apps.
   const configPath = join(dir, 'config.json');
-  await writeFile(configPath, JSON.stringify({ Apps: [appConfig('web', [port!], [target!], { DrainTimeoutMs: 20_000 })] }));
+  await writeFile(configPath, JSON.stringify({ Apps: [] }));
   // detached: its own process group, as a terminal's foreground job is.
   const child = spawn('bash', [RUN_SH], {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', RUN_TARGET_PORTS: String(target), FPROXY_CONFIG_PATH: configPath, FPROXY_ADMIN_ADDR: '127.0.0.1:0', FPROXY_SPARE_LISTENERS: '0', FPROXY_LOG_FORMAT: 'json' },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', RUN_TARGET_PORTS: '0', FPROXY_CONFIG_PATH: configPath, FPROXY_ADMIN_ADDR: '127.0.0.1:0', FPROXY_SPARE_LISTENERS: '0', FPROXY_LOG_FORMAT: 'json', FPROXY_MIGRATE_REQ: 'leave' },
   });
   const exited = once(child, 'exit');
   let stderr = '';
   const logs: Record<string, unknown>[] = [];
+  const plain: string[] = [];
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   child.stdout.setEncoding('utf8');
   let rest = '';
@@ -52,7 +54,9 @@ test('Ctrl-C on `make run` drains the daemon before it stops the echo targets', 
     for (const line of lines) {
       try {
         logs.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {}
+      } catch {
+        plain.push(line);
+      }
     }
   });
   const pids = new Set<number>();
@@ -68,12 +72,20 @@ test('Ctrl-C on `make run` drains the daemon before it stops the echo targets', 
   });
   const servePid = Number((await poll(() => /\(pid (\d+)\)/.exec(stderr), 10_000, 'the echo targets\' pid'))[1]);
   pids.add(servePid);
-  const daemonPid = await poll(() => logs.find((l) => l.proc === 'daemon')?.pid as number | undefined, 10_000, 'the daemon\'s first log line');
+  const target = Number((await poll(() => plain.map((l) => /^listening 127\.0\.0\.1:(\d+)/.exec(l)).find(Boolean), 10_000, 'the echo target\'s port'))[1]);
+  const admin = await poll(() => logs.find((l) => l.proc === 'daemon' && typeof l.admin === 'string')?.admin as string | undefined, 10_000, 'the admin address');
+  const daemonPid = logs.find((l) => l.proc === 'daemon')!.pid as number;
   pids.add(daemonPid);
+  await writeConfig(configPath, { Apps: [appConfig('web', [0], [target], { DrainTimeoutMs: 20_000 })] }, 'atomic');
+  const port = await poll(async () => {
+    const apps = (await (await fetch(`http://${admin}/apps`)).json()) as { name: string; state: string; ports: number[] }[];
+    const web = apps.find((a) => a.name === 'web');
+    return web?.state === 'running' && web.ports[0] ? web.ports[0] : undefined;
+  }, 15_000, 'the app running');
 
   // A client connected through the daemon, mid-conversation.
   const client = await poll(() => new Promise<net.Socket | undefined>((resolve) => {
-    const s = net.connect({ port: port!, host: '127.0.0.1' });
+    const s = net.connect({ port, host: '127.0.0.1' });
     s.once('connect', () => resolve(s));
     s.once('error', () => resolve(undefined));
   }), 15_000, 'the app serving');

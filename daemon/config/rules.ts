@@ -33,6 +33,7 @@ export function checkRules(json: unknown): PathIssue[] {
     if (!Array.isArray(app.Ports)) return;
     const own = new Map<number, number>();
     app.Ports.forEach((port, j) => {
+      // 0 asks the kernel for a free port: several 0s never clash.
       if (!isPort(port)) return;
       const twice = own.get(port);
       if (twice !== undefined) {

@@ -7,18 +7,19 @@
 // or apps (targets-or-routes, duplicate ports, SNI overlap) are in rules.ts; the JSON Schema
 // versions of the per-app ones are added with .meta() so editors flag them too.
 import { z } from 'zod';
-import { SPEC_DEFAULTS } from '../../proxy/spec.ts';
-import { listenAddressProblem, sniNameProblem, targetProblem } from './host-name.ts';
+import { SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
+import { listenAddressProblem, sniNameProblem } from './host-name.ts';
 
-const PORT_RANGE = (iss: { input?: unknown }) => `port ${String(iss.input)} is outside 1–65535`;
+const PORT_RANGE = (iss: { input?: unknown }) => `port ${String(iss.input)} is outside 0–65535 (0: a free port the kernel picks)`;
 
-const Port = z.int().min(1, { error: PORT_RANGE }).max(65535, { error: PORT_RANGE });
+/** 0 = a free port the kernel picks when the app first starts, kept by every worker and generation while the daemon runs. */
+const Port = z.int().min(0, { error: PORT_RANGE }).max(65535, { error: PORT_RANGE });
 
 const Target = z
   .string()
   .superRefine((raw, ctx) => {
-    const problem = targetProblem(raw);
-    if (problem) ctx.addIssue({ code: 'custom', message: problem, input: raw });
+    const parsed = parseTarget(raw);
+    if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.reason, input: raw });
   })
   .meta({ description: 'Where to send connections: "host:port" or "[ipv6]:port", as in "db.internal:5432" or "[::1]:9000".' });
 
@@ -99,8 +100,7 @@ export const AppSchema = z
       })
       .meta({ description: 'Unique app name (1–64 of A–Z a–z 0–9 . _ -), used in logs, status and errors.' }),
     Ports: z.array(Port).min(1).meta({
-      description: 'Ports to listen on, on every interface (IPv4 and IPv6). No port may appear twice, in this app or another.',
-      uniqueItems: true,
+      description: 'Ports to listen on, on every interface (IPv4 and IPv6). No port may appear twice, in this app or another. 0: a free port the kernel picks when the app first starts, kept by every worker and every later generation of the app while the daemon runs (GET /apps shows it).',
     }),
     Targets: Targets.optional().meta({
       description: 'Default target pool, balanced round-robin. Required and non-empty unless the app has Routes (then it is the pool for connections no route matches, and may be empty).',

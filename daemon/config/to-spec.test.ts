@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { describe, test } from 'node:test';
-import { SPEC_DEFAULTS } from '../../proxy/spec.ts';
+import { SPEC_DEFAULTS } from '../../proxy/index.ts';
 import type { AppConfig, Config } from './schema.ts';
 import { toListenerSpec, toListenerSpecs } from './to-spec.ts';
 import { validateConfig } from './validate.ts';

@@ -5,8 +5,8 @@
 // user error, and throws.
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { SPEC_DEFAULTS, parseTarget } from '../../proxy/spec.ts';
-import type { ListenerSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/spec.ts';
+import { SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
+import type { ListenerSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/index.ts';
 import type { AppConfig, Config, RouteConfig, TlsConfig } from './schema.ts';
 
 /** The schema's upper bound on Workers; a bigger machine still defaults to this many. */
@@ -39,9 +39,9 @@ export function toListenerSpecs(config: Config, configDir: string): Map<string, 
 
 function toTargets(raw: readonly string[], app: string): TargetSpec[] {
   return raw.map((t) => {
-    const target = parseTarget(t);
-    if (target === undefined) throw new Error(`BUG: app "${app}" reached toListenerSpec with unparsable target "${t}"; validate the config first`);
-    return target;
+    const parsed = parseTarget(t);
+    if (!parsed.ok) throw new Error(`BUG: app "${app}" reached toListenerSpec with unparsable target "${t}" (${parsed.reason}); validate the config first`);
+    return parsed.target;
   });
 }
 

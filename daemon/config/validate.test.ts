@@ -51,6 +51,9 @@ describe('validateConfig accepts', () => {
     ['two apps on different ports', {
       Apps: [app({ Name: 'a', Ports: [1] }), app({ Name: 'b', Ports: [2] })],
     }],
+    ['port 0 (kernel-picked) more than once, in one app and in two', {
+      Apps: [app({ Name: 'a', Ports: [0, 0, 5001] }), app({ Name: 'b', Ports: [0] })],
+    }],
   ];
   for (const [name, json] of good) {
     test(name, () => {
@@ -70,8 +73,8 @@ describe('validateConfig reports, with the exact path', () => {
     ['duplicate app names', { Apps: [app({ Name: 'x', Ports: [1] }), app({ Name: 'x', Ports: [2] })] }, 'Apps[1].Name', /"x" is already used by Apps\[0\]/],
     ['a port used by two apps, naming both', { Apps: [app({ Name: 'one', Ports: [80] }), app({ Name: 'two', Ports: [443, 80] })] }, 'Apps[1].Ports[1]', /port 80 of app "two" is already used by app "one" \(Apps\[0\]\.Ports\[0\]\)/],
     ['a port listed twice in one app', { Apps: [app({ Ports: [80, 80] })] }, 'Apps[0].Ports[1]', /port 80 is listed twice/],
-    ['a port above 65535', { Apps: [app({ Ports: [5001, 70000] })] }, 'Apps[0].Ports[1]', /^port 70000 is outside 1–65535$/],
-    ['port 0', { Apps: [app({ Ports: [0] })] }, 'Apps[0].Ports[0]', /^port 0 is outside 1–65535$/],
+    ['a port above 65535', { Apps: [app({ Ports: [5001, 70000] })] }, 'Apps[0].Ports[1]', /^port 70000 is outside 0–65535 \(0: a free port the kernel picks\)$/],
+    ['a negative port', { Apps: [app({ Ports: [-1] })] }, 'Apps[0].Ports[0]', /^port -1 is outside 0–65535/],
     ['a port that is a string', { Apps: [app({ Ports: ['80'] })] }, 'Apps[0].Ports[0]', /must be a number, got string "80"/],
     ['a fractional port', { Apps: [app({ Ports: [80.5] })] }, 'Apps[0].Ports[0]', /must be a whole number, got 80\.5/],
     ['no ports', { Apps: [app({ Ports: [] })] }, 'Apps[0].Ports', /must not be empty/],
@@ -195,16 +198,16 @@ describe('validateConfigText', () => {
 
 describe('formatIssues', () => {
   const issues = [
-    { path: 'Apps[0].Ports[1]', message: 'port 70000 is outside 1–65535' },
+    { path: 'Apps[0].Ports[1]', message: 'port 70000 is outside 0–65535 (0: a free port the kernel picks)' },
     { path: '', message: 'invalid JSON at line 1, column 2: x', line: 1, column: 2 },
   ];
 
   test('one issue per line, indented, path first', () => {
-    assert.equal(formatIssues(issues), '  Apps[0].Ports[1]: port 70000 is outside 1–65535\n  invalid JSON at line 1, column 2: x');
+    assert.equal(formatIssues(issues), '  Apps[0].Ports[1]: port 70000 is outside 0–65535 (0: a free port the kernel picks)\n  invalid JSON at line 1, column 2: x');
   });
 
   test('with a source, under a heading that counts the problems', () => {
-    assert.equal(formatIssues(issues.slice(0, 1), 'config.json'), 'Invalid config config.json (1 problem):\n  Apps[0].Ports[1]: port 70000 is outside 1–65535');
+    assert.equal(formatIssues(issues.slice(0, 1), 'config.json'), 'Invalid config config.json (1 problem):\n  Apps[0].Ports[1]: port 70000 is outside 0–65535 (0: a free port the kernel picks)');
   });
 });
 

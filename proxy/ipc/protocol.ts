@@ -1,76 +1,131 @@
 // The daemon ⇄ listener IPC contract, both directions, in one file (as Envoy's hot_restart.proto).
 // Transport: the Node fork() channel (JSON). Every message carries `v` and a `type`.
-// Unknown or malformed messages get an `error` reply, never a crash.
+// Every message received is validated here, at the boundary (zod, once per message: start, the
+// 5 s ping/pong, drain — never per connection), and an invalid one gets an `error` reply, never a
+// crash: a malformed `start` is answered `failed` ERR_SPEC_INVALID naming the bad path, an unknown
+// message `error` ERR_IPC_UNKNOWN, a known type with bad fields `error` ERR_IPC_INVALID.
 //
 // Lifecycle of a listener process (proxy/main.ts):
 //   daemon: fork → sends `start` {spec, generation, worker}
 //   listener: resolves targets (warm DNS), binds every port with reusePort → `ready` {ports}
-//             or `failed` {error} and exits 1
+//             or `failed` {error} and exits 1 (a `start` that fails validation: `failed`, and the
+//             process stays up waiting for a valid one)
 //   daemon: `ping` every heartbeat interval → listener `pong` {activeConnections, …}
 //   daemon: `drain` → listener closes its servers, `draining`, waits for open connections up to
 //           spec.drainTimeoutMs, then `drained` and exits 0
 //   daemon gone (IPC 'disconnect') → the listener drains and exits by itself.
-import type { ListenerSpec } from '../spec.ts';
+//
+// Adding a message: one entry in TO_LISTENER or FROM_LISTENER (type name → its fields); the TS
+// union, the validation and the set of known types follow from it. Adding a field: one line in
+// that entry (a spec field goes in proxy/spec.ts). Optional fields use z.optional(...).
+import * as z from 'zod/mini';
+// English issue messages without zod/mini's global config (the daemon's zod keeps its own).
+import en from 'zod/v4/locales/en.js';
+import { ListenerSpecSchema } from '../spec.ts';
 
 export const IPC_VERSION = 1;
 
-export interface IpcError {
-  /** Stable code: ERR_BIND, ERR_SPEC_INVALID, ERR_IPC_UNKNOWN … */
-  readonly code: string;
-  readonly message: string;
-}
+const count = () => z.int().check(z.minimum(0));
 
-export interface ListenerCounters {
+export const IpcErrorSchema = z.strictObject({
+  /** Stable code: ERR_BIND, ERR_SPEC_INVALID, ERR_IPC_UNKNOWN, ERR_IPC_INVALID … */
+  code: z.string(),
+  message: z.string(),
+});
+export type IpcError = z.output<typeof IpcErrorSchema>;
+
+const LISTENER_COUNTERS = {
   /** Connections open right now (client side). */
-  readonly activeConnections: number;
+  activeConnections: count(),
   /** Connections accepted since start. */
-  readonly totalConnections: number;
+  totalConnections: count(),
   /** Connections that ended in a reset because no target could be reached. */
-  readonly failedConnections: number;
-  readonly bytesIn: number;
-  readonly bytesOut: number;
-}
+  failedConnections: count(),
+  bytesIn: count(),
+  bytesOut: count(),
+};
+export type ListenerCounters = z.output<z.ZodMiniObject<typeof LISTENER_COUNTERS>>;
 
 // ---- daemon → listener ----
-export type ToListener =
-  | { readonly v: 1; readonly type: 'start'; readonly spec: ListenerSpec; readonly generation: number; readonly worker: number }
-  | { readonly v: 1; readonly type: 'ping'; readonly seq: number }
-  | { readonly v: 1; readonly type: 'drain' };
+const TO_LISTENER = messages({
+  start: { spec: ListenerSpecSchema, generation: count(), worker: count() },
+  ping: { seq: count() },
+  drain: {},
+});
 
 // ---- listener → daemon ----
-export type FromListener =
-  | { readonly v: 1; readonly type: 'ready'; readonly ports: readonly number[]; readonly pid: number }
-  | { readonly v: 1; readonly type: 'failed'; readonly error: IpcError }
-  | ({ readonly v: 1; readonly type: 'pong'; readonly seq: number } & ListenerCounters)
-  | { readonly v: 1; readonly type: 'draining'; readonly activeConnections: number }
-  | { readonly v: 1; readonly type: 'drained'; readonly closedByTimeout: number }
-  | { readonly v: 1; readonly type: 'error'; readonly error: IpcError };
+const FROM_LISTENER = messages({
+  ready: { ports: z.array(z.int().check(z.minimum(1), z.maximum(65535))), pid: count() },
+  failed: { error: IpcErrorSchema },
+  pong: { seq: count(), ...LISTENER_COUNTERS },
+  draining: { activeConnections: count() },
+  drained: { closedByTimeout: count() },
+  error: { error: IpcErrorSchema },
+});
 
-const TO_LISTENER_TYPES = new Set(['start', 'ping', 'drain']);
-const FROM_LISTENER_TYPES = new Set(['ready', 'failed', 'pong', 'draining', 'drained', 'error']);
+export type ToListener = MessageOf<typeof TO_LISTENER>;
+export type FromListener = MessageOf<typeof FROM_LISTENER>;
 
-function hasType(msg: unknown, types: Set<string>): boolean {
-  if (typeof msg !== 'object' || msg === null) return false;
-  const m = msg as { v?: unknown; type?: unknown };
-  return m.v === IPC_VERSION && typeof m.type === 'string' && types.has(m.type);
+/** A validated message, or why it is not one (`type` set when the type is known but its fields are bad). */
+export type Received<M> =
+  | { readonly ok: true; readonly msg: M }
+  | { readonly ok: false; readonly type: string | undefined; readonly error: IpcError };
+
+/** Validate a message received by a listener. A bad `start` is ERR_SPEC_INVALID (answer `failed`). */
+export function parseToListener(raw: unknown): Received<ToListener> {
+  return receive(TO_LISTENER, raw, (type) => (type === 'start' ? 'ERR_SPEC_INVALID' : 'ERR_IPC_INVALID')) as Received<ToListener>;
 }
 
-/** Narrow a message received by a listener; undefined = reply with an `error`. */
-export function asToListener(msg: unknown): ToListener | undefined {
-  return hasType(msg, TO_LISTENER_TYPES) ? (msg as ToListener) : undefined;
-}
-
-/** Narrow a message received by the daemon; undefined = log it and ignore. */
-export function asFromListener(msg: unknown): FromListener | undefined {
-  return hasType(msg, FROM_LISTENER_TYPES) ? (msg as FromListener) : undefined;
+/** Validate a message received by the daemon; not ok = log it and ignore. */
+export function parseFromListener(raw: unknown): Received<FromListener> {
+  return receive(FROM_LISTENER, raw, () => 'ERR_IPC_INVALID') as Received<FromListener>;
 }
 
 export function describeUnknown(msg: unknown): IpcError {
-  let text: string;
-  try {
-    text = JSON.stringify(msg)?.slice(0, 200) ?? String(msg);
-  } catch {
-    text = String(msg);
+  return { code: 'ERR_IPC_UNKNOWN', message: `Unknown IPC message (expected v=${IPC_VERSION} with a known type): ${preview(msg)}` };
+}
+
+// ---- machinery ----
+
+type Schemas = Record<string, z.ZodMiniType>;
+type MessageSchema<K extends string, F extends z.core.$ZodShape> = z.ZodMiniObject<{ v: z.ZodMiniLiteral<typeof IPC_VERSION>; type: z.ZodMiniLiteral<K> } & F, z.core.$strict>;
+type MessageOf<M extends Schemas> = { [K in keyof M]: z.output<M[K]> }[keyof M];
+
+/** type name → fields, to type name → strict schema of `{v, type, ...fields}`. */
+function messages<const M extends Record<string, z.core.$ZodShape>>(fields: M): { [K in keyof M & string]: MessageSchema<K, M[K]> } {
+  const out: Schemas = {};
+  for (const [type, shape] of Object.entries(fields)) out[type] = z.strictObject({ v: z.literal(IPC_VERSION), type: z.literal(type), ...shape });
+  return out as { [K in keyof M & string]: MessageSchema<K, M[K]> };
+}
+
+const EN_ERRORS = { error: en().localeError };
+const MAX_ISSUES = 5;
+
+function receive(schemas: Schemas, raw: unknown, invalidCode: (type: string) => string): Received<unknown> {
+  const m = typeof raw === 'object' && raw !== null ? (raw as { v?: unknown; type?: unknown }) : undefined;
+  const type = m?.type;
+  if (m?.v !== IPC_VERSION || typeof type !== 'string' || !Object.hasOwn(schemas, type)) {
+    return { ok: false, type: undefined, error: describeUnknown(raw) };
   }
-  return { code: 'ERR_IPC_UNKNOWN', message: `Unknown IPC message (expected v=${IPC_VERSION} with a known type): ${text}` };
+  const result = schemas[type]!.safeParse(raw, EN_ERRORS);
+  if (result.success) return { ok: true, msg: result.data };
+  const issues = result.error.issues;
+  const listed = issues.slice(0, MAX_ISSUES).map((i) => (i.path.length > 0 ? `${formatPath(i.path)}: ${i.message}` : i.message));
+  if (issues.length > MAX_ISSUES) listed.push(`and ${issues.length - MAX_ISSUES} more`);
+  return { ok: false, type, error: { code: invalidCode(type), message: `Invalid "${type}" IPC message: ${listed.join('; ')}` } };
+}
+
+/** ["spec", "targets", 0, "port"] → "spec.targets[0].port". */
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : out === '' ? String(seg) : `.${String(seg)}`;
+  return out;
+}
+
+function preview(msg: unknown): string {
+  try {
+    return JSON.stringify(msg)?.slice(0, 200) ?? String(msg);
+  } catch {
+    return String(msg);
+  }
 }

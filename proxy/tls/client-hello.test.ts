@@ -387,7 +387,7 @@ describe('parseClientHello: fuzz', () => {
   it('20,000 truncated and mutated real hellos: never throws, never over-reads, each call is fast, prefixes agree', () => {
     const SEED = 0x5eed;
     const ITERATIONS = 20_000;
-    const BUDGET_MS = 5_000;
+    const BUDGET_MS = 60_000; // bounds the loop on a very busy machine; normally ITERATIONS ends it
     const rand = prng(SEED);
     const int = (n: number) => Math.floor(rand() * n);
     const small = FIXTURES.filter((f) => f.name !== 'node-big-alpn').map((f) => fixture(f.name));
