@@ -39,15 +39,17 @@ describe('runCheck', () => {
       Apps: [
         { Name: 'five-thousand', Ports: [5001, 5200], Targets: ['127.0.0.1:9001', 'localhost:9002'], Workers: 2 },
         { Name: 'six', Ports: [6001], Targets: ['[::1]:9003'], IdleTimeoutMs: 0, Workers: 1, Tls: { Mode: 'passthrough' }, SendProxyProtocol: 'v2' },
+        { Name: 'local', Ports: [7001], Listen: ['127.0.0.1', '::1'], Targets: ['127.0.0.1:9001'], Workers: 1 },
       ],
     });
     const { code, log, error } = await check(path);
     assert.equal(code, 0);
     assert.deepEqual(error, []);
     assert.deepEqual(log, [
-      `${path}: ok, 2 apps`,
+      `${path}: ok, 3 apps`,
       'five-thousand  ports 5001,5200  targets 127.0.0.1:9001,localhost:9002  connect 5000ms idle 3600000ms workers 2',
       'six            ports 6001  targets [::1]:9003  connect 5000ms idle 0ms workers 1  tls passthrough  send-proxy v2',
+      'local          ports 7001 on 127.0.0.1,::1  targets 127.0.0.1:9001  connect 5000ms idle 3600000ms workers 1',
     ]);
   });
 

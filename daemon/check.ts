@@ -39,7 +39,7 @@ export function summarize(spec: ListenerSpec, width = spec.app.length): string {
   const targets = spec.targets.length === 0 ? '(none)' : spec.targets.map((t) => t.raw).join(',');
   const parts = [
     spec.app.padEnd(width),
-    `ports ${spec.ports.join(',')}`,
+    `ports ${spec.ports.join(',')}${spec.listen !== undefined && spec.listen.length > 0 ? ` on ${spec.listen.join(',')}` : ''}`,
     `targets ${targets}`,
     `connect ${spec.connectTimeoutMs}ms idle ${spec.idleTimeoutMs}ms workers ${spec.workers}`,
   ];
