@@ -3,7 +3,7 @@
 //
 // Invariants: exactly one `ready` or `failed` per `start`; `drain` (or losing the daemon, or
 // SIGTERM/SIGINT) drains once and exits 0; nothing a client or target does exits the process.
-import { asToListener, describeUnknown, type FromListener, type ToListener } from './ipc/protocol.ts';
+import { asToListener, describeUnknown, type FromListener, type HealthStates, type ToListener } from './ipc/protocol.ts';
 import { Listener } from './listener.ts';
 import { createLogger, type Logger } from './log.ts';
 import type { ListenerSpec } from './spec.ts';
@@ -16,10 +16,10 @@ function send(msg: FromListener): void {
   if (process.connected) process.send?.(msg);
 }
 
-async function start(spec: ListenerSpec, generation: number, worker: number): Promise<void> {
+async function start(spec: ListenerSpec, generation: number, worker: number, health: HealthStates | undefined): Promise<void> {
   if (listener) return send({ v: 1, type: 'error', error: { code: 'ERR_ALREADY_STARTED', message: 'start received twice' } });
   logger = createLogger({ proc: 'listener', app: spec.app, gen: generation, worker });
-  listener = new Listener(spec, { logger });
+  listener = new Listener(spec, { logger, ...(health ? { health } : {}), onTargets: (r) => send({ v: 1, type: 'targets', ...r }) });
   try {
     const ports = await listener.start();
     logger.info({ ports, targets: spec.targets.map((t) => t.raw) }, 'listening');
@@ -58,11 +58,16 @@ function onMessage(raw: unknown): void {
   if (msg === undefined) return send({ v: 1, type: 'error', error: describeUnknown(raw) });
   switch (msg.type) {
     case 'start':
-      void start(msg.spec, msg.generation, msg.worker);
+      void start(msg.spec, msg.generation, msg.worker, msg.health);
+      break;
+    case 'health':
+      // Before `start` there is nothing to apply it to; `start.health` carries the states then.
+      listener?.applyHealth(msg.states);
       break;
     case 'ping': {
       const c = listener?.counters() ?? { activeConnections: 0, totalConnections: 0, failedConnections: 0, bytesIn: 0, bytesOut: 0 };
-      send({ v: 1, type: 'pong', seq: msg.seq, ...c });
+      const t = listener?.targetsReport() ?? { targets: [], panic: false };
+      send({ v: 1, type: 'pong', seq: msg.seq, ...c, ...t });
       break;
     }
     case 'drain':

@@ -9,6 +9,10 @@ export interface TargetSpec {
   /** Hostname or IP literal, without brackets. */
   readonly host: string;
   readonly port: number;
+  /** Relative share of new connections (round-robin, least-connections, random-two, source-hash). Default 1. */
+  readonly weight?: number;
+  /** Gets connections only when no primary target of its pool is usable. Default false. */
+  readonly backup?: boolean;
 }
 
 /** A target pool selected by SNI (and optionally ALPN) on a TLS app. */
@@ -40,8 +44,12 @@ export interface ListenerSpec {
   readonly ports: readonly number[];
   /** Default target pool. May be empty on a TLS app whose routes cover every name. */
   readonly targets: readonly TargetSpec[];
-  /** Only "round-robin" for now. */
-  readonly strategy: 'round-robin';
+  /** How a pool picks among its usable targets. Default "round-robin". */
+  readonly strategy: StrategySpec;
+  /** Passive health: eject a target after consecutive failed attempts. Default on (OUTLIER_DEFAULTS); null = off. */
+  readonly outlierDetection: OutlierDetectionSpec | null;
+  /** "close": reset open connections to a target when active checks mark it down. Default "keep". */
+  readonly onTargetDown: 'keep' | 'close';
   /** Whole budget to reach some target, retries included. Default 5000. Must be > 0. */
   readonly connectTimeoutMs: number;
   /** Cap on one connect attempt (never more than what is left of the budget). Default 2000. */
@@ -64,8 +72,32 @@ export interface ListenerSpec {
   readonly workers: number;
 }
 
+export const STRATEGY_NAMES = ['round-robin', 'least-connections', 'random-two', 'source-hash', 'first'] as const;
+
+export type StrategySpec = (typeof STRATEGY_NAMES)[number];
+
+export interface OutlierDetectionSpec {
+  /** Failed attempts in a row that eject a target. Default 3. */
+  readonly consecutiveFailures: number;
+  /** First ejection time; doubled on each ejection in a row. Default 10000. */
+  readonly ejectMs: number;
+  /** Cap on the doubled ejection time. Default 300000. */
+  readonly maxEjectMs: number;
+  /** Most of a pool that may be ejected at once, in percent (at least one target unless 0). Default 100. */
+  readonly maxEjectPercent: number;
+}
+
+export const OUTLIER_DEFAULTS: OutlierDetectionSpec = {
+  consecutiveFailures: 3,
+  ejectMs: 10_000,
+  maxEjectMs: 300_000,
+  maxEjectPercent: 100,
+};
+
 export const SPEC_DEFAULTS = {
   strategy: 'round-robin',
+  outlierDetection: OUTLIER_DEFAULTS,
+  onTargetDown: 'keep',
   connectTimeoutMs: 5000,
   connectAttemptTimeoutMs: 2000,
   idleTimeoutMs: 3_600_000,

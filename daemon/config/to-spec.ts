@@ -6,8 +6,8 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { SPEC_DEFAULTS, parseTarget } from '../../proxy/spec.ts';
-import type { ListenerSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/spec.ts';
-import type { AppConfig, Config, RouteConfig, TlsConfig } from './schema.ts';
+import type { ListenerSpec, OutlierDetectionSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/spec.ts';
+import type { AppConfig, Config, RouteConfig, TargetConfig, TlsConfig } from './schema.ts';
 
 /** The schema's upper bound on Workers; a bigger machine still defaults to this many. */
 const MAX_WORKERS = 64;
@@ -18,6 +18,8 @@ export function toListenerSpec(app: AppConfig, configDir: string): ListenerSpec 
     ports: [...app.Ports],
     targets: toTargets(app.Targets ?? [], app.Name),
     strategy: app.Strategy ?? SPEC_DEFAULTS.strategy,
+    outlierDetection: toOutlier(app.OutlierDetection),
+    onTargetDown: app.OnTargetDown ?? SPEC_DEFAULTS.onTargetDown,
     connectTimeoutMs: app.ConnectTimeoutMs ?? SPEC_DEFAULTS.connectTimeoutMs,
     connectAttemptTimeoutMs: app.ConnectAttemptTimeoutMs ?? SPEC_DEFAULTS.connectAttemptTimeoutMs,
     idleTimeoutMs: app.IdleTimeoutMs ?? SPEC_DEFAULTS.idleTimeoutMs,
@@ -36,12 +38,24 @@ export function toListenerSpecs(config: Config, configDir: string): Map<string, 
   return new Map(config.Apps.map((app) => [app.Name, toListenerSpec(app, configDir)]));
 }
 
-function toTargets(raw: readonly string[], app: string): TargetSpec[] {
-  return raw.map((t) => {
-    const target = parseTarget(t);
-    if (target === undefined) throw new Error(`BUG: app "${app}" reached toListenerSpec with unparsable target "${t}"; validate the config first`);
-    return target;
+function toTargets(targets: readonly TargetConfig[], app: string): TargetSpec[] {
+  return targets.map((t) => {
+    const address = typeof t === 'string' ? t : t.Address;
+    const target = parseTarget(address);
+    if (target === undefined) throw new Error(`BUG: app "${app}" reached toListenerSpec with unparsable target "${address}"; validate the config first`);
+    return typeof t === 'string' ? { ...target, weight: 1, backup: false } : { ...target, weight: t.Weight ?? 1, backup: t.Backup ?? false };
   });
+}
+
+function toOutlier(o: AppConfig['OutlierDetection']): OutlierDetectionSpec | null {
+  if (o === false) return null;
+  const d = SPEC_DEFAULTS.outlierDetection;
+  return {
+    consecutiveFailures: o?.ConsecutiveFailures ?? d.consecutiveFailures,
+    ejectMs: o?.EjectMs ?? d.ejectMs,
+    maxEjectMs: Math.max(o?.MaxEjectMs ?? d.maxEjectMs, o?.EjectMs ?? d.ejectMs),
+    maxEjectPercent: o?.MaxEjectPercent ?? d.maxEjectPercent,
+  };
 }
 
 function toTls(tls: TlsConfig, configDir: string): TlsSpec {

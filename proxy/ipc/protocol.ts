@@ -6,7 +6,9 @@
 //   daemon: fork → sends `start` {spec, generation, worker}
 //   listener: resolves targets (warm DNS), binds every port with reusePort → `ready` {ports}
 //             or `failed` {error} and exits 1
-//   daemon: `ping` every heartbeat interval → listener `pong` {activeConnections, …}
+//   daemon: `ping` every heartbeat interval → listener `pong` {activeConnections, …, targets, panic}
+//   daemon: `health` {states} whenever an active-check state changes (also `start.health`)
+//   listener: `targets` {targets, panic} when passive health changes a target (a few per second at most)
 //   daemon: `drain` → listener closes its servers, `draining`, waits for open connections up to
 //           spec.drainTimeoutMs, then `drained` and exits 0
 //   daemon gone (IPC 'disconnect') → the listener drains and exits by itself.
@@ -31,9 +33,32 @@ export interface ListenerCounters {
   readonly bytesOut: number;
 }
 
+/** The daemon's view of each target (by its raw config text) from active checks; absent = 'unknown'. */
+export type HealthStates = Readonly<Record<string, 'up' | 'down' | 'unknown' | 'drain'>>;
+
+/** One listener's view of one configured target (route pools included; each target once). */
+export interface TargetReport {
+  /** As written in config (the Address of an object target). */
+  readonly target: string;
+  /** 'down'/'drain' from the daemon; else 'ejected' by passive health; else the daemon's 'up'/'unknown'. */
+  readonly state: 'up' | 'down' | 'ejected' | 'drain' | 'unknown';
+  /** Epoch ms of the last state change. */
+  readonly since: number;
+  readonly lastError: string | null;
+  /** This process's connections to the target (connecting or open). */
+  readonly activeConnections: number;
+}
+
+export interface TargetsReport {
+  readonly targets: readonly TargetReport[];
+  /** Some pool has no usable target and is using all of them. */
+  readonly panic: boolean;
+}
+
 // ---- daemon → listener ----
 export type ToListener =
-  | { readonly v: 1; readonly type: 'start'; readonly spec: ListenerSpec; readonly generation: number; readonly worker: number }
+  | { readonly v: 1; readonly type: 'start'; readonly spec: ListenerSpec; readonly generation: number; readonly worker: number; readonly health?: HealthStates }
+  | { readonly v: 1; readonly type: 'health'; readonly states: HealthStates }
   | { readonly v: 1; readonly type: 'ping'; readonly seq: number }
   | { readonly v: 1; readonly type: 'drain' };
 
@@ -41,13 +66,14 @@ export type ToListener =
 export type FromListener =
   | { readonly v: 1; readonly type: 'ready'; readonly ports: readonly number[]; readonly pid: number }
   | { readonly v: 1; readonly type: 'failed'; readonly error: IpcError }
-  | ({ readonly v: 1; readonly type: 'pong'; readonly seq: number } & ListenerCounters)
+  | ({ readonly v: 1; readonly type: 'pong'; readonly seq: number } & ListenerCounters & TargetsReport)
+  | ({ readonly v: 1; readonly type: 'targets' } & TargetsReport)
   | { readonly v: 1; readonly type: 'draining'; readonly activeConnections: number }
   | { readonly v: 1; readonly type: 'drained'; readonly closedByTimeout: number }
   | { readonly v: 1; readonly type: 'error'; readonly error: IpcError };
 
-const TO_LISTENER_TYPES = new Set(['start', 'ping', 'drain']);
-const FROM_LISTENER_TYPES = new Set(['ready', 'failed', 'pong', 'draining', 'drained', 'error']);
+const TO_LISTENER_TYPES = new Set(['start', 'health', 'ping', 'drain']);
+const FROM_LISTENER_TYPES = new Set(['ready', 'failed', 'pong', 'targets', 'draining', 'drained', 'error']);
 
 function hasType(msg: unknown, types: Set<string>): boolean {
   if (typeof msg !== 'object' || msg === null) return false;
