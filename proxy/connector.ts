@@ -185,9 +185,12 @@ class ConnectJob {
       this.#pool.report(state, this.#endpoint, result, errorCode(err));
     }
     const n = this.#pool.size;
-    (this.#tried ??= new Uint8Array(n))[this.#entry] = 1;
+    this.#tried ??= new Uint8Array(n);
+    this.#tried[this.#entry] = 1;
     if (this.#attempts % n === 0) {
-      // A full pass failed: back off before the next one, within the budget.
+      // A full pass failed: the next pass may try every target again, once each. Back off before
+      // it, within the budget.
+      this.#tried.fill(0);
       const wait = Math.min(100 * (this.#attempts / n), this.#deadline - Date.now());
       if (wait <= 0 || this.#attempts >= this.#maxAttempts) return this.#fail();
       this.#timer = setTimeout(onBackoffDone, wait, this);
