@@ -53,6 +53,18 @@ describe('runCheck', () => {
     ]);
   });
 
+  test('shows a non-default strategy, target options, outlier detection off and OnTargetDown', async () => {
+    const path = write('pool.json', {
+      Apps: [{
+        Name: 'db', Ports: [5432], Workers: 1, Strategy: 'first', OutlierDetection: false, OnTargetDown: 'close',
+        Targets: ['127.0.0.2:5432', { Address: '127.0.0.3:5432', Weight: 3 }, { Address: '127.0.0.4:5432', Backup: true }],
+      }],
+    });
+    const { code, log } = await check(path);
+    assert.equal(code, 0);
+    assert.equal(log[1], 'db  ports 5432  targets 127.0.0.2:5432,127.0.0.3:5432(weight 3),127.0.0.4:5432(backup)  connect 5000ms idle 3600000ms workers 1  strategy first  outlier-detection off  on-target-down close');
+  });
+
   test('a bad file: exit 1 and every problem with its path, nothing on stdout', async () => {
     const path = write('bad.json', {
       Apps: [

@@ -15,6 +15,10 @@ export interface TargetSpec {
   /** Hostname or IP literal, without brackets. */
   readonly host: string;
   readonly port: number;
+  /** Relative share of new connections (round-robin, least-connections, random-two, source-hash). Default 1. */
+  readonly weight?: number;
+  /** Gets connections only when no primary target of its pool is usable. Default false. */
+  readonly backup?: boolean;
 }
 
 /** A target pool selected by SNI (and optionally ALPN) on a TLS app. */
@@ -73,8 +77,12 @@ export interface ListenerSpec {
   readonly listen?: readonly string[];
   /** Default target pool. May be empty on a TLS app whose routes cover every name. */
   readonly targets: readonly TargetSpec[];
-  /** Only "round-robin" for now. */
-  readonly strategy: 'round-robin';
+  /** How a pool picks among its usable targets. Default "round-robin". */
+  readonly strategy: StrategySpec;
+  /** Passive health: eject a target after consecutive failed attempts. Default on (OUTLIER_DEFAULTS); null = off. */
+  readonly outlierDetection: OutlierDetectionSpec | null;
+  /** "close": reset open connections to a target when active checks mark it down. Default "keep". */
+  readonly onTargetDown: 'keep' | 'close';
   /** Whole budget to reach some target, retries included. Default 5000. Must be > 0. */
   readonly connectTimeoutMs: number;
   /** Cap on one connect attempt (never more than what is left of the budget). Default 2000. */
@@ -99,8 +107,32 @@ export interface ListenerSpec {
   readonly healthCheck: HealthCheckSpec | null;
 }
 
+export const STRATEGY_NAMES = ['round-robin', 'least-connections', 'random-two', 'source-hash', 'first'] as const;
+
+export type StrategySpec = (typeof STRATEGY_NAMES)[number];
+
+export interface OutlierDetectionSpec {
+  /** Failed attempts in a row that eject a target. Default 3. */
+  readonly consecutiveFailures: number;
+  /** First ejection time; doubled on each ejection in a row. Default 10000. */
+  readonly ejectMs: number;
+  /** Cap on the doubled ejection time. Default 300000. */
+  readonly maxEjectMs: number;
+  /** Most of a pool that may be ejected at once, in percent (at least one target unless 0). Default 100. */
+  readonly maxEjectPercent: number;
+}
+
+export const OUTLIER_DEFAULTS: OutlierDetectionSpec = {
+  consecutiveFailures: 3,
+  ejectMs: 10_000,
+  maxEjectMs: 300_000,
+  maxEjectPercent: 100,
+};
+
 export const SPEC_DEFAULTS = {
   strategy: 'round-robin',
+  outlierDetection: OUTLIER_DEFAULTS,
+  onTargetDown: 'keep',
   connectTimeoutMs: 5000,
   connectAttemptTimeoutMs: 2000,
   idleTimeoutMs: 3_600_000,
@@ -130,6 +162,15 @@ const TargetSpecSchema = z.strictObject({
   raw: nonEmpty(),
   host: nonEmpty(),
   port: port(1),
+  weight: z.optional(z.int().check(z.minimum(1))),
+  backup: z.optional(z.boolean()),
+});
+
+const OutlierDetectionSpecSchema = z.strictObject({
+  consecutiveFailures: z.int().check(z.minimum(1)),
+  ejectMs: ms(1),
+  maxEjectMs: ms(1),
+  maxEjectPercent: z.int().check(z.minimum(0), z.maximum(100)),
 });
 
 const RouteSpecSchema = z.strictObject({
@@ -166,7 +207,9 @@ const ListenerSpecShape = z.strictObject({
   ports: z.array(port(0)).check(z.minLength(1)),
   listen: z.optional(z.array(nonEmpty())),
   targets: z.array(TargetSpecSchema),
-  strategy: z.literal('round-robin'),
+  strategy: z.enum(STRATEGY_NAMES),
+  outlierDetection: z.nullable(OutlierDetectionSpecSchema),
+  onTargetDown: z.enum(['keep', 'close']),
   connectTimeoutMs: ms(1),
   connectAttemptTimeoutMs: ms(1),
   idleTimeoutMs: ms(0),
@@ -191,6 +234,7 @@ type Same<S extends z.ZodMiniType, T> = z.output<S> extends T ? Mismatch<S, T> :
 ({}) satisfies Same<typeof CertSpecSchema, CertSpec>;
 ({}) satisfies Same<typeof TlsSpecSchema, TlsSpec>;
 ({}) satisfies Same<typeof HealthCheckSpecSchema, HealthCheckSpec>;
+({}) satisfies Same<typeof OutlierDetectionSpecSchema, OutlierDetectionSpec>;
 ({}) satisfies Same<typeof ListenerSpecShape, ListenerSpec>;
 
 /** Parses to a ListenerSpec as the interface says it (readonly arrays); sound by the checks above. */

@@ -68,6 +68,12 @@ const TargetReportSchema = z.object({
 });
 export type TargetReport = z.output<typeof TargetReportSchema>;
 
+export interface TargetsReport {
+  readonly targets: readonly TargetReport[];
+  /** Some pool has no usable target and is using all of them. */
+  readonly panic: boolean;
+}
+
 // ---- daemon → listener ---- (strict: a key the listener does not know is an error, so a start it
 // cannot fully honour fails loudly instead of running without it)
 const TO_LISTENER = messages('strict', {
