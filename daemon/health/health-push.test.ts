@@ -133,7 +133,8 @@ test('GET /apps merges the workers\' target reports: ejected, connections summed
   // No HealthCheck: without reports every target would be 'up'.
   const app = { ...patroniApp(pair), HealthCheck: undefined };
   const d = await startRecordingDaemon(t, { Apps: [JSON.parse(JSON.stringify(app))] }, { FPROXY_RECORD_EJECT: '1' });
-  const status = await until(() => { const a = appStatus(d); return a?.state === 'running' && a.panic ? a : undefined; }, 10_000, 'panic from the pongs');
+  // Each worker reports in its own pong: wait until both are in (panic comes with the first one).
+  const status = await until(() => { const a = appStatus(d); return a?.state === 'running' && a.panic && a.health[0]?.activeConnections === 4 ? a : undefined; }, 10_000, 'panic and both workers\' reports');
   assert.deepEqual(status.health.map((h) => [h.target, h.state, h.activeConnections, h.lastError]), [
     [primary, 'ejected', 4, 'ECONNREFUSED (recorded)'],
     [replica, 'up', 0, null],
