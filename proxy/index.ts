@@ -7,3 +7,7 @@ export type { ListenerSpec, TargetSpec, RouteSpec, TlsSpec, CertSpec } from './s
 export { parseTarget, SPEC_DEFAULTS } from './spec.ts';
 export * from './ipc/protocol.ts';
 export { createLogger, logLevelFromEnv, LogLevelError, type Logger } from './log.ts';
+export { cidrProblem } from './protect/cidr-list.ts';
+export { LimitAuthority } from './protect/limit-authority.ts';
+export type { LimitSettings, ToHolder } from './protect/lease-messages.ts';
+export type { PerSourceSpec } from './spec.ts';

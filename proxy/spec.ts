@@ -33,6 +33,18 @@ export interface TlsSpec {
   readonly certs: readonly CertSpec[];
 }
 
+/** Per-source limits (issue 12); a source is an IPv4 address or an IPv6 /prefix6 network. */
+export interface PerSourceSpec {
+  /** Concurrent connections per source. 0 = no limit. */
+  readonly maxConnections: number;
+  /** New connections per second per source (token bucket). 0 = no limit. */
+  readonly ratePerSecond: number;
+  /** Bucket size: connections a source may open at once. Default: ratePerSecond (at least 1). */
+  readonly burst: number;
+  /** IPv6 sources are grouped by this prefix length. Default 64. */
+  readonly prefix6: number;
+}
+
 export interface ListenerSpec {
   /** App name, used in every log line and error. */
   readonly app: string;
@@ -62,6 +74,20 @@ export interface ListenerSpec {
   readonly sendProxyProtocol: 'none' | 'v1' | 'v2';
   /** Listener processes for this app (SO_REUSEPORT group). Default: number of CPUs. */
   readonly workers: number;
+  /** CIDR ranges allowed in; null = everyone (Deny still applies). Checked on the real client address. */
+  readonly allow: readonly string[] | null;
+  /** CIDR ranges refused (wins over allow). Default none. */
+  readonly deny: readonly string[];
+  /** Concurrent connections of the whole app (every worker and generation). 0 = no limit (default). */
+  readonly maxConnections: number;
+  /** Over maxConnections, hold a new connection (not read, not connected) this long for a free slot. 0 = refuse at once (default). */
+  readonly queueTimeoutMs: number;
+  /** Default null (no per-source limits). */
+  readonly perSource: PerSourceSpec | null;
+  /** Close connections older than this. 0 = never (default). */
+  readonly maxConnectionDurationMs: number;
+  /** Plain TCP apps: close a client that sent nothing for this long. 0 = never (default: server-speaks-first protocols are normal). */
+  readonly firstByteTimeoutMs: number;
 }
 
 export const SPEC_DEFAULTS = {
@@ -73,7 +99,17 @@ export const SPEC_DEFAULTS = {
   handshakeTimeoutMs: 5000,
   acceptProxyProtocol: false,
   sendProxyProtocol: 'none',
+  allow: null,
+  deny: Object.freeze([]) as readonly string[],
+  maxConnections: 0,
+  queueTimeoutMs: 0,
+  perSource: null,
+  maxConnectionDurationMs: 0,
+  firstByteTimeoutMs: 0,
 } as const;
+
+/** PerSource defaults applied by the daemon's to-spec. */
+export const PER_SOURCE_DEFAULTS = { maxConnections: 0, ratePerSecond: 0, prefix6: 64 } as const;
 
 /** Parse "host:port" or "[v6]:port". Returns undefined when malformed (the schema reports why). */
 export function parseTarget(raw: string): TargetSpec | undefined {

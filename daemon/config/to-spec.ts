@@ -5,9 +5,9 @@
 // user error, and throws.
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { SPEC_DEFAULTS, parseTarget } from '../../proxy/spec.ts';
-import type { ListenerSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/spec.ts';
-import type { AppConfig, Config, RouteConfig, TlsConfig } from './schema.ts';
+import { PER_SOURCE_DEFAULTS, SPEC_DEFAULTS, parseTarget } from '../../proxy/spec.ts';
+import type { ListenerSpec, PerSourceSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/spec.ts';
+import type { AppConfig, Config, PerSourceConfig, RouteConfig, TlsConfig } from './schema.ts';
 
 /** The schema's upper bound on Workers; a bigger machine still defaults to this many. */
 const MAX_WORKERS = 64;
@@ -28,6 +28,13 @@ export function toListenerSpec(app: AppConfig, configDir: string): ListenerSpec 
     acceptProxyProtocol: app.AcceptProxyProtocol ?? SPEC_DEFAULTS.acceptProxyProtocol,
     sendProxyProtocol: app.SendProxyProtocol ?? SPEC_DEFAULTS.sendProxyProtocol,
     workers: app.Workers ?? Math.min(MAX_WORKERS, availableParallelism()),
+    allow: app.Allow === undefined ? SPEC_DEFAULTS.allow : [...app.Allow],
+    deny: app.Deny === undefined ? SPEC_DEFAULTS.deny : [...app.Deny],
+    maxConnections: app.MaxConnections ?? SPEC_DEFAULTS.maxConnections,
+    queueTimeoutMs: app.QueueTimeoutMs ?? SPEC_DEFAULTS.queueTimeoutMs,
+    perSource: app.PerSource === undefined ? SPEC_DEFAULTS.perSource : toPerSource(app.PerSource),
+    maxConnectionDurationMs: app.MaxConnectionDurationMs ?? SPEC_DEFAULTS.maxConnectionDurationMs,
+    firstByteTimeoutMs: app.FirstByteTimeoutMs ?? SPEC_DEFAULTS.firstByteTimeoutMs,
   };
 }
 
@@ -42,6 +49,16 @@ function toTargets(raw: readonly string[], app: string): TargetSpec[] {
     if (target === undefined) throw new Error(`BUG: app "${app}" reached toListenerSpec with unparsable target "${t}"; validate the config first`);
     return target;
   });
+}
+
+function toPerSource(p: PerSourceConfig): PerSourceSpec {
+  const ratePerSecond = p.RatePerSecond ?? PER_SOURCE_DEFAULTS.ratePerSecond;
+  return {
+    maxConnections: p.MaxConnections ?? PER_SOURCE_DEFAULTS.maxConnections,
+    ratePerSecond,
+    burst: p.Burst ?? Math.max(1, Math.ceil(ratePerSecond)),
+    prefix6: p.Prefix6 ?? PER_SOURCE_DEFAULTS.prefix6,
+  };
 }
 
 function toTls(tls: TlsConfig, configDir: string): TlsSpec {
