@@ -14,6 +14,7 @@ import type { ErrorSummary } from './daemon-error.ts';
 import { Generation } from './generation.ts';
 import type { SupervisionTiming } from './generation.ts';
 import type { Logger } from './logger.ts';
+import { AppLimits } from './limits/app-limits.ts';
 
 export type AppState = 'starting' | 'running' | 'rolling-out' | 'draining' | 'failed';
 
@@ -61,10 +62,13 @@ export class AppSupervisor {
   #queue: Promise<unknown> = Promise.resolve();
   #retryTimer: NodeJS.Timeout | undefined;
   #retryAttempt = 0;
+  /** The app's connection limits, shared by every generation (issue 12). */
+  readonly limits: AppLimits;
 
   constructor(options: AppSupervisorOptions) {
     this.#options = options;
     this.name = options.name;
+    this.limits = new AppLimits(options.name);
     this.#log = options.logger.child({ app: options.name });
   }
 
@@ -99,6 +103,7 @@ export class AppSupervisor {
   async exited(): Promise<void> {
     await this.#queue;
     await Promise.all([...this.#draining].map((g) => g.exited()));
+    this.limits.close();
   }
 
   status(): AppStatus {
@@ -136,7 +141,8 @@ export class AppSupervisor {
     if (this.#retiring) return false;
     this.#wanted = spec;
     const { logger, timing, acquire } = this.#options;
-    const gen = new Generation({ spec, number: this.#options.nextGeneration(), logger, timing, acquire });
+    this.limits.configure(spec);
+    const gen = new Generation({ spec, number: this.#options.nextGeneration(), logger, timing, acquire, limits: this.limits });
     const old = this.#current;
     this.#pending = gen;
     this.#log.info({ gen: gen.number, workers: gen.workers, ports: spec.ports, from: old?.number }, old ? 'rolling out a new generation' : 'starting app');
@@ -146,6 +152,7 @@ export class AppSupervisor {
     } catch (err) {
       this.#pending = undefined;
       this.#lastError = summarizeError(err);
+      if (old !== undefined) this.limits.configure(old.spec);
       if (this.#retiring) return false;
       if (old !== undefined) {
         this.#log.error({ gen: gen.number, err, keeping: old.number }, 'new generation failed to start; the old generation keeps serving');

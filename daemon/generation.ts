@@ -13,6 +13,7 @@ import { DaemonError } from './daemon-error.ts';
 import { ListenerProcess } from './listener-process.ts';
 import type { ListenerExit, ListenerTiming } from './listener-process.ts';
 import type { Logger } from './logger.ts';
+import type { AppLimits } from './limits/app-limits.ts';
 
 export interface SupervisionTiming extends ListenerTiming {
   readonly backoff: BackoffOptions;
@@ -26,6 +27,7 @@ export interface GenerationOptions {
   readonly logger: Logger;
   readonly timing: SupervisionTiming;
   readonly acquire: () => ChildProcess;
+  readonly limits?: AppLimits;
 }
 
 export type GenerationState = 'starting' | 'serving' | 'draining' | 'stopped';
@@ -114,8 +116,8 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
   }
 
   #startWorker(slot: WorkerSlot): Promise<void> {
-    const { spec, number, logger, timing, acquire } = this.#options;
-    const proc = new ListenerProcess({ spec, generation: number, worker: slot.index, logger, timing, acquire });
+    const { spec, number, logger, timing, acquire, limits } = this.#options;
+    const proc = new ListenerProcess({ spec, generation: number, worker: slot.index, logger, timing, acquire, limits });
     slot.process = proc;
     this.#live.add(proc);
     proc.on('exit', (exit) => this.#onWorkerExit(slot, proc, exit));

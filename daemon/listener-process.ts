@@ -11,6 +11,7 @@ import { IPC_VERSION, asFromListener } from '../proxy/index.ts';
 import type { FromListener, ListenerCounters, ToListener } from '../proxy/index.ts';
 import { DaemonError } from './daemon-error.ts';
 import type { Logger } from './logger.ts';
+import type { AppLimits, LimitHolder } from './limits/app-limits.ts';
 
 export interface ListenerTiming {
   /** From fork to `ready`; past it the child is killed and the start fails. */
@@ -37,6 +38,8 @@ export interface ListenerProcessOptions {
   readonly timing: ListenerTiming;
   /** A forked listener waiting for `start`: a spare from the pool, or a fresh fork (see SparePool). */
   readonly acquire: () => ChildProcess;
+  /** The app's limit authority (issue 12): this process leases from it while it lives. */
+  readonly limits?: AppLimits;
 }
 
 export type ListenerState = 'starting' | 'ready' | 'draining' | 'exited';
@@ -73,6 +76,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   #killTimer: NodeJS.Timeout | undefined;
   #resolveExit!: (exit: ListenerExit) => void;
   #onDrainAck: (() => void) | undefined;
+  #limits: LimitHolder | undefined;
 
   constructor(options: ListenerProcessOptions) {
     super();
@@ -116,6 +120,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
         return;
       }
       this.#child = child;
+      this.#limits = this.#options.limits?.attach((msg) => this.#send(msg));
 
       child.on('error', (cause) => {
         // 'error' covers spawn failures and failed kills/sends; only a spawn failure ends the child.
@@ -214,6 +219,12 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
       case 'error':
         this.#log.warn({ listenerPid: this.pid, error: msg.error }, 'listener reported an IPC error');
         return;
+      case 'lease':
+        this.#limits?.request(msg);
+        return;
+      case 'lease-return':
+        this.#limits?.giveBack(msg);
+        return;
       default:
         this.#log.warn({ listenerPid: this.pid, type: msg.type }, 'unexpected IPC message from listener; ignored');
     }
@@ -257,6 +268,8 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   #exit(exit: ListenerExit): void {
     if (this.state === 'exited') return;
     this.state = 'exited';
+    this.#limits?.drop();
+    this.#limits = undefined;
     clearInterval(this.#heartbeat);
     clearTimeout(this.#killTimer);
     this.#onDrainAck?.();

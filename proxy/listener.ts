@@ -17,6 +17,9 @@ import { Session } from './session.ts';
 import type { ListenerSpec } from './spec.ts';
 import type { CertStore } from './tls/cert-store.ts';
 import type { TlsTerminator } from './tls/terminator.ts';
+import { Admission, type AdmissionTransport, type Refusal, type Ticket } from './protect/admission.ts';
+import { LimitAuthority } from './protect/limit-authority.ts';
+import type { LeaseGrant } from './protect/lease-messages.ts';
 
 export class ListenerError extends Error {
   readonly code: string;
@@ -55,6 +58,30 @@ export interface ListenerOptions {
   readonly dns?: DnsCache;
   /** Host to bind; default "::" (dual-stack, all interfaces), falling back to 0.0.0.0 without IPv6. */
   readonly host?: string;
+  /**
+   * Where limit leases come from: the daemon over IPC (proxy/main.ts). Absent: an in-process
+   * authority (`fproxy listen`, tests), so the limits hold for this one process.
+   */
+  readonly leases?: AdmissionTransport;
+}
+
+const REFUSAL_CODE: Record<Refusal, string> = {
+  'denied': 'ERR_ACL_DENIED',
+  'over-limit': 'ERR_OVER_LIMIT',
+  'rate-limited': 'ERR_RATE_LIMITED',
+  'queue-timeout': 'ERR_QUEUE_TIMEOUT',
+};
+
+/** A protected app's ticket remembers its session, so the verdict can reach it. */
+interface SessionTicket extends Ticket {
+  readonly session: Session;
+}
+
+function onDecided(t: Ticket, refusal: Refusal | null): void {
+  const s = (t as SessionTicket).session;
+  if (refusal !== null) s.refuse(refusal, REFUSAL_CODE[refusal]);
+  else if (s.ctx.spec.acceptProxyProtocol) s.admitted();
+  else s.start();
 }
 
 export class Listener implements ListenerContext {
@@ -74,6 +101,14 @@ export class Listener implements ListenerContext {
   #drainWaiter: (() => void) | null = null;
   #lastConnectErrorLog = 0;
   #terminator: TlsTerminator | undefined;
+  /** null: no ACL and no limits, and accept() pays nothing for protection. */
+  readonly #admission: Admission | null;
+  readonly #tickets = new Map<Session, SessionTicket>();
+  #authority: LimitAuthority | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #fdEpisode = false;
+  #fdErrors = 0;
+  readonly admit: ((session: Session) => boolean) | undefined;
 
   constructor(spec: ListenerSpec, opts: ListenerOptions) {
     this.spec = spec;
@@ -82,6 +117,46 @@ export class Listener implements ListenerContext {
     this.dns = opts.dns ?? new DnsCache({ onError: (host, err) => this.logger.warn({ host, err: err.message }, 'DNS lookup failed') });
     this.router = new Router(spec.targets, spec.routes);
     this.connector = new Connector({ app: spec.app, dns: this.dns, budgetMs: spec.connectTimeoutMs, attemptTimeoutMs: spec.connectAttemptTimeoutMs });
+    this.#admission = Admission.forSpec(spec, opts.leases ?? this.#localLeases());
+    this.admit = this.#admission !== null && spec.acceptProxyProtocol ? (s) => this.#admit(s, s.clientAddress ?? '') : undefined;
+  }
+
+  /** An in-process authority for this listener alone; answers asynchronously, as the daemon would. */
+  #localLeases(): AdmissionTransport {
+    const s = this.spec;
+    const p = s.perSource;
+    const settings = { maxConnections: s.maxConnections, queueTimeoutMs: s.queueTimeoutMs, perSourceMaxConnections: p?.maxConnections ?? 0, ratePerSecond: p?.ratePerSecond ?? 0, burst: p?.burst ?? 1, workers: 1 };
+    return {
+      request: (req) => {
+        this.#authority ??= new LimitAuthority(settings, { send: (_h, msg) => queueMicrotask(() => (msg.kind === 'grant' ? this.onLeaseGrant(msg) : this.onLeaseRecall(msg.key))) });
+        this.#authority.request(0, req);
+      },
+      giveBack: (ret) => this.#authority?.giveBack(0, ret),
+    };
+  }
+
+  /** From the daemon (or the local authority). */
+  onLeaseGrant(g: LeaseGrant): void {
+    this.#admission?.onGrant(g);
+  }
+
+  onLeaseRecall(key: string | null): void {
+    this.#admission?.onRecall(key);
+  }
+
+  /** Protection verdict for a session: true = admitted now; false = refused or waiting (onDecided follows). */
+  #admit(s: Session, address: string): boolean {
+    const t: SessionTicket = { address, key: null, holds: 0, closed: false, decided: onDecided, session: s };
+    const r = this.#admission!.check(t);
+    if (r === 'denied') {
+      s.refuse(r, REFUSAL_CODE[r]);
+      return false;
+    }
+    // Only tickets that may hold (or wait for) a lease are tracked.
+    this.#tickets.set(s, t);
+    if (r === null) return true;
+    if (r !== 'wait') s.refuse(r, REFUSAL_CODE[r]);
+    return false;
   }
 
   /** Warm DNS for every target, then bind every port. Resolves with the bound ports. */
@@ -101,6 +176,7 @@ export class Listener implements ListenerContext {
       this.#terminator?.close();
       throw err;
     }
+    this.#startSweeps();
     return bound;
   }
 
@@ -152,9 +228,55 @@ export class Listener implements ListenerContext {
       }
     }
     inheritSocketOptions(server);
-    server.on('error', (err) => this.logger.error({ port, err: err.message }, 'server error'));
+    server.on('error', (err) => this.#serverError(port, err as NodeJS.ErrnoException));
     this.#servers.push(server);
     return (server.address() as net.AddressInfo).port;
+  }
+
+  /**
+   * Out of file descriptors (EMFILE/ENFILE): libuv then accepts and closes the pending connections
+   * with a reserved descriptor (no busy loop), the port stays bound and open connections keep
+   * flowing. Logged once per episode; the episode ends at the next accepted connection.
+   */
+  #serverError(port: number, err: NodeJS.ErrnoException): void {
+    if (err.code === 'EMFILE' || err.code === 'ENFILE') {
+      this.#fdErrors++;
+      if (this.#fdEpisode) return;
+      this.#fdEpisode = true;
+      this.logger.warn({ port, code: err.code, activeConnections: this.#sessions.size }, 'out of file descriptors: new connections are closed until some are free (raise LimitNOFILE / ulimit -n)');
+      return;
+    }
+    this.logger.error({ port, err: err.message }, 'server error');
+  }
+
+  #endFdEpisode(): void {
+    this.#fdEpisode = false;
+    this.logger.warn({ refused: this.#fdErrors }, 'file descriptors available again: accepting');
+    this.#fdErrors = 0;
+  }
+
+  /** MaxConnectionDurationMs, FirstByteTimeoutMs and idle lease expiry: one coarse timer, not one per connection. */
+  #startSweeps(): void {
+    const { maxConnectionDurationMs: maxMs, firstByteTimeoutMs } = this.spec;
+    const firstByteMs = this.spec.tls === undefined && !this.spec.acceptProxyProtocol ? firstByteTimeoutMs : 0;
+    const leases = this.#admission?.leases === true;
+    if (maxMs <= 0 && firstByteMs <= 0 && !leases) return;
+    let every = 1000;
+    if (maxMs > 0) every = Math.min(every, maxMs / 4);
+    if (firstByteMs > 0) every = Math.min(every, firstByteMs / 4);
+    this.#sweepTimer = setInterval(() => {
+      const now = Date.now();
+      if (maxMs > 0 || firstByteMs > 0) {
+        for (const s of this.#sessions) {
+          const age = now - s.startedAt;
+          if (maxMs > 0 && age >= maxMs) s.destroy('max-duration', 'ERR_MAX_DURATION');
+          else if (firstByteMs > 0 && age >= firstByteMs && s.client.bytesRead === 0) s.destroy('first-byte-timeout', 'ERR_FIRST_BYTE_TIMEOUT');
+        }
+      }
+      this.#admission?.sweep(now);
+      this.#authority?.sweep();
+    }, Math.max(10, Math.floor(every)));
+    this.#sweepTimer.unref();
   }
 
   #bindError(port: number, err: unknown): ListenerError {
@@ -169,9 +291,11 @@ export class Listener implements ListenerContext {
       return;
     }
     this.#total++;
+    if (this.#fdEpisode) this.#endFdEpisode();
     const s = new Session(this, socket);
     this.#sessions.add(s);
-    s.start();
+    // PROXY apps are checked once the header gives the real address (Session calls this.admit).
+    if (this.#admission === null || this.spec.acceptProxyProtocol || this.#admit(s, socket.remoteAddress ?? '')) s.start();
   }
 
   onConnectFailed(session: Session, err: ConnectError | null): void {
@@ -186,6 +310,13 @@ export class Listener implements ListenerContext {
 
   onSessionClosed(s: Session): void {
     if (!this.#sessions.delete(s)) return;
+    if (this.#admission !== null) {
+      const t = this.#tickets.get(s);
+      if (t !== undefined) {
+        this.#tickets.delete(s);
+        this.#admission.release(t);
+      }
+    }
     this.#bytesIn += s.client.bytesRead;
     this.#bytesOut += s.client.bytesWritten;
     if (this.logger.isLevelEnabled('debug')) {
@@ -211,7 +342,10 @@ export class Listener implements ListenerContext {
     this.#draining = true;
     await this.#closeServers();
     this.#terminator?.close();
-    if (this.#sessions.size === 0) return { closedByTimeout: 0 };
+    if (this.#sessions.size === 0) {
+      this.#stopSweeps();
+      return { closedByTimeout: 0 };
+    }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, timeoutMs);
       this.#drainWaiter = () => {
@@ -221,7 +355,13 @@ export class Listener implements ListenerContext {
     });
     const left = [...this.#sessions];
     for (const s of left) s.destroy('drained');
+    this.#stopSweeps();
     return { closedByTimeout: left.length };
+  }
+
+  #stopSweeps(): void {
+    clearInterval(this.#sweepTimer);
+    this.#authority?.close();
   }
 
   #closeServers(): Promise<void> {

@@ -19,7 +19,14 @@ function send(msg: FromListener): void {
 async function start(spec: ListenerSpec, generation: number, worker: number): Promise<void> {
   if (listener) return send({ v: 1, type: 'error', error: { code: 'ERR_ALREADY_STARTED', message: 'start received twice' } });
   logger = createLogger({ proc: 'listener', app: spec.app, gen: generation, worker });
-  listener = new Listener(spec, { logger });
+  // Limits are the daemon's (they hold for the app, across workers and generations): lease over IPC.
+  listener = new Listener(spec, {
+    logger,
+    leases: {
+      request: (req) => send({ v: 1, type: 'lease', ...req }),
+      giveBack: (ret) => send({ v: 1, type: 'lease-return', ...ret }),
+    },
+  });
   try {
     const ports = await listener.start();
     logger.info({ ports, targets: spec.targets.map((t) => t.raw) }, 'listening');
@@ -67,6 +74,12 @@ function onMessage(raw: unknown): void {
     }
     case 'drain':
       void drainAndExit('daemon asked');
+      break;
+    case 'lease-grant':
+      listener?.onLeaseGrant(msg);
+      break;
+    case 'lease-recall':
+      listener?.onLeaseRecall(msg.key);
       break;
   }
 }

@@ -28,13 +28,15 @@ import { parseClientHello } from './tls/client-hello.ts';
 import type { RoundRobin } from './round-robin.ts';
 import type { TargetSpec } from './spec.ts';
 
-export type Outcome = 'ok' | 'connect-failed' | 'no-route' | 'handshake-timeout' | 'bad-handshake' | 'client-error' | 'upstream-error' | 'idle-timeout' | 'drained';
+export type Outcome = 'ok' | 'connect-failed' | 'no-route' | 'handshake-timeout' | 'bad-handshake' | 'client-error' | 'upstream-error' | 'idle-timeout' | 'drained'
+  | 'denied' | 'over-limit' | 'rate-limited' | 'queue-timeout' | 'max-duration' | 'first-byte-timeout';
 
 const kPeer = Symbol('peer');
 const kSession = Symbol('session');
 type Peered = net.Socket & { [kPeer]: Peered; [kSession]: Session };
 
 const NO_ALPN: readonly string[] = Object.freeze([]);
+const EMPTY = Buffer.alloc(0);
 const TLS_RECORD_HEADER = 5;
 
 export class Session {
@@ -129,6 +131,8 @@ export class Session {
         this.#destPort = h.destinationPort;
       }
       this.#bufStart += r.length;
+      // Protection (issue 12) on the real client address: refused, or paused until the listener calls admitted().
+      if (this.ctx.admit !== undefined && !this.ctx.admit(this)) return void this.client.pause();
     }
     const rest = this.#buf!.subarray(this.#bufStart, this.#bufEnd);
     const tlsMode = this.ctx.spec.tls?.mode;
@@ -145,6 +149,17 @@ export class Session {
     }
     if (hello.status === 'error') return this.#abort('bad-handshake', hello.code);
     this.#endInspect(rest, hello.sni, hello.alpn);
+  }
+
+  /** Protection let a session held after its PROXY header in: go on with the bytes already received. */
+  admitted(): void {
+    this.client.resume();
+    this.inspect(EMPTY);
+  }
+
+  /** Protection refused the client: RST, no upstream. */
+  refuse(outcome: Outcome, code: string): void {
+    this.#abort(outcome, code);
   }
 
   /** Adds a chunk to the inspect buffer; returns the unconsumed bytes. Grows by doubling. */
@@ -336,11 +351,11 @@ export class Session {
     }
   }
 
-  /** Close both sides now (drain timeout). */
-  destroy(outcome: Outcome): void {
+  /** Close both sides now (drain timeout, MaxConnectionDurationMs, FirstByteTimeoutMs). */
+  destroy(outcome: Outcome, code = 'ERR_DRAINED'): void {
     if (this.#closed) return;
     this.outcome = outcome;
-    this.code = 'ERR_DRAINED';
+    this.code = code;
     this.#down.destroy();
     this.client.destroy();
     this.upstream?.destroy();

@@ -10,7 +10,15 @@
 //   daemon: `drain` → listener closes its servers, `draining`, waits for open connections up to
 //           spec.drainTimeoutMs, then `drained` and exits 0
 //   daemon gone (IPC 'disconnect') → the listener drains and exits by itself.
+//
+// Limits (issue 12; only for apps with MaxConnections or PerSource limits): the daemon owns each
+// app's limits (proxy/protect/limit-authority.ts); listeners lease slots and tokens in blocks:
+//   listener `lease` {seq, app, key, slots, tokens} → daemon `lease-grant` {seq, app, slots, tokens, keepApp, keepSlots}
+//   listener `lease-return` {app, key, slots, tokens, recall} (spare slots back; unasked, or after a recall)
+//   daemon `lease-recall` {key} → the listener returns every spare slot of that kind (`lease-return` with recall: true)
+// A listener that exits gives back everything it held (the daemon drops its leases).
 import type { ListenerSpec } from '../spec.ts';
+import type { LeaseGrant, LeaseRecall, LeaseRequest, LeaseReturn } from '../protect/lease-messages.ts';
 
 export const IPC_VERSION = 1;
 
@@ -35,7 +43,9 @@ export interface ListenerCounters {
 export type ToListener =
   | { readonly v: 1; readonly type: 'start'; readonly spec: ListenerSpec; readonly generation: number; readonly worker: number }
   | { readonly v: 1; readonly type: 'ping'; readonly seq: number }
-  | { readonly v: 1; readonly type: 'drain' };
+  | { readonly v: 1; readonly type: 'drain' }
+  | ({ readonly v: 1; readonly type: 'lease-grant' } & LeaseGrant)
+  | ({ readonly v: 1; readonly type: 'lease-recall' } & LeaseRecall);
 
 // ---- listener → daemon ----
 export type FromListener =
@@ -44,10 +54,12 @@ export type FromListener =
   | ({ readonly v: 1; readonly type: 'pong'; readonly seq: number } & ListenerCounters)
   | { readonly v: 1; readonly type: 'draining'; readonly activeConnections: number }
   | { readonly v: 1; readonly type: 'drained'; readonly closedByTimeout: number }
-  | { readonly v: 1; readonly type: 'error'; readonly error: IpcError };
+  | { readonly v: 1; readonly type: 'error'; readonly error: IpcError }
+  | ({ readonly v: 1; readonly type: 'lease' } & LeaseRequest)
+  | ({ readonly v: 1; readonly type: 'lease-return' } & LeaseReturn);
 
-const TO_LISTENER_TYPES = new Set(['start', 'ping', 'drain']);
-const FROM_LISTENER_TYPES = new Set(['ready', 'failed', 'pong', 'draining', 'drained', 'error']);
+const TO_LISTENER_TYPES = new Set(['start', 'ping', 'drain', 'lease-grant', 'lease-recall']);
+const FROM_LISTENER_TYPES = new Set(['ready', 'failed', 'pong', 'draining', 'drained', 'error', 'lease', 'lease-return']);
 
 function hasType(msg: unknown, types: Set<string>): boolean {
   if (typeof msg !== 'object' || msg === null) return false;
