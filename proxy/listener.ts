@@ -7,6 +7,7 @@
 // ListenerError); after drain() starts no connection is accepted; drain() resolves once every
 // session is closed, forcing the rest closed at drainTimeoutMs.
 import net from 'node:net';
+import { readdirSync, readFileSync } from 'node:fs';
 import { Connector, type ConnectError } from './connector.ts';
 import { DnsCache } from './dns-cache.ts';
 import type { ListenerCounters } from './ipc/protocol.ts';
@@ -65,6 +66,26 @@ export interface ListenerOptions {
   readonly leases?: AdmissionTransport;
 }
 
+const FD_EPISODE_QUIET_MS = 2000;
+
+/**
+ * How many sessions fit in this process's descriptor limit: (soft RLIMIT_NOFILE − descriptors open
+ * now − headroom for DNS, logs, IPC) / 2, as HAProxy derives maxconn from ulimit -n. Read once, at
+ * start. Linux only; elsewhere no cap (libuv then accepts and closes what it cannot take).
+ */
+function fdCap(): number {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (m === null) return Infinity;
+    const limit = Number(m[1]);
+    const open = readdirSync('/proc/self/fd').length;
+    const headroom = Math.min(64, Math.ceil(limit / 16));
+    return Math.max(1, Math.floor((limit - open - headroom) / 2));
+  } catch {
+    return Infinity;
+  }
+}
+
 const REFUSAL_CODE: Record<Refusal, string> = {
   'denied': 'ERR_ACL_DENIED',
   'over-limit': 'ERR_OVER_LIMIT',
@@ -108,6 +129,9 @@ export class Listener implements ListenerContext {
   #sweepTimer: NodeJS.Timeout | undefined;
   #fdEpisode = false;
   #fdErrors = 0;
+  #lastFdError = 0;
+  /** Sessions this process can hold within RLIMIT_NOFILE (Infinity when unknown). */
+  #fdCap = Infinity;
   readonly admit: ((session: Session) => boolean) | undefined;
 
   constructor(spec: ListenerSpec, opts: ListenerOptions) {
@@ -177,6 +201,7 @@ export class Listener implements ListenerContext {
       throw err;
     }
     this.#startSweeps();
+    this.#fdCap = fdCap();
     return bound;
   }
 
@@ -239,19 +264,23 @@ export class Listener implements ListenerContext {
    * flowing. Logged once per episode; the episode ends at the next accepted connection.
    */
   #serverError(port: number, err: NodeJS.ErrnoException): void {
-    if (err.code === 'EMFILE' || err.code === 'ENFILE') {
-      this.#fdErrors++;
-      if (this.#fdEpisode) return;
-      this.#fdEpisode = true;
-      this.logger.warn({ port, code: err.code, activeConnections: this.#sessions.size }, 'out of file descriptors: new connections are closed until some are free (raise LimitNOFILE / ulimit -n)');
-      return;
-    }
+    if (err.code === 'EMFILE' || err.code === 'ENFILE') return this.#fdExhausted(port, err.code);
     this.logger.error({ port, err: err.message }, 'server error');
   }
 
+  #fdExhausted(port: number | undefined, code: string): void {
+    this.#fdErrors++;
+    this.#lastFdError = Date.now();
+    if (this.#fdEpisode) return;
+    this.#fdEpisode = true;
+    this.logger.warn({ port, code, activeConnections: this.#sessions.size, fdEpisode: 'start' }, 'out of file descriptors: new connections are reset until some close (raise LimitNOFILE / ulimit -n)');
+  }
+
+  /** The episode ends once FD_EPISODE_QUIET_MS pass without another descriptor error. */
   #endFdEpisode(): void {
+    if (Date.now() - this.#lastFdError < FD_EPISODE_QUIET_MS) return;
     this.#fdEpisode = false;
-    this.logger.warn({ refused: this.#fdErrors }, 'file descriptors available again: accepting');
+    this.logger.warn({ failed: this.#fdErrors, activeConnections: this.#sessions.size, fdEpisode: 'end' }, 'file descriptors available again');
     this.#fdErrors = 0;
   }
 
@@ -294,12 +323,20 @@ export class Listener implements ListenerContext {
     if (this.#fdEpisode) this.#endFdEpisode();
     const s = new Session(this, socket);
     this.#sessions.add(s);
+    // Each session needs two descriptors; refusing here beats libuv closing whatever is pending.
+    if (this.#sessions.size > this.#fdCap) {
+      this.#fdExhausted(undefined, 'EMFILE');
+      return s.refuse('over-limit', 'ERR_FD_LIMIT');
+    }
     // PROXY apps are checked once the header gives the real address (Session calls this.admit).
     if (this.#admission === null || this.spec.acceptProxyProtocol || this.#admit(s, socket.remoteAddress ?? '')) s.start();
   }
 
   onConnectFailed(session: Session, err: ConnectError | null): void {
     this.#failed++;
+    const cause = (err?.cause as NodeJS.ErrnoException | undefined)?.code;
+    // Out of descriptors for the upstream socket: one episode, not a dead pool.
+    if (cause === 'EMFILE' || cause === 'ENFILE') return this.#fdExhausted(undefined, cause);
     // Once a second at most: a dead pool under load must not flood the log.
     const now = Date.now();
     if (now - this.#lastConnectErrorLog >= 1000) {
