@@ -35,7 +35,7 @@ interface Local {
 }
 
 interface Pending {
-  readonly key: string | null;
+  readonly request: LeaseRequest;
   readonly waiters: Ticket[];
 }
 
@@ -104,7 +104,8 @@ export class Admission {
     return this.#attempt(t, null);
   }
 
-  #attempt(t: Ticket, after: LeaseGrant | null): Refusal | null | 'wait' {
+  /** `after`: the authority's answer and what was asked, when this is a retry after a grant. */
+  #attempt(t: Ticket, after: { grant: LeaseGrant; asked: LeaseRequest } | null): Refusal | null | 'wait' {
     const app = this.#app;
     const needApp = this.#maxConnections > 0 && app.leased - app.used <= 0;
     const e = t.key === null ? undefined : this.#sources.get(t.key);
@@ -126,10 +127,12 @@ export class Admission {
       return null;
     }
     if (after !== null) {
-      // The authority just answered and what it gave is spent: refuse for the first thing missing.
-      if (needApp && after.app === 0) return this.#queue ? 'queue-timeout' : 'over-limit';
-      if (needSlot && after.slots === 0) return 'over-limit';
-      if (needToken && after.tokens === 0) return 'rate-limited';
+      // The authority refused what was asked: refuse for the first thing missing. (Something that
+      // was not asked, or was given and already spent by earlier waiters, is asked for again.)
+      const { grant: g, asked } = after;
+      if (needApp && asked.app > 0 && g.app === 0) return this.#queue ? 'queue-timeout' : 'over-limit';
+      if (needSlot && asked.slots > 0 && g.slots === 0) return 'over-limit';
+      if (needToken && asked.tokens > 0 && g.tokens === 0) return 'rate-limited';
     }
     const pkey = t.key ?? '';
     const outstanding = this.#pendingByKey.get(pkey);
@@ -138,15 +141,16 @@ export class Admission {
       return 'wait';
     }
     const seq = ++this.#seq;
-    this.#pending.set(seq, { key: t.key, waiters: [t] });
-    this.#pendingByKey.set(pkey, seq);
-    this.#send.request({
+    const request: LeaseRequest = {
       seq,
       app: needApp ? this.#appBlock : 0,
       key: t.key,
       slots: needSlot ? this.#slotBlock : 0,
       tokens: needToken ? this.#tokenBlock : 0,
-    });
+    };
+    this.#pending.set(seq, { request, waiters: [t] });
+    this.#pendingByKey.set(pkey, seq);
+    this.#send.request(request);
     return 'wait';
   }
 
@@ -154,27 +158,29 @@ export class Admission {
     const p = this.#pending.get(g.seq);
     if (p === undefined) return;
     this.#pending.delete(g.seq);
-    this.#pendingByKey.delete(p.key ?? '');
+    const key = p.request.key;
+    this.#pendingByKey.delete(key ?? '');
     this.#app.leased += g.app;
     if (g.app > 0 || this.#maxConnections > 0) this.#app.keep = g.keepApp;
-    if (p.key !== null) {
-      let e = this.#sources.get(p.key);
+    if (key !== null) {
+      let e = this.#sources.get(key);
       if (e === undefined) {
         e = { leased: 0, used: 0, keep: 0, tokens: 0, lastUsed: Date.now() };
-        this.#sources.set(p.key, e);
+        this.#sources.set(key, e);
       }
       e.leased += g.slots;
       e.tokens += g.tokens;
       e.keep = g.keepSlots;
     }
+    const after = { grant: g, asked: p.request };
     for (const t of p.waiters) {
       if (t.closed) continue;
-      const r = this.#attempt(t, g);
+      const r = this.#attempt(t, after);
       if (r !== 'wait') t.decided(t, r);
     }
     // Waiters that closed meanwhile may leave spare above what we may keep.
     this.#trimApp(false);
-    if (p.key !== null) this.#trimSource(p.key, false);
+    if (key !== null) this.#trimSource(key, false);
   }
 
   /** The authority wants every spare slot of this kind back, now. */
