@@ -35,6 +35,12 @@ describe('validateConfig accepts', () => {
         Strategy: 'round-robin', Workers: 64, AcceptProxyProtocol: true, SendProxyProtocol: 'v2',
       })],
     }],
+    ['every protection key', {
+      Apps: [app({
+        Allow: ['10.0.0.0/8', '::1/128', '192.0.2.7', '2001:db8::/32'], Deny: ['10.1.0.0/16'], MaxConnections: 100, QueueTimeoutMs: 500,
+        PerSource: { MaxConnections: 5, RatePerSecond: 2.5, Burst: 10, Prefix6: 56 }, MaxConnectionDurationMs: 60000, FirstByteTimeoutMs: 1000,
+      })],
+    }],
     ['IPv6, IPv4, names with "_" and a trailing dot as targets', { Apps: [app({ Targets: ['[::1]:9000', '10.0.0.7:5432', 'app_db_1:5432', 'db.internal.:1'] })] }],
     ['a routes-only TLS app with no default targets', {
       Apps: [app({ Targets: undefined, Tls: { Mode: 'passthrough' }, Routes: [{ Sni: ['a.example.test', '*.a.example.test'], Targets: ['x:1'] }] })],

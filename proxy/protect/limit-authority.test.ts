@@ -178,3 +178,20 @@ test('ACL only: no lease traffic at all', () => {
   assert.deepEqual(sent, []);
   assert.equal(Admission.forSpec(spec({}), { request: () => {}, giveBack: () => {} }), null, 'nothing configured: no admission');
 });
+
+test('a waiter whose grant did not cover what it now needs asks again instead of being refused', () => {
+  // The app has one spare slot locally, so the request for a new source asks for no app slot; two
+  // connections from that source wait on it; the first takes the spare app slot, so the second
+  // must ask for an app slot itself (the grant's app: 0 was not a refusal).
+  const w = world(spec({ maxConnections: 16, perSource: { maxConnections: 16, ratePerSecond: 100, burst: 100, prefix6: 64 }, workers: 1 }), 1);
+  const first = w.open(0, '10.0.0.9');
+  w.flush();
+  assert.equal(first.verdict, null);
+  const a = w.open(0, '10.0.0.1');
+  const b = w.open(0, '10.0.0.1');
+  assert.equal(a.verdict, 'wait');
+  assert.equal(b.verdict, 'wait');
+  w.flush();
+  assert.equal(a.verdict, null);
+  assert.equal(b.verdict, null, 'served after asking again');
+});
