@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startEcho } from '../../proxy/testing.ts';
 import { connectFrom, type Held } from '../../proxy/protect/protect-testing.ts';
-import { appConfig, freePorts, poll, startTestDaemon } from '../testing.ts';
+import { appConfig, freePorts, poll, sleep, startTestDaemon } from '../testing.ts';
 import type { TestDaemon } from '../testing.ts';
 
 const SOURCES = ['127.0.0.2', '127.0.0.3'];
@@ -128,4 +128,24 @@ test('app MaxConnections holds across 2 workers: the N+1-th is refused, a close 
   await held.shift()!.close();
   const next = await poll(async () => (await openMany(port!, '127.0.0.4', 1, held)) === 1, 10_000, 'a freed slot to be usable');
   assert.ok(next);
+});
+
+test('QueueTimeoutMs across 2 workers: a connection over MaxConnections waits, then is served when any worker frees a slot', async (t) => {
+  const target = await startEcho();
+  t.after(() => target.close());
+  const [port] = await freePorts(1);
+  const d = await startTestDaemon(t, { Apps: [appConfig('lim', [port!], [target.port], { Workers: 2, MaxConnections: 4, QueueTimeoutMs: 30_000 })] });
+  await running(d, 1);
+  const held: Held[] = [];
+  t.after(() => Promise.all(held.map((h) => h.close())));
+  assert.equal(await openMany(port!, '127.0.0.2', 4, held), 4);
+  const queued = connectFrom(port!, '127.0.0.3', 'queued', 30_000);
+  // An observation window for something that must not happen (the fifth reaching the target).
+  await sleep(500);
+  assert.equal(target.connections, 4, 'the fifth is held, not connected');
+  await held.shift()!.close();
+  const q = await queued;
+  held.push(q.held);
+  assert.equal(q.verdict, 'served');
+  assert.equal(target.connections, 5);
 });
