@@ -22,6 +22,7 @@ import { configuredTargets, HealthChecker } from './health/health-checker.ts';
 import type { ResolveHost } from './health/resolve-host.ts';
 import { targetStatus } from './health/target-status.ts';
 import type { TargetStatus } from './health/target-status.ts';
+import { AppLimits } from './limits/app-limits.ts';
 
 export type AppState = 'starting' | 'running' | 'rolling-out' | 'draining' | 'failed';
 
@@ -97,10 +98,13 @@ export class AppSupervisor {
   #retryAttempt = 0;
   /** Active health checks: one per app, outliving every generation (health survives rollouts). */
   readonly #checker: HealthChecker;
+  /** The app's connection limits, shared by every generation (issue 12). */
+  readonly limits: AppLimits;
 
   constructor(options: AppSupervisorOptions) {
     this.#options = options;
     this.name = options.name;
+    this.limits = new AppLimits(options.name);
     this.#log = options.logger.child({ app: options.name });
     this.#checker = new HealthChecker({
       app: options.name,
@@ -143,6 +147,7 @@ export class AppSupervisor {
   async exited(): Promise<void> {
     await this.#queue;
     await Promise.all([...this.#draining].map((g) => g.exited()));
+    this.limits.close();
   }
 
   status(): AppStatus {
@@ -189,10 +194,11 @@ export class AppSupervisor {
     this.#wanted = spec;
     const { logger, timing, acquire } = this.#options;
     const ports = spec.ports.map((p, i) => (p === 0 ? (this.#picked.get(i) ?? 0) : p));
+    this.limits.configure(spec);
     const old = this.#current;
     // Check the old and the new targets while both may serve; states of unchanged ones carry over.
     this.#checker.track(old === undefined ? [spec] : [old.spec, spec]);
-    const gen = new Generation({ spec: { ...spec, ports }, number: this.#options.nextGeneration(), logger, timing, acquire, health: () => this.#checker.states() });
+    const gen = new Generation({ spec: { ...spec, ports }, number: this.#options.nextGeneration(), logger, timing, acquire, limits: this.limits, health: () => this.#checker.states() });
     this.#lastAttempt = gen.number;
     this.#pending = gen;
     this.#log.info({ gen: gen.number, workers: gen.workers, ports, from: old?.number }, old ? 'rolling out a new generation' : 'starting app');
@@ -202,6 +208,7 @@ export class AppSupervisor {
     } catch (err) {
       this.#pending = undefined;
       this.#recordError(err);
+      if (old !== undefined) this.limits.configure(old.spec);
       if (this.#retiring) return false;
       // One line per attempt: the summary's message already names the cause, so the error object
       // (whose cause pino would append again, with a stack) is not logged.

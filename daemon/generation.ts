@@ -15,6 +15,7 @@ import { DaemonError } from './daemon-error.ts';
 import { ListenerProcess } from './listener-process.ts';
 import type { ListenerExit, ListenerTargets, ListenerTiming } from './listener-process.ts';
 import type { Logger } from './logger.ts';
+import type { AppLimits } from './limits/app-limits.ts';
 
 export interface SupervisionTiming extends ListenerTiming {
   readonly backoff: BackoffOptions;
@@ -30,6 +31,7 @@ export interface GenerationOptions {
   readonly acquire: () => ChildProcess;
   /** The app's active health states, read at each fork (start and restarts). */
   readonly health?: () => HealthStates;
+  readonly limits?: AppLimits;
 }
 
 export type GenerationState = 'starting' | 'serving' | 'draining' | 'stopped';
@@ -147,9 +149,9 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
   }
 
   #startWorker(slot: WorkerSlot): Promise<void> {
-    const { number, logger, timing, acquire, health } = this.#options;
+    const { number, logger, timing, acquire, health, limits } = this.#options;
     const spec = this.spec;
-    const proc = new ListenerProcess({ spec, generation: number, worker: slot.index, logger, timing, acquire, ...(health === undefined ? {} : { health }) });
+    const proc = new ListenerProcess({ spec, generation: number, worker: slot.index, logger, timing, acquire, limits, ...(health === undefined ? {} : { health }) });
     slot.process = proc;
     this.#live.add(proc);
     proc.on('exit', (exit) => this.#onWorkerExit(slot, proc, exit));

@@ -11,6 +11,7 @@ import { IPC_VERSION, parseFromListener } from '../proxy/index.ts';
 import type { FromListener, HealthStates, ListenerCounters, TargetReport, ToListener } from '../proxy/index.ts';
 import { DaemonError } from './daemon-error.ts';
 import type { Logger } from './logger.ts';
+import type { AppLimits, LimitHolder } from './limits/app-limits.ts';
 
 export interface ListenerTiming {
   /** From fork to `ready`; past it the child is killed and the start fails. */
@@ -39,6 +40,8 @@ export interface ListenerProcessOptions {
   readonly acquire: () => ChildProcess;
   /** The app's active health states when forking, sent in `start` (a new process starts with them). */
   readonly health?: () => HealthStates;
+  /** The app's limit authority (issue 12): this process leases from it while it lives. */
+  readonly limits?: AppLimits;
 }
 
 /** A listener's latest view of its targets (pong or `targets` message); absent until it sends one. */
@@ -83,6 +86,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   #killTimer: NodeJS.Timeout | undefined;
   #resolveExit!: (exit: ListenerExit) => void;
   #onDrainAck: (() => void) | undefined;
+  #limits: LimitHolder | undefined;
 
   constructor(options: ListenerProcessOptions) {
     super();
@@ -126,6 +130,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
         return;
       }
       this.#child = child;
+      this.#limits = this.#options.limits?.attach((msg) => this.#send(msg));
 
       child.on('error', (cause) => {
         // 'error' covers spawn failures and failed kills/sends; only a spawn failure ends the child.
@@ -238,6 +243,12 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
       case 'error':
         this.#log.warn({ listenerPid: this.pid, error: msg.error }, 'listener reported an IPC error');
         return;
+      case 'lease':
+        this.#limits?.request(msg);
+        return;
+      case 'lease-return':
+        this.#limits?.giveBack(msg);
+        return;
       default:
         this.#log.warn({ listenerPid: this.pid, type: msg.type }, 'unexpected IPC message from listener; ignored');
     }
@@ -281,6 +292,8 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   #exit(exit: ListenerExit): void {
     if (this.state === 'exited') return;
     this.state = 'exited';
+    this.#limits?.drop();
+    this.#limits = undefined;
     clearInterval(this.#heartbeat);
     clearTimeout(this.#killTimer);
     this.#onDrainAck?.();

@@ -36,7 +36,16 @@ async function start(spec: ListenerSpec, generation: number, worker: number, hea
   process.title = `fproxy: listener app=${spec.app} gen=${generation} worker=${worker}`;
   try {
     // Inside the try: whatever the constructor throws is answered as `failed`, not a crash.
-    listener = new Listener(spec, { logger, ...(health ? { health } : {}), onTargets: (r) => send({ v: IPC_VERSION, type: 'targets', targets: [...r.targets], panic: r.panic }) });
+    listener = new Listener(spec, {
+      logger,
+      ...(health ? { health } : {}),
+      onTargets: (r) => send({ v: IPC_VERSION, type: 'targets', targets: [...r.targets], panic: r.panic }),
+      // Limits are the daemon's (they hold for the app, across workers and generations): lease over IPC.
+      leases: {
+        request: (req) => send({ v: IPC_VERSION, type: 'lease', ...req }),
+        giveBack: (ret) => send({ v: IPC_VERSION, type: 'lease-return', ...ret }),
+      },
+    });
     const ports = await listener.start();
     logger.info(listeningFields(spec, ports), 'listening');
     send({ v: IPC_VERSION, type: 'ready', ports, pid: process.pid });
@@ -95,6 +104,12 @@ function onMessage(raw: unknown): void {
     }
     case 'drain':
       void drainAndExit('daemon asked');
+      break;
+    case 'lease-grant':
+      listener?.onLeaseGrant(msg);
+      break;
+    case 'lease-recall':
+      listener?.onLeaseRecall(msg.key);
       break;
   }
 }

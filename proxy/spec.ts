@@ -65,6 +65,18 @@ export interface HealthCheckSpec {
   readonly expectStatus: readonly number[];
 }
 
+/** Per-source limits (issue 12); a source is an IPv4 address or an IPv6 /prefix6 network. */
+export interface PerSourceSpec {
+  /** Concurrent connections per source. 0 = no limit. */
+  readonly maxConnections: number;
+  /** New connections per second per source (token bucket). 0 = no limit. */
+  readonly ratePerSecond: number;
+  /** Bucket size: connections a source may open at once. Default: ratePerSecond (at least 1). */
+  readonly burst: number;
+  /** IPv6 sources are grouped by this prefix length. Default 64. */
+  readonly prefix6: number;
+}
+
 export interface ListenerSpec {
   /** App name, used in every log line and error. */
   readonly app: string;
@@ -105,6 +117,20 @@ export interface ListenerSpec {
   readonly workers: number;
   /** Active health checks, run by the daemon (the listener ignores this). Default null = none. */
   readonly healthCheck: HealthCheckSpec | null;
+  /** CIDR ranges allowed in; null = everyone (Deny still applies). Checked on the real client address. */
+  readonly allow: readonly string[] | null;
+  /** CIDR ranges refused (wins over allow). Default none. */
+  readonly deny: readonly string[];
+  /** Concurrent connections of the whole app (every worker and generation). 0 = no limit (default). */
+  readonly maxConnections: number;
+  /** Over maxConnections, hold a new connection (not read, not connected) this long for a free slot. 0 = refuse at once (default). */
+  readonly queueTimeoutMs: number;
+  /** Default null (no per-source limits). */
+  readonly perSource: PerSourceSpec | null;
+  /** Close connections older than this. 0 = never (default). */
+  readonly maxConnectionDurationMs: number;
+  /** Plain TCP apps: close a client that sent nothing for this long. 0 = never (default: server-speaks-first protocols are normal). */
+  readonly firstByteTimeoutMs: number;
 }
 
 export const STRATEGY_NAMES = ['round-robin', 'least-connections', 'random-two', 'source-hash', 'first'] as const;
@@ -140,6 +166,13 @@ export const SPEC_DEFAULTS = {
   handshakeTimeoutMs: 5000,
   acceptProxyProtocol: false,
   sendProxyProtocol: 'none',
+  allow: null,
+  deny: Object.freeze([]) as readonly string[],
+  maxConnections: 0,
+  queueTimeoutMs: 0,
+  perSource: null,
+  maxConnectionDurationMs: 0,
+  firstByteTimeoutMs: 0,
   healthCheck: null,
 } as const;
 
@@ -149,6 +182,9 @@ export const HEALTH_CHECK_DEFAULTS = {
   rise: 2,
   fall: 2,
 } as const;
+
+/** PerSource defaults applied by the daemon's to-spec. */
+export const PER_SOURCE_DEFAULTS = { maxConnections: 0, ratePerSecond: 0, prefix6: 64 } as const;
 
 // ---- Schemas (checked against the interfaces above) ----
 
@@ -201,6 +237,13 @@ const HealthCheckSpecSchema = z.strictObject({
   expectStatus: z.array(z.int()),
 });
 
+const PerSourceSpecSchema = z.strictObject({
+  maxConnections: z.int().check(z.minimum(0)),
+  ratePerSecond: z.number().check(z.minimum(0)),
+  burst: z.int().check(z.minimum(1)),
+  prefix6: z.int().check(z.minimum(0), z.maximum(128)),
+});
+
 const ListenerSpecShape = z.strictObject({
   app: nonEmpty(),
   // 0 = an ephemeral port (tests, `fproxy listen`, and an app's first worker when its config says 0).
@@ -221,6 +264,13 @@ const ListenerSpecShape = z.strictObject({
   sendProxyProtocol: z.enum(['none', 'v1', 'v2']),
   workers: z.int().check(z.minimum(1)),
   healthCheck: z.nullable(HealthCheckSpecSchema),
+  allow: z.nullable(z.array(nonEmpty())),
+  deny: z.array(nonEmpty()),
+  maxConnections: z.int().check(z.minimum(0)),
+  queueTimeoutMs: ms(0),
+  perSource: z.nullable(PerSourceSpecSchema),
+  maxConnectionDurationMs: ms(0),
+  firstByteTimeoutMs: ms(0),
 });
 
 /**
@@ -235,6 +285,7 @@ type Same<S extends z.ZodMiniType, T> = z.output<S> extends T ? Mismatch<S, T> :
 ({}) satisfies Same<typeof TlsSpecSchema, TlsSpec>;
 ({}) satisfies Same<typeof HealthCheckSpecSchema, HealthCheckSpec>;
 ({}) satisfies Same<typeof OutlierDetectionSpecSchema, OutlierDetectionSpec>;
+({}) satisfies Same<typeof PerSourceSpecSchema, PerSourceSpec>;
 ({}) satisfies Same<typeof ListenerSpecShape, ListenerSpec>;
 
 /** Parses to a ListenerSpec as the interface says it (readonly arrays); sound by the checks above. */

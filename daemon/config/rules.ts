@@ -28,6 +28,7 @@ export function checkRules(json: unknown): PathIssue[] {
     checkTls(app, at, issues);
     checkSniOverlap(app, at, issues);
     checkHealthCheck(app, at, issues);
+    checkLimits(app, at, issues);
 
     const name = app.Name;
     if (typeof name === 'string') {
@@ -173,6 +174,20 @@ function checkHealthCheck(app: Json, at: (...rest: PathSegment[]) => PathSegment
       path: where('TimeoutMs'),
       message: `${String(timeout)} is more than IntervalMs (${String(interval)}): a probe must end before the next one starts; lower TimeoutMs or raise IntervalMs`,
     });
+  }
+}
+
+/** Keys that only mean something beside another one: say so instead of silently ignoring them. */
+function checkLimits(app: Json, at: (...rest: PathSegment[]) => PathSegment[], issues: PathIssue[]): void {
+  if (typeof app.QueueTimeoutMs === 'number' && app.QueueTimeoutMs > 0 && !(typeof app.MaxConnections === 'number' && app.MaxConnections > 0)) {
+    issues.push({ path: at('QueueTimeoutMs'), message: 'queues connections over MaxConnections, so it needs "MaxConnections": add it or remove QueueTimeoutMs' });
+  }
+  const p = app.PerSource;
+  if (isObject(p) && p.Burst !== undefined && !(typeof p.RatePerSecond === 'number' && p.RatePerSecond > 0)) {
+    issues.push({ path: at('PerSource', 'Burst'), message: 'is the token bucket size of RatePerSecond: add "RatePerSecond" or remove Burst' });
+  }
+  if (app.FirstByteTimeoutMs !== undefined && app.FirstByteTimeoutMs !== 0 && (app.Tls !== undefined || app.AcceptProxyProtocol === true)) {
+    issues.push({ path: at('FirstByteTimeoutMs'), message: 'applies to plain TCP apps only; TLS and PROXY-protocol apps already close silent clients after HandshakeTimeoutMs: use that instead' });
   }
 }
 

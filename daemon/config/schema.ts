@@ -7,7 +7,7 @@
 // or apps (targets-or-routes, duplicate ports, SNI overlap) are in rules.ts; the JSON Schema
 // versions of the per-app ones are added with .meta() so editors flag them too.
 import { z } from 'zod';
-import { HEALTH_CHECK_DEFAULTS, OUTLIER_DEFAULTS, SPEC_DEFAULTS, STRATEGY_NAMES, parseTarget } from '../../proxy/index.ts';
+import { cidrProblem, HEALTH_CHECK_DEFAULTS, OUTLIER_DEFAULTS, SPEC_DEFAULTS, STRATEGY_NAMES, parseTarget } from '../../proxy/index.ts';
 import { listenAddressProblem, sniNameProblem } from './host-name.ts';
 
 const PORT_RANGE = (iss: { input?: unknown }) => `port ${String(iss.input)} is outside 0–65535 (0: a free port the kernel picks)`;
@@ -26,6 +26,14 @@ const ListenAddress = z
     if (problem) ctx.addIssue({ code: 'custom', message: problem, input: raw });
   })
   .meta({ description: 'An IPv4 or IPv6 address of this machine to bind the app\'s ports on, as "127.0.0.1" or "::1".' });
+
+const Cidr = z
+  .string()
+  .superRefine((raw, ctx) => {
+    const problem = cidrProblem(raw);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem, input: raw });
+  })
+  .meta({ description: 'An IPv4 or IPv6 address or CIDR range: "10.0.0.0/8", "192.0.2.7", "2001:db8::/32". IPv4 ranges also match IPv4-mapped IPv6 clients.' });
 
 /** Node's longest timer: a bigger delay fires at once (with a warning), so it is rejected here. */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -162,6 +170,15 @@ export const RouteSchema = z
   })
   .meta({ description: 'Sends TLS connections whose SNI (and ALPN) match to their own target pool.' });
 
+export const PerSourceSchema = z
+  .strictObject({
+    MaxConnections: z.int().min(0).optional().meta({ description: 'Concurrent connections per source, across every worker. 0 or absent = no limit.' }),
+    RatePerSecond: z.number().min(0).max(1_000_000).optional().meta({ description: 'New connections per second per source (token bucket), across every worker. 0 or absent = no limit.' }),
+    Burst: z.int().min(1).max(1_000_000).optional().meta({ description: 'Token bucket size: how many connections a source may open at once before RatePerSecond applies. Default: RatePerSecond (at least 1).' }),
+    Prefix6: z.int().min(1).max(128).optional().meta({ description: 'IPv6 clients count per network of this prefix length (one host usually owns a /64). Default 64.' }),
+  })
+  .meta({ description: 'Limits per client source (an IPv4 address, or an IPv6 /Prefix6 network). Over a limit: RST, counted as over-limit or rate-limited.' });
+
 export const AppSchema = z
   .strictObject({
     Name: z
@@ -222,6 +239,17 @@ export const AppSchema = z
       description: 'Send a PROXY protocol header of this version to the targets, carrying the client\'s address. Absent = none.',
     }),
     HealthCheck: HealthCheckSchema.optional(),
+    Allow: z.array(Cidr).optional().meta({
+      description: 'Only clients in these ranges get in (checked on the real client address, after a PROXY header). Absent = everyone. An empty list refuses everyone. Refused clients get a RST.',
+    }),
+    Deny: z.array(Cidr).optional().meta({ description: 'Clients in these ranges are refused with a RST; Deny wins over Allow.' }),
+    MaxConnections: z.int().min(0).optional().meta({
+      description: 'Concurrent connections of the whole app (every worker and generation together). Over it: RST, or a wait of up to QueueTimeoutMs. 0 or absent = no limit.',
+    }),
+    QueueTimeoutMs: millis(0, 'Over MaxConnections, hold a new connection (not read, not connected) up to this long for a free slot, then RST. 0 = refuse at once. Default 0.'),
+    PerSource: PerSourceSchema.optional(),
+    MaxConnectionDurationMs: millis(0, 'Close connections older than this, in ms. 0 or absent = never.'),
+    FirstByteTimeoutMs: millis(0, 'Plain TCP apps: close a client that sent nothing this long after connecting, in ms. 0 or absent = never (server-speaks-first protocols such as SMTP or MySQL are normal). TLS and PROXY apps use HandshakeTimeoutMs.'),
   })
   .meta({
     description: 'One app: a set of ports proxied to a set of targets, served by its own listener processes.',
@@ -242,3 +270,4 @@ export type TlsConfig = z.infer<typeof TlsSchema>;
 export type RouteConfig = z.infer<typeof RouteSchema>;
 export type HealthCheckConfig = z.infer<typeof HealthCheckSchema>;
 export type TargetConfig = z.infer<typeof Target>;
+export type PerSourceConfig = z.infer<typeof PerSourceSchema>;

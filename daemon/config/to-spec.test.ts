@@ -38,8 +38,29 @@ describe('toListenerSpec', () => {
       sendProxyProtocol: 'none',
       workers: Math.min(64, availableParallelism()),
       healthCheck: null,
+      allow: null,
+      deny: [],
+      maxConnections: 0,
+      queueTimeoutMs: 0,
+      perSource: null,
+      maxConnectionDurationMs: 0,
+      firstByteTimeoutMs: 0,
     });
     assert.equal('tls' in spec, false, 'a plain TCP app has no tls key');
+  });
+
+  test('maps protection keys; PerSource defaults Burst to RatePerSecond and Prefix6 to 64', () => {
+    const spec = toListenerSpec(validApp({
+      Name: 'a', Ports: [1], Targets: ['x:1'], Allow: ['10.0.0.0/8'], Deny: ['10.1.0.0/16'], MaxConnections: 100, QueueTimeoutMs: 50,
+      PerSource: { MaxConnections: 5, RatePerSecond: 2.5 }, MaxConnectionDurationMs: 1000, FirstByteTimeoutMs: 200,
+    }), '/');
+    assert.deepEqual(spec.allow, ['10.0.0.0/8']);
+    assert.deepEqual(spec.deny, ['10.1.0.0/16']);
+    assert.equal(spec.maxConnections, 100);
+    assert.equal(spec.queueTimeoutMs, 50);
+    assert.deepEqual(spec.perSource, { maxConnections: 5, ratePerSecond: 2.5, burst: 3, prefix6: 64 });
+    assert.equal(spec.maxConnectionDurationMs, 1000);
+    assert.equal(spec.firstByteTimeoutMs, 200);
   });
 
   test('the defaults are SPEC_DEFAULTS', () => {

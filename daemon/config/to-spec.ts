@@ -5,9 +5,9 @@
 // user error, and throws.
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { HEALTH_CHECK_DEFAULTS, SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
-import type { HealthCheckSpec, ListenerSpec, OutlierDetectionSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/index.ts';
-import type { AppConfig, Config, HealthCheckConfig, RouteConfig, TargetConfig, TlsConfig } from './schema.ts';
+import { HEALTH_CHECK_DEFAULTS, PER_SOURCE_DEFAULTS, SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
+import type { HealthCheckSpec, ListenerSpec, OutlierDetectionSpec, PerSourceSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/index.ts';
+import type { AppConfig, Config, HealthCheckConfig, PerSourceConfig, RouteConfig, TargetConfig, TlsConfig } from './schema.ts';
 
 /** The schema's upper bound on Workers; a bigger machine still defaults to this many. */
 const MAX_WORKERS = 64;
@@ -31,6 +31,13 @@ export function toListenerSpec(app: AppConfig, configDir: string): ListenerSpec 
     acceptProxyProtocol: app.AcceptProxyProtocol ?? SPEC_DEFAULTS.acceptProxyProtocol,
     sendProxyProtocol: app.SendProxyProtocol ?? SPEC_DEFAULTS.sendProxyProtocol,
     workers: app.Workers ?? Math.min(MAX_WORKERS, availableParallelism()),
+    allow: app.Allow === undefined ? SPEC_DEFAULTS.allow : [...app.Allow],
+    deny: app.Deny === undefined ? SPEC_DEFAULTS.deny : [...app.Deny],
+    maxConnections: app.MaxConnections ?? SPEC_DEFAULTS.maxConnections,
+    queueTimeoutMs: app.QueueTimeoutMs ?? SPEC_DEFAULTS.queueTimeoutMs,
+    perSource: app.PerSource === undefined ? SPEC_DEFAULTS.perSource : toPerSource(app.PerSource),
+    maxConnectionDurationMs: app.MaxConnectionDurationMs ?? SPEC_DEFAULTS.maxConnectionDurationMs,
+    firstByteTimeoutMs: app.FirstByteTimeoutMs ?? SPEC_DEFAULTS.firstByteTimeoutMs,
     healthCheck: app.HealthCheck === undefined ? SPEC_DEFAULTS.healthCheck : toHealthCheck(app.HealthCheck),
   };
 }
@@ -72,6 +79,16 @@ function toOutlier(o: AppConfig['OutlierDetection']): OutlierDetectionSpec | nul
     ejectMs: o?.EjectMs ?? d.ejectMs,
     maxEjectMs: Math.max(o?.MaxEjectMs ?? d.maxEjectMs, o?.EjectMs ?? d.ejectMs),
     maxEjectPercent: o?.MaxEjectPercent ?? d.maxEjectPercent,
+  };
+}
+
+function toPerSource(p: PerSourceConfig): PerSourceSpec {
+  const ratePerSecond = p.RatePerSecond ?? PER_SOURCE_DEFAULTS.ratePerSecond;
+  return {
+    maxConnections: p.MaxConnections ?? PER_SOURCE_DEFAULTS.maxConnections,
+    ratePerSecond,
+    burst: p.Burst ?? Math.max(1, Math.ceil(ratePerSecond)),
+    prefix6: p.Prefix6 ?? PER_SOURCE_DEFAULTS.prefix6,
   };
 }
 

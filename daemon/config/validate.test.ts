@@ -45,6 +45,12 @@ describe('validateConfig accepts', () => {
       })],
     }],
     ['the same target in two pools', { Apps: [app({ Targets: ['x:1'], Tls: { Mode: 'passthrough' }, Routes: [{ Sni: ['a.test'], Targets: [{ Address: 'x:1', Weight: 2 }] }] })] }],
+    ['every protection key', {
+      Apps: [app({
+        Allow: ['10.0.0.0/8', '::1/128', '192.0.2.7', '2001:db8::/32'], Deny: ['10.1.0.0/16'], MaxConnections: 100, QueueTimeoutMs: 500,
+        PerSource: { MaxConnections: 5, RatePerSecond: 2.5, Burst: 10, Prefix6: 56 }, MaxConnectionDurationMs: 60000, FirstByteTimeoutMs: 1000,
+      })],
+    }],
     ['IPv6, IPv4, names with "_" and a trailing dot as targets', { Apps: [app({ Targets: ['[::1]:9000', '10.0.0.7:5432', 'app_db_1:5432', 'db.internal.:1'] })] }],
     ['a routes-only TLS app with no default targets', {
       Apps: [app({ Targets: undefined, Tls: { Mode: 'passthrough' }, Routes: [{ Sni: ['a.example.test', '*.a.example.test'], Targets: ['x:1'] }] })],
@@ -97,6 +103,13 @@ describe('validateConfig reports, with the exact path', () => {
     ['a target without a port', { Apps: [app({ Targets: ['db.internal'] })] }, 'Apps[0].Targets[0]', /has no port: write it as "db\.internal:PORT"/],
     ['an IPv6 target without brackets', { Apps: [app({ Targets: ['::1:9000'] })] }, 'Apps[0].Targets[0]', /"\[::1\]:9000"/],
     ['a target with a bad host', { Apps: [app({ Targets: ['x:1', 'bad host:80'] })] }, 'Apps[0].Targets[1]', /"bad host" is not a valid host name/],
+    ['a bad CIDR in Allow', { Apps: [app({ Allow: ['10.0.0.0/8', '10.0.0.0/33'] })] }, 'Apps[0].Allow[1]', /"10\.0\.0\.0\/33" has a bad prefix length "33": use 0–32/],
+    ['a CIDR with host bits in Deny', { Apps: [app({ Deny: ['192.0.2.1/24'] })] }, 'Apps[0].Deny[0]', /bits set past its \/24 prefix: write the range's first address, "192\.0\.2\.0\/24"/],
+    ['a host name in Deny', { Apps: [app({ Deny: ['example.com'] })] }, 'Apps[0].Deny[0]', /not an IPv4 or IPv6 address or CIDR range/],
+    ['QueueTimeoutMs without MaxConnections', { Apps: [app({ QueueTimeoutMs: 100 })] }, 'Apps[0].QueueTimeoutMs', /needs "MaxConnections"/],
+    ['Burst without RatePerSecond', { Apps: [app({ PerSource: { MaxConnections: 3, Burst: 5 } })] }, 'Apps[0].PerSource.Burst', /add "RatePerSecond"/],
+    ['an unknown key in PerSource', { Apps: [app({ PerSource: { MaxConnection: 3 } })] }, 'Apps[0].PerSource.MaxConnection', /did you mean "MaxConnections"\?/],
+    ['FirstByteTimeoutMs on a TLS app', { Apps: [app({ Tls: { Mode: 'passthrough' }, FirstByteTimeoutMs: 100 })] }, 'Apps[0].FirstByteTimeoutMs', /plain TCP apps only/],
     ['a target port out of range', { Apps: [app({ Targets: ['db:99999'] })] }, 'Apps[0].Targets[0]', /port 99999 is outside 1–65535/],
     ['an app with no targets and no routes', { Apps: [app({ Targets: undefined })] }, 'Apps[0].Targets', /is required/],
     ['an app with an empty target list and no routes', { Apps: [app({ Targets: [] })] }, 'Apps[0].Targets', /is empty/],

@@ -18,6 +18,13 @@
 //           spec.drainTimeoutMs, then `drained` and exits 0
 //   daemon gone (IPC 'disconnect') → the listener drains and exits by itself.
 //
+// Limits (issue 12; only for apps with MaxConnections or PerSource limits): the daemon owns each
+// app's limits (proxy/protect/limit-authority.ts); listeners lease slots and tokens in blocks:
+//   listener `lease` {seq, app, key, slots, tokens} → daemon `lease-grant` {seq, app, slots, tokens, keepApp, keepSlots}
+//   listener `lease-return` {app, key, slots, tokens, recall} (spare slots back; unasked, or after a recall)
+//   daemon `lease-recall` {key} → the listener returns every spare slot of that kind (`lease-return` with recall: true)
+// A listener that exits gives back everything it held (the daemon drops its leases).
+//
 // Adding a message: one entry in TO_LISTENER or FROM_LISTENER (type name → its fields); the TS
 // union, the validation and the set of known types follow from it. Adding a field: one line in
 // that entry (a spec field goes in proxy/spec.ts). Optional fields use z.optional(...).
@@ -82,6 +89,8 @@ const TO_LISTENER = messages('strict', {
   drain: {},
   /** Sent to every live process of the app (all workers and generations) whenever a state changes. */
   health: { states: HealthStatesSchema },
+  'lease-grant': { seq: count(), app: count(), slots: count(), tokens: count(), keepApp: count(), keepSlots: count() },
+  'lease-recall': { key: z.nullable(z.string()) },
 });
 
 // ---- listener → daemon ---- (unknown keys are dropped, not errors: a pong must never be refused
@@ -95,6 +104,8 @@ const FROM_LISTENER = messages('strip', {
   draining: { activeConnections: count() },
   drained: { closedByTimeout: count() },
   error: { error: IpcErrorSchema },
+  lease: { seq: count(), app: count(), key: z.nullable(z.string()), slots: count(), tokens: count() },
+  'lease-return': { app: count(), key: z.nullable(z.string()), slots: count(), tokens: count(), recall: z.boolean() },
 });
 
 export type ToListener = MessageOf<typeof TO_LISTENER>;
