@@ -20,7 +20,7 @@ test('parseAdminAddr rejects anything else with ERR_ADMIN_ADDR_INVALID', () => {
   }
 });
 
-test('AdminServer serves its routes as JSON, 404s unknown paths, 405s writes, 500s a throwing route', async (t) => {
+test('AdminServer serves its routes as JSON, 404s unknown paths, 405s writes, 500s a throwing route (problem+json)', async (t) => {
   const server = new AdminServer({
     '/healthz': () => 'ok',
     '/apps': () => [{ name: 'a' }],
@@ -40,10 +40,13 @@ test('AdminServer serves its routes as JSON, 404s unknown paths, 405s writes, 50
   const missing = await get('/nope');
   assert.equal(missing.status, 404);
   assert.match(missing.body, /\/healthz, \/apps/);
-  assert.equal((await get('/apps', 'POST')).status, 405);
+  assert.equal(missing.type, 'application/problem+json');
+  const post = await get('/apps', 'POST');
+  assert.equal(post.status, 405);
+  assert.equal(JSON.parse(post.body).code, 'ERR_METHOD');
   const boom = await get('/boom');
   assert.equal(boom.status, 500);
-  assert.deepEqual(JSON.parse(boom.body), { error: { code: 'ERR_TEST', message: 'broken' } });
+  assert.deepEqual(JSON.parse(boom.body), { type: 'urn:fproxy:problem:ERR_TEST', title: 'Internal error', status: 500, detail: 'broken', code: 'ERR_TEST' });
 });
 
 test('AdminServer.listen reports a taken port as ERR_ADMIN_LISTEN', async (t) => {

@@ -1,23 +1,30 @@
-// AdminServer: the daemon's small HTTP status endpoint (node:http). Routes are a table of
-// GET handlers returning JSON, so adding one (metrics, writes later) is one line.
+// AdminServer: the daemon's HTTP admin endpoint (node:http) over a small Router (admin/router.ts:
+// params, body limit, bearer auth, async handlers, problem+json). Reads are a table of GET
+// handlers, so adding one is one line; writes and their shapes are in admin/ (contract.ts).
 //   GET /healthz → 200 "ok" while the daemon runs
 //   GET /apps    → [{name, generation, state, pids, ports, [listen], targets, [routes], activeConnections,
 //                   currentError, lastError, lastErrorAt, nextAttemptAt, …,
 //                   health: [{target, state, since, lastError, activeConnections}], panic}] (AppStatus)
 //   GET /status  → {pid, config: {path, hash, appliedAt, error}, migrateReq, spares, reconciles, apps} — `config.error` is
 //                  the last rejected edit ({code, message, issues: [{path, message}]}) or null
-// It never throws on a bad request: unknown path → 404, other methods → 405.
+//   writes: see admin/admin-routes.ts and GET /openapi.json
+// It never throws on a bad request: unknown path → 404, a known path with another method → 405,
+// each as application/problem+json (RFC 9457).
 import { createServer } from 'node:http';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DaemonError } from './daemon-error.ts';
+import { AdminAuth } from './admin/admin-auth.ts';
+import { REQUEST_TIMEOUT_MS } from './admin/contract.ts';
+import { Router } from './admin/router.ts';
+import type { Handler, Route } from './admin/router.ts';
 
 export interface AdminAddress {
   readonly host: string;
   readonly port: number;
 }
 
-export type AdminRoutes = Readonly<Record<string, () => unknown>>;
+export type AdminRoutes = Readonly<Record<string, Handler>>;
 
 export const DEFAULT_ADMIN_ADDR = '127.0.0.1:9900';
 
@@ -33,11 +40,20 @@ export function parseAdminAddr(raw: string): AdminAddress {
 
 export class AdminServer {
   readonly #server: Server;
-  readonly #routes: AdminRoutes;
+  readonly router: Router;
 
-  constructor(routes: AdminRoutes) {
-    this.#routes = routes;
-    this.#server = createServer((req, res) => this.#handle(req, res));
+  /**
+   * @param routes plain GET routes, one line each ('/apps': () => status): a string answers
+   *   text/plain, anything else JSON; a handler may be async and may return a Reply.
+   * @param options.routes more routes (writes: method, path with :params, auth); options.auth the token check.
+   */
+  constructor(routes: AdminRoutes, options: { routes?: readonly Route[]; auth?: AdminAuth } = {}) {
+    this.router = new Router(options.auth ?? new AdminAuth(undefined));
+    for (const [path, handler] of Object.entries(routes)) this.router.get(path, handler);
+    for (const route of options.routes ?? []) this.router.add(route);
+    // A slow client (headers or body trickling in) gets 408 after REQUEST_TIMEOUT_MS; Node checks
+    // every connectionsCheckingIntervalMs, so the cut comes within a second of it.
+    this.#server = createServer({ requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000 }, (req, res) => void this.router.handle(req, res));
   }
 
   /** Binds; rejects with ERR_ADMIN_LISTEN (port in use …). Resolves with the bound address. */
@@ -61,22 +77,4 @@ export class AdminServer {
       this.#server.closeAllConnections();
     });
   }
-
-  #handle(req: IncomingMessage, res: ServerResponse): void {
-    const path = (req.url ?? '/').split('?')[0]!;
-    const route = this.#routes[path];
-    if (route === undefined) return send(res, 404, { error: { code: 'ERR_NOT_FOUND', message: `No route ${path}; try ${Object.keys(this.#routes).join(', ')}` } });
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: { code: 'ERR_METHOD', message: `${req.method} ${path} is not allowed; use GET` } });
-    try {
-      send(res, 200, route());
-    } catch (err) {
-      send(res, 500, { error: { code: (err as DaemonError).code ?? 'ERR_INTERNAL', message: (err as Error).message } });
-    }
-  }
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = typeof body === 'string' ? body + '\n' : JSON.stringify(body) + '\n';
-  res.writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain' : 'application/json', 'cache-control': 'no-store' });
-  res.end(text);
 }

@@ -8,6 +8,10 @@
 //   first (they stop accepting before anything else binds their ports), then roll out changed ones
 //   and start new ones. After a failed rollout the hash is forgotten so the same content (SIGHUP,
 //   re-save) retries.
+//   apply(loaded): the admin API's path — the content it has just written through the source is
+//   applied like any other (same loop, same plan) and the caller learns the outcome of that
+//   content's reconcile; the watcher's echo of that write is skipped (same hash) so a failed
+//   rollout is not retried behind the writer's back while it restores the last good content.
 // It reads whatever ConfigSource it is given and owns no process: the fleet (the daemon) does.
 import type { ListenerSpec } from '../proxy/index.ts';
 import type { ConfigSource, Unwatch } from './config-source/config-source.ts';
@@ -40,6 +44,20 @@ export interface AppFleet {
   stopping(): boolean;
 }
 
+/** How one content's reconcile ended (apply()). */
+export interface ApplyOutcome {
+  /** Every app of the plan serves the new spec (or nothing had to change). */
+  readonly applied: boolean;
+  readonly hash: string;
+  readonly started: readonly string[];
+  readonly rolledOut: readonly string[];
+  readonly stopped: readonly string[];
+  /** Apps whose start or rollout failed (the old generation, if any, keeps serving). */
+  readonly failed: readonly string[];
+  /** Why nothing was applied: a newer content replaced it first, the daemon is stopping, the specs could not be built. */
+  readonly skipped?: string;
+}
+
 export interface PipelineStatus {
   readonly hash: string | null;
   readonly appliedAt: string | null;
@@ -66,6 +84,10 @@ export class ReloadPipeline {
   #queuedLoad: Promise<void> | undefined;
   #wanted: LoadedConfig | undefined;
   #reconciling: Promise<void> | undefined;
+  /** Callers of apply() waiting for their content's reconcile. */
+  readonly #waiters = new Map<LoadedConfig, (outcome: ApplyOutcome) => void>();
+  /** The content apply() last took: the source's change event for it is not a new change. */
+  #directHash: string | undefined;
 
   constructor(options: { source: ConfigSource; fleet: AppFleet; logger: Logger }) {
     this.#source = options.source;
@@ -96,6 +118,21 @@ export class ReloadPipeline {
     return run.then(() => this.#reconciling);
   }
 
+  /**
+   * Apply content the caller has just written to the source; resolves once its reconcile is done
+   * (every affected app's new generation serving, or failed). Serialize calls: a newer want
+   * replaces an older one that has not started (then the older resolves with `skipped`).
+   */
+  apply(loaded: LoadedConfig): Promise<ApplyOutcome> {
+    this.#directHash = loaded.hash;
+    if (this.#configError !== null) this.#log.info({ reason: 'admin write' }, 'config is valid again');
+    this.#configError = null;
+    return new Promise((resolve) => {
+      this.#waiters.set(loaded, resolve);
+      this.#want(loaded);
+    });
+  }
+
   /** Stop watching the source (the daemon is stopping). */
   async stopWatching(): Promise<void> {
     await this.#unwatch?.();
@@ -118,6 +155,8 @@ export class ReloadPipeline {
       this.#rejectConfig(err, reason);
       return;
     }
+    if (loaded.hash === this.#directHash) return void this.#log.debug({ reason, hash: loaded.hash }, 'config change is an admin write already applied');
+    this.#directHash = undefined;
     if (this.#configError !== null) this.#log.info({ reason }, 'config is valid again');
     this.#configError = null;
     this.#want(loaded);
@@ -139,8 +178,21 @@ export class ReloadPipeline {
   }
 
   #want(loaded: LoadedConfig): void {
+    const replaced = this.#wanted;
+    if (replaced !== undefined && replaced !== loaded) this.#settle(replaced, skipped(replaced, 'a newer config replaced it before it was applied'));
     this.#wanted = loaded;
-    this.#reconciling ??= this.#reconcileLoop().finally(() => (this.#reconciling = undefined));
+    this.#reconciling ??= this.#reconcileLoop().finally(() => {
+      this.#reconciling = undefined;
+      // Stopping: whoever still waits hears that nothing more is applied.
+      for (const loaded of [...this.#waiters.keys()]) this.#settle(loaded, skipped(loaded, 'the daemon is stopping'));
+    });
+  }
+
+  #settle(loaded: LoadedConfig, outcome: ApplyOutcome): void {
+    const resolve = this.#waiters.get(loaded);
+    if (resolve === undefined) return;
+    this.#waiters.delete(loaded);
+    resolve(outcome);
   }
 
   async #reconcileLoop(): Promise<void> {
@@ -148,25 +200,27 @@ export class ReloadPipeline {
       this.#wanted = undefined;
       if (wanted.hash === this.#appliedHash) {
         this.#log.debug({ hash: wanted.hash }, 'config content unchanged; nothing to do');
+        this.#settle(wanted, { applied: true, hash: wanted.hash, started: [], rolledOut: [], stopped: [], failed: [] });
         continue;
       }
       try {
-        await this.#reconcile(wanted);
+        this.#settle(wanted, await this.#reconcile(wanted));
       } catch (err) {
         // A bug, not a config problem: keep serving what runs and say so.
         this.#log.error({ err }, 'reconcile failed');
         this.#appliedHash = undefined;
+        this.#settle(wanted, skipped(wanted, `reconcile failed: ${(err as Error).message}`));
       }
     }
   }
 
-  async #reconcile(loaded: LoadedConfig): Promise<void> {
+  async #reconcile(loaded: LoadedConfig): Promise<ApplyOutcome> {
     let next: Map<string, ListenerSpec>;
     try {
       next = toListenerSpecs(loaded.config, loaded.baseDir);
     } catch (err) {
       this.#rejectConfig(err, 'mapping to listener specs');
-      return;
+      return skipped(loaded, `the config cannot be mapped to listener specs: ${(err as Error).message}`);
     }
     const plan = planRollout(this.#fleet.specs(), next);
     this.#reconciles++;
@@ -176,13 +230,20 @@ export class ReloadPipeline {
     await Promise.all(plan.stop.map((name) => this.#fleet.retire(name)));
     const applies: Promise<boolean>[] = plan.rollout.map((name) => this.#fleet.rollout(name, next.get(name)!));
     await Promise.all(applies);
-    if (this.#fleet.stopping()) return;
+    if (this.#fleet.stopping()) return skipped(loaded, 'the daemon is stopping');
     for (const name of plan.start) applies.push(this.#fleet.start(name, next.get(name)!));
-    const ok = (await Promise.all(applies)).every(Boolean);
+    const results = await Promise.all(applies);
+    const ok = results.every(Boolean);
+    const failed = [...plan.rollout, ...plan.start].filter((_, i) => !results[i]);
     this.#appliedHash = ok ? loaded.hash : undefined;
     this.#appliedAt = new Date();
     this.#log.info({ hash: loaded.hash, ok, ms: Date.now() - started }, ok ? 'config applied' : 'config applied with failures (see currentError in /apps): an app that never started retries by itself with backoff; a failed rollout is retried on the next change or SIGHUP');
+    return { applied: ok, hash: loaded.hash, started: plan.start, rolledOut: plan.rollout, stopped: plan.stop, failed };
   }
+}
+
+function skipped(loaded: LoadedConfig, why: string): ApplyOutcome {
+  return { applied: false, hash: loaded.hash, started: [], rolledOut: [], stopped: [], failed: [], skipped: why };
 }
 
 export function toConfigErrorStatus(err: unknown, path: string): ConfigErrorStatus {
