@@ -9,7 +9,10 @@
 //   - a 0 in the spec's ports is the kernel's pick on the first start, then the same port for
 //     every later generation (kept by index into the ports list; a new 0 entry gets a new pick);
 //   - the app's active health checks (one HealthChecker) live here, not in a generation: every
-//     process forked gets the current states in `start`, every live one hears each change.
+//     process forked gets the current states in `start`, every live one hears each change;
+//   - an operator drain (admin API) is a target forced to the 'drain' health state on top of the
+//     checks, kept here across rollouts (dropped when the target leaves the config), never written
+//     to the config.
 import type { ChildProcess } from 'node:child_process';
 import type { HealthStates, ListenerSpec } from '../proxy/index.ts';
 import { BACKOFF_DEFAULTS, backoffDelay } from './backoff-delay.ts';
@@ -21,7 +24,7 @@ import type { Logger } from './logger.ts';
 import { configuredTargets, HealthChecker } from './health/health-checker.ts';
 import type { ResolveHost } from './health/resolve-host.ts';
 import { targetStatus } from './health/target-status.ts';
-import type { TargetStatus } from './health/target-status.ts';
+import type { AppHealth, TargetStatus } from './health/target-status.ts';
 import { AppLimits } from './limits/app-limits.ts';
 
 export type AppState = 'starting' | 'running' | 'rolling-out' | 'draining' | 'failed';
@@ -100,6 +103,8 @@ export class AppSupervisor {
   readonly #checker: HealthChecker;
   /** The app's connection limits, shared by every generation (issue 12). */
   readonly limits: AppLimits;
+  /** Operator-drained targets (as written) → since when (epoch ms). */
+  readonly #drained = new Map<string, number>();
 
   constructor(options: AppSupervisorOptions) {
     this.#options = options;
@@ -109,7 +114,7 @@ export class AppSupervisor {
     this.#checker = new HealthChecker({
       app: options.name,
       logger: options.logger,
-      onChange: (states) => this.#pushHealth(states),
+      onChange: () => this.#pushHealth(),
       ...(options.resolveHost === undefined ? {} : { resolveHost: options.resolveHost }),
     });
   }
@@ -131,6 +136,21 @@ export class AppSupervisor {
     const run = this.#queue.then(() => this.#apply(spec));
     this.#queue = run.catch(() => undefined);
     return run;
+  }
+
+  /** Whether `target` (as written) is one of the targets the app runs. */
+  hasTarget(target: string): boolean {
+    const spec = this.spec;
+    return spec !== undefined && configuredTargets(spec).some((t) => t.raw === target);
+  }
+
+  /** Operator drain on/off for one target: every worker hears it now, every later generation at start. */
+  setDrain(target: string, drain: boolean): void {
+    if (drain === this.#drained.has(target)) return;
+    if (drain) this.#drained.set(target, Date.now());
+    else this.#drained.delete(target);
+    this.#log.info({ event: 'target-drain', target, drain }, drain ? `target ${target} drained by the operator` : `target ${target} enabled by the operator`);
+    this.#pushHealth();
   }
 
   /** Stop accepting on every generation; resolves when all have stopped accepting. Use exited() to wait for the drain. */
@@ -185,8 +205,25 @@ export class AppSupervisor {
       workers: spec?.workers ?? 0,
       rollouts: this.rollouts,
       drainingPids,
-      ...targetStatus(spec === undefined ? [] : configuredTargets(spec).map((t) => t.raw), (t) => this.#checker.health(t), current?.targetViews() ?? [], Date.now()),
+      ...this.#withDrains(targetStatus(spec === undefined ? [] : configuredTargets(spec).map((t) => t.raw), (t) => this.#checker.health(t), current?.targetViews() ?? [], Date.now())),
     };
+  }
+
+  /** The states sent to listeners: the checks', with operator-drained targets as 'drain'. */
+  #healthStates(): HealthStates {
+    const states = this.#checker.states();
+    if (this.#drained.size === 0) return states;
+    const out: Record<string, HealthStates[string]> = { ...states };
+    for (const target of this.#drained.keys()) out[target] = 'drain';
+    return out;
+  }
+
+  #withDrains(h: AppHealth): AppHealth {
+    if (this.#drained.size === 0) return h;
+    return { ...h, health: h.health.map((t) => {
+      const since = this.#drained.get(t.target);
+      return since === undefined ? t : { ...t, state: 'drain', since: new Date(since).toISOString() };
+    }) };
   }
 
   async #apply(spec: ListenerSpec): Promise<boolean> {
@@ -198,7 +235,7 @@ export class AppSupervisor {
     const old = this.#current;
     // Check the old and the new targets while both may serve; states of unchanged ones carry over.
     this.#checker.track(old === undefined ? [spec] : [old.spec, spec]);
-    const gen = new Generation({ spec: { ...spec, ports }, number: this.#options.nextGeneration(), logger, timing, acquire, limits: this.limits, health: () => this.#checker.states() });
+    const gen = new Generation({ spec: { ...spec, ports }, number: this.#options.nextGeneration(), logger, timing, acquire, limits: this.limits, health: () => this.#healthStates() });
     this.#lastAttempt = gen.number;
     this.#pending = gen;
     this.#log.info({ gen: gen.number, workers: gen.workers, ports, from: old?.number }, old ? 'rolling out a new generation' : 'starting app');
@@ -251,6 +288,8 @@ export class AppSupervisor {
       if (p === 0) this.#picked.set(i, gen.spec.ports[i]!);
     });
     this.#checker.track([spec]);
+    // A drained target that left the config is forgotten (added again, it starts enabled).
+    for (const target of this.#drained.keys()) if (!configuredTargets(spec).some((t) => t.raw === target)) this.#drained.delete(target);
     this.#currentError = null;
     this.#retryAttempt = 0;
     gen.on('failure', (err) => this.#recordError(err));
@@ -271,7 +310,8 @@ export class AppSupervisor {
   }
 
   /** Every live process of the app hears of a health change: all workers, starting and draining generations too. */
-  #pushHealth(states: HealthStates): void {
+  #pushHealth(): void {
+    const states = this.#healthStates();
     const gens = new Set([this.#current, this.#pending, ...this.#draining]);
     for (const g of gens) g?.sendHealth(states);
   }

@@ -25,6 +25,10 @@ import type { MigrateReqStatus } from './migrate-req.ts';
 import { loadFromSource, ReloadPipeline, toConfigErrorStatus } from './reload-pipeline.ts';
 import type { AppFleet, ConfigErrorStatus } from './reload-pipeline.ts';
 import { hostResolver } from './health/resolve-host.ts';
+import { AdminAuth, adminToken, isLoopbackHost } from './admin/admin-auth.ts';
+import { adminRoutes } from './admin/admin-routes.ts';
+import { ConfigWriter } from './admin/config-writer.ts';
+import { AdminError } from './admin/router.ts';
 import type { ResolveHost } from './health/resolve-host.ts';
 
 export interface DaemonOptions {
@@ -76,6 +80,11 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<Daemon> {
   const adminAddr = parseAdminAddr(options.adminAddr ?? env.FPROXY_ADMIN_ADDR ?? DEFAULT_ADMIN_ADDR);
   const spares = options.spares ?? parseSpares(env.FPROXY_SPARE_LISTENERS);
   const heartbeatMs = parseHeartbeat(env.FPROXY_HEARTBEAT_MS);
+  const token = adminToken(env);
+  // Anyone who can reach the admin address could otherwise rewrite the config: refuse to start.
+  if (token === undefined && !isLoopbackHost(adminAddr.host)) {
+    throw new DaemonError('ERR_ADMIN_INSECURE', `Refusing to serve the admin API on ${adminAddr.host}:${adminAddr.port} (not loopback) without a token: set FPROXY_ADMIN_TOKEN or FPROXY_ADMIN_TOKEN_FILE, or bind FPROXY_ADMIN_ADDR to 127.0.0.1`);
+  }
 
   let initial: LoadedConfig;
   try {
@@ -91,7 +100,7 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<Daemon> {
     if (!built.bundled) logger.warn({ reason: built.reason }, 'listeners run from TypeScript sources (more memory per process)');
     listenerEntry = built.url;
   }
-  const daemon = new DaemonProcess({ logger, source, options: { ...options, spares, listenerEntry, timing: { ...(heartbeatMs ? { heartbeatMs } : {}), ...options.timing } }, env });
+  const daemon = new DaemonProcess({ logger, source, auth: new AdminAuth(token), options: { ...options, spares, listenerEntry, timing: { ...(heartbeatMs ? { heartbeatMs } : {}), ...options.timing } }, env });
   await daemon.init(initial, adminAddr);
   return daemon;
 }
@@ -115,7 +124,7 @@ class DaemonProcess implements Daemon, AppFleet {
   #migrateReq: MigrateReqStatus = { enabled: false, changed: false, reason: 'not checked yet' };
   #stopping: Promise<void> | undefined;
 
-  constructor(args: { logger: Logger; source: ConfigSource; options: DaemonOptions; env: NodeJS.ProcessEnv }) {
+  constructor(args: { logger: Logger; source: ConfigSource; auth: AdminAuth; options: DaemonOptions; env: NodeJS.ProcessEnv }) {
     this.#log = args.logger;
     this.configPath = args.source.describe();
     this.#pipeline = new ReloadPipeline({ source: args.source, fleet: this, logger: args.logger });
@@ -124,10 +133,30 @@ class DaemonProcess implements Daemon, AppFleet {
     this.#env = args.env;
     this.#spareCount = args.options.spares ?? 0;
     this.#resolveHost = hostResolver(args.env);
+    const writer = new ConfigWriter({
+      source: args.source,
+      logger: args.logger,
+      apply: (loaded) => this.#pipeline.apply(loaded),
+      app: (name) => {
+        const status = this.#apps.get(name)?.status();
+        return status === undefined ? undefined : { generation: status.generation, error: status.currentError?.message ?? null };
+      },
+    });
     this.#admin = new AdminServer({
       '/healthz': () => 'ok',
       '/apps': () => this.apps(),
       '/status': () => this.status(),
+    }, {
+      auth: args.auth,
+      routes: adminRoutes({
+        writer,
+        setDrain: (app, target, drain) => this.#setDrain(app, target, drain),
+        reload: async () => {
+          await this.reload('admin API');
+          const { hash, error } = this.#pipeline.status();
+          return { reloaded: true, hash, error: error === null ? null : { code: error.code, message: error.message } };
+        },
+      }),
     });
   }
 
@@ -203,6 +232,13 @@ class DaemonProcess implements Daemon, AppFleet {
 
   stopping(): boolean {
     return this.#stopping !== undefined;
+  }
+
+  #setDrain(app: string, target: string, drain: boolean): void {
+    const sup = this.#apps.get(app);
+    if (sup === undefined) throw new AdminError(404, 'ERR_APP_NOT_FOUND', 'No such app', `No app named "${app}" is running; apps: ${[...this.#apps.keys()].join(', ') || '(none)'}`);
+    if (!sup.hasTarget(target)) throw new AdminError(404, 'ERR_TARGET_NOT_FOUND', 'No such target', `App "${app}" has no target ${target}; targets: ${sup.status().health.map((h) => h.target).join(', ')}`);
+    sup.setDrain(target, drain);
   }
 
   async #retire(name: string): Promise<void> {

@@ -28,7 +28,7 @@ export const ProblemSchema = z
     code: z.string().meta({ description: 'Stable error code, as ERR_CONFIG_INVALID.' }),
     issues: z.array(IssueSchema).optional().meta({ description: 'Every config problem (400 ERR_CONFIG_INVALID / ERR_JSON).' }),
   })
-  .meta({ id: 'Problem', description: 'RFC 9457 problem details.' });
+  .meta({ description: 'RFC 9457 problem details.' });
 export type Problem = z.infer<typeof ProblemSchema>;
 
 export const ApplyResponseSchema = z
@@ -38,7 +38,7 @@ export const ApplyResponseSchema = z
     apps: z.record(z.string(), z.object({ generation: z.int() })).meta({ description: 'Every app started or rolled out by this write, with the generation now serving.' }),
     stopped: z.array(z.string()).meta({ description: 'Apps this write removed (they drain and stop).' }),
   })
-  .meta({ id: 'ApplyResponse' });
+  ;
 export type ApplyResponse = z.infer<typeof ApplyResponseSchema>;
 
 /** POST /apps/{name}/targets: a target object as in the config (`Address` required). */
@@ -50,7 +50,7 @@ export const DrainResponseSchema = z
     target: z.string(),
     drain: z.boolean().meta({ description: 'true: no new connections to the target (open ones continue); runtime only, not written to the config.' }),
   })
-  .meta({ id: 'DrainResponse' });
+  ;
 export type DrainResponse = z.infer<typeof DrainResponseSchema>;
 
 export const ReloadResponseSchema = z
@@ -59,7 +59,7 @@ export const ReloadResponseSchema = z
     hash: z.string().nullable().meta({ description: 'The config applied after the reload (null: none fully applied).' }),
     error: z.object({ code: z.string(), message: z.string() }).nullable().meta({ description: 'The config was rejected: the running config is kept.' }),
   })
-  .meta({ id: 'ReloadResponse' });
+  ;
 export type ReloadResponse = z.infer<typeof ReloadResponseSchema>;
 
 const TargetHealthSchema = z.object({
@@ -83,9 +83,9 @@ export const AppStatusSchema = z
     health: z.array(TargetHealthSchema),
     panic: z.boolean(),
   })
-  .meta({ id: 'AppStatus' });
+  ;
 
-export const AppsResponseSchema = z.array(AppStatusSchema).meta({ id: 'AppsResponse' });
+export const AppsResponseSchema = z.array(AppStatusSchema);
 
 export const StatusResponseSchema = z
   .looseObject({
@@ -94,10 +94,10 @@ export const StatusResponseSchema = z
     reconciles: z.int(),
     apps: z.array(AppStatusSchema),
   })
-  .meta({ id: 'StatusResponse' });
+  ;
 
 /** GET /config: the document as stored (any JSON object; PUT /config validates it as config.schema.json says). */
-export const ConfigDocumentSchema = z.looseObject({ Apps: z.array(z.looseObject({ Name: z.string() })) }).meta({ id: 'ConfigDocument', description: 'The whole config, as config.schema.json describes it.' });
+export const ConfigDocumentSchema = z.looseObject({ Apps: z.array(z.looseObject({ Name: z.string() })) }).meta({ description: 'The whole config, as config.schema.json describes it.' });
 
 /** One app object, as an element of Apps[] (validated with the config schema on write). */
-export const AppDocumentSchema = z.looseObject({ Name: z.string() }).meta({ id: 'AppDocument', description: 'One app, as an element of Apps[] in config.schema.json.' });
+export const AppDocumentSchema = z.looseObject({ Name: z.string() }).meta({ description: 'One app, as an element of Apps[] in config.schema.json.' });

@@ -93,6 +93,7 @@ export class Router {
       send(res, await this.#dispatch(req, path));
     } catch (err) {
       sendProblem(res, err);
+      if (err instanceof AdminError && err.status === 413 && !req.readableEnded) linger(req, res);
     }
   }
 
@@ -156,8 +157,34 @@ function makeRequest(req: IncomingMessage, method: string, path: string, params:
 }
 
 function tooLarge(limit: number): AdminError {
-  // Connection: close — the rest of the body is never read; the socket goes with the answer.
-  return new AdminError(413, 'ERR_BODY_TOO_LARGE', 'Request body too large', `The request body is over ${limit} bytes (1 MiB): send a smaller document`, { headers: { connection: 'close' } });
+  return new AdminError(413, 'ERR_BODY_TOO_LARGE', 'Request body too large', `The request body is over ${limit} bytes (1 MiB): send a smaller document`);
+}
+
+/** After a 413 the rest of the body is discarded, never kept. */
+const LINGER_MS = 2000;
+const LINGER_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A lingering close, as nginx's: closing a socket with unread bytes makes the kernel send a RST,
+ * which can reach the client before our 413 does. So the rest of the body is read and dropped for
+ * up to LINGER_MS / LINGER_BYTES (nothing is buffered), then the socket is closed.
+ */
+function linger(req: IncomingMessage, res: ServerResponse): void {
+  let dropped = 0;
+  const socket = req.socket;
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  req.on('data', (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > LINGER_BYTES) socket.destroy();
+  });
+  req.on('end', () => {
+    clearTimeout(timer);
+    res.once('finish', () => socket.end());
+    if (res.writableFinished) socket.end();
+  });
+  req.resume();
 }
 
 function readLimited(req: IncomingMessage, limit: number): Promise<Buffer> {
