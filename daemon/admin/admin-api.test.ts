@@ -10,31 +10,7 @@ import { startEchoServers } from '../../ftest/echo-server.ts';
 import { appConfig, startTestDaemon, waitFor } from '../testing.ts';
 import type { TestDaemon } from '../testing.ts';
 import { ApplyResponseSchema, ProblemSchema } from './contract.ts';
-
-export const TOKEN = 'test-admin-token-0123456789abcdef';
-
-export interface Call {
-  status: number;
-  headers: Headers;
-  body: unknown;
-  text: string;
-}
-
-export async function call(d: TestDaemon, method: string, path: string, options: { body?: unknown; token?: string | null; headers?: Record<string, string> } = {}): Promise<Call> {
-  const headers: Record<string, string> = { ...options.headers };
-  const token = options.token === undefined ? TOKEN : options.token;
-  if (token !== null) headers.authorization = `Bearer ${token}`;
-  const body = options.body === undefined ? undefined : typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
-  const res = await fetch(`http://127.0.0.1:${d.adminPort}${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // text/plain
-  }
-  return { status: res.status, headers: res.headers, body: parsed, text };
-}
+import { call, TOKEN } from './testing-admin.ts';
 
 async function echoServers(t: TestContext, n: number): Promise<number[]> {
   const servers = await startEchoServers({ ports: Array.from({ length: n }, () => 0), host: '127.0.0.1', tag: true });

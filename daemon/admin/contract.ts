@@ -27,6 +27,8 @@ export const ProblemSchema = z
     detail: z.string(),
     code: z.string().meta({ description: 'Stable error code, as ERR_CONFIG_INVALID.' }),
     issues: z.array(IssueSchema).optional().meta({ description: 'Every config problem (400 ERR_CONFIG_INVALID / ERR_JSON).' }),
+    routes: z.array(z.string()).optional().meta({ description: '404 ERR_NOT_FOUND: every route served, as "POST /apps/:name/targets".' }),
+    failed: z.array(z.object({ app: z.string(), message: z.string() })).optional().meta({ description: '409 ERR_ROLLOUT_FAILED: each app that failed and why.' }),
   })
   .meta({ description: 'RFC 9457 problem details.' });
 export type Problem = z.infer<typeof ProblemSchema>;

@@ -87,6 +87,11 @@ export class Router {
     return [...new Set(this.#routes.map((r) => r.route.path))];
   }
 
+  /** "GET /apps", "POST /apps/:name/targets" …: every route, for 404s (and the OpenAPI coverage test). */
+  routes(): string[] {
+    return this.#routes.map((r) => `${r.route.method} ${r.route.path}`);
+  }
+
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]!;
     try {
@@ -116,7 +121,7 @@ export class Router {
     if (allowed.length > 0) {
       throw new AdminError(405, 'ERR_METHOD', 'Method not allowed', `${req.method} ${path} is not allowed; use ${allowed.join(' or ')}`, { headers: { allow: allowed.join(', ') } });
     }
-    throw new AdminError(404, 'ERR_NOT_FOUND', 'Not found', `No route ${path}; try ${this.paths().join(', ')} (GET /openapi.json describes them all)`);
+    throw new AdminError(404, 'ERR_NOT_FOUND', 'Not found', `No route ${path}; try ${this.paths().join(', ')} (GET /openapi.json describes them all)`, { extra: { routes: this.routes() } });
   }
 }
 
