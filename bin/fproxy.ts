@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// fproxy: the daemon (no subcommand), `check` a config, or `listen` to serve one app standalone.
+// fproxy: the daemon (no subcommand), `check` a config, `listen` to serve one app standalone, or
+// talk to a running daemon's admin API: `apps`, `targets add|rm|drain|enable`, `reload`.
 import path from 'node:path';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 
 const program = new Command('fproxy')
   .description('L4 TCP/TLS proxy: a daemon that runs one listener process per app in config.json')
@@ -55,6 +56,55 @@ program
       process.exit(1);
     }
   });
+
+// Thin clients of the admin API (daemon/cli/admin-cli.ts): exit 0 done, 1 refused, 2 unreachable.
+const ADMIN_HELP = 'admin address (default: $FPROXY_ADMIN_ADDR or 127.0.0.1:9900); token from $FPROXY_ADMIN_TOKEN or $FPROXY_ADMIN_TOKEN_FILE';
+async function admin(command: import('../daemon/cli/admin-cli.ts').AdminCommand, opts: { admin?: string }): Promise<void> {
+  const { runAdminCommand } = await import('../daemon/cli/admin-cli.ts');
+  process.exitCode = await runAdminCommand(command, opts.admin === undefined ? {} : { admin: opts.admin });
+}
+
+program
+  .command('apps')
+  .description('list the running apps, their generation, state and targets\' health')
+  .option('--admin <addr>', ADMIN_HELP)
+  .option('--json', 'print GET /apps as JSON')
+  .action((opts: { admin?: string; json?: boolean }) => admin({ kind: 'apps', json: opts.json === true }, opts));
+
+const targets = program.command('targets').description('change an app\'s targets through the admin API (writes need the admin token)');
+targets
+  .command('add')
+  .argument('<app>')
+  .argument('<host:port>')
+  .option('--weight <n>', 'relative share of new connections (1-100)', (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 100) throw new InvalidArgumentError('use an integer from 1 to 100');
+    return n;
+  })
+  .option('--backup', 'only used when no primary target is usable')
+  .option('--admin <addr>', ADMIN_HELP)
+  .description('add a target: written to the config and rolled out; returns once the new generation serves')
+  .action((app: string, target: string, opts: { admin?: string; weight?: number; backup?: boolean }) =>
+    admin({ kind: 'add', app, target, ...(opts.weight === undefined ? {} : { weight: opts.weight }), ...(opts.backup ? { backup: true } : {}) }, opts));
+for (const [name, kind, text] of [
+  ['rm', 'rm', 'remove a target from the config and the rotation (its open connections drain)'],
+  ['drain', 'drain', 'stop new connections to a target, open ones continue (runtime only, not written to the config)'],
+  ['enable', 'enable', 'end a drain'],
+] as const) {
+  targets
+    .command(name)
+    .argument('<app>')
+    .argument('<host:port>')
+    .option('--admin <addr>', ADMIN_HELP)
+    .description(text)
+    .action((app: string, target: string, opts: { admin?: string }) => admin({ kind, app, target }, opts));
+}
+
+program
+  .command('reload')
+  .description('make the daemon re-read its config now (as SIGHUP)')
+  .option('--admin <addr>', ADMIN_HELP)
+  .action((opts: { admin?: string }) => admin({ kind: 'reload' }, opts));
 
 // With `run` as the default command, commander would hand an unknown word to it ("too many
 // arguments for 'run'"): name the word and the closest command instead.
