@@ -108,3 +108,22 @@ test('adminToken reads FPROXY_ADMIN_TOKEN or FPROXY_ADMIN_TOKEN_FILE and rejects
   for (const h of ['127.0.0.1', '127.1.2.3', '::1', 'localhost']) assert.ok(isLoopbackHost(h), h);
   for (const h of ['0.0.0.0', '::', '10.0.0.1', '192.168.1.1']) assert.ok(!isLoopbackHost(h), h);
 });
+
+test('a client that sends its request too slowly gets 408 and the connection closed (request timeout 10 s)', async (t) => {
+  const base = await serve(t, TOKEN);
+  const { port } = new URL(base);
+  const sock = net.connect(Number(port), '127.0.0.1');
+  t.after(() => sock.destroy());
+  let text = '';
+  sock.on('data', (c: Buffer) => (text += c.toString()));
+  sock.on('error', () => {});
+  // Headers complete, then a body that never comes.
+  sock.write(`PUT /size HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: 10\r\n\r\nabc`);
+  const startedAt = Date.now();
+  await new Promise((resolve) => sock.once('close', resolve));
+  t.diagnostic(`closed after ${Date.now() - startedAt} ms`);
+  assert.match(text, /^HTTP\/1\.1 408 /);
+  assert.ok(Date.now() - startedAt >= 9_000, 'not before the timeout');
+  // The server still answers others.
+  assert.equal((await fetch(`${base}/healthz`)).status, 200);
+});
