@@ -6,7 +6,7 @@ import net from 'node:net';
 import { AdminServer } from '../admin-server.ts';
 import { AdminAuth, adminToken, isLoopbackHost } from './admin-auth.ts';
 import { MAX_BODY_BYTES } from './contract.ts';
-import { AdminError, Reply } from './router.ts';
+import { AdminError, HANDLED, Reply } from './router.ts';
 
 const TOKEN = 'a-test-token-0123456789';
 
@@ -18,6 +18,12 @@ async function serve(t: TestContext, token: string | undefined): Promise<string>
       { method: 'PUT', path: '/size', auth: true, handler: async (req) => ({ bytes: (await req.body()).length }) },
       { method: 'DELETE', path: '/gone/:name', auth: true, handler: (req) => { throw new AdminError(404, 'ERR_APP_NOT_FOUND', 'No such app', `No app "${req.params.name}"`); } },
       { method: 'GET', path: '/created', handler: () => new Reply({ ok: true }, 201, { etag: '"x"' }) },
+      { method: 'GET', path: '/html', handler: () => new Reply('<p>hi</p>', 200, { 'content-type': 'text/html; charset=utf-8' }) },
+      { method: 'GET', path: '/events', handler: (req) => {
+        req.res.writeHead(200, { 'content-type': 'text/event-stream' });
+        req.res.end('data: 1\n\n');
+        return HANDLED;
+      } },
     ],
   });
   const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
@@ -36,6 +42,10 @@ test('routes match :params (URL-decoded), run async handlers and answer JSON or 
   const created = await fetch(`${base}/created`);
   assert.equal(created.status, 201);
   assert.equal(created.headers.get('etag'), '"x"');
+  const html = await fetch(`${base}/html`);
+  assert.deepEqual([html.headers.get('content-type'), await html.text()], ['text/html; charset=utf-8', '<p>hi</p>']);
+  const events = await fetch(`${base}/events`);
+  assert.deepEqual([events.headers.get('content-type'), await events.text()], ['text/event-stream', 'data: 1\n\n']);
 });
 
 test('errors are problem+json: a thrown AdminError, invalid JSON with line and column, bad URL encoding, 405 with Allow', async (t) => {

@@ -20,13 +20,21 @@ export interface Request {
   body(): Promise<Buffer>;
   /** The body as JSON (AdminError 400 ERR_JSON with line and column when it is not). */
   json(): Promise<unknown>;
+  /** The raw response, for a handler that streams (server-sent events): it writes it and returns HANDLED. */
+  readonly res: ServerResponse;
 }
+
+/** Returned by a handler that has answered through `req.res` itself. */
+export const HANDLED: unique symbol = Symbol('handled');
 
 /** A handler's full answer (a handler may also return a bare JSON value or string: 200). */
 export class Reply {
   readonly status: number;
   readonly headers: Readonly<Record<string, string>>;
-  /** Sent as is when a Buffer (content-type from headers), as text/plain when a string, else as JSON. */
+  /**
+   * A Buffer, or a string with a content-type header: sent as is. Another string: text/plain with
+   * a newline added. Anything else: JSON.
+   */
   readonly body: unknown;
 
   constructor(body: unknown, status = 200, headers: Record<string, string> = {}) {
@@ -95,14 +103,15 @@ export class Router {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]!;
     try {
-      send(res, await this.#dispatch(req, path));
+      const out = await this.#dispatch(req, res, path);
+      if (out !== undefined) send(res, out);
     } catch (err) {
       sendProblem(res, err);
       if (err instanceof AdminError && err.status === 413 && !req.readableEnded) linger(req, res);
     }
   }
 
-  async #dispatch(req: IncomingMessage, path: string): Promise<Reply> {
+  async #dispatch(req: IncomingMessage, res: ServerResponse, path: string): Promise<Reply | undefined> {
     const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
     const parts = path.split('/').slice(1);
     const allowed: string[] = [];
@@ -114,8 +123,9 @@ export class Router {
         continue;
       }
       if (route.auth) this.#auth.check(req.headers.authorization);
-      const request = makeRequest(req, method, path, params);
+      const request = makeRequest(req, res, method, path, params);
       const out = await route.handler(request);
+      if (out === HANDLED) return undefined;
       return out instanceof Reply ? out : new Reply(out);
     }
     if (allowed.length > 0) {
@@ -143,7 +153,7 @@ function match(segments: readonly string[], parts: readonly string[]): Record<st
   return params;
 }
 
-function makeRequest(req: IncomingMessage, method: string, path: string, params: Record<string, string>): Request {
+function makeRequest(req: IncomingMessage, res: ServerResponse, method: string, path: string, params: Record<string, string>): Request {
   let body: Promise<Buffer> | undefined;
   const readBody = (): Promise<Buffer> => (body ??= readLimited(req, MAX_BODY_BYTES));
   return {
@@ -151,6 +161,7 @@ function makeRequest(req: IncomingMessage, method: string, path: string, params:
     path,
     params,
     headers: req.headers,
+    res,
     body: readBody,
     json: async () => {
       const text = (await readBody()).toString('utf8');
@@ -247,6 +258,7 @@ function send(res: ServerResponse, r: Reply): void {
   let text: string | Buffer;
   let type: string;
   if (Buffer.isBuffer(r.body)) [text, type] = [r.body, headers['content-type'] ?? 'application/octet-stream'];
+  else if (typeof r.body === 'string' && headers['content-type'] !== undefined) [text, type] = [r.body, headers['content-type']];
   else if (typeof r.body === 'string') [text, type] = [r.body + '\n', 'text/plain'];
   else [text, type] = [JSON.stringify(r.body) + '\n', 'application/json'];
   res.writeHead(r.status, { 'content-type': type, 'cache-control': 'no-store', ...headers });
