@@ -6,6 +6,7 @@
 // config and the running apps both stay at the last good content (409 with each failed app's cause).
 // Serializing here is what makes 20 concurrent adds land as 20: each edit starts from the document
 // the previous write left.
+import { createHash } from 'node:crypto';
 import { ConfigError } from '../config/validate.ts';
 import { loadConfig } from '../config/load.ts';
 import type { LoadedConfig } from '../config/load.ts';
@@ -41,11 +42,15 @@ export class ConfigWriter {
     this.#options = options;
   }
 
-  /** The stored document and its ETag (`"<version>"`), for GET /config. */
+  /**
+   * The stored document and its ETag, for GET /config: `"<sha256 hex of the bytes>"` whatever the
+   * source (the hash /status shows; an etcd revision would not be), while the write below uses the
+   * source's own version for its compare-and-swap.
+   */
   async read(): Promise<{ bytes: Buffer; etag: string }> {
     try {
       const snapshot = await this.#options.source.read();
-      return { bytes: snapshot.bytes, etag: `"${snapshot.version}"` };
+      return { bytes: snapshot.bytes, etag: `"${sha256(snapshot.bytes)}"` };
     } catch (err) {
       throw unavailable(err);
     }
@@ -65,8 +70,9 @@ export class ConfigWriter {
     } catch (err) {
       throw unavailable(err);
     }
-    if (ifMatch !== undefined && !etagMatches(ifMatch, snapshot.version)) {
-      throw new AdminError(412, 'ERR_PRECONDITION_FAILED', 'Precondition failed', `If-Match ${ifMatch} is not the config's current ETag "${snapshot.version}": GET /config again and retry`, { headers: { etag: `"${snapshot.version}"` } });
+    const hash = sha256(snapshot.bytes);
+    if (ifMatch !== undefined && !etagMatches(ifMatch, hash)) {
+      throw new AdminError(412, 'ERR_PRECONDITION_FAILED', 'Precondition failed', `If-Match ${ifMatch} is not the config's current ETag "${hash}": GET /config again and retry`, { headers: { etag: `"${hash}"` } });
     }
     const parsed = parseJsonText(snapshot.bytes.toString('utf8'));
     const bytes = edit({ bytes: snapshot.bytes, value: parsed.ok ? parsed.value : undefined });
@@ -122,11 +128,15 @@ export class ConfigWriter {
 }
 
 /** If-Match: "*", or a list of quoted (or bare) ETags; weak ones compare by their value. */
-export function etagMatches(header: string, version: string): boolean {
+export function etagMatches(header: string, hash: string): boolean {
   return header.split(',').some((raw) => {
     const tag = raw.trim().replace(/^W\//, '');
-    return tag === '*' || tag === `"${version}"` || tag === version;
+    return tag === '*' || tag === `"${hash}"` || tag === hash;
   });
+}
+
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 function unavailable(err: unknown): AdminError {
