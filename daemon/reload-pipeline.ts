@@ -99,7 +99,9 @@ export class ReloadPipeline {
   async start(initial: LoadedConfig): Promise<void> {
     this.#unwatch = await this.#source.watch((reason) => void this.reload(reason), (message) => this.#configGone(message));
     this.#want(initial);
-    await this.#reconciling;
+    // `initial` was read before the watch began: an edit in between raised no event, so read once
+    // more now (the same content is skipped by its hash once `initial` is applied).
+    await Promise.all([this.#reconciling, this.reload('start: re-read after the watch began')]);
   }
 
   /** Re-read the source now. Resolves once that read and any reconcile it caused are done. */
