@@ -38,7 +38,12 @@ test('a blackholed target among three: after the first few connections clients s
   const bh = `127.0.0.1:${hole.port}`;
   const { logger, lines } = await captureLogger('debug');
   const reports: TargetsReport[] = [];
-  const spec = makeSpec([`127.0.0.1:${live[0]!.port}`, bh, `127.0.0.1:${live[1]!.port}`], { connectAttemptTimeoutMs: 1000 });
+  // A 10-minute ejection: the run may take longer than the default 10 s on a loaded machine, and
+  // the blackhole coming back for a retry after EjectMs is correct, but not what this test is about.
+  const spec = makeSpec([`127.0.0.1:${live[0]!.port}`, bh, `127.0.0.1:${live[1]!.port}`], {
+    connectAttemptTimeoutMs: 1000,
+    outlierDetection: { consecutiveFailures: 3, ejectMs: 600_000, maxEjectMs: 600_000, maxEjectPercent: 100 },
+  });
   const listener = new Listener(spec, { logger, onTargets: (r) => reports.push(r) });
   const [port] = await listener.start();
   t.after(() => listener.drain(0));
@@ -49,10 +54,11 @@ test('a blackholed target among three: after the first few connections clients s
 
   const access = lines.filter((l) => l.msg === 'access') as AccessLine[];
   await waitFor(() => lines.filter((l) => l.msg === 'access').length >= 2000, 5000, 'every access line');
-  // Every failed attempt went to the blackhole (the others answer); only connections in flight
-  // before its ejection (at most one per concurrent client) tried it.
+  // Every failed attempt went to the blackhole (the others answer); only connections picked before
+  // its ejection tried it: about one per concurrent client, plus the few a client that already
+  // timed out (and retried elsewhere) could start while the 2nd and 3rd timeouts were still due.
   const paid = access.filter((l) => (l.attempts ?? 1) > 1);
-  assert.ok(paid.length <= 10, `${paid.length} connections tried the blackhole`);
+  assert.ok(paid.length <= 20, `${paid.length} connections tried the blackhole`);
   assert.ok(access.every((l) => l.target !== bh && l.outcome === 'ok'));
   assert.deepEqual(access.slice(100).filter((l) => (l.attempts ?? 1) > 1), [], 'none after the first hundred');
   const state = listener.targetsReport().targets.find((r) => r.target === bh);
