@@ -37,7 +37,7 @@ interface WorkerSlot {
   restartTimer: NodeJS.Timeout | undefined;
 }
 
-export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted: [ListenerProcess] }> {
+export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted: [ListenerProcess]; workerExit: [ListenerProcess] }> {
   readonly spec: ListenerSpec;
   readonly number: number;
   state: GenerationState = 'starting';
@@ -109,8 +109,13 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
 
   activeConnections(): number {
     let sum = 0;
-    for (const p of this.#live) sum += p.counters?.activeConnections ?? 0;
+    for (const p of this.#live) sum += p.activeConnections;
     return sum;
+  }
+
+  /** Every live process of this generation (starting, ready or draining): what a metrics scrape asks. */
+  processes(): ListenerProcess[] {
+    return [...this.#live];
   }
 
   #startWorker(slot: WorkerSlot): Promise<void> {
@@ -124,6 +129,7 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
 
   #onWorkerExit(slot: WorkerSlot, proc: ListenerProcess, exit: ListenerExit): void {
     this.#live.delete(proc);
+    this.emit('workerExit', proc);
     if (exit.expected || this.state !== 'serving' || slot.process !== proc) return;
     const err = exit.error ?? new DaemonError('ERR_LISTENER_CRASHED', `Listener for app "${this.spec.app}" exited unexpectedly`, { app: this.spec.app, generation: this.number, worker: slot.index });
     this.emit('failure', err);

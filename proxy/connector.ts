@@ -12,6 +12,7 @@
 // cancel() came first; a warm DNS cache means no promise and no await on this path.
 import net from 'node:net';
 import type { DnsCache } from './dns-cache.ts';
+import type { ListenerMetrics } from './metrics/listener-metrics.ts';
 import type { RoundRobin } from './round-robin.ts';
 import type { TargetSpec } from './spec.ts';
 
@@ -54,6 +55,8 @@ export interface ConnectorOptions {
   readonly dns: DnsCache;
   readonly budgetMs: number;
   readonly attemptTimeoutMs: number;
+  /** Counts every settled attempt by target and result (fproxy_connect_attempts_total). */
+  readonly metrics?: Pick<ListenerMetrics, 'attempt'>;
 }
 
 const kJob = Symbol('connectJob');
@@ -121,7 +124,7 @@ class ConnectJob {
     const remaining = this.#deadline - Date.now();
     const address = this.#opts.dns.pick(target.host);
     this.#attempts++;
-    if (remaining <= 0 || address === undefined) return this.#attemptFailed(new Error(`no address for ${target.host}`));
+    if (remaining <= 0 || address === undefined) return this.#attemptFailed(Object.assign(new Error(`no address for ${target.host}`), { code: 'ERR_DNS_NO_ADDRESS' }));
     this.#dial(target, address, remaining);
   }
 
@@ -142,6 +145,7 @@ class ConnectJob {
     if (this.#done || socket !== this.#socket) return;
     if (err === null) {
       this.#done = true;
+      this.#opts.metrics?.attempt(this.#target!.raw, null);
       this.#clearAttempt(false);
       socket.setKeepAlive(true, 60_000);
       this.#cb(null, { socket, target: this.#target!, endpoint: this.#endpoint!, attempts: this.#attempts });
@@ -153,6 +157,7 @@ class ConnectJob {
 
   #attemptFailed(err: unknown): void {
     if (this.#done) return;
+    this.#opts.metrics?.attempt(this.#target!.raw, err);
     this.#lastError = err;
     const n = this.#pool.size;
     this.#index = this.#index + 1 === n ? 0 : this.#index + 1;

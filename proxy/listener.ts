@@ -1,15 +1,17 @@
 // Listener: serves one app generation in this process. Owns the app's servers (one per port, each
 // bound dual-stack on `::` with SO_REUSEPORT so another generation or worker can bind the same
-// ports), the target pools, the DNS cache, the open sessions and the counters; for a Tls
+// ports), the target pools, the DNS cache, the open sessions and their metrics; for a Tls
 // "terminate" app, the certificates (loaded at start, watched until drain).
 //
 // Invariants: start() either binds every port or binds none (it closes what it bound and throws
 // ListenerError); after drain() starts no connection is accepted; drain() resolves once every
 // session is closed, forcing the rest closed at drainTimeoutMs.
 import net from 'node:net';
+import { AccessLog } from './access-log.ts';
 import { Connector, type ConnectError } from './connector.ts';
 import { DnsCache } from './dns-cache.ts';
-import type { ListenerCounters } from './ipc/protocol.ts';
+import type { MetricsSnapshot } from './ipc/protocol.ts';
+import { ListenerMetrics } from './metrics/listener-metrics.ts';
 import type { ListenerContext } from './listener-context.ts';
 import type { Logger } from './log.ts';
 import { Router } from './router.ts';
@@ -55,6 +57,19 @@ export interface ListenerOptions {
   readonly dns?: DnsCache;
   /** Host to bind; default "::" (dual-stack, all interfaces), falling back to 0.0.0.0 without IPv6. */
   readonly host?: string;
+  /** Where access lines go when spec.accessLog is set; default: through `logger`. */
+  readonly accessLog?: AccessLog;
+}
+
+/** A summary of the metrics for tests and logs (the daemon reads MetricsSnapshot instead). */
+export interface ListenerCounters {
+  readonly activeConnections: number;
+  /** Connections accepted since start (closed + open). */
+  readonly totalConnections: number;
+  /** Closed with outcome connect-failed (no target reachable). */
+  readonly failedConnections: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
 }
 
 export class Listener implements ListenerContext {
@@ -63,13 +78,12 @@ export class Listener implements ListenerContext {
   readonly connector: Connector;
   readonly logger: Logger;
   readonly dns: DnsCache;
+  readonly metrics: ListenerMetrics;
+  readonly #accessLog: AccessLog | undefined;
   readonly #servers: net.Server[] = [];
   readonly #sessions = new Set<Session>();
   readonly #host: string | undefined;
-  #total = 0;
-  #failed = 0;
-  #bytesIn = 0;
-  #bytesOut = 0;
+  #dnsErrors = 0;
   #draining = false;
   #drainWaiter: (() => void) | null = null;
   #lastConnectErrorLog = 0;
@@ -79,9 +93,11 @@ export class Listener implements ListenerContext {
     this.spec = spec;
     this.logger = opts.logger;
     this.#host = opts.host;
-    this.dns = opts.dns ?? new DnsCache({ onError: (host, err) => this.logger.warn({ host, err: err.message }, 'DNS lookup failed') });
+    this.dns = opts.dns ?? new DnsCache({ onError: (host, err) => { this.#dnsErrors++; this.logger.warn({ host, err: err.message }, 'DNS lookup failed'); } });
+    this.metrics = new ListenerMetrics(spec.app);
+    this.#accessLog = spec.accessLog ? (opts.accessLog ?? AccessLog.open(spec.app, this.logger, {}, undefined)) : undefined;
     this.router = new Router(spec.targets, spec.routes);
-    this.connector = new Connector({ app: spec.app, dns: this.dns, budgetMs: spec.connectTimeoutMs, attemptTimeoutMs: spec.connectAttemptTimeoutMs });
+    this.connector = new Connector({ app: spec.app, dns: this.dns, budgetMs: spec.connectTimeoutMs, attemptTimeoutMs: spec.connectAttemptTimeoutMs, metrics: this.metrics });
   }
 
   /** Warm DNS for every target, then bind every port. Resolves with the bound ports. */
@@ -166,16 +182,15 @@ export class Listener implements ListenerContext {
   #accept(socket: net.Socket): void {
     if (this.#draining) {
       socket.destroy();
+      this.metrics.closed({ outcome: 'drained', code: 'ERR_DRAINING', bytesIn: 0, bytesOut: 0, durationS: 0, connectS: -1, handshakeS: -1 });
       return;
     }
-    this.#total++;
     const s = new Session(this, socket);
     this.#sessions.add(s);
     s.start();
   }
 
   onConnectFailed(session: Session, err: ConnectError | null): void {
-    this.#failed++;
     // Once a second at most: a dead pool under load must not flood the log.
     const now = Date.now();
     if (now - this.#lastConnectErrorLog >= 1000) {
@@ -186,19 +201,48 @@ export class Listener implements ListenerContext {
 
   onSessionClosed(s: Session): void {
     if (!this.#sessions.delete(s)) return;
-    this.#bytesIn += s.client.bytesRead;
-    this.#bytesOut += s.client.bytesWritten;
-    if (this.logger.isLevelEnabled('debug')) {
-      this.logger.debug({
-        client: s.clientAddress, sni: s.sni, target: s.target, endpoint: s.endpoint, attempts: s.attempts, outcome: s.outcome,
-        bytesIn: s.client.bytesRead, bytesOut: s.client.bytesWritten, durationMs: Date.now() - s.startedAt,
-      }, 'access');
+    const bytesIn = s.client.bytesRead;
+    const bytesOut = s.client.bytesWritten;
+    const durationMs = performance.now() - s.t0;
+    this.metrics.closed({
+      outcome: s.outcome, code: s.code, bytesIn, bytesOut, durationS: durationMs / 1000,
+      connectS: s.connectMs < 0 ? -1 : s.connectMs / 1000, handshakeS: s.handshakeMs < 0 ? -1 : s.handshakeMs / 1000,
+    });
+    const access = this.#accessLog;
+    if (access !== undefined || this.logger.isLevelEnabled('debug')) {
+      const record = {
+        client: s.clientAddress, sni: s.sni, alpn: s.alpn, target: s.target, endpoint: s.endpoint, attempts: s.attempts, outcome: s.outcome,
+        code: s.code, bytesIn, bytesOut, connectMs: s.connectMs, durationMs,
+      };
+      if (access !== undefined) access.write(record);
+      else this.logger.debug(record, 'access');
     }
     if (this.#draining && this.#sessions.size === 0) this.#drainWaiter?.();
   }
 
+  /** The figures the daemon asks for on every scrape: counters so far, gauges right now. O(open sessions). */
+  metricsSnapshot(): MetricsSnapshot {
+    const targetActive: Record<string, number> = {};
+    for (const s of this.#sessions) {
+      if (s.upstream !== null && s.target !== undefined) targetActive[s.target] = (targetActive[s.target] ?? 0) + 1;
+    }
+    const d = this.dns.stats();
+    return this.metrics.snapshot({
+      activeConnections: this.#sessions.size,
+      targetActive,
+      dns: { hit: d.hits, miss: d.queries, stale: d.staleServed, error: this.#dnsErrors },
+    });
+  }
+
   counters(): ListenerCounters {
-    return { activeConnections: this.#sessions.size, totalConnections: this.#total, failedConnections: this.#failed, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut };
+    const m = this.metrics.snapshot({ activeConnections: this.#sessions.size, targetActive: {}, dns: { hit: 0, miss: 0, stale: 0, error: 0 } });
+    let closed = 0;
+    for (const n of Object.values(m.connections)) closed += n;
+    return { activeConnections: m.activeConnections, totalConnections: closed + m.activeConnections, failedConnections: m.connections['connect-failed'] ?? 0, bytesIn: m.bytesIn, bytesOut: m.bytesOut };
+  }
+
+  get activeConnections(): number {
+    return this.#sessions.size;
   }
 
   get draining(): boolean {
@@ -211,7 +255,7 @@ export class Listener implements ListenerContext {
     this.#draining = true;
     await this.#closeServers();
     this.#terminator?.close();
-    if (this.#sessions.size === 0) return { closedByTimeout: 0 };
+    if (this.#sessions.size === 0) return this.#drained(0);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, timeoutMs);
       this.#drainWaiter = () => {
@@ -221,7 +265,12 @@ export class Listener implements ListenerContext {
     });
     const left = [...this.#sessions];
     for (const s of left) s.destroy('drained');
-    return { closedByTimeout: left.length };
+    return this.#drained(left.length);
+  }
+
+  #drained(closedByTimeout: number): { closedByTimeout: number } {
+    this.#accessLog?.close();
+    return { closedByTimeout };
   }
 
   #closeServers(): Promise<void> {

@@ -3,6 +3,7 @@
 //
 // Invariants: exactly one `ready` or `failed` per `start`; `drain` (or losing the daemon, or
 // SIGTERM/SIGINT) drains once and exits 0; nothing a client or target does exits the process.
+import { AccessLog } from './access-log.ts';
 import { asToListener, describeUnknown, type FromListener, type ToListener } from './ipc/protocol.ts';
 import { Listener } from './listener.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -18,9 +19,10 @@ function send(msg: FromListener): void {
 
 async function start(spec: ListenerSpec, generation: number, worker: number): Promise<void> {
   if (listener) return send({ v: 1, type: 'error', error: { code: 'ERR_ALREADY_STARTED', message: 'start received twice' } });
-  logger = createLogger({ proc: 'listener', app: spec.app, gen: generation, worker });
-  listener = new Listener(spec, { logger });
+  const bindings = { proc: 'listener', app: spec.app, gen: generation, worker };
+  logger = createLogger(bindings);
   try {
+    listener = new Listener(spec, { logger, accessLog: openAccessLog(spec, bindings) });
     const ports = await listener.start();
     logger.info({ ports, targets: spec.targets.map((t) => t.raw) }, 'listening');
     send({ v: 1, type: 'ready', ports, pid: process.pid });
@@ -36,12 +38,12 @@ async function drainAndExit(reason: string): Promise<void> {
   if (exiting) return;
   exiting = true;
   if (!listener) return exit(0);
-  const active = listener.counters().activeConnections;
+  const active = listener.activeConnections;
   logger.info({ reason, activeConnections: active }, 'draining');
   send({ v: 1, type: 'draining', activeConnections: active });
   const { closedByTimeout } = await listener.drain();
   logger.info({ closedByTimeout }, 'drained');
-  send({ v: 1, type: 'drained', closedByTimeout });
+  send({ v: 1, type: 'drained', closedByTimeout, snapshot: listener.metricsSnapshot() });
   exit(0);
 }
 
@@ -60,11 +62,13 @@ function onMessage(raw: unknown): void {
     case 'start':
       void start(msg.spec, msg.generation, msg.worker);
       break;
-    case 'ping': {
-      const c = listener?.counters() ?? { activeConnections: 0, totalConnections: 0, failedConnections: 0, bytesIn: 0, bytesOut: 0 };
-      send({ v: 1, type: 'pong', seq: msg.seq, ...c });
+    case 'ping':
+      send({ v: 1, type: 'pong', seq: msg.seq, activeConnections: listener?.activeConnections ?? 0 });
       break;
-    }
+    case 'metrics':
+      // Before `start` there is nothing to count: no reply, and the daemon's scrape timeout covers it.
+      if (listener !== undefined) send({ v: 1, type: 'metrics-snapshot', seq: msg.seq, snapshot: listener.metricsSnapshot() });
+      break;
     case 'drain':
       void drainAndExit('daemon asked');
       break;
@@ -76,11 +80,17 @@ export async function runStandalone(spec: ListenerSpec): Promise<Listener> {
   process.on('uncaughtException', onUncaught);
   process.once('SIGTERM', () => void drainAndExit('SIGTERM'));
   process.once('SIGINT', () => void drainAndExit('SIGINT'));
-  logger = createLogger({ proc: 'listener', app: spec.app, gen: 0 });
-  listener = new Listener(spec, { logger });
+  const bindings = { proc: 'listener', app: spec.app, gen: 0 };
+  logger = createLogger(bindings);
+  listener = new Listener(spec, { logger, accessLog: openAccessLog(spec, bindings) });
   const ports = await listener.start();
   logger.info({ ports, targets: spec.targets.map((t) => t.raw) }, 'listening');
   return listener;
+}
+
+/** The app's access log: FPROXY_ACCESS_LOG's file, else the process logger (undefined when the app has none). */
+function openAccessLog(spec: ListenerSpec, bindings: Record<string, unknown>): AccessLog | undefined {
+  return spec.accessLog ? AccessLog.open(spec.app, logger, bindings, process.env.FPROXY_ACCESS_LOG) : undefined;
 }
 
 function onUncaught(err: Error): void {

@@ -9,7 +9,7 @@
 //   4. connect: Connector tries targets within the budget; failure → RST to the client
 //   5. forward: write the prelude (outgoing PROXY header, peeked bytes), then bytes both ways with
 //      backpressure and half-close, until both sides end, either errors, or the idle timeout fires
-//   6. close: one counter update and, at debug, one access-log line
+//   6. close: one metrics update and (AccessLog, or debug) one access-log line
 //
 // Invariants: a plain TCP app without PROXY header goes from 1 straight to 3 (no timer, no buffer);
 // inspecting never copies more than O(bytes received) however the bytes are split, and rejects a
@@ -42,6 +42,13 @@ export class Session {
   /** The accepted TCP socket (its byte counts are the wire's, TLS included). */
   readonly client: net.Socket;
   readonly startedAt: number;
+  /** performance.now() at accept: the timers below count from it (Date.now() is too coarse for them). */
+  readonly t0: number;
+  /** ms from accept to the end of the TLS handshake (ClientHello read, or terminated); -1 = none. */
+  handshakeMs = -1;
+  /** ms from the start of connecting to the upstream's connect; -1 = no upstream. */
+  connectMs = -1;
+  #connectStart = 0;
   upstream: net.Socket | null = null;
   /** Set from a PROXY header; otherwise read lazily (getpeername is a syscall per connection). */
   #clientAddress: string | undefined;
@@ -80,6 +87,7 @@ export class Session {
     this.client = client;
     this.#down = client;
     this.startedAt = Date.now();
+    this.t0 = performance.now();
     this.#proxyDone = !ctx.spec.acceptProxyProtocol;
   }
 
@@ -184,6 +192,7 @@ export class Session {
   #endInspect(prelude: Buffer | null, sni: string | undefined, alpn: readonly string[]): void {
     this.#stopInspecting();
     this.#clearTimer();
+    if (this.ctx.spec.tls !== undefined) this.handshakeMs = performance.now() - this.t0;
     this.#prelude = prelude;
     this.#route(sni, alpn);
   }
@@ -210,6 +219,7 @@ export class Session {
   secured(t: tls.TLSSocket): void {
     if (this.#closed) return;
     this.#clearTimer();
+    this.handshakeMs = performance.now() - this.t0;
     this.sni = t.servername || undefined;
     this.alpn = t.alpnProtocol || undefined;
     // The ALPN callback chose the protocol that leads to the same route as the whole offer did.
@@ -241,6 +251,7 @@ export class Session {
     const pool: RoundRobin<TargetSpec> | undefined = this.ctx.router.pool(sni, alpn);
     if (pool === undefined || pool.size === 0) return this.#abort('no-route', 'ERR_NO_ROUTE');
     // 4. connect
+    this.#connectStart = performance.now();
     this.#connect = this.ctx.connector.connect(pool, this.startedAt, (err, res) => this.#connected(err, res));
   }
 
@@ -253,6 +264,7 @@ export class Session {
       this.ctx.onConnectFailed(this, err);
       return this.#abort('connect-failed', 'ERR_CONNECT_EXHAUSTED');
     }
+    this.connectMs = performance.now() - this.#connectStart;
     this.attempts = res.attempts;
     this.target = res.target.raw;
     this.endpoint = res.endpoint;

@@ -60,6 +60,8 @@ export interface ListenerSpec {
   readonly acceptProxyProtocol: boolean;
   /** Send a PROXY header to the upstream. Default none. */
   readonly sendProxyProtocol: 'none' | 'v1' | 'v2';
+  /** One info line per closed connection (proxy/access-log.ts). Default false. */
+  readonly accessLog: boolean;
   /** Listener processes for this app (SO_REUSEPORT group). Default: number of CPUs. */
   readonly workers: number;
 }
@@ -73,6 +75,7 @@ export const SPEC_DEFAULTS = {
   handshakeTimeoutMs: 5000,
   acceptProxyProtocol: false,
   sendProxyProtocol: 'none',
+  accessLog: false,
 } as const;
 
 /** Parse "host:port" or "[v6]:port". Returns undefined when malformed (the schema reports why). */

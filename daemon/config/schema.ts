@@ -116,6 +116,9 @@ export const AppSchema = z
     SendProxyProtocol: z.enum(['v1', 'v2']).optional().meta({
       description: 'Send a PROXY protocol header of this version to the targets, carrying the client\'s address. Absent = none.',
     }),
+    AccessLog: z.boolean().optional().meta({
+      description: `One JSON line per closed connection (client, sni, alpn, target, endpoint, attempts, outcome, code, bytes, timings), at info on stdout, or in the file FPROXY_ACCESS_LOG names. Default ${SPEC_DEFAULTS.accessLog}.`,
+    }),
   })
   .meta({
     description: 'One app: a set of ports proxied to a set of targets, served by its own listener processes.',

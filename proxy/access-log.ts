@@ -1,0 +1,84 @@
+// AccessLog: one JSON line per closed connection when the app sets "AccessLog": true (HAProxy's
+// tcplog timers and termination state, as JSON fields): app, client, sni, alpn, target, endpoint,
+// attempts, outcome, code, bytesIn, bytesOut, connectMs, durationMs. It goes through the
+// listener's pino logger at info (stdout), or, when FPROXY_ACCESS_LOG names a file, to that file
+// (appended; reopened on SIGUSR1 so logrotate can move it away).
+//
+// Invariants: one line per session, written at close, never per chunk; a file that cannot be opened
+// fails the listener's start (a clear error), never a connection.
+import { pino } from 'pino';
+import type { Logger } from './log.ts';
+
+export interface AccessRecord {
+  readonly client: string | undefined;
+  readonly sni: string | undefined;
+  readonly alpn: string | undefined;
+  readonly target: string | undefined;
+  readonly endpoint: string | undefined;
+  readonly attempts: number;
+  readonly outcome: string;
+  readonly code: string | undefined;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  /** -1 when no connect completed. */
+  readonly connectMs: number;
+  readonly durationMs: number;
+}
+
+export class AccessLogError extends Error {
+  readonly code = 'ERR_ACCESS_LOG';
+}
+
+export class AccessLog {
+  readonly #logger: Logger;
+  readonly #close: () => void;
+
+  private constructor(logger: Logger, close: () => void) {
+    this.#logger = logger;
+    this.#close = close;
+  }
+
+  /**
+   * `file` (FPROXY_ACCESS_LOG) set: lines go there, with `bindings` as the base fields; else through
+   * `logger`. Throws AccessLogError when the file cannot be opened for appending.
+   */
+  static open(app: string, logger: Logger, bindings: Record<string, unknown>, file: string | undefined): AccessLog {
+    if (file === undefined || file === '') return new AccessLog(logger.bindings().app === undefined ? logger.child({ app }) : logger, () => {});
+    let dest: ReturnType<typeof pino.destination>;
+    try {
+      // Synchronous appends, as pino's stdout: a line is on disk (page cache) when the session is gone.
+      dest = pino.destination({ dest: file, sync: true, append: true, mkdir: true });
+    } catch (err) {
+      throw new AccessLogError(`Cannot open FPROXY_ACCESS_LOG "${file}" for app "${app}": ${(err as Error).message}`, { cause: err });
+    }
+    const fileLogger = pino({ level: 'info', base: { pid: process.pid, app, ...bindings }, timestamp: pino.stdTimeFunctions.isoTime }, dest);
+    const reopen = (): void => {
+      try {
+        dest.reopen();
+      } catch (err) {
+        logger.error({ file, err: (err as Error).message }, 'cannot reopen the access log file');
+      }
+    };
+    process.on('SIGUSR1', reopen);
+    return new AccessLog(fileLogger, () => {
+      process.off('SIGUSR1', reopen);
+      dest.flushSync();
+    });
+  }
+
+  /** `app` comes from the logger's bindings (the listener's, or the file logger's base). */
+  write(r: AccessRecord): void {
+    this.#logger.info({
+      client: r.client, sni: r.sni, alpn: r.alpn, target: r.target, endpoint: r.endpoint, attempts: r.attempts,
+      outcome: r.outcome, code: r.code, bytesIn: r.bytesIn, bytesOut: r.bytesOut, connectMs: r.connectMs < 0 ? null : round3(r.connectMs), durationMs: round3(r.durationMs),
+    }, 'access');
+  }
+
+  close(): void {
+    this.#close();
+  }
+}
+
+function round3(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
