@@ -13,7 +13,9 @@ import { summarizeError } from './daemon-error.ts';
 import type { ErrorSummary } from './daemon-error.ts';
 import { Generation } from './generation.ts';
 import type { SupervisionTiming } from './generation.ts';
+import type { ListenerProcess } from './listener-process.ts';
 import type { Logger } from './logger.ts';
+import type { AppMetricsSink } from './metrics/daemon-metrics.ts';
 
 export type AppState = 'starting' | 'running' | 'rolling-out' | 'draining' | 'failed';
 
@@ -45,6 +47,8 @@ export interface AppSupervisorOptions {
   readonly acquire: () => ChildProcess;
   /** Generation numbers are per app name and never reused, even across remove/re-add. */
   readonly nextGeneration: () => number;
+  /** Told about exits (to fold their final counts), restarts and rollouts. */
+  readonly metrics?: AppMetricsSink;
 }
 
 export class AppSupervisor {
@@ -101,6 +105,14 @@ export class AppSupervisor {
     await Promise.all([...this.#draining].map((g) => g.exited()));
   }
 
+  /** Every live listener process of this app: serving, rolling out and draining generations. */
+  processes(): ListenerProcess[] {
+    const gens = new Set<Generation>(this.#draining);
+    if (this.#current !== undefined) gens.add(this.#current);
+    if (this.#pending !== undefined) gens.add(this.#pending);
+    return [...gens].flatMap((g) => g.processes());
+  }
+
   status(): AppStatus {
     const current = this.#current;
     const pending = this.#pending;
@@ -137,6 +149,11 @@ export class AppSupervisor {
     this.#wanted = spec;
     const { logger, timing, acquire } = this.#options;
     const gen = new Generation({ spec, number: this.#options.nextGeneration(), logger, timing, acquire });
+    const metrics = this.#options.metrics;
+    if (metrics !== undefined) {
+      gen.on('workerExit', (p) => metrics.listenerExited(p));
+      gen.on('restarted', () => metrics.listenerRestarted(this.name));
+    }
     const old = this.#current;
     this.#pending = gen;
     this.#log.info({ gen: gen.number, workers: gen.workers, ports: spec.ports, from: old?.number }, old ? 'rolling out a new generation' : 'starting app');
@@ -148,6 +165,7 @@ export class AppSupervisor {
       this.#lastError = summarizeError(err);
       if (this.#retiring) return false;
       if (old !== undefined) {
+        metrics?.rolloutDone(this.name, gen.number, 'failed', Date.now() - startedAt);
         this.#log.error({ gen: gen.number, err, keeping: old.number }, 'new generation failed to start; the old generation keeps serving');
       } else {
         const delayMs = backoffDelay(this.#retryAttempt++, this.#options.timing.backoff);
@@ -176,6 +194,7 @@ export class AppSupervisor {
     this.#log.info({ gen: gen.number, listenerPids: gen.pids(), ms: Date.now() - startedAt }, old ? 'new generation ready; draining the old one' : 'app ready');
     if (old !== undefined) {
       this.rollouts++;
+      metrics?.rolloutDone(this.name, gen.number, 'completed', Date.now() - startedAt);
       await this.#retire(old);
     }
     return true;

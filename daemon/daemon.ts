@@ -15,7 +15,9 @@ import { formatIssues } from './config/validate.ts';
 import type { ConfigIssue } from './config/validate.ts';
 import type { Config } from './config/schema.ts';
 import type { ListenerSpec } from '../proxy/index.ts';
-import { AdminServer, DEFAULT_ADMIN_ADDR, parseAdminAddr } from './admin-server.ts';
+import { AdminServer, DEFAULT_ADMIN_ADDR, parseAdminAddr, RawBody } from './admin-server.ts';
+import { dashboardRoutes } from './dashboard/dashboard-routes.ts';
+import { DaemonMetrics } from './metrics/daemon-metrics.ts';
 import type { AdminAddress } from './admin-server.ts';
 import { AppSupervisor } from './app-supervisor.ts';
 import type { AppStatus } from './app-supervisor.ts';
@@ -124,6 +126,7 @@ class DaemonProcess implements Daemon {
   readonly #retiring = new Set<AppSupervisor>();
   readonly #generations = new Map<string, number>();
   readonly #admin: AdminServer;
+  readonly #metrics = new DaemonMetrics({ apps: () => [...this.#apps.values(), ...this.#retiring] });
   #watcher: ConfigWatcher | undefined;
   #migrateReq: MigrateReqStatus = { enabled: false, changed: false, reason: 'not checked yet' };
   #appliedHash: string | undefined;
@@ -148,6 +151,9 @@ class DaemonProcess implements Daemon {
       '/healthz': () => 'ok',
       '/apps': () => this.apps(),
       '/status': () => this.status(),
+      '/metrics': async () => new RawBody(this.#metrics.contentType, await this.#metrics.render()),
+      '/stats': async () => ({ pid: process.pid, config: this.status().config, ...(await this.#metrics.stats(this.apps())) }),
+      ...dashboardRoutes(),
     });
   }
 
@@ -217,6 +223,7 @@ class DaemonProcess implements Daemon {
     // One save can fire more than one event: the same rejection is logged once.
     const repeat = this.#configError?.message === error.message;
     this.#configError = error;
+    this.#metrics.reload('rejected');
     if (repeat) return void this.#log.debug({ reason }, 'config still invalid (same issues)');
     this.#log.error({ reason, path: this.configPath, code: this.#configError.code, issues: this.#configError.issues }, `config rejected; apps keep running as they are:\n${this.#configError.message}`);
   }
@@ -231,6 +238,7 @@ class DaemonProcess implements Daemon {
       this.#wanted = undefined;
       if (wanted.hash === this.#appliedHash) {
         this.#log.debug({ hash: wanted.hash }, 'config content unchanged; nothing to do');
+        this.#metrics.reload('unchanged');
         continue;
       }
       try {
@@ -268,6 +276,7 @@ class DaemonProcess implements Daemon {
         logger: this.#log,
         timing: this.#timing,
         acquire: () => this.#spares?.take() ?? forkListener(this.#entry, this.#env),
+        metrics: this.#metrics,
         nextGeneration: () => {
           const n = (this.#generations.get(name) ?? 0) + 1;
           this.#generations.set(name, n);
@@ -280,6 +289,7 @@ class DaemonProcess implements Daemon {
     const ok = (await Promise.all(applies)).every(Boolean);
     this.#appliedHash = ok ? loaded.hash : undefined;
     this.#appliedAt = new Date();
+    this.#metrics.reload('applied', ok);
     this.#log.info({ hash: loaded.hash, ok, ms: Date.now() - started }, ok ? 'config applied' : 'config applied with failures (see app lastError); the same content is retried on the next change or SIGHUP');
   }
 
@@ -303,6 +313,7 @@ class DaemonProcess implements Daemon {
     // A reconcile that was mid-start when we began has seen #stopping and killed what it started.
     await this.#reconciling;
     await this.#admin.close();
+    this.#metrics.close();
     this.#log.info('stopped');
   }
 }

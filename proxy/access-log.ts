@@ -69,8 +69,9 @@ export class AccessLog {
   /** `app` comes from the logger's bindings (the listener's, or the file logger's base). */
   write(r: AccessRecord): void {
     this.#logger.info({
-      client: r.client, sni: r.sni, alpn: r.alpn, target: r.target, endpoint: r.endpoint, attempts: r.attempts,
-      outcome: r.outcome, code: r.code, bytesIn: r.bytesIn, bytesOut: r.bytesOut, connectMs: r.connectMs < 0 ? null : round3(r.connectMs), durationMs: round3(r.durationMs),
+      // null, not absent: every line has every field, so log tools see one shape.
+      client: r.client ?? null, sni: r.sni ?? null, alpn: r.alpn ?? null, target: r.target ?? null, endpoint: r.endpoint ?? null, attempts: r.attempts,
+      outcome: r.outcome, code: r.code ?? null, bytesIn: r.bytesIn, bytesOut: r.bytesOut, connectMs: r.connectMs < 0 ? null : round3(r.connectMs), durationMs: round3(r.durationMs),
     }, 'access');
   }
 

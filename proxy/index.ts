@@ -7,3 +7,4 @@ export type { ListenerSpec, TargetSpec, RouteSpec, TlsSpec, CertSpec } from './s
 export { parseTarget, SPEC_DEFAULTS } from './spec.ts';
 export * from './ipc/protocol.ts';
 export { createLogger, logLevelFromEnv, LogLevelError, type Logger } from './log.ts';
+export { DURATION_BUCKETS, emptyHistogram } from './metrics/fixed-histogram.ts';

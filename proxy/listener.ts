@@ -185,6 +185,9 @@ export class Listener implements ListenerContext {
       this.metrics.closed({ outcome: 'drained', code: 'ERR_DRAINING', bytesIn: 0, bytesOut: 0, durationS: 0, connectS: -1, handshakeS: -1 });
       return;
     }
+    // The peer address is read lazily (a syscall) and is gone once the socket closes: the access
+    // line needs it, so read it now (Node caches it on the socket).
+    if (this.#accessLog !== undefined) void socket.remoteAddress;
     const s = new Session(this, socket);
     this.#sessions.add(s);
     s.start();
