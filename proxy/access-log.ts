@@ -2,7 +2,8 @@
 // tcplog timers and termination state, as JSON fields): app, client, sni, alpn, target, endpoint,
 // attempts, outcome, code, bytesIn, bytesOut, connectMs, durationMs. It goes through the
 // listener's pino logger at info (stdout), or, when FPROXY_ACCESS_LOG names a file, to that file
-// (appended; reopened on SIGUSR1 so logrotate can move it away).
+// (appended; reopen() on SIGUSR1 so logrotate can move it away: proxy/main.ts wires the signal,
+// the daemon forwards its own SIGUSR1 to every listener).
 //
 // Invariants: one line per session, written at close, never per chunk; a file that cannot be opened
 // fails the listener's start (a clear error), never a connection.
@@ -31,10 +32,12 @@ export class AccessLogError extends Error {
 
 export class AccessLog {
   readonly #logger: Logger;
+  readonly #reopen: () => void;
   readonly #close: () => void;
 
-  private constructor(logger: Logger, close: () => void) {
+  private constructor(logger: Logger, reopen: () => void, close: () => void) {
     this.#logger = logger;
+    this.#reopen = reopen;
     this.#close = close;
   }
 
@@ -43,7 +46,7 @@ export class AccessLog {
    * `logger`. Throws AccessLogError when the file cannot be opened for appending.
    */
   static open(app: string, logger: Logger, bindings: Record<string, unknown>, file: string | undefined): AccessLog {
-    if (file === undefined || file === '') return new AccessLog(logger.bindings().app === undefined ? logger.child({ app }) : logger, () => {});
+    if (file === undefined || file === '') return new AccessLog(logger.bindings().app === undefined ? logger.child({ app }) : logger, () => {}, () => {});
     let dest: ReturnType<typeof pino.destination>;
     try {
       // Synchronous appends, as pino's stdout: a line is on disk (page cache) when the session is gone.
@@ -55,15 +58,12 @@ export class AccessLog {
     const reopen = (): void => {
       try {
         dest.reopen();
+        logger.info({ file }, 'access log reopened');
       } catch (err) {
-        logger.error({ file, err: (err as Error).message }, 'cannot reopen the access log file');
+        logger.error({ file, err: (err as Error).message }, 'cannot reopen the access log file; lines go to the old one');
       }
     };
-    process.on('SIGUSR1', reopen);
-    return new AccessLog(fileLogger, () => {
-      process.off('SIGUSR1', reopen);
-      dest.flushSync();
-    });
+    return new AccessLog(fileLogger, reopen, () => dest.flushSync());
   }
 
   /** `app` comes from the logger's bindings (the listener's, or the file logger's base). */
@@ -73,6 +73,11 @@ export class AccessLog {
       client: r.client ?? null, sni: r.sni ?? null, alpn: r.alpn ?? null, target: r.target ?? null, endpoint: r.endpoint ?? null, attempts: r.attempts,
       outcome: r.outcome, code: r.code ?? null, bytesIn: r.bytesIn, bytesOut: r.bytesOut, connectMs: r.connectMs < 0 ? null : round3(r.connectMs), durationMs: round3(r.durationMs),
     }, 'access');
+  }
+
+  /** Open the file again by name (after logrotate moved it); a no-op without a file. */
+  reopen(): void {
+    this.#reopen();
   }
 
   close(): void {

@@ -10,6 +10,7 @@ import { createLogger, type Logger } from './log.ts';
 import type { ListenerSpec } from './spec.ts';
 
 let listener: Listener | undefined;
+let accessLog: AccessLog | undefined;
 let logger: Logger = createLogger({ proc: 'listener' });
 let exiting = false;
 
@@ -78,6 +79,7 @@ function onMessage(raw: unknown): void {
 /** Serve one spec in this process until SIGTERM/SIGINT (`fproxy listen`). */
 export async function runStandalone(spec: ListenerSpec): Promise<Listener> {
   process.on('uncaughtException', onUncaught);
+  process.on('SIGUSR1', onReopen);
   process.once('SIGTERM', () => void drainAndExit('SIGTERM'));
   process.once('SIGINT', () => void drainAndExit('SIGINT'));
   const bindings = { proc: 'listener', app: spec.app, gen: 0 };
@@ -90,7 +92,16 @@ export async function runStandalone(spec: ListenerSpec): Promise<Listener> {
 
 /** The app's access log: FPROXY_ACCESS_LOG's file, else the process logger (undefined when the app has none). */
 function openAccessLog(spec: ListenerSpec, bindings: Record<string, unknown>): AccessLog | undefined {
-  return spec.accessLog ? AccessLog.open(spec.app, logger, bindings, process.env.FPROXY_ACCESS_LOG) : undefined;
+  accessLog = spec.accessLog ? AccessLog.open(spec.app, logger, bindings, process.env.FPROXY_ACCESS_LOG) : undefined;
+  return accessLog;
+}
+
+/**
+ * SIGUSR1 (logrotate, or the daemon passing its own on): reopen the access log file. Always
+ * handled: without a listener Node would start its inspector on SIGUSR1.
+ */
+function onReopen(): void {
+  accessLog?.reopen();
 }
 
 function onUncaught(err: Error): void {
@@ -101,6 +112,7 @@ function onUncaught(err: Error): void {
 
 if (import.meta.main) {
   process.on('uncaughtException', onUncaught);
+  process.on('SIGUSR1', onReopen);
   process.on('message', onMessage);
   // The daemon is gone (even SIGKILLed): do not linger holding its ports.
   process.on('disconnect', () => void drainAndExit('daemon disconnected'));
