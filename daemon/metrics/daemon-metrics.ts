@@ -70,8 +70,8 @@ export interface TargetStats {
   /** fproxy_target_up: false when the listener's target report says down or ejected. */
   readonly up: boolean;
   /**
-   * The listener's target report state when it has one; else "failing" when every attempt on it
-   * over the last 10 s failed (and there was at least one), else "up".
+   * The listener's target report state when it has one; else "failing" when its attempts since
+   * the previous sample all failed, until one succeeds again; else "up".
    */
   readonly state: string;
   /** Attempts over the last 10 s. */
@@ -107,6 +107,8 @@ export class DaemonMetrics implements AppMetricsSink {
   readonly #retired = new Map<string, MetricsSnapshot>();
   readonly #history = new Map<string, Sample[]>();
   readonly #rollouts: RolloutRecord[] = [];
+  /** app → targets whose latest attempts all failed (no report from the listener needed). */
+  readonly #failing = new Map<string, Set<string>>();
   #latest: Pulled = { at: 0, sums: new Map() };
   #inflight: Promise<Pulled> | undefined;
   #sampler: NodeJS.Timeout | undefined;
@@ -206,6 +208,20 @@ export class DaemonMetrics implements AppMetricsSink {
     for (const [app, s] of p.sums) {
       let h = this.#history.get(app);
       if (h === undefined) this.#history.set(app, (h = []));
+      const prev = h.at(-1)?.attempts;
+      let failing = this.#failing.get(app);
+      if (failing === undefined) this.#failing.set(app, (failing = new Set()));
+      for (const [target, byResult] of Object.entries(s.attempts)) {
+        let ok = 0;
+        let failed = 0;
+        for (const [k, v] of Object.entries(byResult)) {
+          const delta = (v ?? 0) - ((prev?.[target] as Record<string, number> | undefined)?.[k] ?? 0);
+          if (k === 'ok') ok += delta;
+          else failed += delta;
+        }
+        if (ok > 0) failing.delete(target);
+        else if (failed > 0) failing.add(target);
+      }
       h.push({ t: p.at, connections: connectionsTotal(s), bytesIn: s.bytesIn, bytesOut: s.bytesOut, attempts: s.attempts });
       if (h.length > HISTORY) h.shift();
     }
@@ -239,12 +255,14 @@ export class DaemonMetrics implements AppMetricsSink {
     const last = h.at(-1);
     const windowStart = last === undefined ? undefined : (h.find((x) => x.t >= last.t - RATE_WINDOW_MS) ?? last);
     const r = last !== undefined && windowStart !== undefined && windowStart !== last ? rates(windowStart, last) : { connPerSec: 0, bytesInPerSec: 0, bytesOutPerSec: 0 };
-    const targets = targetsOf(spec).map((target) => targetStats(target, s, windowStart?.attempts));
+    const failing = this.#failing.get(status.name);
+    const targets = targetsOf(spec).map((target) => targetStats(target, s, windowStart?.attempts, failing?.has(target) ?? false));
     return {
       ...status,
       connections: connectionsTotal(s), outcomes: s.connections, failures: s.failures, bytesIn: s.bytesIn, bytesOut: s.bytesOut,
       connPerSec: r.connPerSec, bytesInPerSec: r.bytesInPerSec, bytesOutPerSec: r.bytesOutPerSec,
-      targetsUp: targets.filter((t) => t.up).length, targetsTotal: targets.length, targetStats: targets, history,
+      // For people, a target whose attempts keep failing is not up, whatever the pool thinks yet.
+      targetsUp: targets.filter((t) => t.up && t.state !== 'failing').length, targetsTotal: targets.length, targetStats: targets, history,
     };
   }
 
@@ -311,7 +329,7 @@ function targetsOf(spec: ListenerSpec | undefined): string[] {
   return [...all];
 }
 
-function targetStats(target: string, s: MetricsSnapshot, before?: MetricsSnapshot['attempts']): TargetStats {
+function targetStats(target: string, s: MetricsSnapshot, before?: MetricsSnapshot['attempts'], failing = false): TargetStats {
   // contracts.md TargetReport.state: a target the listener reports down or ejected takes no new connections.
   const reported = s.targets?.find((r) => r.target === target)?.state;
   const attempts: Record<string, number> = {};
@@ -323,7 +341,7 @@ function targetStats(target: string, s: MetricsSnapshot, before?: MetricsSnapsho
     if (k === 'ok') ok += delta;
     else failed += delta;
   }
-  const state = reported ?? (failed > 0 && ok === 0 ? 'failing' : 'up');
+  const state = reported ?? (failing ? 'failing' : 'up');
   const up = reported !== 'down' && reported !== 'ejected';
   return { target, up, state, recent: { ok, failed }, activeConnections: s.targetActive[target] ?? 0, attempts };
 }
