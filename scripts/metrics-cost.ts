@@ -4,7 +4,7 @@
 // Variants: "before" (a checkout of the tree without metrics, given with --before DIR), "metrics"
 // (this tree), "metrics+access-log" (this tree, AccessLog on, to a file via FPROXY_ACCESS_LOG).
 // Usage: node scripts/metrics-cost.ts --before DIR [--runs 3] [-n 20000] [-c 50] [--port 25001] [--target-port 25101]
-// Prints one line per run and the medians; loopback only.
+// Prints one line per run and the medians; loopback only. The order of the variants rotates per run.
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -72,7 +72,9 @@ await waitPort(targetPort);
 const results = new Map<string, { conn: number[]; keep: number[] }>(variants.map((v) => [v.name, { conn: [], keep: [] }]));
 try {
   for (let run = 1; run <= runs; run++) {
-    for (const v of variants) {
+    // Rotate the order each run: no variant always runs first (or right after the heaviest one).
+    const order = variants.map((_, i) => variants[(i + run - 1) % variants.length]!);
+    for (const v of order) {
       const config = join(dir, `${v.name}.json`);
       await writeFile(config, JSON.stringify({ Apps: [v.app] }));
       const listener = spawn(node, [join(v.tree, 'bin/fproxy.ts'), 'listen', '--config', config, '--app', 'bench'], {

@@ -5,12 +5,15 @@
 // A pull asks every live listener process (every worker of every generation: starting, serving,
 // draining) for a fresh snapshot, waits at most pullTimeoutMs for each, and adds them to the app's
 // retired totals: the final snapshot of every process that has exited (its `drained` message, or
-// the last one it sent before dying), folded in once, when it exits (listenerExited).
+// the last one it sent before dying), folded in once, when it exits (listenerExited). Every scrape
+// (and /stats request) starts its own pull, so a connection that closed before the scrape began is
+// in it; the 1 s sampler that feeds the rate history skips a beat while its last pull is out.
 //
 // Invariants: counters never go backwards — a process is counted either live (its reply, or its
 // last known snapshot when it does not answer in time; that late answer counts in
 // fproxy_scrape_errors_total) or retired, never both and never neither, and its snapshots only
-// grow; a slow listener never blocks a scrape past pullTimeoutMs; concurrent pulls share one round.
+// grow; a slow listener never blocks a scrape past pullTimeoutMs; what a scrape shows comes from
+// a pull that started no earlier than its own (a slower, older pull never replaces a newer one).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Metric } from 'prom-client';
 import { DURATION_BUCKETS } from '../../proxy/index.ts';
@@ -45,6 +48,7 @@ export interface DaemonMetricsOptions {
 }
 
 interface Pulled {
+  readonly startedAt: number;
   readonly at: number;
   readonly sums: ReadonlyMap<string, MetricsSnapshot>;
 }
@@ -109,8 +113,8 @@ export class DaemonMetrics implements AppMetricsSink {
   readonly #rollouts: RolloutRecord[] = [];
   /** app → targets whose latest attempts all failed (no report from the listener needed). */
   readonly #failing = new Map<string, Set<string>>();
-  #latest: Pulled = { at: 0, sums: new Map() };
-  #inflight: Promise<Pulled> | undefined;
+  #latest: Pulled = { startedAt: 0, at: 0, sums: new Map() };
+  #sampling = false;
   #sampler: NodeJS.Timeout | undefined;
   readonly #scrapeErrors: Counter;
   readonly #reloads: Counter<'result'>;
@@ -142,7 +146,11 @@ export class DaemonMetrics implements AppMetricsSink {
     this.#registerListenerMetrics();
     const every = options.sampleEveryMs ?? 1000;
     if (every > 0) {
-      this.#sampler = setInterval(() => void this.pull(), every);
+      this.#sampler = setInterval(() => {
+        if (this.#sampling) return;
+        this.#sampling = true;
+        void this.pull().finally(() => (this.#sampling = false));
+      }, every);
       this.#sampler.unref();
     }
   }
@@ -179,12 +187,8 @@ export class DaemonMetrics implements AppMetricsSink {
   // ---- pulls ----
 
   /** Fresh figures from every live listener, added to the retired totals, per app. */
-  pull(): Promise<Pulled> {
-    this.#inflight ??= this.#pull().finally(() => (this.#inflight = undefined));
-    return this.#inflight;
-  }
-
-  async #pull(): Promise<Pulled> {
+  async pull(): Promise<Pulled> {
+    const startedAt = performance.now();
     const procs = this.#apps().flatMap((a) => a.processes().map((p) => ({ app: a.name, p })));
     const replies = await Promise.all(procs.map(({ p }) => p.requestMetrics(this.#pullTimeoutMs)));
     // From here on nothing awaits: the live/retired split below is one consistent moment.
@@ -198,7 +202,8 @@ export class DaemonMetrics implements AppMetricsSink {
       }
       if (s !== undefined) sums.set(app, addSnapshots(sums.get(app) ?? emptySnapshot(app), s));
     });
-    const pulled = { at: Date.now(), sums };
+    const pulled = { startedAt, at: Date.now(), sums };
+    if (startedAt < this.#latest.startedAt) return this.#latest; // a newer pull finished first
     this.#latest = pulled;
     this.#record(pulled);
     return pulled;
