@@ -33,6 +33,7 @@ describe('toListenerSpec', () => {
       routes: [],
       acceptProxyProtocol: false,
       sendProxyProtocol: 'none',
+      accessLog: false,
       workers: Math.min(64, availableParallelism()),
     });
     assert.equal('tls' in spec, false, 'a plain TCP app has no tls key');
