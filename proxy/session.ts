@@ -107,7 +107,11 @@ export class Session {
     c.on('error', onClientEarlyError);
     c.on('close', onClientEarlyClose);
     const tlsMode = this.ctx.spec.tls?.mode;
-    if (this.#proxyDone && tlsMode === undefined) return this.#route(undefined, NO_ALPN);
+    if (this.#proxyDone && tlsMode === undefined) {
+      // Connecting starts now, in this very tick: no second clock read.
+      this.#connectStart = this.t0;
+      return this.#route(undefined, NO_ALPN);
+    }
     // 2. inspect
     this.#timer = setTimeout(onHandshakeTimeout, this.ctx.spec.handshakeTimeoutMs, this);
     if (this.#proxyDone && tlsMode === 'terminate') return this.#terminate(null);
@@ -251,7 +255,7 @@ export class Session {
     const pool: RoundRobin<TargetSpec> | undefined = this.ctx.router.pool(sni, alpn);
     if (pool === undefined || pool.size === 0) return this.#abort('no-route', 'ERR_NO_ROUTE');
     // 4. connect
-    this.#connectStart = performance.now();
+    if (this.#connectStart === 0) this.#connectStart = performance.now();
     this.#connect = this.ctx.connector.connect(pool, this.startedAt, (err, res) => this.#connected(err, res));
   }
 
