@@ -33,9 +33,9 @@ export class AccessLogError extends Error {
 export class AccessLog {
   readonly #logger: Logger;
   readonly #reopen: () => void;
-  readonly #close: () => void;
+  readonly #close: () => Promise<void>;
 
-  private constructor(logger: Logger, reopen: () => void, close: () => void) {
+  private constructor(logger: Logger, reopen: () => void, close: () => Promise<void>) {
     this.#logger = logger;
     this.#reopen = reopen;
     this.#close = close;
@@ -46,11 +46,13 @@ export class AccessLog {
    * `logger`. Throws AccessLogError when the file cannot be opened for appending.
    */
   static open(app: string, logger: Logger, bindings: Record<string, unknown>, file: string | undefined): AccessLog {
-    if (file === undefined || file === '') return new AccessLog(logger.bindings().app === undefined ? logger.child({ app }) : logger, () => {}, () => {});
+    if (file === undefined || file === '') return new AccessLog(logger.bindings().app === undefined ? logger.child({ app }) : logger, () => {}, () => Promise.resolve());
     let dest: ReturnType<typeof pino.destination>;
     try {
-      // Synchronous appends, as pino's stdout: a line is on disk (page cache) when the session is gone.
-      dest = pino.destination({ dest: file, sync: true, append: true, mkdir: true });
+      // Asynchronous appends: under load, lines that arrive while a write is out go in the next one
+      // (one syscall for many lines), and a quiet listener still writes each line at once. A drain
+      // waits for the last write (close()); a crash may lose the lines of the write in flight.
+      dest = pino.destination({ dest: file, sync: false, append: true, mkdir: true });
     } catch (err) {
       throw new AccessLogError(`Cannot open FPROXY_ACCESS_LOG "${file}" for app "${app}": ${(err as Error).message}`, { cause: err });
     }
@@ -63,7 +65,17 @@ export class AccessLog {
         logger.error({ file, err: (err as Error).message }, 'cannot reopen the access log file; lines go to the old one');
       }
     };
-    return new AccessLog(fileLogger, reopen, () => dest.flushSync());
+    const close = (): Promise<void> =>
+      new Promise((resolve) => {
+        // Bounded: a file system that hangs must not keep a drained listener alive.
+        const timer = setTimeout(resolve, 2000);
+        dest.once('close', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        dest.end();
+      });
+    return new AccessLog(fileLogger, reopen, close);
   }
 
   /** `app` comes from the logger's bindings (the listener's, or the file logger's base). */
@@ -80,8 +92,9 @@ export class AccessLog {
     this.#reopen();
   }
 
-  close(): void {
-    this.#close();
+  /** Resolves once every line is written (or after 2 s). */
+  close(): Promise<void> {
+    return this.#close();
   }
 }
 

@@ -258,7 +258,7 @@ export class Listener implements ListenerContext {
     this.#draining = true;
     await this.#closeServers();
     this.#terminator?.close();
-    if (this.#sessions.size === 0) return this.#drained(0);
+    if (this.#sessions.size === 0) return await this.#drained(0);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, timeoutMs);
       this.#drainWaiter = () => {
@@ -268,11 +268,11 @@ export class Listener implements ListenerContext {
     });
     const left = [...this.#sessions];
     for (const s of left) s.destroy('drained');
-    return this.#drained(left.length);
+    return await this.#drained(left.length);
   }
 
-  #drained(closedByTimeout: number): { closedByTimeout: number } {
-    this.#accessLog?.close();
+  async #drained(closedByTimeout: number): Promise<{ closedByTimeout: number }> {
+    await this.#accessLog?.close();
     return { closedByTimeout };
   }
 

@@ -4,6 +4,7 @@
 // Variants: "before" (a checkout of the tree without metrics, given with --before DIR), "metrics"
 // (this tree), "metrics+access-log" (this tree, AccessLog on, to a file via FPROXY_ACCESS_LOG).
 // Usage: node scripts/metrics-cost.ts --before DIR [--runs 3] [-n 20000] [-c 50] [--port 25001] [--target-port 25101]
+//          [--variants before,metrics,metrics+access-log] [--workloads conn,keep]
 // Prints one line per run and the medians; loopback only. The order of the variants rotates per run.
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -36,11 +37,14 @@ const TICK_MS = 1000 / 100; // USER_HZ is 100 on Linux
 interface Variant { name: string; tree: string; app: Record<string, unknown>; env: Record<string, string> }
 const dir = await mkdtemp(join(tmpdir(), 'fproxy-cost-'));
 const base = { Name: 'bench', Ports: [port], Targets: [`127.0.0.1:${targetPort}`] };
-const variants: Variant[] = [
+const wanted = opt('--variants', 'before,metrics,metrics+access-log').split(',');
+const workloads = opt('--workloads', 'conn,keep').split(',');
+const all: Variant[] = [
   { name: 'before', tree: resolve(before), app: base, env: {} },
   { name: 'metrics', tree: here, app: base, env: {} },
   { name: 'metrics+access-log', tree: here, app: { ...base, AccessLog: true }, env: { FPROXY_ACCESS_LOG: join(dir, 'access.log') } },
 ];
+const variants = all.filter((v) => wanted.includes(v.name));
 
 function cpuTicks(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -82,7 +86,7 @@ try {
       });
       await waitPort(port);
       const row: string[] = [];
-      for (const [label, extra] of [['conn', []], ['keep', ['--keepalive']]] as const) {
+      for (const [label, extra] of ([['conn', []], ['keep', ['--keepalive']]] as const).filter(([l]) => workloads.includes(l))) {
         const t0 = cpuTicks(listener.pid!);
         const { stdout } = await promisify(execFile)(node, [join(here, 'bin/ftest.ts'), 'simulate', `127.0.0.1:${port}`, '-c', String(c), '-n', String(n), '--json', ...extra], { maxBuffer: 1 << 24 });
         const ticks = cpuTicks(listener.pid!) - t0;
@@ -100,9 +104,10 @@ try {
   await rm(dir, { recursive: true, force: true });
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const ref = results.get('before')!;
+const ref = results.get('before') ?? results.values().next().value!;
 console.log(`\nmedians over ${runs} runs (-c ${c} -n ${n}), listener CPU per request:`);
 for (const [name, r] of results) {
   const d = (x: number, y: number) => `${x >= y ? '+' : ''}${(((x - y) / y) * 100).toFixed(1)} %`;
-  console.log(`${name.padEnd(20)} new connection ${median(r.conn).toFixed(1)} µs (${d(median(r.conn), median(ref.conn))})  keep-alive ${median(r.keep).toFixed(1)} µs (${d(median(r.keep), median(ref.keep))})`);
+  const part = (label: 'conn' | 'keep', what: string) => (r[label].length > 0 ? `${what} ${median(r[label]).toFixed(1)} µs (${d(median(r[label]), median(ref[label]))})` : '');
+  console.log(`${name.padEnd(20)} ${part('conn', 'new connection')}  ${part('keep', 'keep-alive')}`.trimEnd());
 }
