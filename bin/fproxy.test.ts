@@ -8,7 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '../proxy/testing.ts';
-import { appConfig, startTestDaemon, waitFor as poll } from '../daemon/testing.ts';
+import { appConfig, waitFor as poll, startTestDaemon } from '../daemon/testing.ts';
 
 const FPROXY = fileURLToPath(new URL('./fproxy.ts', import.meta.url));
 
@@ -30,7 +30,7 @@ async function run(args: string[], env: Record<string, string> = {}): Promise<{ 
 async function configFile(t: { after: (fn: () => unknown) => void }): Promise<string> {
   const dir = await tempDir(t);
   const path = join(dir, 'config.json');
-  // Never bound: the bad LOG_LEVEL stops the process before any listener starts.
+  // Never bound: LOG_LEVEL is checked first.
   await writeFile(path, JSON.stringify({ Apps: [appConfig('a', [0], ['127.0.0.1:1'])] }));
   return path;
 }

@@ -2,7 +2,8 @@
 // GET handlers returning JSON, so adding one (metrics, writes later) is one line.
 //   GET /healthz → 200 "ok" while the daemon runs
 //   GET /apps    → [{name, generation, state, pids, ports, [listen], targets, [routes], activeConnections,
-//                   currentError, lastError, lastErrorAt, nextAttemptAt, …}] (AppStatus)
+//                   currentError, lastError, lastErrorAt, nextAttemptAt, …,
+//                   health: [{target, state, since, lastError, activeConnections}], panic}] (AppStatus)
 //   GET /status  → {pid, config: {path, hash, appliedAt, error}, migrateReq, spares, reconciles, apps} — `config.error` is
 //                  the last rejected edit ({code, message, issues: [{path, message}]}) or null
 // It never throws on a bad request: unknown path → 404, other methods → 405.

@@ -7,15 +7,21 @@
 //   - an app with no serving generation (its first start failed) retries with backoff until it
 //     gets one or is stopped, so a bad start never leaves it without a listener for good;
 //   - a 0 in the spec's ports is the kernel's pick on the first start, then the same port for
-//     every later generation (kept by index into the ports list; a new 0 entry gets a new pick).
+//     every later generation (kept by index into the ports list; a new 0 entry gets a new pick);
+//   - the app's active health checks (one HealthChecker) live here, not in a generation: every
+//     process forked gets the current states in `start`, every live one hears each change.
 import type { ChildProcess } from 'node:child_process';
-import type { ListenerSpec } from '../proxy/index.ts';
+import type { HealthStates, ListenerSpec } from '../proxy/index.ts';
 import { BACKOFF_DEFAULTS, backoffDelay } from './backoff-delay.ts';
 import { summarizeError } from './daemon-error.ts';
 import type { ErrorSummary } from './daemon-error.ts';
 import { Generation } from './generation.ts';
 import type { SupervisionTiming } from './generation.ts';
 import type { Logger } from './logger.ts';
+import { configuredTargets, HealthChecker } from './health/health-checker.ts';
+import type { ResolveHost } from './health/resolve-host.ts';
+import { targetStatus } from './health/target-status.ts';
+import type { TargetStatus } from './health/target-status.ts';
 
 export type AppState = 'starting' | 'running' | 'rolling-out' | 'draining' | 'failed';
 
@@ -49,6 +55,10 @@ export interface AppStatus {
   readonly rollouts: number;
   /** Pids of older generations still draining. */
   readonly drainingPids: number[];
+  /** One per configured target (route pools included): active checks merged with the workers' reports. */
+  readonly health: TargetStatus[];
+  /** Some worker of the serving generation has a pool in panic (every target unusable: all used). */
+  readonly panic: boolean;
 }
 
 export interface AppSupervisorOptions {
@@ -59,6 +69,8 @@ export interface AppSupervisorOptions {
   readonly acquire: () => ChildProcess;
   /** Generation numbers are per app name and never reused, even across remove/re-add. */
   readonly nextGeneration: () => number;
+  /** How health probes resolve target names (one per daemon, as its listeners resolve them). */
+  readonly resolveHost?: ResolveHost;
 }
 
 export class AppSupervisor {
@@ -83,11 +95,19 @@ export class AppSupervisor {
   #queue: Promise<unknown> = Promise.resolve();
   #retryTimer: NodeJS.Timeout | undefined;
   #retryAttempt = 0;
+  /** Active health checks: one per app, outliving every generation (health survives rollouts). */
+  readonly #checker: HealthChecker;
 
   constructor(options: AppSupervisorOptions) {
     this.#options = options;
     this.name = options.name;
     this.#log = options.logger.child({ app: options.name });
+    this.#checker = new HealthChecker({
+      app: options.name,
+      logger: options.logger,
+      onChange: (states) => this.#pushHealth(states),
+      ...(options.resolveHost === undefined ? {} : { resolveHost: options.resolveHost }),
+    });
   }
 
   /** The spec this app runs (or keeps trying to start), as configured: what the next config is diffed against. */
@@ -113,6 +133,7 @@ export class AppSupervisor {
   async stop(): Promise<void> {
     this.#retiring = true;
     clearTimeout(this.#retryTimer);
+    this.#checker.stop();
     this.#pending?.kill();
     const current = this.#current;
     if (current !== undefined) await this.#retire(current);
@@ -159,6 +180,7 @@ export class AppSupervisor {
       workers: spec?.workers ?? 0,
       rollouts: this.rollouts,
       drainingPids,
+      ...targetStatus(spec === undefined ? [] : configuredTargets(spec).map((t) => t.raw), (t) => this.#checker.health(t), current?.targetViews() ?? [], Date.now()),
     };
   }
 
@@ -167,9 +189,11 @@ export class AppSupervisor {
     this.#wanted = spec;
     const { logger, timing, acquire } = this.#options;
     const ports = spec.ports.map((p, i) => (p === 0 ? (this.#picked.get(i) ?? 0) : p));
-    const gen = new Generation({ spec: { ...spec, ports }, number: this.#options.nextGeneration(), logger, timing, acquire });
-    this.#lastAttempt = gen.number;
     const old = this.#current;
+    // Check the old and the new targets while both may serve; states of unchanged ones carry over.
+    this.#checker.track(old === undefined ? [spec] : [old.spec, spec]);
+    const gen = new Generation({ spec: { ...spec, ports }, number: this.#options.nextGeneration(), logger, timing, acquire, health: () => this.#checker.states() });
+    this.#lastAttempt = gen.number;
     this.#pending = gen;
     this.#log.info({ gen: gen.number, workers: gen.workers, ports, from: old?.number }, old ? 'rolling out a new generation' : 'starting app');
     const startedAt = Date.now();
@@ -182,6 +206,8 @@ export class AppSupervisor {
       // One line per attempt: the summary's message already names the cause, so the error object
       // (whose cause pino would append again, with a stack) is not logged.
       const { code, message } = this.#lastError!;
+      // The old spec keeps serving (or the new one keeps being retried): check what that needs.
+      this.#checker.track([old?.spec ?? spec]);
       if (old !== undefined) {
         this.#log.error({ event: 'rollout-failed', gen: gen.number, code, err: message, keeping: old.number }, 'new generation failed to start; the old generation keeps serving');
       } else {
@@ -217,6 +243,7 @@ export class AppSupervisor {
     spec.ports.forEach((p, i) => {
       if (p === 0) this.#picked.set(i, gen.spec.ports[i]!);
     });
+    this.#checker.track([spec]);
     this.#currentError = null;
     this.#retryAttempt = 0;
     gen.on('failure', (err) => this.#recordError(err));
@@ -234,6 +261,12 @@ export class AppSupervisor {
   #recordError(err: unknown): void {
     this.#lastError = summarizeError(err);
     this.#currentError = this.#lastError;
+  }
+
+  /** Every live process of the app hears of a health change: all workers, starting and draining generations too. */
+  #pushHealth(states: HealthStates): void {
+    const gens = new Set([this.#current, this.#pending, ...this.#draining]);
+    for (const g of gens) g?.sendHealth(states);
   }
 
   /** Drain `gen`; resolves once it stopped accepting and forgets it once it has exited. */

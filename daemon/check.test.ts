@@ -25,6 +25,15 @@ async function check(file: string | undefined): Promise<{ code: number; log: str
 }
 
 describe('runCheck', () => {
+  test('the summary names an app\'s health check', async () => {
+    const path = write('health.json', {
+      Apps: [{ Name: 'pg', Ports: [5432], Targets: ['127.0.0.2:5432'], Workers: 1, HealthCheck: { IntervalMs: 1000, Rise: 1, Port: 8008, HttpPath: '/primary' } }],
+    });
+    const { code, log } = await check(path);
+    assert.equal(code, 0);
+    assert.match(log[1] ?? '', /  health http \/primary port 8008 every 1000ms rise 1 fall 2$/);
+  });
+
   test('a good file: exit 0, a heading and one summary line per app', async () => {
     const path = write('good.json', {
       Apps: [
@@ -42,6 +51,18 @@ describe('runCheck', () => {
       'six            ports 6001  targets [::1]:9003  connect 5000ms idle 0ms workers 1  tls passthrough  send-proxy v2',
       'local          ports 7001 on 127.0.0.1,::1  targets 127.0.0.1:9001  connect 5000ms idle 3600000ms workers 1',
     ]);
+  });
+
+  test('shows a non-default strategy, target options, outlier detection off and OnTargetDown', async () => {
+    const path = write('pool.json', {
+      Apps: [{
+        Name: 'db', Ports: [5432], Workers: 1, Strategy: 'first', OutlierDetection: false, OnTargetDown: 'close',
+        Targets: ['127.0.0.2:5432', { Address: '127.0.0.3:5432', Weight: 3 }, { Address: '127.0.0.4:5432', Backup: true }],
+      }],
+    });
+    const { code, log } = await check(path);
+    assert.equal(code, 0);
+    assert.equal(log[1], 'db  ports 5432  targets 127.0.0.2:5432,127.0.0.3:5432(weight 3),127.0.0.4:5432(backup)  connect 5000ms idle 3600000ms workers 1  strategy first  outlier-detection off  on-target-down close');
   });
 
   test('a bad file: exit 1 and every problem with its path, nothing on stdout', async () => {

@@ -2,7 +2,7 @@
 // files) without starting anything. Prints every problem with its path and returns 1, or prints
 // one summary line per app (with defaults applied, as the listeners would get them) and returns 0.
 import { dirname } from 'node:path';
-import type { ListenerSpec } from '../proxy/index.ts';
+import type { ListenerSpec, TargetSpec } from '../proxy/index.ts';
 import { loadConfigFile } from './config/load.ts';
 import { toListenerSpecs } from './config/to-spec.ts';
 import { ConfigError, formatIssues } from './config/validate.ts';
@@ -34,9 +34,15 @@ export async function runCheck(file: string | undefined, out: CheckOutput = CONS
   return 0;
 }
 
+/** `db2:5432(weight 3, backup)`; a plain target as written. */
+function describeTarget(t: TargetSpec): string {
+  const opts = [...((t.weight ?? 1) !== 1 ? [`weight ${t.weight}`] : []), ...(t.backup ? ['backup'] : [])];
+  return opts.length === 0 ? t.raw : `${t.raw}(${opts.join(', ')})`;
+}
+
 /** `five-thousand  ports 5001,5200  targets 127.0.0.1:9001  connect 5000ms idle 3600000ms workers 2` (+ TLS details). */
 export function summarize(spec: ListenerSpec, width = spec.app.length): string {
-  const targets = spec.targets.length === 0 ? '(none)' : spec.targets.map((t) => t.raw).join(',');
+  const targets = spec.targets.length === 0 ? '(none)' : spec.targets.map(describeTarget).join(',');
   const parts = [
     spec.app.padEnd(width),
     `ports ${spec.ports.join(',')}${spec.listen !== undefined && spec.listen.length > 0 ? ` on ${spec.listen.join(',')}` : ''}`,
@@ -48,7 +54,15 @@ export function summarize(spec: ListenerSpec, width = spec.app.length): string {
     parts.push(`tls ${spec.tls.mode}${spec.tls.mode === 'terminate' ? ` (${certs} cert${certs === 1 ? '' : 's'})` : ''}`);
   }
   if (spec.routes.length > 0) parts.push(`routes ${spec.routes.length}`);
+  if (spec.strategy !== 'round-robin') parts.push(`strategy ${spec.strategy}`);
+  if (spec.outlierDetection === null) parts.push('outlier-detection off');
+  if (spec.onTargetDown !== 'keep') parts.push(`on-target-down ${spec.onTargetDown}`);
   if (spec.acceptProxyProtocol) parts.push('accept-proxy');
   if (spec.sendProxyProtocol !== 'none') parts.push(`send-proxy ${spec.sendProxyProtocol}`);
+  const hc = spec.healthCheck;
+  if (hc !== null) {
+    const kind = hc.httpPath !== null ? `http ${hc.httpPath}` : hc.send !== null || hc.expect !== null ? 'send/expect' : 'tcp';
+    parts.push(`health ${kind}${hc.port === null ? '' : ` port ${hc.port}`} every ${hc.intervalMs}ms rise ${hc.rise} fall ${hc.fall}`);
+  }
   return parts.join('  ');
 }

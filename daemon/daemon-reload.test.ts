@@ -21,10 +21,7 @@ function answeredBy(port: number, tag: string, ms = 20_000): Promise<unknown> {
 }
 
 async function settled(d: TestDaemon, name: string, generation: number): Promise<void> {
-  await waitFor(async () => {
-    const a = await d.app(name);
-    return a?.state === 'running' && a.generation === generation && a.pids.length === a.workers;
-  }, 20_000, `app ${name} running generation ${generation}`);
+  await d.running(name, generation);
 }
 
 test('an edit rolls out the changed app, starts the new one, stops the removed one, and leaves the others alone', async (t) => {

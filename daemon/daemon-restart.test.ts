@@ -10,10 +10,8 @@ test('a listener killed with SIGKILL is replaced, with the same spec and port', 
   const echo = await startEcho('one');
   t.after(() => echo.close());
   const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [0], [echo.port], { Workers: 2 })] });
-  const before = await waitFor(async () => {
-    const a = await d.app('alpha');
-    return a?.state === 'running' && a.pids.length === 2 ? a : undefined;
-  }, 20_000, 'two workers');
+  const before = await d.running('alpha');
+  assert.equal(before.pids.length, 2, 'two workers');
   const [port] = await d.ports('alpha');
   const victim = before.pids[0]!;
   const killedAt = Date.now();
@@ -36,10 +34,7 @@ test('restarts back off while the port is taken, then the app recovers', async (
   const echo = await startEcho('one');
   t.after(() => echo.close());
   const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [0], [echo.port])] });
-  const before = await waitFor(async () => {
-    const a = await d.app('alpha');
-    return a?.state === 'running' && a.pids.length === 1 ? a : undefined;
-  }, 20_000, 'alpha running');
+  const before = await d.running('alpha');
   const [port] = await d.ports('alpha');
 
   // Kill the only listener and take its port (without SO_REUSEPORT) before the restart comes.
@@ -65,10 +60,7 @@ test('restarts back off while the port is taken, then the app recovers', async (
   assert.ok(delays.length <= 6, `${delays.length} attempts so far`);
 
   await new Promise<void>((r) => squatter.close(() => r()));
-  const recovered = await waitFor(async () => {
-    const a = await d.app('alpha');
-    return a?.state === 'running' && a.pids.length === 1 ? a : undefined;
-  }, 30_000, 'alpha running again');
+  const recovered = await d.running('alpha');
   assert.equal(recovered.generation, 1, 'restarted from the last good spec, same generation');
   assert.equal((await exchange(port!, 'hi')).reply, 'one:hi');
 });
@@ -77,10 +69,7 @@ test('a hung listener (missed heartbeats) is killed and replaced', async (t) => 
   const echo = await startEcho('one');
   t.after(() => echo.close());
   const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [0], [echo.port])] }, { env: { FPROXY_HEARTBEAT_MS: '1000' } });
-  const before = await waitFor(async () => {
-    const a = await d.app('alpha');
-    return a?.state === 'running' && a.pids.length === 1 ? a : undefined;
-  }, 20_000, 'alpha running');
+  const before = await d.running('alpha');
   const [port] = await d.ports('alpha');
   const victim = before.pids[0]!;
   process.kill(victim, 'SIGSTOP');

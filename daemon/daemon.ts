@@ -24,6 +24,8 @@ import { SparePool } from './spare-pool.ts';
 import type { MigrateReqStatus } from './migrate-req.ts';
 import { loadFromSource, ReloadPipeline, toConfigErrorStatus } from './reload-pipeline.ts';
 import type { AppFleet, ConfigErrorStatus } from './reload-pipeline.ts';
+import { hostResolver } from './health/resolve-host.ts';
+import type { ResolveHost } from './health/resolve-host.ts';
 
 export interface DaemonOptions {
   /** Default: FPROXY_CONFIG_PATH, else ./config.json. Ignored when `source` is given. */
@@ -109,6 +111,7 @@ class DaemonProcess implements Daemon, AppFleet {
   readonly #generations = new Map<string, number>();
   readonly #admin: AdminServer;
   readonly #pipeline: ReloadPipeline;
+  readonly #resolveHost: ResolveHost;
   #migrateReq: MigrateReqStatus = { enabled: false, changed: false, reason: 'not checked yet' };
   #stopping: Promise<void> | undefined;
 
@@ -120,6 +123,7 @@ class DaemonProcess implements Daemon, AppFleet {
     this.#entry = args.options.listenerEntry ?? LISTENER_SOURCE;
     this.#env = args.env;
     this.#spareCount = args.options.spares ?? 0;
+    this.#resolveHost = hostResolver(args.env);
     this.#admin = new AdminServer({
       '/healthz': () => 'ok',
       '/apps': () => this.apps(),
@@ -186,6 +190,7 @@ class DaemonProcess implements Daemon, AppFleet {
       logger: this.#log,
       timing: this.#timing,
       acquire: () => this.#spares?.take() ?? forkListener(this.#entry, this.#env),
+      resolveHost: this.#resolveHost,
       nextGeneration: () => {
         const n = (this.#generations.get(name) ?? 0) + 1;
         this.#generations.set(name, n);

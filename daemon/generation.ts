@@ -8,12 +8,12 @@
 // failed has no process left; `state` only moves forward: starting → serving → draining → stopped.
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import type { ListenerSpec } from '../proxy/index.ts';
+import type { HealthStates, ListenerSpec } from '../proxy/index.ts';
 import { backoffDelay } from './backoff-delay.ts';
 import type { BackoffOptions } from './backoff-delay.ts';
 import { DaemonError } from './daemon-error.ts';
 import { ListenerProcess } from './listener-process.ts';
-import type { ListenerExit, ListenerTiming } from './listener-process.ts';
+import type { ListenerExit, ListenerTargets, ListenerTiming } from './listener-process.ts';
 import type { Logger } from './logger.ts';
 
 export interface SupervisionTiming extends ListenerTiming {
@@ -28,6 +28,8 @@ export interface GenerationOptions {
   readonly logger: Logger;
   readonly timing: SupervisionTiming;
   readonly acquire: () => ChildProcess;
+  /** The app's active health states, read at each fork (start and restarts). */
+  readonly health?: () => HealthStates;
 }
 
 export type GenerationState = 'starting' | 'serving' | 'draining' | 'stopped';
@@ -110,6 +112,18 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
     return this.#slots.length;
   }
 
+  /** Push health states to every live worker (starting, ready or draining). */
+  sendHealth(states: HealthStates): void {
+    for (const p of this.#live) p.sendHealth(states);
+  }
+
+  /** Live workers' latest target views (a worker that never sent one is absent). */
+  targetViews(): ListenerTargets[] {
+    const views: ListenerTargets[] = [];
+    for (const p of this.#live) if (p.targets !== undefined && p.state !== 'exited') views.push(p.targets);
+    return views;
+  }
+
   activeConnections(): number {
     let sum = 0;
     for (const p of this.#live) sum += p.counters?.activeConnections ?? 0;
@@ -133,9 +147,9 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
   }
 
   #startWorker(slot: WorkerSlot): Promise<void> {
-    const { number, logger, timing, acquire } = this.#options;
+    const { number, logger, timing, acquire, health } = this.#options;
     const spec = this.spec;
-    const proc = new ListenerProcess({ spec, generation: number, worker: slot.index, logger, timing, acquire });
+    const proc = new ListenerProcess({ spec, generation: number, worker: slot.index, logger, timing, acquire, ...(health === undefined ? {} : { health }) });
     slot.process = proc;
     this.#live.add(proc);
     proc.on('exit', (exit) => this.#onWorkerExit(slot, proc, exit));

@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { ListenerSpec } from '../proxy/index.ts';
 import { IPC_VERSION, parseFromListener } from '../proxy/index.ts';
-import type { FromListener, ListenerCounters, ToListener } from '../proxy/index.ts';
+import type { FromListener, HealthStates, ListenerCounters, TargetReport, ToListener } from '../proxy/index.ts';
 import { DaemonError } from './daemon-error.ts';
 import type { Logger } from './logger.ts';
 
@@ -37,6 +37,14 @@ export interface ListenerProcessOptions {
   readonly timing: ListenerTiming;
   /** A forked listener waiting for `start`: a spare from the pool, or a fresh fork (see SparePool). */
   readonly acquire: () => ChildProcess;
+  /** The app's active health states when forking, sent in `start` (a new process starts with them). */
+  readonly health?: () => HealthStates;
+}
+
+/** A listener's latest view of its targets (pong or `targets` message); absent until it sends one. */
+export interface ListenerTargets {
+  readonly targets: readonly TargetReport[];
+  readonly panic: boolean;
 }
 
 export type ListenerState = 'starting' | 'ready' | 'draining' | 'exited';
@@ -58,6 +66,8 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   state: ListenerState = 'starting';
   /** From the latest pong (or `draining`). */
   counters: ListenerCounters | undefined;
+  /** From the latest pong or `targets` message that carried them. */
+  targets: ListenerTargets | undefined;
   readyAt: number | undefined;
   /** The ports the listener bound, from its `ready` (in spec.ports order; a 0 there is the kernel's pick here). */
   boundPorts: readonly number[] = [];
@@ -156,7 +166,8 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
           this.#onMessage(msg);
         }
       });
-      this.#send({ v: IPC_VERSION, type: 'start', spec, generation, worker });
+      const health = this.#options.health?.();
+      this.#send({ v: IPC_VERSION, type: 'start', spec, generation, worker, ...(health === undefined ? {} : { health }) });
     });
   }
 
@@ -190,6 +201,12 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
     });
   }
 
+  /** Push the app's active health states (any state but exited; a starting process got `start` first). */
+  sendHealth(states: HealthStates): void {
+    if (this.state === 'exited') return;
+    this.#send({ v: IPC_VERSION, type: 'health', states });
+  }
+
   /** Kill at once (a failed rollout, shutdown past its deadline). Expected: no restart follows. */
   kill(): void {
     this.#expected = true;
@@ -202,8 +219,13 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
         this.#unanswered = 0;
         const { activeConnections, totalConnections, failedConnections, bytesIn, bytesOut } = msg;
         this.counters = { activeConnections, totalConnections, failedConnections, bytesIn, bytesOut };
+        // Listeners without a target pool do not send these: nothing ejected, no panic.
+        if (Array.isArray(msg.targets)) this.targets = { targets: msg.targets, panic: msg.panic === true };
         return;
       }
+      case 'targets':
+        this.targets = { targets: msg.targets, panic: msg.panic };
+        return;
       case 'draining':
         this.counters = { ...(this.counters ?? { totalConnections: 0, failedConnections: 0, bytesIn: 0, bytesOut: 0 }), activeConnections: msg.activeConnections };
         this.#log.info({ listenerPid: this.pid, activeConnections: msg.activeConnections }, 'listener stopped accepting; draining');

@@ -10,7 +10,6 @@
 //   re-save) retries.
 // It reads whatever ConfigSource it is given and owns no process: the fleet (the daemon) does.
 import type { ListenerSpec } from '../proxy/index.ts';
-import { CONFIG_MISSING } from './config-source/config-source.ts';
 import type { ConfigSource, Unwatch } from './config-source/config-source.ts';
 import { loadConfig } from './config/load.ts';
 import type { LoadedConfig } from './config/load.ts';
@@ -76,7 +75,7 @@ export class ReloadPipeline {
 
   /** Watch the source, then apply `initial` (already loaded, so a bad first config fails start-up). */
   async start(initial: LoadedConfig): Promise<void> {
-    this.#unwatch = await this.#source.watch((reason) => void this.reload(reason));
+    this.#unwatch = await this.#source.watch((reason) => void this.reload(reason), (message) => this.#configGone(message));
     this.#want(initial);
     await this.#reconciling;
   }
@@ -124,6 +123,11 @@ export class ReloadPipeline {
     this.#want(loaded);
   }
 
+  /** /status says the config is gone (not an older edit's error); the next valid read clears it. */
+  #configGone(message: string): void {
+    this.#configError = { code: 'ERR_CONFIG_MISSING', message, issues: [], at: new Date().toISOString() };
+  }
+
   #rejectConfig(err: unknown, reason: string): void {
     const where = this.#source.describe();
     const error = toConfigErrorStatus(err, where);
@@ -131,8 +135,6 @@ export class ReloadPipeline {
     const repeat = this.#configError?.message === error.message;
     this.#configError = error;
     if (repeat) return void this.#log.debug({ reason }, 'config still invalid (same issues)');
-    // The source already warned that the file is gone; /status now says so, the log once.
-    if (reason === CONFIG_MISSING) return void this.#log.debug({ reason, code: error.code }, 'config unreadable while the file is missing');
     this.#log.error({ event: 'config-rejected', reason, path: where, code: error.code, issues: error.issues }, `config rejected; apps keep running as they are:\n${error.message}`);
   }
 

@@ -40,6 +40,8 @@ export interface TestDaemon {
   writeConfig(config: unknown, mode?: WriteMode): Promise<void>;
   /** The ports app `name` has bound, once it has (a configured 0 read back as the kernel's pick). */
   ports(name: string): Promise<number[]>;
+  /** App `name` once running with all its workers up (and at `generation`, if given). */
+  running(name: string, generation?: number): Promise<AppStatus>;
   waitLog(pred: (l: LogLine) => boolean, ms?: number, what?: string): Promise<LogLine>;
   /** Listener pids seen in logs or status (with their start times), for leak checks and cleanup. */
   readonly listenerPids: Map<number, string>;
@@ -162,6 +164,10 @@ export async function startTestDaemon(t: TestContext, config: unknown, options: 
     const a = await d.app(name);
     return a !== undefined && a.ports.length > 0 && a.ports.every((p) => p > 0) ? [...a.ports] : undefined;
   }, 20_000, `the ports of app ${name} in /apps`);
+  d.running = (name, generation) => waitFor(async () => {
+    const a = await d.app(name);
+    return a?.state === 'running' && a.pids.length === a.workers && (generation === undefined || a.generation === generation) ? a : undefined;
+  }, 30_000, `app ${name} running${generation === undefined ? '' : ` generation ${generation}`} with every worker`);
 
   if (!options.noWait) {
     const line = await waitLog((l) => l.event === 'admin-listening', 20_000, 'the admin endpoint');

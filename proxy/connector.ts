@@ -1,18 +1,22 @@
 // Connector: reaches one endpoint of a target pool for one client connection.
 //
 // Policy (HAProxy's `retries` + `option redispatch`, bounded by a time budget like Envoy's
-// connect_timeout): the first attempt goes to the pool's next target (round-robin); each failed
-// attempt (refused, unreachable, attempt timeout, DNS failure) moves on to the following target.
-// After a full pass over the pool fails, wait a little (100 ms × pass) before the next pass, so a
-// pool that refuses instantly is not hammered. Stop when the budget is spent or after
-// max(3, 2 × pool size) attempts, whichever comes first: a dead pool answers fast.
+// connect_timeout): every attempt asks the pool for a target (pool.pick: strategy, health, backup,
+// and the targets this job already tried, which it avoids while it can) and reports how the attempt
+// ended (pool.report: ok, refused, unreachable, timeout, dns), so passive health learns from every
+// attempt. After each full pass's worth of attempts (pool size) fails, wait a little (100 ms ×
+// pass) before the next pass, so a pool that refuses instantly is not hammered. Stop when the
+// budget is spent or after max(3, 2 × pool size) attempts, whichever comes first: a dead pool
+// answers fast. Within one target, DnsCache rotates over its endpoints.
 //
 // Invariants: every attempt settles exactly once (error, connect or timeout; first wins, the
-// others are ignored and the losing socket destroyed); the callback fires exactly once unless
+// others are ignored and the losing socket destroyed) and is reported to the pool exactly once
+// (a cancelled attempt is released, not reported); the callback fires exactly once unless
 // cancel() came first; a warm DNS cache means no promise and no await on this path.
 import net from 'node:net';
 import type { DnsCache } from './dns-cache.ts';
-import type { RoundRobin } from './round-robin.ts';
+import type { TargetPool } from './pool/target-pool.ts';
+import type { AttemptResult, TargetState } from './pool/target-state.ts';
 import type { TargetSpec } from './spec.ts';
 
 export class ConnectError extends Error {
@@ -42,6 +46,8 @@ export class AttemptTimeoutError extends Error {
 export interface ConnectResult {
   readonly socket: net.Socket;
   readonly target: TargetSpec;
+  /** The target's state in the pool; the caller releases it (pool.release) when the session ends. */
+  readonly state: TargetState;
   /** "ip:port" that answered. */
   readonly endpoint: string;
   readonly attempts: number;
@@ -62,13 +68,18 @@ type JobSocket = net.Socket & { [kJob]?: ConnectJob };
 /** One in-flight connect for one client; create through Connector.connect. */
 class ConnectJob {
   readonly #opts: ConnectorOptions;
-  readonly #pool: RoundRobin<TargetSpec>;
+  readonly #pool: TargetPool;
+  readonly #key: string | undefined;
   readonly #cb: ConnectCallback;
   readonly #deadline: number;
   readonly #startedAt: number;
   readonly #maxAttempts: number;
-  #index: number;
   #attempts = 0;
+  /** Entries of the pool tried by this job; allocated on the first failure (the rare path). */
+  #tried: Uint8Array | null = null;
+  #entry = -1;
+  /** The current attempt's target, counted by pool.pick() until reported or released. */
+  #state: TargetState | null = null;
   #socket: JobSocket | null = null;
   #timer: NodeJS.Timeout | null = null;
   #target: TargetSpec | undefined;
@@ -76,18 +87,18 @@ class ConnectJob {
   #lastError: unknown = undefined;
   #done = false;
 
-  constructor(opts: ConnectorOptions, pool: RoundRobin<TargetSpec>, startedAt: number, cb: ConnectCallback) {
+  constructor(opts: ConnectorOptions, pool: TargetPool, key: string | undefined, startedAt: number, cb: ConnectCallback) {
     this.#opts = opts;
     this.#pool = pool;
+    this.#key = key;
     this.#cb = cb;
     this.#startedAt = startedAt;
     this.#deadline = startedAt + opts.budgetMs;
     this.#maxAttempts = Math.max(3, 2 * pool.size);
-    this.#index = pool.nextIndex();
   }
 
   start(): void {
-    if (this.#index < 0) return this.#fail();
+    if (this.#pool.size === 0) return this.#fail();
     this.#attempt();
   }
 
@@ -95,13 +106,19 @@ class ConnectJob {
     if (this.#done) return;
     this.#done = true;
     this.#clearAttempt(true);
+    this.#release();
   }
 
   #attempt(): void {
     if (this.#done) return;
     const remaining = this.#deadline - Date.now();
     if (remaining <= 0 || this.#attempts >= this.#maxAttempts) return this.#fail();
-    const target = this.#pool.items[this.#index]!;
+    const pool = this.#pool;
+    const i = pool.pick(this.#key, this.#tried);
+    const state = pool.entries[i]!.state;
+    this.#entry = i;
+    this.#state = state;
+    const target = state.spec;
     this.#target = target;
     this.#attempts++;
     const address = this.#opts.dns.pick(target.host);
@@ -109,8 +126,8 @@ class ConnectJob {
       // Cold cache: the only asynchronous step, taken once per TTL window per name.
       this.#endpoint = undefined;
       this.#opts.dns.resolve(target.host).then(
-        () => { if (!this.#done) { this.#attempts--; this.#attemptResolved(target); } },
-        (err: unknown) => this.#attemptFailed(err),
+        () => this.#attemptResolved(target),
+        (err: unknown) => { if (!this.#done) this.#attemptFailed(err, 'dns'); },
       );
       return;
     }
@@ -118,10 +135,15 @@ class ConnectJob {
   }
 
   #attemptResolved(target: TargetSpec): void {
+    if (this.#done) return;
     const remaining = this.#deadline - Date.now();
+    if (remaining <= 0) {
+      // The budget ran out while resolving: not the target's fault.
+      this.#release();
+      return this.#fail();
+    }
     const address = this.#opts.dns.pick(target.host);
-    this.#attempts++;
-    if (remaining <= 0 || address === undefined) return this.#attemptFailed(new Error(`no address for ${target.host}`));
+    if (address === undefined) return this.#attemptFailed(new Error(`no address for ${target.host}`), 'dns');
     this.#dial(target, address, remaining);
   }
 
@@ -143,21 +165,32 @@ class ConnectJob {
     if (err === null) {
       this.#done = true;
       this.#clearAttempt(false);
+      const state = this.#state!;
+      this.#state = null;
+      this.#pool.report(state, this.#endpoint, 'ok');
       socket.setKeepAlive(true, 60_000);
-      this.#cb(null, { socket, target: this.#target!, endpoint: this.#endpoint!, attempts: this.#attempts });
+      this.#cb(null, { socket, target: this.#target!, state, endpoint: this.#endpoint!, attempts: this.#attempts });
       return;
     }
     this.#clearAttempt(true);
-    this.#attemptFailed(err);
+    this.#attemptFailed(err, attemptResult(err));
   }
 
-  #attemptFailed(err: unknown): void {
+  #attemptFailed(err: unknown, result: AttemptResult): void {
     if (this.#done) return;
     this.#lastError = err;
+    const state = this.#state;
+    if (state !== null) {
+      this.#state = null;
+      this.#pool.report(state, this.#endpoint, result, errorCode(err));
+    }
     const n = this.#pool.size;
-    this.#index = this.#index + 1 === n ? 0 : this.#index + 1;
+    this.#tried ??= new Uint8Array(n);
+    this.#tried[this.#entry] = 1;
     if (this.#attempts % n === 0) {
-      // A full pass failed: back off before the next one, within the budget.
+      // A full pass failed: the next pass may try every target again, once each. Back off before
+      // it, within the budget.
+      this.#tried.fill(0);
       const wait = Math.min(100 * (this.#attempts / n), this.#deadline - Date.now());
       if (wait <= 0 || this.#attempts >= this.#maxAttempts) return this.#fail();
       this.#timer = setTimeout(onBackoffDone, wait, this);
@@ -170,6 +203,14 @@ class ConnectJob {
   resume(): void {
     this.#timer = null;
     this.#attempt();
+  }
+
+  /** The attempt in progress ends without a verdict on its target (cancelled, budget gone). */
+  #release(): void {
+    const state = this.#state;
+    if (state === null) return;
+    this.#state = null;
+    this.#pool.release(state);
   }
 
   #clearAttempt(destroySocket: boolean): void {
@@ -194,6 +235,7 @@ class ConnectJob {
     if (this.#done) return;
     this.#done = true;
     this.#clearAttempt(true);
+    this.#release();
     const err = new ConnectError(this.#opts.app, this.#attempts, Date.now() - this.#startedAt, this.#target?.raw, this.#endpoint, this.#lastError);
     this.#cb(err, null);
   }
@@ -205,6 +247,20 @@ class ConnectJob {
     this.#timer = null;
     this.settle(s, new AttemptTimeoutError(this.#endpoint ?? '?', ms));
   }
+}
+
+/** Which kind of failure an attempt's error is, for passive health. */
+export function attemptResult(err: unknown): AttemptResult {
+  if (err instanceof AttemptTimeoutError) return 'timeout';
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'ECONNREFUSED') return 'refused';
+  if (code === 'ERR_DNS_NOT_FOUND' || code === 'ERR_DNS_FAILED') return 'dns';
+  return 'unreachable';
+}
+
+function errorCode(err: unknown): string {
+  if (err instanceof Error) return (err as NodeJS.ErrnoException).code ?? err.message;
+  return String(err);
 }
 
 function onSocketConnect(this: JobSocket): void {
@@ -232,9 +288,12 @@ export class Connector {
     this.#opts = opts;
   }
 
-  /** Connect to some target of `pool`; `cb` fires once with the upstream socket or a ConnectError. */
-  connect(pool: RoundRobin<TargetSpec>, startedAt: number, cb: ConnectCallback): ConnectHandle {
-    const job = new ConnectJob(this.#opts, pool, startedAt, cb);
+  /**
+   * Connect to some target of `pool` for a client (`key`: its address, for source-hash; else
+   * undefined); `cb` fires once with the upstream socket or a ConnectError.
+   */
+  connect(pool: TargetPool, key: string | undefined, startedAt: number, cb: ConnectCallback): ConnectHandle {
+    const job = new ConnectJob(this.#opts, pool, key, startedAt, cb);
     job.start();
     return job;
   }

@@ -126,9 +126,10 @@ test('closes a connection after IdleTimeoutMs without bytes either way', async (
   const c = net.connect(ports[0]!, '127.0.0.1');
   c.on('error', () => {});
   await once(c, 'connect');
+  // Taken before the last bytes are sent: the session's last activity comes after it.
+  const t0 = Date.now();
   c.write('ping');
   await once(c, 'data');
-  const t0 = Date.now();
   await once(c, 'close');
   const idle = Date.now() - t0;
   // Not before the idle timeout; the upper side only bounds a hang (the test's own timeout would too).

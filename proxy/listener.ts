@@ -1,7 +1,9 @@
 // Listener: serves one app generation in this process. Owns the app's servers (one per port and
 // bind address — dual-stack `::` unless the spec lists addresses — each with SO_REUSEPORT so
-// another generation or worker can bind the same ports), the target pools, the DNS cache, the open sessions and the counters; for a Tls
-// "terminate" app, the certificates (loaded at start, watched until drain).
+// another generation or worker can bind the same ports), the target pools and their per-target
+// state (TargetTable: the daemon's health states, passive health, connections per target), the DNS
+// cache, the open sessions and the counters; for a Tls "terminate" app, the certificates (loaded at
+// start, watched until drain).
 //
 // Invariants: start() either binds every port or binds none (it closes what it bound and throws
 // ListenerError); after drain() starts no connection is accepted; drain() resolves once every
@@ -9,9 +11,12 @@
 import net from 'node:net';
 import { Connector, type ConnectError } from './connector.ts';
 import { DnsCache } from './dns-cache.ts';
-import type { ListenerCounters } from './ipc/protocol.ts';
+import type { HealthStates, ListenerCounters, TargetsReport } from './ipc/protocol.ts';
 import type { ListenerContext } from './listener-context.ts';
 import type { Logger } from './log.ts';
+import { TargetTable } from './pool/target-table.ts';
+import type { TargetPool } from './pool/target-pool.ts';
+import type { TargetState } from './pool/target-state.ts';
 import { Router } from './router.ts';
 import { Session } from './session.ts';
 import type { ListenerSpec } from './spec.ts';
@@ -55,7 +60,16 @@ export interface ListenerOptions {
   readonly dns?: DnsCache;
   /** Host to bind; default "::" (dual-stack, all interfaces), falling back to 0.0.0.0 without IPv6. */
   readonly host?: string;
+  /** Called (at most every TARGETS_REPORT_MIN_MS) after passive health changed a target. */
+  readonly onTargets?: (report: TargetsReport) => void;
+  /** The daemon's active-check states to start with (a new generation keeps the old one's view). */
+  readonly health?: HealthStates;
+  /** Epoch ms for target state; default Date.now. */
+  readonly now?: () => number;
 }
+
+/** A burst of ejections becomes one `targets` message per this many ms at most. */
+export const TARGETS_REPORT_MIN_MS = 250;
 
 export class Listener implements ListenerContext {
   readonly spec: ListenerSpec;
@@ -63,6 +77,10 @@ export class Listener implements ListenerContext {
   readonly connector: Connector;
   readonly logger: Logger;
   readonly dns: DnsCache;
+  readonly targets: TargetTable;
+  readonly #onTargets: ((report: TargetsReport) => void) | undefined;
+  #reportTimer: NodeJS.Timeout | null = null;
+  #lastReport = 0;
   readonly #servers: net.Server[] = [];
   readonly #sessions = new Set<Session>();
   readonly #host: string | undefined;
@@ -83,7 +101,16 @@ export class Listener implements ListenerContext {
     this.#accessLog = opts.logger.isLevelEnabled('debug');
     this.#host = opts.host;
     this.dns = opts.dns ?? new DnsCache({ onError: (host, err) => this.logger.warn({ host, err: err.message }, 'DNS lookup failed') });
-    this.router = new Router(spec.targets, spec.routes);
+    this.#onTargets = opts.onTargets;
+    this.targets = new TargetTable({
+      strategy: spec.strategy,
+      outlierDetection: spec.outlierDetection,
+      ...(opts.now ? { now: opts.now } : {}),
+      onChange: (state) => this.#targetChanged(state),
+      onPanic: (pool) => this.#panicChanged(pool),
+    });
+    this.router = new Router(spec.targets, spec.routes, this.targets);
+    if (opts.health) this.targets.applyHealth(opts.health);
     this.connector = new Connector({ app: spec.app, dns: this.dns, budgetMs: spec.connectTimeoutMs, attemptTimeoutMs: spec.connectAttemptTimeoutMs });
   }
 
@@ -222,6 +249,55 @@ export class Listener implements ListenerContext {
     if (this.#draining && this.#sessions.size === 0) this.#drainWaiter?.();
   }
 
+  /** The daemon's active-check states (IPC `health`): down/drain targets get no new connections. */
+  applyHealth(states: HealthStates): void {
+    const wentDown = this.targets.applyHealth(states);
+    for (const t of wentDown) this.logger.info({ target: t.raw }, 'target down (active checks)');
+    if (wentDown.length === 0 || this.spec.onTargetDown !== 'close') return;
+    const down = new Set<TargetState>(wentDown);
+    let closed = 0;
+    for (const s of [...this.#sessions]) {
+      if (s.targetState === null || !down.has(s.targetState)) continue;
+      s.destroy('upstream-error', 'ERR_TARGET_DOWN', true);
+      closed++;
+    }
+    if (closed > 0) this.logger.info({ targets: wentDown.map((t) => t.raw), closed }, 'reset connections to targets marked down (OnTargetDown "close")');
+  }
+
+  targetsReport(): TargetsReport {
+    return { targets: this.targets.reports(), panic: this.targets.panic };
+  }
+
+  #targetChanged(state: TargetState): void {
+    const now = Date.now();
+    const ejected = state.ejected(this.targets.now());
+    this.logger.info({ target: state.raw, lastError: state.lastError, until: ejected ? new Date(state.ejectedUntil).toISOString() : undefined }, ejected ? 'target ejected (passive health)' : 'target back in service');
+    if (this.#onTargets === undefined || this.#reportTimer !== null) return;
+    this.#scheduleReport(Math.max(0, this.#lastReport + TARGETS_REPORT_MIN_MS - now));
+  }
+
+  #scheduleReport(ms: number): void {
+    if (this.#reportTimer !== null) clearTimeout(this.#reportTimer);
+    this.#reportTimer = setTimeout(() => this.#sendReport(), ms);
+    this.#reportTimer.unref();
+  }
+
+  /** Sends the report; while a target is ejected, sends another when its ejection runs out. */
+  #sendReport(): void {
+    this.#reportTimer = null;
+    this.#lastReport = Date.now();
+    this.#onTargets?.(this.targetsReport());
+    const next = this.targets.nextExpiry();
+    if (next !== undefined && !this.#draining) this.#scheduleReport(Math.max(TARGETS_REPORT_MIN_MS, next - this.targets.now() + 1));
+  }
+
+  #panicChanged(pool: TargetPool): void {
+    // Once per episode each way: the pool enters panic on a pick and stays until a pick finds a usable target.
+    if (pool.panic) this.logger.warn({ pool: pool.name, targets: pool.entries.map((e) => e.state.raw) }, 'panic: no usable target in the pool, using all of them');
+    else this.logger.info({ pool: pool.name }, 'panic over: the pool has a usable target again');
+    if (this.#onTargets !== undefined && this.#reportTimer === null) this.#scheduleReport(Math.max(0, this.#lastReport + TARGETS_REPORT_MIN_MS - Date.now()));
+  }
+
   counters(): ListenerCounters {
     return { activeConnections: this.#sessions.size, totalConnections: this.#total, failedConnections: this.#failed, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut };
   }
@@ -234,6 +310,8 @@ export class Listener implements ListenerContext {
   async drain(timeoutMs: number = this.spec.drainTimeoutMs): Promise<{ closedByTimeout: number }> {
     if (this.#draining) return { closedByTimeout: 0 };
     this.#draining = true;
+    if (this.#reportTimer !== null) clearTimeout(this.#reportTimer);
+    this.#reportTimer = null;
     await this.#closeServers();
     this.#terminator?.close();
     if (this.#sessions.size === 0) return { closedByTimeout: 0 };
@@ -245,7 +323,7 @@ export class Listener implements ListenerContext {
       };
     });
     const left = [...this.#sessions];
-    for (const s of left) s.destroy('drained');
+    for (const s of left) s.destroy('drained', 'ERR_DRAINED');
     return { closedByTimeout: left.length };
   }
 

@@ -5,7 +5,7 @@
 // SIGTERM/SIGINT) drains once and exits 0; nothing a client or target does exits the process, and
 // no message the daemon sends does either: every one is validated first (ipc/protocol.ts), a bad
 // one answered with its reason.
-import { IPC_VERSION, parseToListener, type FromListener } from './ipc/protocol.ts';
+import { IPC_VERSION, parseToListener, type FromListener, type HealthStates } from './ipc/protocol.ts';
 import { Listener } from './listener.ts';
 import { createLogger, logLevelFromEnv, type LogLevel, type Logger } from './log.ts';
 import type { ListenerSpec } from './spec.ts';
@@ -29,14 +29,14 @@ function send(msg: FromListener): void {
   if (process.connected) process.send?.(msg);
 }
 
-async function start(spec: ListenerSpec, generation: number, worker: number): Promise<void> {
+async function start(spec: ListenerSpec, generation: number, worker: number, health: HealthStates | undefined): Promise<void> {
   if (listener) return send({ v: IPC_VERSION, type: 'error', error: { code: 'ERR_ALREADY_STARTED', message: 'start received twice' } });
   logger = createLogger({ proc: 'listener', app: spec.app, gen: generation, worker });
   // What `ps` and `top` show instead of the bundle's path (as nginx and HAProxy name their workers).
   process.title = `fproxy: listener app=${spec.app} gen=${generation} worker=${worker}`;
   try {
     // Inside the try: whatever the constructor throws is answered as `failed`, not a crash.
-    listener = new Listener(spec, { logger });
+    listener = new Listener(spec, { logger, ...(health ? { health } : {}), onTargets: (r) => send({ v: IPC_VERSION, type: 'targets', targets: [...r.targets], panic: r.panic }) });
     const ports = await listener.start();
     logger.info(listeningFields(spec, ports), 'listening');
     send({ v: IPC_VERSION, type: 'ready', ports, pid: process.pid });
@@ -81,11 +81,16 @@ function onMessage(raw: unknown): void {
   const msg = received.msg;
   switch (msg.type) {
     case 'start':
-      void start(msg.spec, msg.generation, msg.worker);
+      void start(msg.spec, msg.generation, msg.worker, msg.health);
+      break;
+    case 'health':
+      // Before `start` there is nothing to apply it to; `start.health` carries the states then.
+      listener?.applyHealth(msg.states);
       break;
     case 'ping': {
       const c = listener?.counters() ?? { activeConnections: 0, totalConnections: 0, failedConnections: 0, bytesIn: 0, bytesOut: 0 };
-      send({ v: IPC_VERSION, type: 'pong', seq: msg.seq, ...c });
+      const t = listener?.targetsReport() ?? { targets: [], panic: false };
+      send({ v: IPC_VERSION, type: 'pong', seq: msg.seq, ...c, targets: [...t.targets], panic: t.panic });
       break;
     }
     case 'drain':

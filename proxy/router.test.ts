@@ -5,7 +5,11 @@ import type { TargetSpec } from './spec.ts';
 import { targetSpec } from './testing.ts';
 
 const t = (raw: string): TargetSpec => targetSpec(raw);
-const first = (r: Router, sni: string | undefined, alpn: string[] = []) => r.pool(sni, alpn).pick()?.raw;
+const first = (r: Router, sni: string | undefined, alpn: string[] = []) => {
+  const pool = r.pool(sni, alpn);
+  const i = pool.pick(undefined, null);
+  return i < 0 ? undefined : pool.entries[i]!.state.raw;
+};
 
 const router = new Router([t('127.0.0.1:9000')], [
   { sni: ['a.example.test', '*.a.example.test'], alpn: [], targets: [t('127.0.0.1:9001')] },

@@ -3,27 +3,29 @@
 // wildcards from the most specific (longest suffix) down, case-insensitive. A route with an ALPN
 // list only matches a client that offers one of those protocols; otherwise matching goes on to the
 // next less specific route. No match → the default pool (the app's Targets), which may be empty.
-// Pure; one RoundRobin per pool, built once.
-import { RoundRobin } from './round-robin.ts';
+// Pure; one TargetPool per route, built once over the listener's TargetTable. The router only
+// chooses the pool; the pool chooses the target.
+import type { TargetPool } from './pool/target-pool.ts';
+import { TargetTable } from './pool/target-table.ts';
 import type { RouteSpec, TargetSpec } from './spec.ts';
 
 interface CompiledRoute {
   readonly alpn: readonly string[];
-  readonly pool: RoundRobin<TargetSpec>;
+  readonly pool: TargetPool;
 }
 
 export class Router {
-  readonly defaultPool: RoundRobin<TargetSpec>;
+  readonly defaultPool: TargetPool;
   readonly #exact = new Map<string, CompiledRoute[]>();
   /** Wildcard suffix (".a.example.test") → routes; looked up from the longest suffix. */
   readonly #wild = new Map<string, CompiledRoute[]>();
   readonly #hasRoutes: boolean;
 
-  constructor(defaultTargets: readonly TargetSpec[], routes: readonly RouteSpec[]) {
-    this.defaultPool = new RoundRobin(defaultTargets);
+  constructor(defaultTargets: readonly TargetSpec[], routes: readonly RouteSpec[], table = new TargetTable({ strategy: 'round-robin', outlierDetection: null })) {
+    this.defaultPool = table.pool('default', defaultTargets);
     this.#hasRoutes = routes.length > 0;
     for (const r of routes) {
-      const compiled: CompiledRoute = { alpn: r.alpn, pool: new RoundRobin(r.targets) };
+      const compiled: CompiledRoute = { alpn: r.alpn, pool: table.pool(r.sni[0] ?? 'route', r.targets) };
       for (const raw of r.sni) {
         const name = raw.toLowerCase();
         const map = name.startsWith('*.') ? this.#wild : this.#exact;
@@ -36,7 +38,7 @@ export class Router {
   }
 
   /** The pool for this SNI/ALPN; the default pool when nothing matches. */
-  pool(sni: string | undefined, alpn: readonly string[]): RoundRobin<TargetSpec> {
+  pool(sni: string | undefined, alpn: readonly string[]): TargetPool {
     if (!this.#hasRoutes || sni === undefined) return this.defaultPool;
     const name = sni.toLowerCase();
     const exact = matchAlpn(this.#exact.get(name), alpn);
@@ -50,7 +52,7 @@ export class Router {
   }
 }
 
-function matchAlpn(routes: CompiledRoute[] | undefined, offered: readonly string[]): RoundRobin<TargetSpec> | undefined {
+function matchAlpn(routes: CompiledRoute[] | undefined, offered: readonly string[]): TargetPool | undefined {
   if (routes === undefined) return undefined;
   for (const r of routes) {
     if (r.alpn.length === 0) return r.pool;

@@ -6,10 +6,12 @@
 //      c. terminate: hand the socket (bytes after the PROXY header unshifted) to TLS; the
 //         handshake's SNI and ALPN decide the route
 //   3. route: pick the target pool (SNI/ALPN route or the app's default pool); none → RST
-//   4. connect: Connector tries targets within the budget; failure → RST to the client
+//   4. connect: Connector tries the pool's targets within the budget; failure → RST to the client
 //   5. forward: write the prelude (outgoing PROXY header, peeked bytes), then bytes both ways with
 //      backpressure and half-close, until both sides end, either errors, or the idle timeout fires
-//   6. close: one counter update and, at debug, one access-log line
+//   6. close: fail() records why (the first failure wins: outcome and code, written nowhere else);
+//      finish() runs once: releases the target's connection count, one counter update and, at
+//      debug, one access-log line
 //
 // Invariants: a plain TCP app without PROXY header goes from 1 straight to 3 (no timer, no buffer);
 // inspecting never copies more than O(bytes received) however the bytes are split, and rejects a
@@ -25,10 +27,11 @@ import type { ConnectError, ConnectHandle, ConnectResult } from './connector.ts'
 import type { ListenerContext } from './listener-context.ts';
 import { parseProxyHeader, buildProxyHeaderV1, buildProxyHeaderV2, type ProxyEndpoint } from './proxy-protocol.ts';
 import { parseClientHello } from './tls/client-hello.ts';
-import type { RoundRobin } from './round-robin.ts';
-import type { TargetSpec } from './spec.ts';
+import type { TargetPool } from './pool/target-pool.ts';
+import type { TargetState } from './pool/target-state.ts';
 
 export type Outcome = 'ok' | 'connect-failed' | 'no-route' | 'handshake-timeout' | 'bad-handshake' | 'client-error' | 'upstream-error' | 'idle-timeout' | 'drained';
+export type Failure = Exclude<Outcome, 'ok'>;
 
 const kPeer = Symbol('peer');
 const kSession = Symbol('session');
@@ -52,10 +55,14 @@ export class Session {
   /** Terminate: the protocol negotiated. Passthrough: not known (the target negotiates). */
   alpn: string | undefined;
   target: string | undefined;
+  /** The connected target's state (its connection is counted until finish()). */
+  targetState: TargetState | null = null;
+  #pool: TargetPool | null = null;
   endpoint: string | undefined;
   attempts = 0;
+  /** Written only by fail(). */
   outcome: Outcome = 'ok';
-  /** Why the session failed, when it did: ERR_NOT_TLS, ERR_PROXY_HEADER_MISSING, ERR_NO_ROUTE … */
+  /** Why the session failed, when it did: ERR_NOT_TLS, ERR_PROXY_HEADER_MISSING, ERR_NO_ROUTE … Written only by fail(). */
   code: string | undefined;
   /** What bytes are forwarded from and to on the client side: `client`, or the TLS socket over it. */
   #down: net.Socket;
@@ -238,10 +245,12 @@ export class Session {
   // 3. route
   #route(sni: string | undefined, alpn: readonly string[]): void {
     this.sni = sni;
-    const pool: RoundRobin<TargetSpec> | undefined = this.ctx.router.pool(sni, alpn);
-    if (pool === undefined || pool.size === 0) return this.#abort('no-route', 'ERR_NO_ROUTE');
-    // 4. connect
-    this.#connect = this.ctx.connector.connect(pool, this.startedAt, (err, res) => this.#connected(err, res));
+    const pool = this.ctx.router.pool(sni, alpn);
+    if (pool.size === 0) return this.#abort('no-route', 'ERR_NO_ROUTE');
+    // 4. connect (only source-hash needs the client's address: reading it is a syscall)
+    this.#pool = pool;
+    const key = this.ctx.spec.strategy === 'source-hash' ? this.clientAddress : undefined;
+    this.#connect = this.ctx.connector.connect(pool, key, this.startedAt, (err, res) => this.#connected(err, res));
   }
 
   #connected(err: ConnectError | null, res: ConnectResult | null): void {
@@ -255,8 +264,10 @@ export class Session {
     }
     this.attempts = res.attempts;
     this.target = res.target.raw;
+    this.targetState = res.state;
     this.endpoint = res.endpoint;
     if (this.#closed) {
+      this.#releaseTarget();
       res.socket.destroy();
       return;
     }
@@ -318,9 +329,8 @@ export class Session {
     return version === 'v1' ? buildProxyHeaderV1(src, dst) : buildProxyHeaderV2(src, dst);
   }
 
-  #abort(outcome: Outcome, code: string): void {
-    this.outcome = outcome;
-    this.code = code;
+  #abort(outcome: Failure, code: string): void {
+    this.fail(outcome, code);
     this.#clearTimer();
     // RST: the client learns at once that nothing is behind us (no half-open wait). A TLS socket
     // over it is destroyed by Node once the TCP socket has closed; destroying it here, before the
@@ -336,18 +346,33 @@ export class Session {
     }
   }
 
-  /** Close both sides now (drain timeout). */
-  destroy(outcome: Outcome): void {
+  /**
+   * Close both sides now: `drained` (drain timeout, ERR_DRAINED) or a target marked down with
+   * OnTargetDown "close" (`reset`: RST both ways, as HAProxy's shutdown-sessions).
+   */
+  destroy(outcome: Failure, code: string, reset = false): void {
     if (this.#closed) return;
-    this.outcome = outcome;
-    this.code = 'ERR_DRAINED';
-    this.#down.destroy();
-    this.client.destroy();
-    this.upstream?.destroy();
+    this.fail(outcome, code);
+    if (reset) {
+      // The TCP sockets only: a TLS socket over the client goes with it (see #abort).
+      if (!this.client.destroyed) this.client.resetAndDestroy();
+      if (this.upstream !== null && !this.upstream.destroyed) this.upstream.resetAndDestroy();
+    } else {
+      this.#down.destroy();
+      this.client.destroy();
+      this.upstream?.destroy();
+    }
     this.finish();
   }
 
-  /** @internal 6. close: runs once. */
+  /** 6. close, part one: why the session ends. The first failure wins; 'ok' stays when none came. */
+  fail(outcome: Failure, code: string): void {
+    if (this.outcome !== 'ok') return;
+    this.outcome = outcome;
+    this.code = code;
+  }
+
+  /** @internal 6. close, part two: runs once, when both sides are gone (or will be at once). */
   finish(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -357,7 +382,15 @@ export class Session {
       this.#connect.cancel();
       this.#connect = null;
     }
+    this.#releaseTarget();
     this.ctx.onSessionClosed(this);
+  }
+
+  #releaseTarget(): void {
+    const state = this.targetState;
+    if (state === null || this.#pool === null) return;
+    this.#pool.release(state);
+    this.#pool = null;
   }
 }
 
@@ -384,9 +417,9 @@ function onSecure(this: tls.TLSSocket & Peered): void {
 function onTlsEarlyError(this: Peered, err: NodeJS.ErrnoException): void {
   this[kSession].tlsFailed(err);
 }
-function onClientEarlyError(this: Peered): void {
+function onClientEarlyError(this: Peered, err: NodeJS.ErrnoException): void {
   const s = this[kSession];
-  if (s.outcome === 'ok') s.outcome = 'client-error';
+  s.fail('client-error', err.code ?? 'ERR_CLIENT');
   this.destroy();
   s.finish();
 }
@@ -412,10 +445,10 @@ function onEnd(this: Peered): void {
   // Half-close: pass the FIN on; the other direction keeps flowing until it ends too.
   peer.end();
 }
-function onError(this: Peered): void {
+function onError(this: Peered, err: NodeJS.ErrnoException): void {
   const s = this[kSession];
   const fromUpstream = this === s.upstream;
-  if (s.outcome === 'ok') s.outcome = fromUpstream ? 'upstream-error' : 'client-error';
+  s.fail(fromUpstream ? 'upstream-error' : 'client-error', err.code ?? (fromUpstream ? 'ERR_UPSTREAM' : 'ERR_CLIENT'));
   // Reset the other side's TCP socket: the client's, not the TLS socket over it (no RST there).
   const other = fromUpstream ? s.client : this[kPeer];
   if (!other.destroyed) other.resetAndDestroy();
@@ -441,7 +474,7 @@ function onFlushDeadline(this: Peered): void {
 }
 function onIdle(this: Peered): void {
   const s = this[kSession];
-  s.outcome = 'idle-timeout';
+  s.fail('idle-timeout', 'ERR_IDLE_TIMEOUT');
   this.destroy();
   this[kPeer].destroy();
 }

@@ -15,6 +15,10 @@ export interface TargetSpec {
   /** Hostname or IP literal, without brackets. */
   readonly host: string;
   readonly port: number;
+  /** Relative share of new connections (round-robin, least-connections, random-two, source-hash). Default 1. */
+  readonly weight?: number;
+  /** Gets connections only when no primary target of its pool is usable. Default false. */
+  readonly backup?: boolean;
 }
 
 /** A target pool selected by SNI (and optionally ALPN) on a TLS app. */
@@ -39,6 +43,28 @@ export interface TlsSpec {
   readonly certs: readonly CertSpec[];
 }
 
+/** Active health checks of an app's targets. Probing is the daemon's (once per target per interval, whatever the worker count); a listener only receives the resulting states (`health` IPC message). */
+export interface HealthCheckSpec {
+  /** Time between two probes of one target. */
+  readonly intervalMs: number;
+  /** A probe not finished by then fails. Default min(1000, intervalMs); never more than intervalMs. */
+  readonly timeoutMs: number;
+  /** Consecutive successes that make a target up. Default 2. */
+  readonly rise: number;
+  /** Consecutive failures that make a target down. Default 2. */
+  readonly fall: number;
+  /** Port to probe instead of the target's own (a management port). null = the target's port. */
+  readonly port: number | null;
+  /** Bytes (UTF-8) to send once connected. null = send nothing. */
+  readonly send: string | null;
+  /** Healthy only when the reply contains this (UTF-8). null = connecting (and sending) is enough. */
+  readonly expect: string | null;
+  /** HTTP check: `GET <httpPath> HTTP/1.1`. null = not HTTP. Exclusive with send/expect. */
+  readonly httpPath: string | null;
+  /** HTTP statuses that count as healthy; empty = any 2xx. */
+  readonly expectStatus: readonly number[];
+}
+
 export interface ListenerSpec {
   /** App name, used in every log line and error. */
   readonly app: string;
@@ -51,8 +77,12 @@ export interface ListenerSpec {
   readonly listen?: readonly string[];
   /** Default target pool. May be empty on a TLS app whose routes cover every name. */
   readonly targets: readonly TargetSpec[];
-  /** Only "round-robin" for now. */
-  readonly strategy: 'round-robin';
+  /** How a pool picks among its usable targets. Default "round-robin". */
+  readonly strategy: StrategySpec;
+  /** Passive health: eject a target after consecutive failed attempts. Default on (OUTLIER_DEFAULTS); null = off. */
+  readonly outlierDetection: OutlierDetectionSpec | null;
+  /** "close": reset open connections to a target when active checks mark it down. Default "keep". */
+  readonly onTargetDown: 'keep' | 'close';
   /** Whole budget to reach some target, retries included. Default 5000. Must be > 0. */
   readonly connectTimeoutMs: number;
   /** Cap on one connect attempt (never more than what is left of the budget). Default 2000. */
@@ -73,10 +103,36 @@ export interface ListenerSpec {
   readonly sendProxyProtocol: 'none' | 'v1' | 'v2';
   /** Listener processes for this app (SO_REUSEPORT group). Default: number of CPUs. */
   readonly workers: number;
+  /** Active health checks, run by the daemon (the listener ignores this). Default null = none. */
+  readonly healthCheck: HealthCheckSpec | null;
 }
+
+export const STRATEGY_NAMES = ['round-robin', 'least-connections', 'random-two', 'source-hash', 'first'] as const;
+
+export type StrategySpec = (typeof STRATEGY_NAMES)[number];
+
+export interface OutlierDetectionSpec {
+  /** Failed attempts in a row that eject a target. Default 3. */
+  readonly consecutiveFailures: number;
+  /** First ejection time; doubled on each ejection in a row. Default 10000. */
+  readonly ejectMs: number;
+  /** Cap on the doubled ejection time. Default 300000. */
+  readonly maxEjectMs: number;
+  /** Most of a pool that may be ejected at once, in percent (at least one target unless 0). Default 100. */
+  readonly maxEjectPercent: number;
+}
+
+export const OUTLIER_DEFAULTS: OutlierDetectionSpec = {
+  consecutiveFailures: 3,
+  ejectMs: 10_000,
+  maxEjectMs: 300_000,
+  maxEjectPercent: 100,
+};
 
 export const SPEC_DEFAULTS = {
   strategy: 'round-robin',
+  outlierDetection: OUTLIER_DEFAULTS,
+  onTargetDown: 'keep',
   connectTimeoutMs: 5000,
   connectAttemptTimeoutMs: 2000,
   idleTimeoutMs: 3_600_000,
@@ -84,6 +140,14 @@ export const SPEC_DEFAULTS = {
   handshakeTimeoutMs: 5000,
   acceptProxyProtocol: false,
   sendProxyProtocol: 'none',
+  healthCheck: null,
+} as const;
+
+/** Defaults inside HealthCheck (timeoutMs is also capped at intervalMs). */
+export const HEALTH_CHECK_DEFAULTS = {
+  timeoutMs: 1000,
+  rise: 2,
+  fall: 2,
 } as const;
 
 // ---- Schemas (checked against the interfaces above) ----
@@ -98,6 +162,15 @@ const TargetSpecSchema = z.strictObject({
   raw: nonEmpty(),
   host: nonEmpty(),
   port: port(1),
+  weight: z.optional(z.int().check(z.minimum(1))),
+  backup: z.optional(z.boolean()),
+});
+
+const OutlierDetectionSpecSchema = z.strictObject({
+  consecutiveFailures: z.int().check(z.minimum(1)),
+  ejectMs: ms(1),
+  maxEjectMs: ms(1),
+  maxEjectPercent: z.int().check(z.minimum(0), z.maximum(100)),
 });
 
 const RouteSpecSchema = z.strictObject({
@@ -116,14 +189,27 @@ const TlsSpecSchema = z.strictObject({
   certs: z.array(CertSpecSchema),
 });
 
+const HealthCheckSpecSchema = z.strictObject({
+  intervalMs: ms(1),
+  timeoutMs: ms(1),
+  rise: z.int().check(z.minimum(1)),
+  fall: z.int().check(z.minimum(1)),
+  port: z.nullable(port(1)),
+  send: z.nullable(z.string()),
+  expect: z.nullable(z.string()),
+  httpPath: z.nullable(z.string()),
+  expectStatus: z.array(z.int()),
+});
+
 const ListenerSpecShape = z.strictObject({
   app: nonEmpty(),
-  // 0 = an ephemeral port (tests, `fproxy listen`); the daemon always sends real ones.
+  // 0 = an ephemeral port (tests, `fproxy listen`, and an app's first worker when its config says 0).
   ports: z.array(port(0)).check(z.minLength(1)),
-  // IP literals (the config schema says which); optional so a spec without it means every interface.
   listen: z.optional(z.array(nonEmpty())),
   targets: z.array(TargetSpecSchema),
-  strategy: z.literal('round-robin'),
+  strategy: z.enum(STRATEGY_NAMES),
+  outlierDetection: z.nullable(OutlierDetectionSpecSchema),
+  onTargetDown: z.enum(['keep', 'close']),
   connectTimeoutMs: ms(1),
   connectAttemptTimeoutMs: ms(1),
   idleTimeoutMs: ms(0),
@@ -134,6 +220,7 @@ const ListenerSpecShape = z.strictObject({
   acceptProxyProtocol: z.boolean(),
   sendProxyProtocol: z.enum(['none', 'v1', 'v2']),
   workers: z.int().check(z.minimum(1)),
+  healthCheck: z.nullable(HealthCheckSpecSchema),
 });
 
 /**
@@ -146,6 +233,8 @@ type Same<S extends z.ZodMiniType, T> = z.output<S> extends T ? Mismatch<S, T> :
 ({}) satisfies Same<typeof RouteSpecSchema, RouteSpec>;
 ({}) satisfies Same<typeof CertSpecSchema, CertSpec>;
 ({}) satisfies Same<typeof TlsSpecSchema, TlsSpec>;
+({}) satisfies Same<typeof HealthCheckSpecSchema, HealthCheckSpec>;
+({}) satisfies Same<typeof OutlierDetectionSpecSchema, OutlierDetectionSpec>;
 ({}) satisfies Same<typeof ListenerSpecShape, ListenerSpec>;
 
 /** Parses to a ListenerSpec as the interface says it (readonly arrays); sound by the checks above. */

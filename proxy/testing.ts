@@ -11,4 +11,4 @@ export { closedPort, closedPorts, startBlackhole } from './testing/ports.ts';
 export { makeCert, tempDir } from './testing/certs.ts';
 export type { TestCert } from './testing/certs.ts';
 export { captureLogger, listen, makeSpec, targetSpec } from './testing/listen.ts';
-export { assertFast, parseBoth, prng, SLOW_MS } from './testing/fuzz.ts';
+export { assertFast, concat, parseBoth, prng, SLOW_MS } from './testing/fuzz.ts';

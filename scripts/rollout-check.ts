@@ -21,7 +21,7 @@
 // Prints connections, failures, rollouts and the slowest time-to-effect of both apps; exits 1 on
 // any failure.
 //
-//   scripts/rollout-check [--rewrites 50] [--concurrency 50] [--tls-concurrency 10] [--tls-rate 20] [--workers 2] [--effect-ms 1000] [--interval-ms 1500] [--verbose]
+//   scripts/rollout-check [--rewrites 50] [--concurrency 50] [--tls-concurrency 10] [--tls-rate 20] [--workers 2] [--effect-ms 1000] [--interval-ms 1500] [--timeout-ms 5000] [--verbose]
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,7 +31,7 @@ import { simulate } from '../ftest/simulate.ts';
 import type { Failure } from '../ftest/failure.ts';
 import { startDaemon } from './rollout-check-lib/daemon-child.ts';
 import { parseOptions } from './rollout-check-lib/options.ts';
-import { median, ms, timeToEffect } from './rollout-check-lib/time-to-effect.ts';
+import { effectWindowMs, median, ms, timeToEffect } from './rollout-check-lib/time-to-effect.ts';
 import type { Effect } from './rollout-check-lib/time-to-effect.ts';
 import { TLS_APP, TLS_NAMES, startTlsApp } from './rollout-check-lib/tls-app.ts';
 import { tlsLoad } from './rollout-check-lib/tls-load.ts';
@@ -40,14 +40,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const target = (port: number) => ({ host: '127.0.0.1', port, label: `127.0.0.1:${port}` });
 
 /** Which target answered a fresh connection to `port` ('refused', 'failed' otherwise). */
-async function probe(port: number): Promise<string> {
-  const r = await ping({ target: target(port), data: 'probe', timeoutMs: 1000 });
+async function probe(port: number, timeoutMs: number): Promise<string> {
+  const r = await ping({ target: target(port), data: 'probe', timeoutMs });
   if (r.ok) return r.reply.toString().split(':')[0]!;
   return r.failure.kind === 'refused' ? 'refused' : `failed (${r.failure.message})`;
 }
 
 async function main(): Promise<number> {
   const opts = parseOptions(process.argv.slice(2));
+  const windowMs = effectWindowMs(opts.effectMs);
   const dir = await mkdtemp(join(tmpdir(), 'fproxy-rollout-check-'));
   // First, as the likeliest to fail (it runs openssl); nothing else is running yet then.
   const tlsApp = await startTlsApp(dir).catch(async (err: unknown) => {
@@ -107,7 +108,7 @@ async function main(): Promise<number> {
       target: target(mainPort),
       concurrency: opts.concurrency,
       durationMs: 3_600_000,
-      timeoutMs: 5000,
+      timeoutMs: opts.timeoutMs,
       signal: abort.signal,
       onError: (f) => {
         if (firstFailures.length < 10) firstFailures.push(f);
@@ -120,7 +121,7 @@ async function main(): Promise<number> {
       concurrency: opts.tlsConcurrency,
       ratePerSec: opts.tlsRate,
       durationMs: 3_600_000,
-      timeoutMs: 5000,
+      timeoutMs: opts.timeoutMs,
       signal: abort.signal,
       judge: tlsApp.judge,
       onError: (f) => {
@@ -139,18 +140,18 @@ async function main(): Promise<number> {
       // extra port must answer or refuse as it should, and each SNI must reach its route's new
       // target, shown by its tag and its certificate.
       const [tcp, tls] = await Promise.all([
-        timeToEffect(writtenAt, async () => {
+        timeToEffect(writtenAt, windowMs, async () => {
           // A re-added extra port is a new 0: the kernel picks it again, /apps says which.
           const ports = (await app('rolling'))?.ports ?? [];
           if (extraWanted && ports[1] !== undefined && ports[1] !== 0) extraPort = ports[1];
           const extraNow = extraWanted ? ports[1] : extraPort;
-          const [tag, extra] = await Promise.all([probe(mainPort), extraNow === undefined ? (extraWanted ? 'not bound yet' : 'refused') : probe(extraNow)]);
+          const [tag, extra] = await Promise.all([probe(mainPort, opts.timeoutMs), extraNow === undefined ? (extraWanted ? 'not bound yet' : 'refused') : probe(extraNow, opts.timeoutMs)]);
           probes += 2;
           const ok = ports[0] === mainPort && wanted.has(tag) && (extraWanted ? ports.length === 2 && wanted.has(extra) : ports.length === 1 && extra === 'refused');
           return { ok, seen: `ports ${ports.join(', ')}; main port ${mainPort}: ${tag}, extra port ${extraNow ?? '-'}: ${extra}` };
         }),
-        timeToEffect(writtenAt, async () => {
-          const tags = await Promise.all(TLS_NAMES.map((name) => tlsApp.probe(tlsPort, name)));
+        timeToEffect(writtenAt, windowMs, async () => {
+          const tags = await Promise.all(TLS_NAMES.map((name) => tlsApp.probe(tlsPort, name, opts.timeoutMs)));
           tlsProbes += tags.length;
           return { ok: tags.every((tag, n) => tag === tlsWanted[n]), seen: tags.map((tag, n) => `${TLS_NAMES[n]}: ${tag}`).join(', ') };
         }),
@@ -160,7 +161,7 @@ async function main(): Promise<number> {
         [TLS_APP, tls, tlsEffects, TLS_NAMES.map((name, n) => `${name} → ${tlsWanted[n]}`).join(', ')],
       ];
       for (const [name, { effectMs, seen }, list, expected] of results) {
-        if (effectMs === undefined) problems.push(`rewrite ${i}: app ${name}'s new config (${expected}) had no effect within 10 s; last probes: ${seen}`);
+        if (effectMs === undefined) problems.push(`rewrite ${i}: app ${name}'s new config (${expected}) had no effect within ${windowMs / 1000} s; last probes: ${seen}`);
         else if (effectMs > opts.effectMs) problems.push(`rewrite ${i}: app ${name}'s new config took effect after ${Math.round(effectMs)} ms (limit ${opts.effectMs} ms)`);
         if (effectMs !== undefined) list.push(effectMs);
       }

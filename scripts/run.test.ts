@@ -31,32 +31,33 @@ async function roundTrip(socket: net.Socket, data: string): Promise<string> {
 
 test('Ctrl-C on `make run` drains the daemon before it stops the echo targets', async (t) => {
   const dir = await tempDir(t);
-  // Ports the kernel picks: the echo target's (printed by `ftest serve 0`) goes into the config
-  // once known, the app's is read back from /apps.
+  // Port 0 everywhere (no bind-release-rebind): the echo target's port is read from `ftest serve`'s
+  // line, then the config is rewritten to point at it, and the app's port is read from the listener.
   const configPath = join(dir, 'config.json');
-  await writeFile(configPath, JSON.stringify({ Apps: [] }));
+  const config = (target: number) => ({ Apps: [appConfig('web', [0], [target], { DrainTimeoutMs: 20_000 })] });
+  await writeFile(configPath, JSON.stringify(config(1)));
   // detached: its own process group, as a terminal's foreground job is.
   const child = spawn('bash', [RUN_SH], {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', RUN_TARGET_PORTS: '0', FPROXY_CONFIG_PATH: configPath, FPROXY_ADMIN_ADDR: '127.0.0.1:0', FPROXY_SPARE_LISTENERS: '0', FPROXY_LOG_FORMAT: 'json', FPROXY_MIGRATE_REQ: 'leave' },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', RUN_TARGET_PORTS: '0', FPROXY_CONFIG_PATH: configPath, FPROXY_ADMIN_ADDR: '127.0.0.1:0', FPROXY_SPARE_LISTENERS: '0', FPROXY_LOG_FORMAT: 'json' },
   });
   const exited = once(child, 'exit');
   let stderr = '';
   const logs: Record<string, unknown>[] = [];
-  const plain: string[] = [];
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   child.stdout.setEncoding('utf8');
   let rest = '';
+  let target: number | undefined;
   child.stdout.on('data', (d: string) => {
     const lines = (rest + d).split('\n');
     rest = lines.pop()!;
     for (const line of lines) {
+      const serving = /^listening 127\.0\.0\.1:(\d+)/.exec(line);
+      if (serving) target = Number(serving[1]);
       try {
         logs.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        plain.push(line);
-      }
+      } catch {}
     }
   });
   const pids = new Set<number>();
@@ -72,16 +73,13 @@ test('Ctrl-C on `make run` drains the daemon before it stops the echo targets', 
   });
   const servePid = Number((await poll(() => /\(pid (\d+)\)/.exec(stderr), 10_000, 'the echo targets\' pid'))[1]);
   pids.add(servePid);
-  const target = Number((await poll(() => plain.map((l) => /^listening 127\.0\.0\.1:(\d+)/.exec(l)).find(Boolean), 10_000, 'the echo target\'s port'))[1]);
-  const admin = await poll(() => logs.find((l) => l.proc === 'daemon' && typeof l.admin === 'string')?.admin as string | undefined, 10_000, 'the admin address');
-  const daemonPid = logs.find((l) => l.proc === 'daemon')!.pid as number;
+  const daemonPid = await poll(() => logs.find((l) => l.proc === 'daemon')?.pid as number | undefined, 10_000, 'the daemon\'s first log line');
   pids.add(daemonPid);
-  await writeConfig(configPath, { Apps: [appConfig('web', [0], [target], { DrainTimeoutMs: 20_000 })] }, 'atomic');
-  const port = await poll(async () => {
-    const apps = (await (await fetch(`http://${admin}/apps`)).json()) as { name: string; state: string; ports: number[] }[];
-    const web = apps.find((a) => a.name === 'web');
-    return web?.state === 'running' && web.ports[0] ? web.ports[0] : undefined;
-  }, 15_000, 'the app running');
+  const targetPort = await poll(() => target, 10_000, 'the echo target\'s port');
+  await writeConfig(configPath, config(targetPort), 'atomic');
+  const wanted = `127.0.0.1:${targetPort}`;
+  const listening = await poll(() => logs.find((l) => l.proc === 'listener' && Array.isArray(l.targets) && (l.targets as string[]).includes(wanted) && Array.isArray(l.ports)), 15_000, 'a listener for the echo target');
+  const port = (listening.ports as number[])[0]!;
 
   // A client connected through the daemon, mid-conversation.
   const client = await poll(() => new Promise<net.Socket | undefined>((resolve) => {
@@ -90,7 +88,7 @@ test('Ctrl-C on `make run` drains the daemon before it stops the echo targets', 
     s.once('error', () => resolve(undefined));
   }), 15_000, 'the app serving');
   t.after(() => client.destroy());
-  assert.equal(await roundTrip(client, 'one'), `${target}:one`);
+  assert.equal(await roundTrip(client, 'one'), `${targetPort}:one`);
 
   process.kill(-child.pid!, 'SIGINT'); // what Ctrl-C does
   // The listener reports it is draining with our connection open (a structured field, not wording).

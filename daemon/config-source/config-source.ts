@@ -15,12 +15,6 @@ export interface ConfigSnapshot {
   readonly version: string;
 }
 
-/**
- * The watch reason a source gives when its config is gone (a deleted file): the source has logged
- * it; the pipeline's next read fails and status shows that, without a second log line.
- */
-export const CONFIG_MISSING = 'config missing';
-
 /** Stops watching; resolves once the source holds no watcher open. */
 export type Unwatch = () => Promise<void>;
 
@@ -29,8 +23,10 @@ export interface ConfigSource {
   /**
    * Call onChange(reason) whenever the config may have changed. Resolves once changes are being
    * reported, so that nothing written after it is missed (a read before it may be stale: read again).
+   * onGone(message): the config is no longer there (a deleted file); the running config is kept and
+   * status says so until the next valid read.
    */
-  watch(onChange: (reason: string) => void): Promise<Unwatch>;
+  watch(onChange: (reason: string) => void, onGone?: (message: string) => void): Promise<Unwatch>;
   /** For logs, errors and /status: the file's absolute path, an etcd key … */
   describe(): string;
 }

@@ -2,14 +2,12 @@
 // because editors' atomic saves and `mv new.json config.json` replace the inode (a watch on the
 // file itself goes silent after the first rename). chokidar's awaitWriteFinish holds an event
 // until the size has been stable for stabilityThreshold ms, so a slow write is not read half-way.
-// A missing file (deleted, moved away) changes nothing that runs: it is logged, signalled with the
-// reason CONFIG_MISSING (so status can say so), and the running config kept.
+// A missing file (mid-rename, deleted) is not a change: it is logged and the running config kept.
 import { createHash } from 'node:crypto';
 import { basename, dirname, resolve } from 'node:path';
 import { watch } from 'chokidar';
 import { readConfigFile } from '../config/load.ts';
 import type { Logger } from '../logger.ts';
-import { CONFIG_MISSING } from './config-source.ts';
 import type { ConfigSnapshot, ConfigSource, Unwatch } from './config-source.ts';
 
 export interface FileSourceOptions {
@@ -31,7 +29,7 @@ export class FileSource implements ConfigSource {
     return { bytes, baseDir: dirname(this.path), version: createHash('sha256').update(bytes).digest('hex') };
   }
 
-  async watch(onChange: (reason: string) => void): Promise<Unwatch> {
+  async watch(onChange: (reason: string) => void, onGone?: (message: string) => void): Promise<Unwatch> {
     const { path } = this;
     const { logger } = this.#options;
     const dir = dirname(path);
@@ -48,9 +46,7 @@ export class FileSource implements ConfigSource {
       if (event === 'add' || event === 'change') onChange(`file ${event}`);
       else if (event === 'unlink') {
         logger.warn({ event: 'config-missing', path }, 'config file is missing; keeping the running config');
-        // Signalled too, so the pipeline's read fails and /status shows the file missing rather
-        // than an older edit's error (an atomic save is one `change`, not unlink + add).
-        onChange(CONFIG_MISSING);
+        onGone?.(`Config file ${path} is missing (deleted, or being replaced): apps keep running as they are until it is back`);
       }
     });
     watcher.on('error', (err) => logger.error({ err, path }, 'config watcher error'));

@@ -1,4 +1,4 @@
-// SNI name and Listen address checks for the config. Pure. Each returns a plain reason
+// SNI name and Listen address checks for the config. Pure. Returns a plain reason
 // (naming the value and the fix) or undefined when valid, so the schema can report it as is.
 // (Target addresses are checked by proxy's parseTarget, the one parser of them.)
 import { isIP, isIPv6 } from 'node:net';

@@ -1,9 +1,11 @@
 // Config rules that span several keys or apps, checked beside the schema: an app needs targets or
 // routes, routes need Tls, Certs go with Mode "terminate" only, a port or app name is used once,
-// an SNI name is not routed twice for the same ALPN. Pure.
+// an SNI name is not routed twice for the same ALPN, a pool lists a target once, MaxEjectMs is at
+// least EjectMs, a HealthCheck is one kind of probe with a timeout within its interval. Pure.
 // Invariant: these run on the raw JSON even when the schema found problems (so one run reports
 // everything), so every read is defensive, and a value the schema rejects (a bad port, a bad SNI
 // name) is skipped here: the schema already said what is wrong with it.
+import { parseTarget } from '../../proxy/index.ts';
 import { sniNameProblem } from './host-name.ts';
 import { formatPath } from './issue-path.ts';
 import type { PathIssue, PathSegment } from './issue-path.ts';
@@ -20,8 +22,12 @@ export function checkRules(json: unknown): PathIssue[] {
     if (!isObject(app)) return;
     const at = (...rest: PathSegment[]): PathSegment[] => ['Apps', i, ...rest];
     checkTargetsOrRoutes(app, at, issues);
+    checkDuplicateTargets(app.Targets, at('Targets'), issues);
+    if (Array.isArray(app.Routes)) app.Routes.forEach((r, k) => { if (isObject(r)) checkDuplicateTargets(r.Targets, at('Routes', k, 'Targets'), issues); });
+    checkOutlierDetection(app.OutlierDetection, at('OutlierDetection'), issues);
     checkTls(app, at, issues);
     checkSniOverlap(app, at, issues);
+    checkHealthCheck(app, at, issues);
 
     const name = app.Name;
     if (typeof name === 'string') {
@@ -73,6 +79,32 @@ function checkTargetsOrRoutes(app: Json, at: (...rest: PathSegment[]) => PathSeg
   }
 }
 
+/**
+ * A pool lists a target once: its state (health, connections) is kept per target, so a second entry
+ * would not double its share; Weight does that.
+ */
+function checkDuplicateTargets(targets: unknown, at: PathSegment[], issues: PathIssue[]): void {
+  if (!Array.isArray(targets)) return;
+  const seen = new Map<string, number>();
+  targets.forEach((t, i) => {
+    const address = typeof t === 'string' ? t : isObject(t) && typeof t.Address === 'string' ? t.Address : undefined;
+    if (address === undefined || !parseTarget(address).ok) return;
+    const first = seen.get(address);
+    if (first === undefined) {
+      seen.set(address, i);
+      return;
+    }
+    issues.push({ path: [...at, i], message: `target "${address}" is listed twice in this pool (also ${formatPath([at[at.length - 1]!, first])}): remove one, or give it a "Weight"` });
+  });
+}
+
+function checkOutlierDetection(o: unknown, at: PathSegment[], issues: PathIssue[]): void {
+  if (!isObject(o) || !Number.isInteger(o.EjectMs) || !Number.isInteger(o.MaxEjectMs)) return;
+  if ((o.MaxEjectMs as number) < (o.EjectMs as number)) {
+    issues.push({ path: [...at, 'MaxEjectMs'], message: `is ${String(o.MaxEjectMs)}, less than EjectMs (${String(o.EjectMs)}): the doubled ejection time is capped here, so it must be at least EjectMs` });
+  }
+}
+
 function checkTls(app: Json, at: (...rest: PathSegment[]) => PathSegment[], issues: PathIssue[]): void {
   const tls = app.Tls;
   if (!isObject(tls)) return;
@@ -120,6 +152,28 @@ function checkSniOverlap(app: Json, at: (...rest: PathSegment[]) => PathSegment[
       });
     });
   });
+}
+
+/** HealthCheck: one kind of probe (HTTP or Send/Expect), statuses only for HTTP, a timeout within the interval. */
+function checkHealthCheck(app: Json, at: (...rest: PathSegment[]) => PathSegment[], issues: PathIssue[]): void {
+  const hc = app.HealthCheck;
+  if (!isObject(hc)) return;
+  const where = (key: string): PathSegment[] => at('HealthCheck', key);
+  if (hc.HttpPath !== undefined) {
+    for (const key of ['Send', 'Expect']) {
+      if (hc[key] === undefined) continue;
+      issues.push({ path: where(key), message: `cannot be used with HttpPath (an HTTP check sends its own request and reads the status): remove ${key}, or remove HttpPath for a Send/Expect check` });
+    }
+  } else if (hc.ExpectStatus !== undefined) {
+    issues.push({ path: where('ExpectStatus'), message: 'is only used by HTTP checks: add "HttpPath" (as "/health") or remove ExpectStatus' });
+  }
+  const { IntervalMs: interval, TimeoutMs: timeout } = hc;
+  if (Number.isInteger(interval) && Number.isInteger(timeout) && (timeout as number) > (interval as number)) {
+    issues.push({
+      path: where('TimeoutMs'),
+      message: `${String(timeout)} is more than IntervalMs (${String(interval)}): a probe must end before the next one starts; lower TimeoutMs or raise IntervalMs`,
+    });
+  }
 }
 
 function appLabel(app: unknown, index: number): string {

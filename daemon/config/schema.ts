@@ -7,7 +7,7 @@
 // or apps (targets-or-routes, duplicate ports, SNI overlap) are in rules.ts; the JSON Schema
 // versions of the per-app ones are added with .meta() so editors flag them too.
 import { z } from 'zod';
-import { SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
+import { HEALTH_CHECK_DEFAULTS, OUTLIER_DEFAULTS, SPEC_DEFAULTS, STRATEGY_NAMES, parseTarget } from '../../proxy/index.ts';
 import { listenAddressProblem, sniNameProblem } from './host-name.ts';
 
 const PORT_RANGE = (iss: { input?: unknown }) => `port ${String(iss.input)} is outside 0–65535 (0: a free port the kernel picks)`;
@@ -15,15 +15,9 @@ const PORT_RANGE = (iss: { input?: unknown }) => `port ${String(iss.input)} is o
 /** 0 = a free port the kernel picks when the app first starts, kept by every worker and generation while the daemon runs. */
 const Port = z.int().min(0, { error: PORT_RANGE }).max(65535, { error: PORT_RANGE });
 
-const Target = z
-  .string()
-  .superRefine((raw, ctx) => {
-    const parsed = parseTarget(raw);
-    if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.reason, input: raw });
-  })
-  .meta({ description: 'Where to send connections: "host:port" or "[ipv6]:port", as in "db.internal:5432" or "[::1]:9000".' });
-
-const Targets = z.array(Target);
+const PROBE_PORT_RANGE = (iss: { input?: unknown }) => `port ${String(iss.input)} is outside 1–65535`;
+/** A port to connect to (never 0). */
+const RemotePort = z.int().min(1, { error: PROBE_PORT_RANGE }).max(65535, { error: PROBE_PORT_RANGE });
 
 const ListenAddress = z
   .string()
@@ -32,14 +26,6 @@ const ListenAddress = z
     if (problem) ctx.addIssue({ code: 'custom', message: problem, input: raw });
   })
   .meta({ description: 'An IPv4 or IPv6 address of this machine to bind the app\'s ports on, as "127.0.0.1" or "::1".' });
-
-const SniName = z
-  .string()
-  .superRefine((name, ctx) => {
-    const problem = sniNameProblem(name);
-    if (problem) ctx.addIssue({ code: 'custom', message: problem, input: name });
-  })
-  .meta({ description: 'A host name ("a.example.test") or a leading wildcard ("*.example.test"); case-insensitive.' });
 
 /** Node's longest timer: a bigger delay fires at once (with a warning), so it is rejected here. */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -52,6 +38,62 @@ function millis(min: 0 | 1, description: string) {
     .optional()
     .meta({ description });
 }
+
+const TargetAddress = z
+  .string()
+  .superRefine((raw, ctx) => {
+    const parsed = parseTarget(raw);
+    if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.reason, input: raw });
+  })
+  .meta({ description: 'Where to send connections: "host:port" or "[ipv6]:port", as in "db.internal:5432" or "[::1]:9000".' });
+
+/** Upper bound on Weight: source-hash places 100 ring points per unit of weight. */
+export const MAX_WEIGHT = 100;
+
+export const TargetObjectSchema = z
+  .strictObject({
+    Address: TargetAddress,
+    Weight: z.int().min(1).max(MAX_WEIGHT).optional().meta({
+      description: `Relative share of new connections (1–${MAX_WEIGHT}) for round-robin, least-connections, random-two and source-hash. Default 1.`,
+    }),
+    Backup: z.boolean().optional().meta({ description: 'Send connections here only when no primary (non-backup) target of the pool is usable. Default false.' }),
+  })
+  .meta({ description: 'A target with options.' });
+
+const TARGET_SHAPE = '"host:port" or an object such as {"Address": "host:port", "Weight": 2, "Backup": true}';
+
+const Target = z.union([TargetAddress, TargetObjectSchema], {
+  error: (iss) => {
+    const input = iss.input as unknown;
+    if (typeof input === 'object' && input !== null && !Array.isArray(input) && !('Address' in input)) {
+      return `target object has no "Address": write it as ${TARGET_SHAPE}`;
+    }
+    return `a target must be ${TARGET_SHAPE}`;
+  },
+});
+
+const Targets = z.array(Target);
+
+export const OutlierDetectionSchema = z
+  .strictObject({
+    ConsecutiveFailures: z.int().min(1).max(1000).optional().meta({
+      description: `Failed connect attempts in a row (refused, unreachable, timed out, DNS) that eject a target. Default ${OUTLIER_DEFAULTS.consecutiveFailures}.`,
+    }),
+    EjectMs: millis(1, `How long a target is ejected the first time, in ms; doubled for each ejection in a row. Default ${OUTLIER_DEFAULTS.ejectMs}.`),
+    MaxEjectMs: millis(1, `Cap on the doubled ejection time, in ms. Default ${OUTLIER_DEFAULTS.maxEjectMs}.`),
+    MaxEjectPercent: z.int().min(0).max(100).optional().meta({
+      description: `Most of a pool that may be ejected at once, in percent (at least one target unless 0). When every target is ejected or down the pool uses all of them (panic). Default ${OUTLIER_DEFAULTS.maxEjectPercent}.`,
+    }),
+  })
+  .meta({ description: 'Passive health settings.' });
+
+const SniName = z
+  .string()
+  .superRefine((name, ctx) => {
+    const problem = sniNameProblem(name);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem, input: name });
+  })
+  .meta({ description: 'A host name ("a.example.test") or a leading wildcard ("*.example.test"); case-insensitive.' });
 
 export const CertSchema = z
   .strictObject({
@@ -78,6 +120,37 @@ export const TlsSchema = z
     else: { not: { required: ['Certs'] } },
   });
 
+export const HealthCheckSchema = z
+  .strictObject({
+    IntervalMs: z
+      .int()
+      .min(100, { error: (iss) => `must be at least 100 ms (a probe per target per interval), got ${String(iss.input)}` })
+      .max(MAX_TIMER_MS, { error: (iss) => `must be at most ${MAX_TIMER_MS}, got ${String(iss.input)}` })
+      .meta({ description: 'Time between two probes of one target, in ms (at least 100). Each target is probed once per interval, whatever Workers is.' }),
+    TimeoutMs: millis(1, `A probe not finished within this fails, in ms; at most IntervalMs. Default ${HEALTH_CHECK_DEFAULTS.timeoutMs} (or IntervalMs if smaller).`),
+    Rise: z.int().min(1).max(100).optional().meta({ description: `Consecutive successful probes that make a target up. Default ${HEALTH_CHECK_DEFAULTS.rise}.` }),
+    Fall: z.int().min(1).max(100).optional().meta({ description: `Consecutive failed probes that make a target down (no new connections). Default ${HEALTH_CHECK_DEFAULTS.fall}.` }),
+    Port: RemotePort.optional().meta({ description: 'Probe this port instead of the target\'s own (a management port, as Patroni\'s REST API on 8008). Default: the target\'s port.' }),
+    Send: z.string().min(1).max(4096).optional().meta({ description: 'Bytes (UTF-8) to send once connected, as "PING\\r\\n". Not with HttpPath.' }),
+    Expect: z.string().min(1).max(4096).optional().meta({ description: 'Healthy only when the reply (to Send, or the banner without Send) contains this text. Not with HttpPath.' }),
+    HttpPath: z
+      .string()
+      .regex(/^\/[\x21-\x7e]*$/, { error: (iss) => `must start with "/" and contain no spaces or control characters, got ${JSON.stringify(iss.input)}` })
+      .max(2048)
+      .optional()
+      .meta({ description: 'HTTP check: sends "GET <HttpPath> HTTP/1.1" with Host and "Connection: close"; healthy on ExpectStatus. Not with Send/Expect.' }),
+    ExpectStatus: z
+      .array(z.int().min(100).max(599))
+      .min(1)
+      .optional()
+      .meta({ description: 'HttpPath only: the HTTP statuses that count as healthy, as [200]. Default: any 2xx.' }),
+  })
+  .meta({
+    description: 'Active health checks (off when absent): a TCP connect, Send/Expect, or an HTTP GET per target per interval. Down targets get no new connections.',
+    allOf: [{ not: { required: ['HttpPath', 'Send'] } }, { not: { required: ['HttpPath', 'Expect'] } }],
+    dependentRequired: { ExpectStatus: ['HttpPath'] },
+  });
+
 export const RouteSchema = z
   .strictObject({
     Sni: z.array(SniName).min(1).meta({ description: 'Server names this route matches. Exact names win over wildcards; the longest wildcard wins.' }),
@@ -85,7 +158,7 @@ export const RouteSchema = z
       .array(z.string().min(1).max(255))
       .optional()
       .meta({ description: 'ALPN protocol ids (as "h2", "http/1.1"); the route matches only clients offering one of them. Default: any.' }),
-    Targets: Targets.min(1).meta({ description: 'Target pool for connections this route matches, balanced round-robin.' }),
+    Targets: Targets.min(1).meta({ description: 'Target pool for connections this route matches, balanced by the app\'s Strategy.' }),
   })
   .meta({ description: 'Sends TLS connections whose SNI (and ALPN) match to their own target pool.' });
 
@@ -103,7 +176,7 @@ export const AppSchema = z
       description: 'Ports to listen on, on every interface (IPv4 and IPv6). No port may appear twice, in this app or another. 0: a free port the kernel picks when the app first starts, kept by every worker and every later generation of the app while the daemon runs (GET /apps shows it).',
     }),
     Targets: Targets.optional().meta({
-      description: 'Default target pool, balanced round-robin. Required and non-empty unless the app has Routes (then it is the pool for connections no route matches, and may be empty).',
+      description: 'Default target pool, balanced by Strategy. Required and non-empty unless the app has Routes (then it is the pool for connections no route matches, and may be empty).',
     }),
     Listen: z
       .array(ListenAddress)
@@ -118,7 +191,23 @@ export const AppSchema = z
     IdleTimeoutMs: millis(0, `Close a connection after this long with no bytes either way, in ms. 0 = never. Default ${SPEC_DEFAULTS.idleTimeoutMs} (1 hour).`),
     DrainTimeoutMs: millis(0, `On reload or stop, how long open connections may finish before they are closed, in ms. 0 = close at once. Default ${SPEC_DEFAULTS.drainTimeoutMs}.`),
     HandshakeTimeoutMs: millis(1, `Time allowed to receive the PROXY header and the whole TLS ClientHello, in ms. Default ${SPEC_DEFAULTS.handshakeTimeoutMs}.`),
-    Strategy: z.literal(SPEC_DEFAULTS.strategy).optional().meta({ description: `Load-balancing strategy. Default "${SPEC_DEFAULTS.strategy}" (the only one for now).` }),
+    Strategy: z.enum(STRATEGY_NAMES).optional().meta({
+      description:
+        `How each pool picks among its usable targets. Default "${SPEC_DEFAULTS.strategy}" (smooth weighted, as nginx). ` +
+        '"least-connections": fewest open connections per unit of weight. "random-two": the less loaded of two random targets. ' +
+        '"source-hash": the same client address keeps its target while it is usable (consistent hashing). "first": the first usable target in order (active/standby). ' +
+        'Connection counts are per listener process (worker).',
+    }),
+    OutlierDetection: z.union([z.literal(false), OutlierDetectionSchema], {
+      error: () => 'must be false (off) or an object such as {"ConsecutiveFailures": 3, "EjectMs": 10000}; leave it out for the defaults',
+    }).optional().meta({
+      description:
+        `Passive health, on by default: a target whose connect attempts fail ${OUTLIER_DEFAULTS.consecutiveFailures} times in a row gets no new connections for ${OUTLIER_DEFAULTS.ejectMs} ms, ` +
+        'doubled for each ejection in a row; afterwards its first attempt decides. false = off.',
+    }),
+    OnTargetDown: z.enum(['keep', 'close']).optional().meta({
+      description: `When active health checks mark a target down: "keep" its open connections, or "close" (reset) them. Default "${SPEC_DEFAULTS.onTargetDown}".`,
+    }),
     Workers: z.int().min(1).max(64).optional().meta({
       description: 'Listener processes for this app, sharing its ports with SO_REUSEPORT (1–64). Default: the number of CPUs (at most 64).',
     }),
@@ -132,6 +221,7 @@ export const AppSchema = z
     SendProxyProtocol: z.enum(['v1', 'v2']).optional().meta({
       description: 'Send a PROXY protocol header of this version to the targets, carrying the client\'s address. Absent = none.',
     }),
+    HealthCheck: HealthCheckSchema.optional(),
   })
   .meta({
     description: 'One app: a set of ports proxied to a set of targets, served by its own listener processes.',
@@ -150,3 +240,5 @@ export type Config = z.infer<typeof ConfigSchema>;
 export type AppConfig = z.infer<typeof AppSchema>;
 export type TlsConfig = z.infer<typeof TlsSchema>;
 export type RouteConfig = z.infer<typeof RouteSchema>;
+export type HealthCheckConfig = z.infer<typeof HealthCheckSchema>;
+export type TargetConfig = z.infer<typeof Target>;

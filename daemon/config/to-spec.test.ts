@@ -22,10 +22,12 @@ describe('toListenerSpec', () => {
       ports: [5001, 5200],
       listen: [],
       targets: [
-        { raw: '127.0.0.1:9001', host: '127.0.0.1', port: 9001 },
-        { raw: 'localhost:9002', host: 'localhost', port: 9002 },
+        { raw: '127.0.0.1:9001', host: '127.0.0.1', port: 9001, weight: 1, backup: false },
+        { raw: 'localhost:9002', host: 'localhost', port: 9002, weight: 1, backup: false },
       ],
       strategy: 'round-robin',
+      outlierDetection: { consecutiveFailures: 3, ejectMs: 10_000, maxEjectMs: 300_000, maxEjectPercent: 100 },
+      onTargetDown: 'keep',
       connectTimeoutMs: 5000,
       connectAttemptTimeoutMs: 2000,
       idleTimeoutMs: 3_600_000,
@@ -35,6 +37,7 @@ describe('toListenerSpec', () => {
       acceptProxyProtocol: false,
       sendProxyProtocol: 'none',
       workers: Math.min(64, availableParallelism()),
+      healthCheck: null,
     });
     assert.equal('tls' in spec, false, 'a plain TCP app has no tls key');
   });
@@ -42,7 +45,7 @@ describe('toListenerSpec', () => {
   test('the defaults are SPEC_DEFAULTS', () => {
     const spec = toListenerSpec(validApp({ Name: 'a', Ports: [1], Targets: ['x:1'] }), '/');
     for (const [key, value] of Object.entries(SPEC_DEFAULTS)) {
-      assert.equal(spec[key as keyof typeof SPEC_DEFAULTS], value, key);
+      assert.deepEqual(spec[key as keyof typeof SPEC_DEFAULTS], value, key);
     }
   });
 
@@ -62,9 +65,41 @@ describe('toListenerSpec', () => {
     assert.equal(spec.sendProxyProtocol, 'v1');
   });
 
+  test('maps HealthCheck to healthCheck with its defaults, the timeout capped at the interval', () => {
+    const minimal = toListenerSpec(validApp({ Name: 'a', Ports: [1], Targets: ['x:1'], HealthCheck: { IntervalMs: 200 } }), '/');
+    assert.deepEqual(minimal.healthCheck, { intervalMs: 200, timeoutMs: 200, rise: 2, fall: 2, port: null, send: null, expect: null, httpPath: null, expectStatus: [] });
+    const full = toListenerSpec(validApp({
+      Name: 'a', Ports: [1], Targets: ['x:1'],
+      HealthCheck: { IntervalMs: 2000, TimeoutMs: 500, Rise: 3, Fall: 1, Port: 8008, HttpPath: '/primary', ExpectStatus: [200] },
+    }), '/');
+    assert.deepEqual(full.healthCheck, { intervalMs: 2000, timeoutMs: 500, rise: 3, fall: 1, port: 8008, send: null, expect: null, httpPath: '/primary', expectStatus: [200] });
+    const sendExpect = toListenerSpec(validApp({ Name: 'a', Ports: [1], Targets: ['x:1'], HealthCheck: { IntervalMs: 5000, Send: 'PING\r\n', Expect: 'PONG' } }), '/');
+    assert.equal(sendExpect.healthCheck?.timeoutMs, 1000);
+    assert.equal(sendExpect.healthCheck?.send, 'PING\r\n');
+    assert.equal(sendExpect.healthCheck?.expect, 'PONG');
+  });
+
   test('parses an IPv6 target without its brackets', () => {
     const spec = toListenerSpec(validApp({ Name: 'a', Ports: [1], Targets: ['[::1]:9000'] }), '/');
-    assert.deepEqual(spec.targets, [{ raw: '[::1]:9000', host: '::1', port: 9000 }]);
+    assert.deepEqual(spec.targets, [{ raw: '[::1]:9000', host: '::1', port: 9000, weight: 1, backup: false }]);
+  });
+
+  test('maps target objects, Strategy, OutlierDetection and OnTargetDown', () => {
+    const spec = toListenerSpec(validApp({
+      Name: 'a', Ports: [1], Strategy: 'least-connections', OnTargetDown: 'close',
+      Targets: ['x:1', { Address: 'y:2', Weight: 3 }, { Address: '[::1]:3', Backup: true }],
+      OutlierDetection: { ConsecutiveFailures: 5, EjectMs: 400_000 },
+    }), '/');
+    assert.deepEqual(spec.targets, [
+      { raw: 'x:1', host: 'x', port: 1, weight: 1, backup: false },
+      { raw: 'y:2', host: 'y', port: 2, weight: 3, backup: false },
+      { raw: '[::1]:3', host: '::1', port: 3, weight: 1, backup: true },
+    ]);
+    assert.equal(spec.strategy, 'least-connections');
+    assert.equal(spec.onTargetDown, 'close');
+    // MaxEjectMs defaults to 300000, but never below EjectMs.
+    assert.deepEqual(spec.outlierDetection, { consecutiveFailures: 5, ejectMs: 400_000, maxEjectMs: 400_000, maxEjectPercent: 100 });
+    assert.equal(toListenerSpec(validApp({ Name: 'b', Ports: [2], Targets: ['x:1'], OutlierDetection: false }), '/').outlierDetection, null);
   });
 
   test('lower-cases SNI names, defaults ALPN to any, and resolves cert paths against the config directory', () => {
@@ -79,8 +114,8 @@ describe('toListenerSpec', () => {
     assert.deepEqual(spec.tls, { mode: 'terminate', certs: [{ certPath: '/etc/fproxy/certs/a.pem', keyPath: '/abs/a-key.pem' }] });
     assert.deepEqual(spec.targets, [], 'a routes-only app has an empty default pool');
     assert.deepEqual(spec.routes, [
-      { sni: ['a.example.test', '*.b.example.test'], alpn: ['h2'], targets: [{ raw: 'a:1', host: 'a', port: 1 }] },
-      { sni: ['c.example.test'], alpn: [], targets: [{ raw: '[::1]:2', host: '::1', port: 2 }] },
+      { sni: ['a.example.test', '*.b.example.test'], alpn: ['h2'], targets: [{ raw: 'a:1', host: 'a', port: 1, weight: 1, backup: false }] },
+      { sni: ['c.example.test'], alpn: [], targets: [{ raw: '[::1]:2', host: '::1', port: 2, weight: 1, backup: false }] },
     ]);
   });
 

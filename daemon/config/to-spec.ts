@@ -1,13 +1,13 @@
-// Validated app config → ListenerSpec: the one place defaults are applied (SPEC_DEFAULTS, and the
-// CPU count for Workers), targets are parsed, SNI names are lower-cased and cert paths are made
+// Validated app config → ListenerSpec: the one place defaults are applied (SPEC_DEFAULTS and
+// HEALTH_CHECK_DEFAULTS, and the CPU count for Workers), targets are parsed, SNI names are lower-cased and cert paths are made
 // absolute against the config file's directory. Pure apart from reading the CPU count.
 // Invariant: the input passed validateConfig, so a target that does not parse is a bug, not a
 // user error, and throws.
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
-import type { ListenerSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/index.ts';
-import type { AppConfig, Config, RouteConfig, TlsConfig } from './schema.ts';
+import { HEALTH_CHECK_DEFAULTS, SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
+import type { HealthCheckSpec, ListenerSpec, OutlierDetectionSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/index.ts';
+import type { AppConfig, Config, HealthCheckConfig, RouteConfig, TargetConfig, TlsConfig } from './schema.ts';
 
 /** The schema's upper bound on Workers; a bigger machine still defaults to this many. */
 const MAX_WORKERS = 64;
@@ -19,6 +19,8 @@ export function toListenerSpec(app: AppConfig, configDir: string): ListenerSpec 
     listen: [...(app.Listen ?? [])],
     targets: toTargets(app.Targets ?? [], app.Name),
     strategy: app.Strategy ?? SPEC_DEFAULTS.strategy,
+    outlierDetection: toOutlier(app.OutlierDetection),
+    onTargetDown: app.OnTargetDown ?? SPEC_DEFAULTS.onTargetDown,
     connectTimeoutMs: app.ConnectTimeoutMs ?? SPEC_DEFAULTS.connectTimeoutMs,
     connectAttemptTimeoutMs: app.ConnectAttemptTimeoutMs ?? SPEC_DEFAULTS.connectAttemptTimeoutMs,
     idleTimeoutMs: app.IdleTimeoutMs ?? SPEC_DEFAULTS.idleTimeoutMs,
@@ -29,6 +31,22 @@ export function toListenerSpec(app: AppConfig, configDir: string): ListenerSpec 
     acceptProxyProtocol: app.AcceptProxyProtocol ?? SPEC_DEFAULTS.acceptProxyProtocol,
     sendProxyProtocol: app.SendProxyProtocol ?? SPEC_DEFAULTS.sendProxyProtocol,
     workers: app.Workers ?? Math.min(MAX_WORKERS, availableParallelism()),
+    healthCheck: app.HealthCheck === undefined ? SPEC_DEFAULTS.healthCheck : toHealthCheck(app.HealthCheck),
+  };
+}
+
+function toHealthCheck(hc: HealthCheckConfig): HealthCheckSpec {
+  return {
+    intervalMs: hc.IntervalMs,
+    // A default timeout never exceeds the interval (a 200 ms interval gets a 200 ms timeout).
+    timeoutMs: hc.TimeoutMs ?? Math.min(HEALTH_CHECK_DEFAULTS.timeoutMs, hc.IntervalMs),
+    rise: hc.Rise ?? HEALTH_CHECK_DEFAULTS.rise,
+    fall: hc.Fall ?? HEALTH_CHECK_DEFAULTS.fall,
+    port: hc.Port ?? null,
+    send: hc.Send ?? null,
+    expect: hc.Expect ?? null,
+    httpPath: hc.HttpPath ?? null,
+    expectStatus: [...(hc.ExpectStatus ?? [])],
   };
 }
 
@@ -37,12 +55,24 @@ export function toListenerSpecs(config: Config, configDir: string): Map<string, 
   return new Map(config.Apps.map((app) => [app.Name, toListenerSpec(app, configDir)]));
 }
 
-function toTargets(raw: readonly string[], app: string): TargetSpec[] {
-  return raw.map((t) => {
-    const parsed = parseTarget(t);
-    if (!parsed.ok) throw new Error(`BUG: app "${app}" reached toListenerSpec with unparsable target "${t}" (${parsed.reason}); validate the config first`);
-    return parsed.target;
+function toTargets(targets: readonly TargetConfig[], app: string): TargetSpec[] {
+  return targets.map((t) => {
+    const address = typeof t === 'string' ? t : t.Address;
+    const parsed = parseTarget(address);
+    if (!parsed.ok) throw new Error(`BUG: app "${app}" reached toListenerSpec with unparsable target "${address}" (${parsed.reason}); validate the config first`);
+    return typeof t === 'string' ? { ...parsed.target, weight: 1, backup: false } : { ...parsed.target, weight: t.Weight ?? 1, backup: t.Backup ?? false };
   });
+}
+
+function toOutlier(o: AppConfig['OutlierDetection']): OutlierDetectionSpec | null {
+  if (o === false) return null;
+  const d = SPEC_DEFAULTS.outlierDetection;
+  return {
+    consecutiveFailures: o?.ConsecutiveFailures ?? d.consecutiveFailures,
+    ejectMs: o?.EjectMs ?? d.ejectMs,
+    maxEjectMs: Math.max(o?.MaxEjectMs ?? d.maxEjectMs, o?.EjectMs ?? d.ejectMs),
+    maxEjectPercent: o?.MaxEjectPercent ?? d.maxEjectPercent,
+  };
 }
 
 function toTls(tls: TlsConfig, configDir: string): TlsSpec {

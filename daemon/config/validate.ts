@@ -157,10 +157,15 @@ function knownKeys(path: readonly PathSegment[]): string[] {
   return Object.keys(def?.shape ?? {});
 }
 
+/** Through optionals, and to the object option of a union (a target string-or-object, OutlierDetection false-or-object). */
 function unwrap(node: z.core.$ZodType | undefined): z.core.$ZodType | undefined {
   let n = node;
-  while (n !== undefined && n._zod.def.type === 'optional') n = (n._zod.def as unknown as { innerType: z.core.$ZodType }).innerType;
-  return n;
+  for (;;) {
+    const def = n?._zod.def as { type: string; innerType?: z.core.$ZodType; options?: z.core.$ZodType[] } | undefined;
+    if (def?.type === 'optional') n = def.innerType;
+    else if (def?.type === 'union') n = def.options?.find((o) => o._zod.def.type === 'object');
+    else return n;
+  }
 }
 
 function describeValue(v: unknown): string {

@@ -63,6 +63,13 @@ test('a malformed start is ERR_SPEC_INVALID naming the bad path', () => {
   }
 });
 
+test('the listener refuses unknown keys; the daemon drops them (a pong is never refused for carrying more)', () => {
+  const ping = parseToListener({ v: 1, type: 'ping', seq: 1, extra: true });
+  assert.ok(!ping.ok && ping.error.code === 'ERR_IPC_INVALID' && /Unrecognized key: "extra"/.test(ping.error.message));
+  const pong = { v: 1, type: 'pong', seq: 4, activeConnections: 0, totalConnections: 0, failedConnections: 0, bytesIn: 0, bytesOut: 0 };
+  assert.deepEqual(parseFromListener({ ...pong, later: [1] }), { ok: true, msg: pong });
+});
+
 test('other known messages with bad fields are ERR_IPC_INVALID; issues are capped', () => {
   const ping = parseToListener({ v: 1, type: 'ping', seq: 'one' });
   assert.ok(!ping.ok && ping.type === 'ping' && ping.error.code === 'ERR_IPC_INVALID');

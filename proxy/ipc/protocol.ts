@@ -10,7 +10,10 @@
 //   listener: resolves targets (warm DNS), binds every port with reusePort → `ready` {ports}
 //             or `failed` {error} and exits 1 (a `start` that fails validation: `failed`, and the
 //             process stays up waiting for a valid one)
-//   daemon: `ping` every heartbeat interval → listener `pong` {activeConnections, …}
+//   daemon: `ping` every heartbeat interval → listener `pong` {activeConnections, …, targets?, panic?}
+//   daemon: `health` {states} whenever an active health state changes (`start.health` carries the
+//           states known when the process is forked, so a new generation starts with them)
+//   listener: `targets` {targets, panic} when a passive (outlier) state changes, at most a few a second
 //   daemon: `drain` → listener closes its servers, `draining`, waits for open connections up to
 //           spec.drainTimeoutMs, then `drained` and exits 0
 //   daemon gone (IPC 'disconnect') → the listener drains and exits by itself.
@@ -27,7 +30,7 @@ export const IPC_VERSION = 1;
 
 const count = () => z.int().check(z.minimum(0));
 
-export const IpcErrorSchema = z.strictObject({
+export const IpcErrorSchema = z.object({
   /** Stable code: ERR_BIND, ERR_SPEC_INVALID, ERR_IPC_UNKNOWN, ERR_IPC_INVALID … */
   code: z.string(),
   message: z.string(),
@@ -46,18 +49,49 @@ const LISTENER_COUNTERS = {
 };
 export type ListenerCounters = z.output<z.ZodMiniObject<typeof LISTENER_COUNTERS>>;
 
-// ---- daemon → listener ----
-const TO_LISTENER = messages({
-  start: { spec: ListenerSpecSchema, generation: count(), worker: count() },
+/** The daemon's view of a target from active checks (and operator drain), by target as written in config. */
+const ActiveHealthSchema = z.enum(['up', 'down', 'unknown', 'drain']);
+export type ActiveHealth = z.output<typeof ActiveHealthSchema>;
+/** Targets absent from the map are 'unknown'. */
+const HealthStatesSchema = z.record(z.string(), ActiveHealthSchema);
+export type HealthStates = Readonly<Record<string, ActiveHealth>>;
+
+/** One configured target as a listener sees it (route pools included; a target in several pools once). */
+const TargetReportSchema = z.object({
+  /** As written in config. */
+  target: z.string(),
+  state: z.enum(['up', 'down', 'ejected', 'drain', 'unknown']),
+  /** Epoch ms of the last state change. */
+  since: z.number(),
+  lastError: z.nullable(z.string()),
+  activeConnections: count(),
+});
+export type TargetReport = z.output<typeof TargetReportSchema>;
+
+export interface TargetsReport {
+  readonly targets: readonly TargetReport[];
+  /** Some pool has no usable target and is using all of them. */
+  readonly panic: boolean;
+}
+
+// ---- daemon → listener ---- (strict: a key the listener does not know is an error, so a start it
+// cannot fully honour fails loudly instead of running without it)
+const TO_LISTENER = messages('strict', {
+  start: { spec: ListenerSpecSchema, generation: count(), worker: count(), health: z.optional(HealthStatesSchema) },
   ping: { seq: count() },
   drain: {},
+  /** Sent to every live process of the app (all workers and generations) whenever a state changes. */
+  health: { states: HealthStatesSchema },
 });
 
-// ---- listener → daemon ----
-const FROM_LISTENER = messages({
+// ---- listener → daemon ---- (unknown keys are dropped, not errors: a pong must never be refused
+// for carrying more than the daemon reads, or a healthy listener would be killed as hung)
+const FROM_LISTENER = messages('strip', {
   ready: { ports: z.array(z.int().check(z.minimum(1), z.maximum(65535))), pid: count() },
   failed: { error: IpcErrorSchema },
-  pong: { seq: count(), ...LISTENER_COUNTERS },
+  pong: { seq: count(), ...LISTENER_COUNTERS, targets: z.optional(z.array(TargetReportSchema)), panic: z.optional(z.boolean()) },
+  /** Sent when a passive state changes (at most a few per second). */
+  targets: { targets: z.array(TargetReportSchema), panic: z.boolean() },
   draining: { activeConnections: count() },
   drained: { closedByTimeout: count() },
   error: { error: IpcErrorSchema },
@@ -88,13 +122,14 @@ export function describeUnknown(msg: unknown): IpcError {
 // ---- machinery ----
 
 type Schemas = Record<string, z.ZodMiniType>;
-type MessageSchema<K extends string, F extends z.core.$ZodShape> = z.ZodMiniObject<{ v: z.ZodMiniLiteral<typeof IPC_VERSION>; type: z.ZodMiniLiteral<K> } & F, z.core.$strict>;
+type MessageSchema<K extends string, F extends z.core.$ZodShape> = z.ZodMiniObject<{ v: z.ZodMiniLiteral<typeof IPC_VERSION>; type: z.ZodMiniLiteral<K> } & F>;
 type MessageOf<M extends Schemas> = { [K in keyof M]: z.output<M[K]> }[keyof M];
 
-/** type name → fields, to type name → strict schema of `{v, type, ...fields}`. */
-function messages<const M extends Record<string, z.core.$ZodShape>>(fields: M): { [K in keyof M & string]: MessageSchema<K, M[K]> } {
+/** type name → fields, to type name → schema of `{v, type, ...fields}`. */
+function messages<const M extends Record<string, z.core.$ZodShape>>(unknownKeys: 'strict' | 'strip', fields: M): { [K in keyof M & string]: MessageSchema<K, M[K]> } {
   const out: Schemas = {};
-  for (const [type, shape] of Object.entries(fields)) out[type] = z.strictObject({ v: z.literal(IPC_VERSION), type: z.literal(type), ...shape });
+  const object = unknownKeys === 'strict' ? z.strictObject : z.object;
+  for (const [type, shape] of Object.entries(fields)) out[type] = object({ v: z.literal(IPC_VERSION), type: z.literal(type), ...shape });
   return out as { [K in keyof M & string]: MessageSchema<K, M[K]> };
 }
 

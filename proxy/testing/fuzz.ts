@@ -2,6 +2,17 @@
 // it (failing the test rather than throwing past it), and the check that no input is slow to parse.
 import assert from 'node:assert/strict';
 
+/** The parts, one after another, in a new array. */
+export function concat(...parts: (Uint8Array | number[])[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** mulberry32: small, seeded, good enough to pick fuzz mutations reproducibly. */
 export function prng(seed: number): () => number {
   return () => {

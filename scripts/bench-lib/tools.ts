@@ -3,6 +3,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, unlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import os from 'node:os';
+import { listeningSockets } from './proc.ts';
 
 export const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
 
@@ -120,28 +121,10 @@ export function unusedPort(): number {
     // not Linux: keep the default
   }
   const from = 12_000;
-  const taken = listeningNow();
+  const taken = new Set(listeningSockets().map((l) => l.port));
   for (let tries = 0; tries < 1000; tries++) {
     const port = from + Math.floor(Math.random() * Math.max(1, lo - from));
     if (!taken.has(port)) return port;
   }
   throw new Error(`Cannot find a port nobody listens on between ${from} and ${lo}`);
-}
-
-/** Local ports in LISTEN state (st 0A), IPv4 and IPv6. */
-function listeningNow(): Set<number> {
-  const ports = new Set<number>();
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text = '';
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f[3] === '0A' && f[1]) ports.add(parseInt(f[1].split(':').pop()!, 16));
-    }
-  }
-  return ports;
 }

@@ -9,10 +9,12 @@ export interface Options {
   workers: number;
   effectMs: number;
   intervalMs: number;
+  /** Per exchange of the loads and per probe: past it, a connection counts as failed. */
+  timeoutMs: number;
   verbose: boolean;
 }
 
-export const USAGE = 'usage: scripts/rollout-check [--rewrites 50] [--concurrency 50] [--tls-concurrency 10] [--tls-rate 20] [--workers 2] [--effect-ms 1000] [--interval-ms 1500] [--verbose]\n';
+export const USAGE = 'usage: scripts/rollout-check [--rewrites 50] [--concurrency 50] [--tls-concurrency 10] [--tls-rate 20] [--workers 2] [--effect-ms 1000] [--interval-ms 1500] [--timeout-ms 5000] [--verbose]\n';
 
 export function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
@@ -25,6 +27,7 @@ export function parseOptions(argv: string[]): Options {
       workers: { type: 'string', default: '2' },
       'effect-ms': { type: 'string', default: '1000' },
       'interval-ms': { type: 'string', default: '1500' },
+      'timeout-ms': { type: 'string', default: '5000' },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -46,6 +49,7 @@ export function parseOptions(argv: string[]): Options {
     workers: int('workers', values.workers, 1),
     effectMs: int('effect-ms', values['effect-ms'], 1),
     intervalMs: int('interval-ms', values['interval-ms'], 0),
+    timeoutMs: int('timeout-ms', values['timeout-ms'], 1),
     verbose: values.verbose,
   };
 }
