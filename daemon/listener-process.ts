@@ -62,6 +62,8 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   activeConnections = 0;
   /** The latest metrics the listener sent (a scrape reply, or its final one with `drained`). */
   lastSnapshot: MetricsSnapshot | undefined;
+  /** lastSnapshot is the final one (sent with `drained`): nothing more will be counted. */
+  finalSnapshot = false;
   readyAt: number | undefined;
 
   readonly #options: ListenerProcessOptions;
@@ -237,7 +239,10 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
         this.#onDrainAck = undefined;
         return;
       case 'drained':
-        if (msg.snapshot !== undefined) this.lastSnapshot = msg.snapshot;
+        if (msg.snapshot !== undefined) {
+          this.lastSnapshot = msg.snapshot;
+          this.finalSnapshot = true;
+        }
         this.activeConnections = 0;
         this.#log.info({ listenerPid: this.pid, closedByTimeout: msg.closedByTimeout }, 'listener drained');
         return;
