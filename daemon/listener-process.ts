@@ -73,6 +73,8 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   lastSnapshot: MetricsSnapshot | undefined;
   /** From the latest pong or `targets` message that carried them. */
   targets: ListenerTargets | undefined;
+  /** lastSnapshot is the final one (sent with `drained`): nothing more will be counted. */
+  finalSnapshot = false;
   readyAt: number | undefined;
   /** The ports the listener bound, from its `ready` (in spec.ports order; a 0 there is the kernel's pick here). */
   boundPorts: readonly number[] = [];
@@ -266,7 +268,10 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
         this.#onDrainAck = undefined;
         return;
       case 'drained':
-        if (msg.snapshot !== undefined) this.lastSnapshot = msg.snapshot;
+        if (msg.snapshot !== undefined) {
+          this.lastSnapshot = msg.snapshot;
+          this.finalSnapshot = true;
+        }
         this.activeConnections = 0;
         this.#log.info({ listenerPid: this.pid, closedByTimeout: msg.closedByTimeout }, 'listener drained');
         return;

@@ -197,7 +197,8 @@ export class DaemonMetrics implements AppMetricsSink {
       if (p.state === 'exited') return; // its final snapshot is in #retired already
       let s = replies[i];
       if (s === undefined) {
-        if (p.state !== 'starting') this.#scrapeErrors.inc();
+        // A process still starting has nothing to say yet; one that sent its final counts is exiting.
+        if (p.state !== 'starting' && !p.finalSnapshot) this.#scrapeErrors.inc();
         s = p.lastSnapshot;
       }
       if (s !== undefined) sums.set(app, addSnapshots(sums.get(app) ?? emptySnapshot(app), s));
