@@ -488,18 +488,19 @@ export class Listener implements ListenerContext {
     if (this.#onTargets !== undefined && this.#reportTimer === null) this.#scheduleReport(Math.max(0, this.#lastReport + TARGETS_REPORT_MIN_MS - Date.now()));
   }
 
-  /** The figures the daemon asks for on every scrape: counters so far, gauges right now. O(open sessions). */
+  /** The figures the daemon asks for on every scrape: counters so far, gauges right now. */
   metricsSnapshot(): MetricsSnapshot {
+    // Per-target gauges and states from the target table (O(targets), not O(sessions)).
+    const reports = this.targets.reports();
     const targetActive: Record<string, number> = {};
-    for (const s of this.#sessions) {
-      if (s.upstream !== null && s.target !== undefined) targetActive[s.target] = (targetActive[s.target] ?? 0) + 1;
-    }
+    for (const r of reports) targetActive[r.target] = r.activeConnections;
     const d = this.dns.stats();
-    return this.metrics.snapshot({
+    const snap = this.metrics.snapshot({
       activeConnections: this.#sessions.size,
       targetActive,
       dns: { hit: d.hits, miss: d.queries, stale: d.staleServed, error: this.#dnsErrors },
     });
+    return { ...snap, targets: reports.map((r) => ({ target: r.target, state: r.state })) };
   }
 
   counters(): ListenerCounters {

@@ -11,7 +11,7 @@ const count = (c: readonly number[]) => c.reduce((a, b) => a + b, 0);
 test('a plain TCP app: sessions and connects timed, no handshake; refused attempts counted on the dead target', async (t) => {
   const echo = await startEcho('e');
   t.after(() => echo.close());
-  const dead = await closedPort();
+  const dead = await closedPort(t);
   const { listener, port } = await listen(t, makeSpec([`127.0.0.1:${dead}`, `127.0.0.1:${echo.port}`]));
   for (let i = 0; i < 4; i++) assert.equal((await exchange(port, 'x')).reply, 'e:x');
   await waitFor(() => listener.activeConnections === 0, 2000, 'sessions closed');
