@@ -500,7 +500,9 @@ export class Listener implements ListenerContext {
       targetActive,
       dns: { hit: d.hits, miss: d.queries, stale: d.staleServed, error: this.#dnsErrors },
     });
-    return { ...snap, targets: reports.map((r) => ({ target: r.target, state: r.state })) };
+    // Without active checks nothing will ever decide 'unknown': such a target is up until ejected.
+    const checked = this.spec.healthCheck !== null;
+    return { ...snap, targets: reports.map((r) => ({ target: r.target, state: r.state === 'unknown' && !checked ? 'up' : r.state })) };
   }
 
   counters(): ListenerCounters {

@@ -347,8 +347,11 @@ function targetStats(target: string, s: MetricsSnapshot, before?: MetricsSnapsho
     if (k === 'ok') ok += delta;
     else failed += delta;
   }
-  const state = reported ?? (failing ? 'failing' : 'up');
-  const up = reported !== 'down' && reported !== 'ejected';
+  // A state that keeps new connections away wins; else attempts that keep failing (for people);
+  // else what the listener reports (up, or unknown while active checks have not decided).
+  const away = reported === 'down' || reported === 'ejected' || reported === 'drain';
+  const state = away ? reported : failing ? 'failing' : (reported ?? 'up');
+  const up = !away;
   return { target, up, state, recent: { ok, failed }, activeConnections: s.targetActive[target] ?? 0, attempts };
 }
 
