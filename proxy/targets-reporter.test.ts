@@ -23,7 +23,7 @@ test('while a target is ejected, one more message goes out when the ejection run
   t.after(() => r.close());
   r.changed();
   await waitFor(() => sent.length === 2, 3000, 'the expiry message');
-  assert.ok(sent[1]! > expiry!, 'sent after the ejection ran out');
+  assert.ok(sent[1]! >= expiry!, 'sent once the ejection ran out');
   // A change while the expiry message is pending is not held back until then.
   expiry = Date.now() + 60_000;
   r.changed();
