@@ -8,7 +8,6 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { TargetsReport } from './ipc/protocol.ts';
 import { captureLogger, closedPort, exchange, listen, makeSpec, startBlackhole, startEcho, waitFor } from './testing.ts';
-import type { ListenerSpec, TargetSpec } from './spec.ts';
 import { Listener } from './listener.ts';
 
 const FTEST_BIN = fileURLToPath(new URL('../bin/ftest.ts', import.meta.url));
@@ -38,7 +37,9 @@ test('a blackholed target among three: after the first few connections clients s
   const bh = `127.0.0.1:${hole.port}`;
   const { logger, lines } = await captureLogger('debug');
   const reports: TargetsReport[] = [];
-  const spec = makeSpec([`127.0.0.1:${live[0]!.port}`, bh, `127.0.0.1:${live[1]!.port}`], { connectAttemptTimeoutMs: 1000 });
+  // A long ejection, so a slow machine cannot reach the trial attempt within the run.
+  const outlierDetection = { consecutiveFailures: 3, ejectMs: 120_000, maxEjectMs: 300_000, maxEjectPercent: 100 };
+  const spec = makeSpec([`127.0.0.1:${live[0]!.port}`, bh, `127.0.0.1:${live[1]!.port}`], { connectAttemptTimeoutMs: 1000, outlierDetection });
   const listener = new Listener(spec, { logger, onTargets: (r) => reports.push(r) });
   const [port] = await listener.start();
   t.after(() => listener.drain(0));
@@ -193,5 +194,3 @@ function exchangeFrom(port: number, localAddress: string, data: string): Promise
     s.on('error', (error) => resolve({ reply: '', error }));
   });
 }
-
-export type { ListenerSpec, TargetSpec };
