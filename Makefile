@@ -2,7 +2,7 @@
 NODE := ./node_modules/.bin/node
 TSC  := ./node_modules/.bin/tsc
 
-.PHONY: run test typecheck unit rollout-check bench schema deps
+.PHONY: run test typecheck unit rollout-check bench bench-check schema deps
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -31,6 +31,10 @@ rollout-check: deps
 ## Side-by-side benchmark against HAProxy and nginx stream (installs them from Debian if missing).
 bench: deps
 	bash scripts/bench
+
+## A short real run of the benchmark, checking its report's shape (loads the machine; not in `make test`).
+bench-check: deps
+	$(NODE) --test --test-timeout=1200000 scripts/bench-e2e.check.ts
 
 schema: node_modules/.installed
 	$(NODE) daemon/config/write-schema.ts

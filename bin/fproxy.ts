@@ -51,9 +51,20 @@ program
     try {
       await runStandalone(spec);
     } catch (err) {
-      console.error((err as Error).message);
+      console.error(`fproxy listen: ${(err as Error).message}`);
       process.exit(1);
     }
   });
+
+// With `run` as the default command, commander would hand an unknown word to it ("too many
+// arguments for 'run'"): name the word and the closest command instead.
+const first = process.argv[2];
+const commands = [...program.commands.map((c) => c.name()), 'help'];
+if (first !== undefined && !first.startsWith('-') && !commands.includes(first)) {
+  const { suggestKey } = await import('../daemon/config/suggest-key.ts');
+  const near = suggestKey(first, commands);
+  console.error(`fproxy: unknown command '${first}'${near ? ` (did you mean '${near}'?)` : ''}; commands: ${commands.filter((c) => c !== 'help').join(', ')} (see fproxy --help)`);
+  process.exit(1);
+}
 
 await program.parseAsync(process.argv);

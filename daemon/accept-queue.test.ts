@@ -1,53 +1,35 @@
-// Rollouts lose no queued connection: connections waiting in the old generation's accept queue
-// when its listening socket closes are migrated by the kernel (tcp_migrate_req, which the daemon
-// turns on at start) to the new generation, which serves them.
+// The accept-queue migration scenario (accept-queue.scenario.ts) flips net.ipv4.tcp_migrate_req
+// and reads the kernel's TcpExt counters, so it runs in a network namespace this test creates
+// (`unshare -n`, loopback brought up inside): both are per namespace, so the host is untouched
+// and no other test's traffic moves the counters. The namespace ends with its last process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { exchange, startEcho } from '../proxy/testing.ts';
-import { MIGRATE_REQ_PATH } from './migrate-req.ts';
-import { appConfig, freePorts, poll, startTestDaemon } from './testing.ts';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 
-function migrateCounters(): { success: number; failure: number } {
-  const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
-  const keys = lines[0]!.split(/\s+/);
-  const values = lines[1]!.split(/\s+/).map(Number);
-  return { success: values[keys.indexOf('TCPMigrateReqSuccess')]!, failure: values[keys.indexOf('TCPMigrateReqFailure')]! };
+const SCENARIO = new URL('./accept-queue.scenario.ts', import.meta.url).pathname;
+
+function missingTool(): string | undefined {
+  for (const tool of ['unshare', 'ip']) if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return tool;
+  return undefined;
 }
 
-test('connections queued on the old generation are served by the new one', async (t) => {
-  const [oldTarget, newTarget] = await Promise.all([startEcho('old'), startEcho('new')]);
-  t.after(async () => void (await Promise.all([oldTarget.close(), newTarget.close()])));
-  const [port] = await freePorts(1);
-  const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [port!], [oldTarget.port])] });
-  const status = await poll(async () => {
-    const s = await d.status();
-    return s.apps[0]?.state === 'running' ? s : undefined;
-  }, 10_000, 'alpha running');
-  assert.equal(status.migrateReq.enabled, true, `the daemon turns tcp_migrate_req on (${status.migrateReq.reason ?? ''})`);
-  assert.equal(readFileSync(MIGRATE_REQ_PATH, 'utf8').trim(), '1');
-  const oldPid = status.apps[0]!.pids[0]!;
+test('connections queued on the old generation are served by the new one (in a fresh network namespace)', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('needs root: creating a network namespace (unshare -n) and setting net.ipv4.tcp_migrate_req inside it');
+  const missing = missingTool();
+  if (missing !== undefined) return t.skip(`"${missing}" is not installed: it is needed to create the test's own network namespace`);
 
-  // Freeze the old listener so connections pile up in its accept queue, completed by the kernel.
-  process.kill(oldPid, 'SIGSTOP');
-  t.after(() => {
-    try {
-      process.kill(oldPid, 'SIGKILL');
-    } catch {}
+  const child = spawn('unshare', ['-n', '--', 'sh', '-c', 'ip link set lo up && exec "$0" --test --test-timeout=120000 "$1"', process.execPath, SCENARIO], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
   });
-  const before = migrateCounters();
-  const queued = Array.from({ length: 40 }, (_, i) => exchange(port!, `q${i}`, '127.0.0.1', 10_000));
-
-  // Roll out: the new generation binds next to the frozen one and reports ready.
-  await d.writeConfig({ Apps: [appConfig('alpha', [port!], [newTarget.port])] });
-  await poll(async () => (await d.app('alpha'))?.generation === 2, 5000, 'generation 2 ready');
-  // The old listener's socket closes with the queue still full (it never accepted any of them).
-  process.kill(oldPid, 'SIGKILL');
-
-  const replies = await Promise.all(queued);
-  const failed = replies.filter((r, i) => r.reply !== `new:q${i}`);
-  assert.deepEqual(failed, [], 'every queued connection was served, by the new generation');
-  const after = migrateCounters();
-  assert.ok(after.success - before.success >= queued.length, `kernel migrated ${after.success - before.success} requests (want ≥ ${queued.length})`);
-  assert.equal(oldTarget.connections, 0, 'the old generation served none of them');
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c));
+  child.stderr.on('data', (c: Buffer) => (out += c));
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  assert.deepEqual({ code, signal }, { code: 0, signal: null }, `the scenario failed inside the namespace:\n${out}`);
+  assert.match(out, /^ℹ pass 1$/m, `the scenario ran and passed:\n${out}`);
 });

@@ -1,8 +1,10 @@
 // AdminServer: the daemon's small HTTP status endpoint (node:http). Routes are a table of
 // GET handlers returning JSON, so adding one (metrics, writes later) is one line.
 //   GET /healthz → 200 "ok" while the daemon runs
-//   GET /apps    → [{name, generation, state, pids, ports, targets, activeConnections, lastError, …}]
-//   GET /status  → {config: {path, hash, loadedAt, error}, apps, migrateReq} — `config.error` is
+//   GET /apps    → [{name, generation, state, pids, ports, [listen], targets, [routes], activeConnections,
+//                   currentError, lastError, lastErrorAt, nextAttemptAt, …,
+//                   health: [{target, state, since, lastError, activeConnections}], panic}] (AppStatus)
+//   GET /status  → {pid, config: {path, hash, appliedAt, error}, migrateReq, spares, reconciles, apps} — `config.error` is
 //                  the last rejected edit ({code, message, issues: [{path, message}]}) or null
 // It never throws on a bad request: unknown path → 404, other methods → 405.
 import { createServer } from 'node:http';

@@ -5,15 +5,24 @@
 //     successor that fails to start is killed and the current one keeps serving (rollback);
 //   - applies (start/rollout) of one app run one at a time, in call order;
 //   - an app with no serving generation (its first start failed) retries with backoff until it
-//     gets one or is stopped, so a bad start never leaves it without a listener for good.
+//     gets one or is stopped, so a bad start never leaves it without a listener for good;
+//   - a 0 in the spec's ports is the kernel's pick on the first start, then the same port for
+//     every later generation (kept by index into the ports list; a new 0 entry gets a new pick);
+//   - the app's active health checks (one HealthChecker) live here, not in a generation: every
+//     process forked gets the current states in `start`, every live one hears each change.
 import type { ChildProcess } from 'node:child_process';
-import type { ListenerSpec } from '../proxy/index.ts';
-import { backoffDelay } from './backoff-delay.ts';
+import type { HealthStates, ListenerSpec } from '../proxy/index.ts';
+import { BACKOFF_DEFAULTS, backoffDelay } from './backoff-delay.ts';
 import { summarizeError } from './daemon-error.ts';
 import type { ErrorSummary } from './daemon-error.ts';
 import { Generation } from './generation.ts';
 import type { SupervisionTiming } from './generation.ts';
 import type { Logger } from './logger.ts';
+import { configuredTargets, HealthChecker } from './health/health-checker.ts';
+import type { ResolveHost } from './health/resolve-host.ts';
+import { targetStatus } from './health/target-status.ts';
+import type { TargetStatus } from './health/target-status.ts';
+import { AppLimits } from './limits/app-limits.ts';
 
 export type AppState = 'starting' | 'running' | 'rolling-out' | 'draining' | 'failed';
 
@@ -25,16 +34,32 @@ export interface AppStatus {
   readonly state: AppState;
   /** Pids of the serving generation's workers that are up (a worker being restarted is not listed until ready). */
   readonly pids: number[];
+  /** The ports bound (a configured 0 shows the kernel's pick; 0 only until the first worker is ready). */
   readonly ports: readonly number[];
+  /** Bind addresses (Listen); absent = every interface. */
+  readonly listen?: readonly string[];
+  /** The default pool. */
   readonly targets: string[];
+  /** SNI routes and their pools; absent for an app without Routes. */
+  readonly routes?: { sni: readonly string[]; alpn?: readonly string[]; targets: string[] }[];
   /** Summed over the serving and the draining generations, from their latest pongs. */
   readonly activeConnections: number;
+  /** What is wrong now (no serving generation, a worker down, the last rollout failed); null when the app runs what the config asks. */
+  readonly currentError: ErrorSummary | null;
+  /** History: the most recent error, kept after the app recovered (see lastErrorAt and currentError). */
   readonly lastError: ErrorSummary | null;
+  readonly lastErrorAt: string | null;
+  /** When an app with no serving generation next tries to start (backoff); null otherwise. */
+  readonly nextAttemptAt: string | null;
   readonly workers: number;
   /** Rollouts completed since the daemon started this app. */
   readonly rollouts: number;
   /** Pids of older generations still draining. */
   readonly drainingPids: number[];
+  /** One per configured target (route pools included): active checks merged with the workers' reports. */
+  readonly health: TargetStatus[];
+  /** Some worker of the serving generation has a pool in panic (every target unusable: all used). */
+  readonly panic: boolean;
 }
 
 export interface AppSupervisorOptions {
@@ -45,6 +70,8 @@ export interface AppSupervisorOptions {
   readonly acquire: () => ChildProcess;
   /** Generation numbers are per app name and never reused, even across remove/re-add. */
   readonly nextGeneration: () => number;
+  /** How health probes resolve target names (one per daemon, as its listeners resolve them). */
+  readonly resolveHost?: ResolveHost;
 }
 
 export class AppSupervisor {
@@ -53,24 +80,43 @@ export class AppSupervisor {
   readonly #options: AppSupervisorOptions;
   readonly #log: Logger;
   #wanted: ListenerSpec | undefined;
+  /** The spec (as configured, 0 ports included) the current generation was started from. */
+  #serving: ListenerSpec | undefined;
+  /** Index into spec.ports → the port the kernel picked for a configured 0 there. */
+  readonly #picked = new Map<number, number>();
   #current: Generation | undefined;
   #pending: Generation | undefined;
   readonly #draining = new Set<Generation>();
   #retiring = false;
   #lastError: ErrorSummary | null = null;
+  #currentError: ErrorSummary | null = null;
+  /** The generation number of the last start attempt, shown while none serves. */
+  #lastAttempt = 0;
+  #nextAttemptAt: Date | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #retryTimer: NodeJS.Timeout | undefined;
   #retryAttempt = 0;
+  /** Active health checks: one per app, outliving every generation (health survives rollouts). */
+  readonly #checker: HealthChecker;
+  /** The app's connection limits, shared by every generation (issue 12). */
+  readonly limits: AppLimits;
 
   constructor(options: AppSupervisorOptions) {
     this.#options = options;
     this.name = options.name;
+    this.limits = new AppLimits(options.name);
     this.#log = options.logger.child({ app: options.name });
+    this.#checker = new HealthChecker({
+      app: options.name,
+      logger: options.logger,
+      onChange: (states) => this.#pushHealth(states),
+      ...(options.resolveHost === undefined ? {} : { resolveHost: options.resolveHost }),
+    });
   }
 
-  /** The spec this app runs (or keeps trying to start): what the next config is diffed against. */
+  /** The spec this app runs (or keeps trying to start), as configured: what the next config is diffed against. */
   get spec(): ListenerSpec | undefined {
-    return this.#current?.spec ?? this.#wanted;
+    return (this.#current === undefined ? undefined : this.#serving) ?? this.#wanted;
   }
 
   get retiring(): boolean {
@@ -81,6 +127,7 @@ export class AppSupervisor {
   apply(spec: ListenerSpec): Promise<boolean> {
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
+    this.#nextAttemptAt = undefined;
     const run = this.#queue.then(() => this.#apply(spec));
     this.#queue = run.catch(() => undefined);
     return run;
@@ -90,6 +137,7 @@ export class AppSupervisor {
   async stop(): Promise<void> {
     this.#retiring = true;
     clearTimeout(this.#retryTimer);
+    this.#checker.stop();
     this.#pending?.kill();
     const current = this.#current;
     if (current !== undefined) await this.#retire(current);
@@ -99,6 +147,7 @@ export class AppSupervisor {
   async exited(): Promise<void> {
     await this.#queue;
     await Promise.all([...this.#draining].map((g) => g.exited()));
+    this.limits.close();
   }
 
   status(): AppStatus {
@@ -119,16 +168,24 @@ export class AppSupervisor {
     }
     return {
       name: this.name,
-      generation: current?.number ?? pending?.number ?? 0,
+      generation: current?.number ?? pending?.number ?? this.#lastAttempt,
       state,
       pids: current?.pids() ?? [],
-      ports: spec?.ports ?? [],
+      ports: current?.spec.ports ?? pending?.spec.ports ?? spec?.ports ?? [],
+      ...(spec?.listen !== undefined && spec.listen.length > 0 ? { listen: spec.listen } : {}),
       targets: spec?.targets.map((t) => t.raw) ?? [],
+      ...(spec !== undefined && spec.routes.length > 0
+        ? { routes: spec.routes.map((r) => ({ sni: r.sni, ...(r.alpn.length > 0 ? { alpn: r.alpn } : {}), targets: r.targets.map((t) => t.raw) })) }
+        : {}),
       activeConnections,
+      currentError: this.#currentError,
       lastError: this.#lastError,
+      lastErrorAt: this.#lastError?.at ?? null,
+      nextAttemptAt: this.#nextAttemptAt?.toISOString() ?? null,
       workers: spec?.workers ?? 0,
       rollouts: this.rollouts,
       drainingPids,
+      ...targetStatus(spec === undefined ? [] : configuredTargets(spec).map((t) => t.raw), (t) => this.#checker.health(t), current?.targetViews() ?? [], Date.now()),
     };
   }
 
@@ -136,24 +193,44 @@ export class AppSupervisor {
     if (this.#retiring) return false;
     this.#wanted = spec;
     const { logger, timing, acquire } = this.#options;
-    const gen = new Generation({ spec, number: this.#options.nextGeneration(), logger, timing, acquire });
+    const ports = spec.ports.map((p, i) => (p === 0 ? (this.#picked.get(i) ?? 0) : p));
+    this.limits.configure(spec);
     const old = this.#current;
+    // Check the old and the new targets while both may serve; states of unchanged ones carry over.
+    this.#checker.track(old === undefined ? [spec] : [old.spec, spec]);
+    const gen = new Generation({ spec: { ...spec, ports }, number: this.#options.nextGeneration(), logger, timing, acquire, limits: this.limits, health: () => this.#checker.states() });
+    this.#lastAttempt = gen.number;
     this.#pending = gen;
-    this.#log.info({ gen: gen.number, workers: gen.workers, ports: spec.ports, from: old?.number }, old ? 'rolling out a new generation' : 'starting app');
+    this.#log.info({ gen: gen.number, workers: gen.workers, ports, from: old?.number }, old ? 'rolling out a new generation' : 'starting app');
     const startedAt = Date.now();
     try {
       await gen.start();
     } catch (err) {
       this.#pending = undefined;
-      this.#lastError = summarizeError(err);
+      this.#recordError(err);
+      if (old !== undefined) this.limits.configure(old.spec);
       if (this.#retiring) return false;
+      // One line per attempt: the summary's message already names the cause, so the error object
+      // (whose cause pino would append again, with a stack) is not logged.
+      const { code, message } = this.#lastError!;
+      // The old spec keeps serving (or the new one keeps being retried): check what that needs.
+      this.#checker.track([old?.spec ?? spec]);
       if (old !== undefined) {
-        this.#log.error({ gen: gen.number, err, keeping: old.number }, 'new generation failed to start; the old generation keeps serving');
+        this.#log.error({ event: 'rollout-failed', gen: gen.number, code, err: message, keeping: old.number }, 'new generation failed to start; the old generation keeps serving');
       } else {
-        const delayMs = backoffDelay(this.#retryAttempt++, this.#options.timing.backoff);
-        this.#log.error({ gen: gen.number, err, retryInMs: delayMs }, 'app failed to start; retrying after backoff');
+        const attempt = ++this.#retryAttempt;
+        const delayMs = backoffDelay(attempt - 1, this.#options.timing.backoff);
+        if (attempt === 1) {
+          const { baseMs, maxMs } = { ...BACKOFF_DEFAULTS, ...this.#options.timing.backoff };
+          this.#log.error({ event: 'start-failed', gen: gen.number, attempt, code, err: message, retryInMs: delayMs },
+            `app failed to start; retrying by itself with backoff (${baseMs} ms doubling up to ${maxMs / 1000} s) until it starts or the config changes`);
+        } else {
+          this.#log.error({ event: 'start-failed', gen: gen.number, attempt, code, err: message, retryInMs: delayMs }, 'app still fails to start');
+        }
+        this.#nextAttemptAt = new Date(Date.now() + delayMs);
         this.#retryTimer = setTimeout(() => {
           this.#retryTimer = undefined;
+          this.#nextAttemptAt = undefined;
           const wanted = this.#wanted;
           if (wanted !== undefined && this.#current === undefined && !this.#retiring) void this.apply(wanted);
         }, delayMs);
@@ -168,10 +245,17 @@ export class AppSupervisor {
       return false;
     }
     this.#current = gen;
-    this.#lastError = null;
+    this.#serving = spec;
+    this.#picked.clear();
+    spec.ports.forEach((p, i) => {
+      if (p === 0) this.#picked.set(i, gen.spec.ports[i]!);
+    });
+    this.#checker.track([spec]);
+    this.#currentError = null;
     this.#retryAttempt = 0;
-    gen.on('failure', (err) => {
-      this.#lastError = summarizeError(err);
+    gen.on('failure', (err) => this.#recordError(err));
+    gen.on('restarted', () => {
+      if (this.#current === gen && gen.readyWorkers() === gen.workers) this.#currentError = null;
     });
     this.#log.info({ gen: gen.number, listenerPids: gen.pids(), ms: Date.now() - startedAt }, old ? 'new generation ready; draining the old one' : 'app ready');
     if (old !== undefined) {
@@ -179,6 +263,17 @@ export class AppSupervisor {
       await this.#retire(old);
     }
     return true;
+  }
+
+  #recordError(err: unknown): void {
+    this.#lastError = summarizeError(err);
+    this.#currentError = this.#lastError;
+  }
+
+  /** Every live process of the app hears of a health change: all workers, starting and draining generations too. */
+  #pushHealth(states: HealthStates): void {
+    const gens = new Set([this.#current, this.#pending, ...this.#draining]);
+    for (const g of gens) g?.sendHealth(states);
   }
 
   /** Drain `gen`; resolves once it stopped accepting and forgets it once it has exited. */

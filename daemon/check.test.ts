@@ -25,20 +25,31 @@ async function check(file: string | undefined): Promise<{ code: number; log: str
 }
 
 describe('runCheck', () => {
+  test('the summary names an app\'s health check', async () => {
+    const path = write('health.json', {
+      Apps: [{ Name: 'pg', Ports: [5432], Targets: ['127.0.0.2:5432'], Workers: 1, HealthCheck: { IntervalMs: 1000, Rise: 1, Port: 8008, HttpPath: '/primary' } }],
+    });
+    const { code, log } = await check(path);
+    assert.equal(code, 0);
+    assert.match(log[1] ?? '', /  health http \/primary port 8008 every 1000ms rise 1 fall 2$/);
+  });
+
   test('a good file: exit 0, a heading and one summary line per app', async () => {
     const path = write('good.json', {
       Apps: [
         { Name: 'five-thousand', Ports: [5001, 5200], Targets: ['127.0.0.1:9001', 'localhost:9002'], Workers: 2 },
         { Name: 'six', Ports: [6001], Targets: ['[::1]:9003'], IdleTimeoutMs: 0, Workers: 1, Tls: { Mode: 'passthrough' }, SendProxyProtocol: 'v2' },
+        { Name: 'local', Ports: [7001], Listen: ['127.0.0.1', '::1'], Targets: ['127.0.0.1:9001'], Workers: 1 },
       ],
     });
     const { code, log, error } = await check(path);
     assert.equal(code, 0);
     assert.deepEqual(error, []);
     assert.deepEqual(log, [
-      `${path}: ok, 2 apps`,
+      `${path}: ok, 3 apps`,
       'five-thousand  ports 5001,5200  targets 127.0.0.1:9001,localhost:9002  connect 5000ms idle 3600000ms workers 2',
       'six            ports 6001  targets [::1]:9003  connect 5000ms idle 0ms workers 1  tls passthrough  send-proxy v2',
+      'local          ports 7001 on 127.0.0.1,::1  targets 127.0.0.1:9001  connect 5000ms idle 3600000ms workers 1',
     ]);
   });
 
@@ -66,7 +77,7 @@ describe('runCheck', () => {
     assert.deepEqual(log, []);
     assert.deepEqual(error.join('\n').split('\n'), [
       `Invalid config ${path} (4 problems):`,
-      '  Apps[0].Ports[1]: port 70000 is outside 1–65535',
+      '  Apps[0].Ports[1]: port 70000 is outside 0–65535 (0: a free port the kernel picks)',
       '  Apps[0].Targets[0]: target "db" has no port: write it as "db:PORT"',
       '  Apps[1].targets: unknown key "targets": did you mean "Targets"? (keys are case-sensitive)',
       '  Apps[1].Ports[0]: port 5001 of app "b" is already used by app "a" (Apps[0].Ports[0]): each port belongs to one app',

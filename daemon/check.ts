@@ -2,7 +2,7 @@
 // files) without starting anything. Prints every problem with its path and returns 1, or prints
 // one summary line per app (with defaults applied, as the listeners would get them) and returns 0.
 import { dirname } from 'node:path';
-import type { ListenerSpec, TargetSpec } from '../proxy/spec.ts';
+import type { ListenerSpec, TargetSpec } from '../proxy/index.ts';
 import { loadConfigFile } from './config/load.ts';
 import { toListenerSpecs } from './config/to-spec.ts';
 import { ConfigError, formatIssues } from './config/validate.ts';
@@ -45,7 +45,7 @@ export function summarize(spec: ListenerSpec, width = spec.app.length): string {
   const targets = spec.targets.length === 0 ? '(none)' : spec.targets.map(describeTarget).join(',');
   const parts = [
     spec.app.padEnd(width),
-    `ports ${spec.ports.join(',')}`,
+    `ports ${spec.ports.join(',')}${spec.listen !== undefined && spec.listen.length > 0 ? ` on ${spec.listen.join(',')}` : ''}`,
     `targets ${targets}`,
     `connect ${spec.connectTimeoutMs}ms idle ${spec.idleTimeoutMs}ms workers ${spec.workers}`,
   ];
@@ -59,5 +59,10 @@ export function summarize(spec: ListenerSpec, width = spec.app.length): string {
   if (spec.onTargetDown !== 'keep') parts.push(`on-target-down ${spec.onTargetDown}`);
   if (spec.acceptProxyProtocol) parts.push('accept-proxy');
   if (spec.sendProxyProtocol !== 'none') parts.push(`send-proxy ${spec.sendProxyProtocol}`);
+  const hc = spec.healthCheck;
+  if (hc !== null) {
+    const kind = hc.httpPath !== null ? `http ${hc.httpPath}` : hc.send !== null || hc.expect !== null ? 'send/expect' : 'tcp';
+    parts.push(`health ${kind}${hc.port === null ? '' : ` port ${hc.port}`} every ${hc.intervalMs}ms rise ${hc.rise} fall ${hc.fall}`);
+  }
   return parts.join('  ');
 }

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import net from 'node:net';
 import { exchange, startEcho } from '../proxy/testing.ts';
-import { aliveListeners, appConfig, childrenOf, freePorts, poll, startTestDaemon } from './testing.ts';
+import { aliveListeners, appConfig, childrenOf, waitFor, startTestDaemon } from './testing.ts';
 
 test('SIGTERM lets an in-flight 5-second transfer finish, then exits 0', async (t) => {
   // A target that streams 10 chunks, one every 500 ms, then ends.
@@ -23,52 +23,52 @@ test('SIGTERM lets an in-flight 5-second transfer finish, then exits 0', async (
   slow.listen(0, '127.0.0.1');
   await once(slow, 'listening');
   t.after(() => new Promise<void>((r) => slow.close(() => r())));
-  const [port] = await freePorts(1);
-  const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [port!], [(slow.address() as net.AddressInfo).port], { DrainTimeoutMs: 20_000 })] }, { env: { FPROXY_HEARTBEAT_MS: '1000' } });
-  await poll(async () => (await d.app('alpha'))?.state === 'running', 10_000, 'alpha running');
+  const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [0], [(slow.address() as net.AddressInfo).port], { DrainTimeoutMs: 20_000 })] }, { env: { FPROXY_HEARTBEAT_MS: '1000' } });
+  await waitFor(async () => (await d.app('alpha'))?.state === 'running', 20_000, 'alpha running');
+  const [port] = await d.ports('alpha');
 
   const client = net.connect(port!, '127.0.0.1');
   let received = '';
   client.on('data', (c) => (received += c));
   const ended = once(client, 'end').then(() => Date.now());
-  await poll(() => received.includes('chunk0'), 5000, 'the transfer to start');
+  await waitFor(() => received.includes('chunk0'), 20_000, 'the transfer to start');
   // Counted from the listener's heartbeat replies (one a second here; 5 s by default).
-  await poll(async () => (await d.app('alpha'))?.activeConnections === 1, 3000, 'activeConnections 1 in /apps');
+  await waitFor(async () => (await d.app('alpha'))?.activeConnections === 1, 20_000, 'activeConnections 1 in /apps');
   const pids = (await d.app('alpha'))!.pids;
   d.child.kill('SIGTERM');
-  await d.waitLog((l) => l.msg === 'every listener stopped accepting; waiting for open connections', 5000);
+  await d.waitLog((l) => l.event === 'drain-started', 20_000, 'the drain to start');
   // New connections are refused while the old one runs on.
-  assert.ok((await exchange(port!, 'x', '127.0.0.1', 1000)).error, 'no new connection accepted while draining');
+  assert.ok((await exchange(port!, 'x', '127.0.0.1', 5000)).error, 'no new connection accepted while draining');
   const [exit, endAt] = await Promise.all([d.exited, ended]);
   const exitAt = Date.now();
   assert.deepEqual(exit, { code: 0, signal: null });
   assert.equal(received.split('\n').filter(Boolean).length, 10, 'every chunk arrived');
   assert.ok(endAt <= exitAt);
-  await poll(() => aliveListeners(new Map(pids.map((p) => [p, d.listenerPids.get(p)!]))).length === 0, 2000, 'listeners gone');
+  await waitFor(() => aliveListeners(new Map(pids.map((p) => [p, d.listenerPids.get(p)!]))).length === 0, 20_000, 'listeners gone');
 });
 
 test('no listener survives the daemon being killed with SIGKILL', async (t) => {
   const echo = await startEcho('one');
   t.after(() => echo.close());
-  const [pa, pb] = await freePorts(2);
-  const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [pa!], [echo.port], { Workers: 2 }), appConfig('beta', [pb!], [echo.port])] });
-  await poll(async () => (await d.apps()).filter((a) => a.state === 'running').length === 2, 10_000, 'both apps running');
+  const d = await startTestDaemon(t, { Apps: [appConfig('alpha', [0], [echo.port], { Workers: 2 }), appConfig('beta', [0], [echo.port])] });
+  await waitFor(async () => (await d.apps()).filter((a) => a.state === 'running').length === 2, 20_000, 'both apps running');
+  const [pa] = await d.ports('alpha');
   assert.equal(d.listenerPids.size, 3);
   // Every child: the three listeners and the idle spares.
-  const children = await poll(async () => {
+  const children = await waitFor(async () => {
     const c = childrenOf(d.pid);
     return c.size === 3 + (await d.status()).spares ? c : undefined;
-  }, 10_000, 'listeners and spares forked');
+  }, 20_000, 'listeners and spares forked');
   for (const pid of d.listenerPids.keys()) assert.ok(children.has(pid), `listener ${pid} is a child of the daemon`);
   assert.ok(children.size > 3, 'spares are forked ahead of need');
   d.child.kill('SIGKILL');
   await d.exited;
-  await poll(() => aliveListeners(children).length === 0, 5000, 'every listener and spare to exit after the daemon died');
-  assert.ok((await exchange(pa!, 'x', '127.0.0.1', 1000)).error, 'port released');
+  await waitFor(() => aliveListeners(children).length === 0, 20_000, 'every listener and spare to exit after the daemon died');
+  assert.ok((await exchange(pa!, 'x', '127.0.0.1', 5000)).error, 'port released');
 });
 
 test('an invalid config at start is a clear error and exit 1', async (t) => {
-  const d = await startTestDaemon(t, { Apps: [{ Name: 'alpha', Ports: [0], Targets: [] }] }, { noWait: true });
+  const d = await startTestDaemon(t, { Apps: [{ Name: 'alpha', Ports: [-1], Targets: [] }] }, { noWait: true });
   const exit = await d.exited;
   assert.equal(exit.code, 1);
   assert.match(d.stderr, /Invalid config .*config\.json/);

@@ -1,40 +1,37 @@
-// runDaemon: the daemon process's state — the config (last applied, last rejected), one
-// AppSupervisor per app, the watcher and the admin endpoint — and the reload pipeline:
-//   change event or SIGHUP → load+validate (serialized; one queued read at most)
-//     → invalid: keep everything as it runs, record and log the error once with every issue
-//     → valid: wanted = it → reconcile loop (one at a time; a newer wanted replaces an older one
-//       that has not started, so a burst of edits converges on the last valid content)
-//   reconcile: plan = planRollout(running specs, wanted specs); stop removed apps first (they
-//   stop accepting before anything else binds their ports), then roll out changed ones and
-//   start new ones. Content whose hash equals the last fully applied one is skipped; after a
-//   failed rollout that hash is forgotten so the same content (SIGHUP, re-save) retries.
-import { dirname, resolve } from 'node:path';
-import { loadConfigFile } from './config/load.ts';
-import { toListenerSpecs } from './config/to-spec.ts';
-import { formatIssues } from './config/validate.ts';
-import type { ConfigIssue } from './config/validate.ts';
-import type { Config } from './config/schema.ts';
+// runDaemon: the daemon process's state — one AppSupervisor per app (the fleet), the spare pool,
+// the reload pipeline over the config source, and the admin endpoint. The pipeline
+// (reload-pipeline.ts) turns source content into plans; this module carries them out with
+// supervisors and answers status.
+import { resolve } from 'node:path';
 import type { ListenerSpec } from '../proxy/index.ts';
+import type { ConfigSource } from './config-source/config-source.ts';
+import { FileSource } from './config-source/file-source.ts';
+import type { LoadedConfig } from './config/load.ts';
 import { AdminServer, DEFAULT_ADMIN_ADDR, parseAdminAddr } from './admin-server.ts';
 import type { AdminAddress } from './admin-server.ts';
 import { AppSupervisor } from './app-supervisor.ts';
 import type { AppStatus } from './app-supervisor.ts';
 import { BACKOFF_DEFAULTS } from './backoff-delay.ts';
-import { ConfigWatcher } from './config-watcher.ts';
 import { DaemonError } from './daemon-error.ts';
 import type { SupervisionTiming } from './generation.ts';
-import { DEFAULT_LISTENER_ENTRY, LISTENER_TIMING } from './listener-process.ts';
-import { buildListenerEntry } from '../proxy/index.ts';
+import { LISTENER_TIMING } from './listener-process.ts';
+import { buildListenerEntry, LISTENER_SOURCE } from '../proxy/index.ts';
 import { createDaemonLogger } from './logger.ts';
 import type { Logger } from './logger.ts';
-import { ensureMigrateReq } from './migrate-req.ts';
-import { forkListener, SparePool } from './spare-pool.ts';
+import { MIGRATE_REQ_PATH, ensureMigrateReq, parseMigrateReqMode } from './migrate-req.ts';
+import { forkListener } from './fork-listener.ts';
+import { SparePool } from './spare-pool.ts';
 import type { MigrateReqStatus } from './migrate-req.ts';
-import { planRollout } from './plan-rollout.ts';
+import { loadFromSource, ReloadPipeline, toConfigErrorStatus } from './reload-pipeline.ts';
+import type { AppFleet, ConfigErrorStatus } from './reload-pipeline.ts';
+import { hostResolver } from './health/resolve-host.ts';
+import type { ResolveHost } from './health/resolve-host.ts';
 
 export interface DaemonOptions {
-  /** Default: FPROXY_CONFIG_PATH, else ./config.json. */
+  /** Default: FPROXY_CONFIG_PATH, else ./config.json. Ignored when `source` is given. */
   readonly configPath?: string;
+  /** Where the config comes from. Default: the file at configPath. */
+  readonly source?: ConfigSource;
   /** Default: FPROXY_ADMIN_ADDR, else 127.0.0.1:9900. ":0" picks a free port. */
   readonly adminAddr?: string;
   readonly logger?: Logger;
@@ -48,12 +45,7 @@ export interface DaemonOptions {
 
 export const SUPERVISION_TIMING: SupervisionTiming = { ...LISTENER_TIMING, backoff: BACKOFF_DEFAULTS, stableMs: 10_000 };
 
-export interface ConfigErrorStatus {
-  readonly code: string;
-  readonly message: string;
-  readonly issues: readonly ConfigIssue[];
-  readonly at: string;
-}
+export type { ConfigErrorStatus };
 
 /** GET /status. */
 export interface DaemonStatus {
@@ -77,24 +69,19 @@ export interface Daemon {
   status(): DaemonStatus;
 }
 
-interface LoadedConfig {
-  readonly config: Config;
-  readonly hash: string;
-}
-
 export async function runDaemon(options: DaemonOptions = {}): Promise<Daemon> {
   const env = options.env ?? process.env;
   const logger = options.logger ?? createDaemonLogger(env);
-  const configPath = resolve(options.configPath ?? env.FPROXY_CONFIG_PATH ?? 'config.json');
+  const source = options.source ?? new FileSource(resolve(options.configPath ?? env.FPROXY_CONFIG_PATH ?? 'config.json'), { logger });
   const adminAddr = parseAdminAddr(options.adminAddr ?? env.FPROXY_ADMIN_ADDR ?? DEFAULT_ADMIN_ADDR);
   const spares = options.spares ?? parseSpares(env.FPROXY_SPARE_LISTENERS);
   const heartbeatMs = parseHeartbeat(env.FPROXY_HEARTBEAT_MS);
 
   let initial: LoadedConfig;
   try {
-    initial = await loadConfigFile(configPath);
+    initial = await loadFromSource(source);
   } catch (err) {
-    const e = toConfigErrorStatus(err, configPath);
+    const e = toConfigErrorStatus(err, source.describe());
     throw new DaemonError(e.code, e.message, { cause: err });
   }
   // Listeners run as bundled JS (proxy/bundle.ts: a third of the memory of a type-stripped process).
@@ -104,16 +91,15 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<Daemon> {
     if (!built.bundled) logger.warn({ reason: built.reason }, 'listeners run from TypeScript sources (more memory per process)');
     listenerEntry = built.url;
   }
-  const daemon = new DaemonProcess({ logger, configPath, options: { ...options, spares, listenerEntry, timing: { ...(heartbeatMs ? { heartbeatMs } : {}), ...options.timing } }, env });
+  const daemon = new DaemonProcess({ logger, source, options: { ...options, spares, listenerEntry, timing: { ...(heartbeatMs ? { heartbeatMs } : {}), ...options.timing } }, env });
   await daemon.init(initial, adminAddr);
   return daemon;
 }
 
-class DaemonProcess implements Daemon {
+class DaemonProcess implements Daemon, AppFleet {
   readonly configPath: string;
   adminAddress: AdminAddress = { host: '', port: 0 };
   readonly #log: Logger;
-  readonly #configDir: string;
   readonly #timing: SupervisionTiming;
   readonly #entry: URL;
   readonly #env: NodeJS.ProcessEnv;
@@ -124,26 +110,20 @@ class DaemonProcess implements Daemon {
   readonly #retiring = new Set<AppSupervisor>();
   readonly #generations = new Map<string, number>();
   readonly #admin: AdminServer;
-  #watcher: ConfigWatcher | undefined;
+  readonly #pipeline: ReloadPipeline;
+  readonly #resolveHost: ResolveHost;
   #migrateReq: MigrateReqStatus = { enabled: false, changed: false, reason: 'not checked yet' };
-  #appliedHash: string | undefined;
-  #appliedAt: Date | undefined;
-  #configError: ConfigErrorStatus | null = null;
-  #reconciles = 0;
-  #loadChain: Promise<void> = Promise.resolve();
-  #queuedLoad: Promise<void> | undefined;
-  #wanted: LoadedConfig | undefined;
-  #reconciling: Promise<void> | undefined;
   #stopping: Promise<void> | undefined;
 
-  constructor(args: { logger: Logger; configPath: string; options: DaemonOptions; env: NodeJS.ProcessEnv }) {
+  constructor(args: { logger: Logger; source: ConfigSource; options: DaemonOptions; env: NodeJS.ProcessEnv }) {
     this.#log = args.logger;
-    this.configPath = args.configPath;
-    this.#configDir = dirname(args.configPath);
+    this.configPath = args.source.describe();
+    this.#pipeline = new ReloadPipeline({ source: args.source, fleet: this, logger: args.logger });
     this.#timing = { ...SUPERVISION_TIMING, ...args.options.timing };
-    this.#entry = args.options.listenerEntry ?? DEFAULT_LISTENER_ENTRY;
+    this.#entry = args.options.listenerEntry ?? LISTENER_SOURCE;
     this.#env = args.env;
     this.#spareCount = args.options.spares ?? 0;
+    this.#resolveHost = hostResolver(args.env);
     this.#admin = new AdminServer({
       '/healthz': () => 'ok',
       '/apps': () => this.apps(),
@@ -153,29 +133,17 @@ class DaemonProcess implements Daemon {
 
   async init(initial: LoadedConfig, adminAddr: AdminAddress): Promise<void> {
     // Before any listener socket exists: the sysctl only affects sockets created after it.
-    this.#migrateReq = await ensureMigrateReq(this.#log);
+    this.#migrateReq = await ensureMigrateReq(this.#log, MIGRATE_REQ_PATH, parseMigrateReqMode(this.#env.FPROXY_MIGRATE_REQ));
     this.adminAddress = await this.#admin.listen(adminAddr);
-    this.#log.info({ admin: `${formatHost(this.adminAddress.host)}:${this.adminAddress.port}`, config: this.configPath }, 'admin endpoint listening');
+    const address = `${formatHost(this.adminAddress.host)}:${this.adminAddress.port}`;
+    // `event` and `address` are the stable, machine-readable part (tests and scripts key on them).
+    this.#log.info({ event: 'admin-listening', address, admin: address, config: this.configPath }, 'admin endpoint listening');
     if (this.#spareCount > 0) this.#spares = new SparePool({ size: this.#spareCount, entry: this.#entry, env: this.#env, logger: this.#log, backoff: this.#timing.backoff });
-    this.#watcher = new ConfigWatcher({ path: this.configPath, logger: this.#log, onChange: (event) => void this.reload(`file ${event}`) });
-    await this.#watcher.ready();
-    this.#want(initial);
-    await this.#reconciling;
+    await this.#pipeline.start(initial);
   }
 
   reload(reason = 'reload'): Promise<void> {
-    if (this.#stopping) return Promise.resolve();
-    // A read already waiting will see the newest content: no need for a second one.
-    if (this.#queuedLoad) return this.#queuedLoad.then(() => this.#reconciling);
-    const run = this.#loadChain
-      .then(async () => {
-        this.#queuedLoad = undefined;
-        await this.#load(reason);
-      })
-      .catch((err: unknown) => this.#log.error({ err, reason }, 'config reload failed'));
-    this.#queuedLoad = run;
-    this.#loadChain = run;
-    return run.then(() => this.#reconciling);
+    return this.#pipeline.reload(reason);
   }
 
   stop(reason = 'stop'): Promise<void> {
@@ -189,98 +157,52 @@ class DaemonProcess implements Daemon {
   }
 
   status(): DaemonStatus {
+    const { reconciles, ...config } = this.#pipeline.status();
     return {
       pid: process.pid,
-      config: { path: this.configPath, hash: this.#appliedHash ?? null, appliedAt: this.#appliedAt?.toISOString() ?? null, error: this.#configError },
+      config: { path: this.configPath, ...config },
       migrateReq: this.#migrateReq,
       spares: this.#spares?.size ?? 0,
-      reconciles: this.#reconciles,
+      reconciles,
       apps: this.apps(),
     };
   }
 
-  async #load(reason: string): Promise<void> {
-    let loaded: LoadedConfig;
-    try {
-      loaded = await loadConfigFile(this.configPath);
-    } catch (err) {
-      this.#rejectConfig(err, reason);
-      return;
-    }
-    if (this.#configError !== null) this.#log.info({ reason }, 'config is valid again');
-    this.#configError = null;
-    this.#want(loaded);
+  // ---- AppFleet: what the reload pipeline's plans are carried out with ----
+
+  specs(): Map<string, ListenerSpec> {
+    const specs = new Map<string, ListenerSpec>();
+    for (const [name, sup] of this.#apps) if (sup.spec) specs.set(name, sup.spec);
+    return specs;
   }
 
-  #rejectConfig(err: unknown, reason: string): void {
-    const error = toConfigErrorStatus(err, this.configPath);
-    // One save can fire more than one event: the same rejection is logged once.
-    const repeat = this.#configError?.message === error.message;
-    this.#configError = error;
-    if (repeat) return void this.#log.debug({ reason }, 'config still invalid (same issues)');
-    this.#log.error({ reason, path: this.configPath, code: this.#configError.code, issues: this.#configError.issues }, `config rejected; apps keep running as they are:\n${this.#configError.message}`);
+  retire(name: string): Promise<void> {
+    return this.#retire(name);
   }
 
-  #want(loaded: LoadedConfig): void {
-    this.#wanted = loaded;
-    this.#reconciling ??= this.#reconcileLoop().finally(() => (this.#reconciling = undefined));
+  rollout(name: string, spec: ListenerSpec): Promise<boolean> {
+    return this.#apps.get(name)!.apply(spec);
   }
 
-  async #reconcileLoop(): Promise<void> {
-    for (let wanted = this.#wanted; wanted !== undefined && !this.#stopping; wanted = this.#wanted) {
-      this.#wanted = undefined;
-      if (wanted.hash === this.#appliedHash) {
-        this.#log.debug({ hash: wanted.hash }, 'config content unchanged; nothing to do');
-        continue;
-      }
-      try {
-        await this.#reconcile(wanted);
-      } catch (err) {
-        // A bug, not a config problem: keep serving what runs and say so.
-        this.#log.error({ err }, 'reconcile failed');
-        this.#appliedHash = undefined;
-      }
-    }
+  start(name: string, spec: ListenerSpec): Promise<boolean> {
+    const sup = new AppSupervisor({
+      name,
+      logger: this.#log,
+      timing: this.#timing,
+      acquire: () => this.#spares?.take() ?? forkListener(this.#entry, this.#env),
+      resolveHost: this.#resolveHost,
+      nextGeneration: () => {
+        const n = (this.#generations.get(name) ?? 0) + 1;
+        this.#generations.set(name, n);
+        return n;
+      },
+    });
+    this.#apps.set(name, sup);
+    return sup.apply(spec);
   }
 
-  async #reconcile(loaded: LoadedConfig): Promise<void> {
-    let next: Map<string, ListenerSpec>;
-    try {
-      next = toListenerSpecs(loaded.config, this.#configDir);
-    } catch (err) {
-      this.#rejectConfig(err, 'mapping to listener specs');
-      return;
-    }
-    const prev = new Map<string, ListenerSpec>();
-    for (const [name, sup] of this.#apps) if (sup.spec) prev.set(name, sup.spec);
-    const plan = planRollout(prev, next);
-    this.#reconciles++;
-    const started = Date.now();
-    this.#log.info({ hash: loaded.hash, start: plan.start, stop: plan.stop, rollout: plan.rollout, unchanged: plan.unchanged.length }, 'applying config');
-
-    await Promise.all(plan.stop.map((name) => this.#retire(name)));
-    const applies: Promise<boolean>[] = plan.rollout.map((name) => this.#apps.get(name)!.apply(next.get(name)!));
-    await Promise.all(applies);
-    if (this.#stopping) return;
-    for (const name of plan.start) {
-      const sup = new AppSupervisor({
-        name,
-        logger: this.#log,
-        timing: this.#timing,
-        acquire: () => this.#spares?.take() ?? forkListener(this.#entry, this.#env),
-        nextGeneration: () => {
-          const n = (this.#generations.get(name) ?? 0) + 1;
-          this.#generations.set(name, n);
-          return n;
-        },
-      });
-      this.#apps.set(name, sup);
-      applies.push(sup.apply(next.get(name)!));
-    }
-    const ok = (await Promise.all(applies)).every(Boolean);
-    this.#appliedHash = ok ? loaded.hash : undefined;
-    this.#appliedAt = new Date();
-    this.#log.info({ hash: loaded.hash, ok, ms: Date.now() - started }, ok ? 'config applied' : 'config applied with failures (see app lastError); the same content is retried on the next change or SIGHUP');
+  stopping(): boolean {
+    return this.#stopping !== undefined;
   }
 
   async #retire(name: string): Promise<void> {
@@ -295,28 +217,16 @@ class DaemonProcess implements Daemon {
   async #stop(reason: string): Promise<void> {
     this.#log.info({ reason }, 'stopping: draining every listener');
     this.#spares?.close();
-    await this.#watcher?.close();
+    await this.#pipeline.stopWatching();
     const all = [...this.#apps.values(), ...this.#retiring];
     await Promise.all(all.map((s) => s.stop()));
-    this.#log.info({ apps: all.length }, 'every listener stopped accepting; waiting for open connections');
+    this.#log.info({ event: 'drain-started', apps: all.length }, 'every listener stopped accepting; waiting for open connections');
     await Promise.all(all.map((s) => s.exited()));
     // A reconcile that was mid-start when we began has seen #stopping and killed what it started.
-    await this.#reconciling;
+    await this.#pipeline.settled();
     await this.#admin.close();
     this.#log.info('stopped');
   }
-}
-
-function toConfigErrorStatus(err: unknown, path: string): ConfigErrorStatus {
-  const e = err as { code?: unknown; message?: unknown; issues?: unknown };
-  const issues: ConfigIssue[] = Array.isArray(e?.issues) ? (e.issues as ConfigIssue[]).map((i) => ({ path: String(i.path ?? ''), message: String(i.message ?? '') })) : [];
-  const code = typeof e?.code === 'string' ? e.code : 'ERR_CONFIG_INVALID';
-  const text = typeof e?.message === 'string' ? e.message : String(err);
-  let message: string;
-  if (issues.length === 0) message = `Invalid config ${path}: ${text}`;
-  else if (code === 'ERR_CONFIG_READ') message = `${text}:\n${formatIssues(issues)}`;
-  else message = formatIssues(issues, path);
-  return { code, message, issues, at: new Date().toISOString() };
 }
 
 /** FPROXY_HEARTBEAT_MS: ping interval to each listener; one that misses 3 in a row is replaced. */

@@ -2,17 +2,20 @@
 // It starts all workers together (ready = every worker ready), restarts a worker that dies while
 // the generation serves (same spec, exponential backoff per worker slot, reset once a worker has
 // stayed up for stableMs), and drains or kills all of them together.
+// A spec with a 0 port: worker 0 starts alone, the kernel picks the port, and `spec` then carries
+// the real port (from its `ready`), so the other workers and every restart bind that same port.
 // Invariants: no worker is forked once the generation drains or stops; a generation whose start
 // failed has no process left; `state` only moves forward: starting → serving → draining → stopped.
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import type { ListenerSpec } from '../proxy/index.ts';
+import type { HealthStates, ListenerSpec } from '../proxy/index.ts';
 import { backoffDelay } from './backoff-delay.ts';
 import type { BackoffOptions } from './backoff-delay.ts';
 import { DaemonError } from './daemon-error.ts';
 import { ListenerProcess } from './listener-process.ts';
-import type { ListenerExit, ListenerTiming } from './listener-process.ts';
+import type { ListenerExit, ListenerTargets, ListenerTiming } from './listener-process.ts';
 import type { Logger } from './logger.ts';
+import type { AppLimits } from './limits/app-limits.ts';
 
 export interface SupervisionTiming extends ListenerTiming {
   readonly backoff: BackoffOptions;
@@ -26,6 +29,9 @@ export interface GenerationOptions {
   readonly logger: Logger;
   readonly timing: SupervisionTiming;
   readonly acquire: () => ChildProcess;
+  /** The app's active health states, read at each fork (start and restarts). */
+  readonly health?: () => HealthStates;
+  readonly limits?: AppLimits;
 }
 
 export type GenerationState = 'starting' | 'serving' | 'draining' | 'stopped';
@@ -38,7 +44,8 @@ interface WorkerSlot {
 }
 
 export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted: [ListenerProcess] }> {
-  readonly spec: ListenerSpec;
+  /** What the workers run: the given spec, with any 0 port replaced by the real one once worker 0 is ready. */
+  spec: ListenerSpec;
   readonly number: number;
   state: GenerationState = 'starting';
   readonly #options: GenerationOptions;
@@ -57,7 +64,7 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
 
   /** Start every worker; resolves when all are ready. On any failure every worker is killed and the first error is thrown. */
   async start(): Promise<void> {
-    const results = await Promise.allSettled(this.#slots.map((slot) => this.#startWorker(slot)));
+    const results = this.spec.ports.includes(0) ? await this.#startResolvingPorts() : await Promise.allSettled(this.#slots.map((slot) => this.#startWorker(slot)));
     const failure = results.find((r) => r.status === 'rejected');
     const lost = this.#slots.find((s) => s.process?.state !== 'ready');
     const aborted = this.state !== 'starting';
@@ -107,15 +114,44 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
     return this.#slots.length;
   }
 
+  /** Push health states to every live worker (starting, ready or draining). */
+  sendHealth(states: HealthStates): void {
+    for (const p of this.#live) p.sendHealth(states);
+  }
+
+  /** Live workers' latest target views (a worker that never sent one is absent). */
+  targetViews(): ListenerTargets[] {
+    const views: ListenerTargets[] = [];
+    for (const p of this.#live) if (p.targets !== undefined && p.state !== 'exited') views.push(p.targets);
+    return views;
+  }
+
   activeConnections(): number {
     let sum = 0;
     for (const p of this.#live) sum += p.counters?.activeConnections ?? 0;
     return sum;
   }
 
+  /** Worker 0 first, on the kernel's ports; then the others on the ports it bound. */
+  async #startResolvingPorts(): Promise<PromiseSettledResult<void>[]> {
+    const [first, ...rest] = this.#slots;
+    const [result] = await Promise.allSettled([this.#startWorker(first!)]);
+    if (result!.status === 'rejected') return [result!];
+    const bound = first!.process!.boundPorts;
+    const ports = this.spec.ports.map((p, i) => (p === 0 ? bound[i] : p));
+    if (ports.some((p) => p === undefined || p === 0)) {
+      const err = new DaemonError('ERR_LISTENER_PORTS', `Listener for app "${this.spec.app}" (generation ${this.number}) reported ports ${JSON.stringify(bound)} for spec ports ${JSON.stringify(this.spec.ports)}`, { app: this.spec.app, generation: this.number });
+      return [{ status: 'rejected', reason: err }];
+    }
+    this.spec = { ...this.spec, ports: ports as number[] };
+    this.#log.info({ event: 'ports-resolved', ports: this.spec.ports }, 'kernel-picked ports resolved');
+    return [result!, ...(await Promise.allSettled(rest.map((slot) => this.#startWorker(slot))))];
+  }
+
   #startWorker(slot: WorkerSlot): Promise<void> {
-    const { spec, number, logger, timing, acquire } = this.#options;
-    const proc = new ListenerProcess({ spec, generation: number, worker: slot.index, logger, timing, acquire });
+    const { number, logger, timing, acquire, health, limits } = this.#options;
+    const spec = this.spec;
+    const proc = new ListenerProcess({ spec, generation: number, worker: slot.index, logger, timing, acquire, limits, ...(health === undefined ? {} : { health }) });
     slot.process = proc;
     this.#live.add(proc);
     proc.on('exit', (exit) => this.#onWorkerExit(slot, proc, exit));
@@ -134,7 +170,7 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
   #scheduleRestart(slot: WorkerSlot, cause: DaemonError): void {
     const delayMs = backoffDelay(slot.attempt, this.#options.timing.backoff);
     slot.attempt++;
-    this.#log.warn({ worker: slot.index, delayMs, attempt: slot.attempt, code: cause.code, err: cause.message }, 'restarting listener after backoff');
+    this.#log.warn({ event: 'listener-restart-scheduled', worker: slot.index, delayMs, attempt: slot.attempt, code: cause.code, err: cause.message }, 'restarting listener after backoff');
     slot.restartTimer = setTimeout(() => {
       slot.restartTimer = undefined;
       if (this.state !== 'serving') return;

@@ -7,10 +7,11 @@
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { ListenerSpec } from '../proxy/index.ts';
-import { IPC_VERSION, asFromListener } from '../proxy/index.ts';
-import type { FromListener, ListenerCounters, ToListener } from '../proxy/index.ts';
+import { IPC_VERSION, parseFromListener } from '../proxy/index.ts';
+import type { FromListener, HealthStates, ListenerCounters, TargetReport, ToListener } from '../proxy/index.ts';
 import { DaemonError } from './daemon-error.ts';
 import type { Logger } from './logger.ts';
+import type { AppLimits, LimitHolder } from './limits/app-limits.ts';
 
 export interface ListenerTiming {
   /** From fork to `ready`; past it the child is killed and the start fails. */
@@ -37,6 +38,16 @@ export interface ListenerProcessOptions {
   readonly timing: ListenerTiming;
   /** A forked listener waiting for `start`: a spare from the pool, or a fresh fork (see SparePool). */
   readonly acquire: () => ChildProcess;
+  /** The app's active health states when forking, sent in `start` (a new process starts with them). */
+  readonly health?: () => HealthStates;
+  /** The app's limit authority (issue 12): this process leases from it while it lives. */
+  readonly limits?: AppLimits;
+}
+
+/** A listener's latest view of its targets (pong or `targets` message); absent until it sends one. */
+export interface ListenerTargets {
+  readonly targets: readonly TargetReport[];
+  readonly panic: boolean;
 }
 
 export type ListenerState = 'starting' | 'ready' | 'draining' | 'exited';
@@ -50,8 +61,6 @@ export interface ListenerExit {
   readonly error?: DaemonError;
 }
 
-export const DEFAULT_LISTENER_ENTRY = new URL('../proxy/main.ts', import.meta.url);
-
 export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   readonly spec: ListenerSpec;
   readonly generation: number;
@@ -60,7 +69,11 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   state: ListenerState = 'starting';
   /** From the latest pong (or `draining`). */
   counters: ListenerCounters | undefined;
+  /** From the latest pong or `targets` message that carried them. */
+  targets: ListenerTargets | undefined;
   readyAt: number | undefined;
+  /** The ports the listener bound, from its `ready` (in spec.ports order; a 0 there is the kernel's pick here). */
+  boundPorts: readonly number[] = [];
 
   readonly #options: ListenerProcessOptions;
   readonly #log: Logger;
@@ -73,6 +86,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   #killTimer: NodeJS.Timeout | undefined;
   #resolveExit!: (exit: ListenerExit) => void;
   #onDrainAck: (() => void) | undefined;
+  #limits: LimitHolder | undefined;
 
   constructor(options: ListenerProcessOptions) {
     super();
@@ -116,6 +130,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
         return;
       }
       this.#child = child;
+      this.#limits = this.#options.limits?.attach((msg) => this.#send(msg));
 
       child.on('error', (cause) => {
         // 'error' covers spawn failures and failed kills/sends; only a spawn failure ends the child.
@@ -136,16 +151,18 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
         });
       });
       child.on('message', (raw) => {
-        const msg = asFromListener(raw);
-        if (msg === undefined) {
-          this.#log.warn({ msg: raw }, 'unknown IPC message from listener; ignored');
+        const received = parseFromListener(raw);
+        if (!received.ok) {
+          this.#log.warn({ msg: raw, error: received.error }, 'invalid IPC message from listener; ignored');
           return;
         }
+        const msg = received.msg;
         if (msg.type === 'ready' && !settled) {
           settled = true;
           clearTimeout(timer);
           this.state = 'ready';
           this.readyAt = Date.now();
+          this.boundPorts = msg.ports;
           this.#startHeartbeat();
           resolve();
         } else if (msg.type === 'failed') {
@@ -154,7 +171,8 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
           this.#onMessage(msg);
         }
       });
-      this.#send({ v: IPC_VERSION, type: 'start', spec, generation, worker });
+      const health = this.#options.health?.();
+      this.#send({ v: IPC_VERSION, type: 'start', spec, generation, worker, ...(health === undefined ? {} : { health }) });
     });
   }
 
@@ -188,6 +206,12 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
     });
   }
 
+  /** Push the app's active health states (any state but exited; a starting process got `start` first). */
+  sendHealth(states: HealthStates): void {
+    if (this.state === 'exited') return;
+    this.#send({ v: IPC_VERSION, type: 'health', states });
+  }
+
   /** Kill at once (a failed rollout, shutdown past its deadline). Expected: no restart follows. */
   kill(): void {
     this.#expected = true;
@@ -200,8 +224,13 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
         this.#unanswered = 0;
         const { activeConnections, totalConnections, failedConnections, bytesIn, bytesOut } = msg;
         this.counters = { activeConnections, totalConnections, failedConnections, bytesIn, bytesOut };
+        // Listeners without a target pool do not send these: nothing ejected, no panic.
+        if (Array.isArray(msg.targets)) this.targets = { targets: msg.targets, panic: msg.panic === true };
         return;
       }
+      case 'targets':
+        this.targets = { targets: msg.targets, panic: msg.panic };
+        return;
       case 'draining':
         this.counters = { ...(this.counters ?? { totalConnections: 0, failedConnections: 0, bytesIn: 0, bytesOut: 0 }), activeConnections: msg.activeConnections };
         this.#log.info({ listenerPid: this.pid, activeConnections: msg.activeConnections }, 'listener stopped accepting; draining');
@@ -213,6 +242,12 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
         return;
       case 'error':
         this.#log.warn({ listenerPid: this.pid, error: msg.error }, 'listener reported an IPC error');
+        return;
+      case 'lease':
+        this.#limits?.request(msg);
+        return;
+      case 'lease-return':
+        this.#limits?.giveBack(msg);
         return;
       default:
         this.#log.warn({ listenerPid: this.pid, type: msg.type }, 'unexpected IPC message from listener; ignored');
@@ -226,7 +261,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
       if (this.state === 'ready' && this.#unanswered >= missedHeartbeats) {
         const { app } = this.spec;
         this.#hangError = new DaemonError('ERR_LISTENER_HUNG', `Listener for app "${app}" (generation ${this.generation}, worker ${this.worker}, pid ${this.pid}) missed ${this.#unanswered} heartbeats; killed`, { app, generation: this.generation, worker: this.worker, pid: this.pid });
-        this.#log.error({ listenerPid: this.pid, missed: this.#unanswered }, 'listener is hung (missed heartbeats); killing it');
+        this.#log.error({ event: 'listener-hung', listenerPid: this.pid, missed: this.#unanswered }, 'listener is hung (missed heartbeats); killing it');
         this.#kill('SIGKILL');
         return;
       }
@@ -257,6 +292,8 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   #exit(exit: ListenerExit): void {
     if (this.state === 'exited') return;
     this.state = 'exited';
+    this.#limits?.drop();
+    this.#limits = undefined;
     clearInterval(this.#heartbeat);
     clearTimeout(this.#killTimer);
     this.#onDrainAck?.();

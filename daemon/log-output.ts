@@ -1,7 +1,8 @@
 // Where logs go. Every process writes pino NDJSON; when the daemon's stdout is a terminal (and
 // FPROXY_LOG_FORMAT is not "json") the daemon turns its own lines and its listeners' into
 // human-readable text. Pretty-printing stays in the daemon, in-process (a pino-pretty stream, not
-// a transport thread): listeners never load it (DEPENDENCIES.md: ~17 MB and a thread each).
+// a transport thread): listeners never load it (with pino 10, a pino-pretty transport runs a
+// worker thread and adds ~17 MB RSS to each process that has one).
 import type { Readable } from 'node:stream';
 import { PinoPretty } from 'pino-pretty';
 

@@ -14,6 +14,8 @@ import { createDaemonLogger } from './logger.ts';
 import type { Logger } from './logger.ts';
 
 export async function main(): Promise<void> {
+  // What `ps` shows (as nginx's "nginx: master process"); listeners name themselves likewise.
+  process.title = 'fproxy: daemon';
   let logger: Logger;
   try {
     logger = createDaemonLogger();
@@ -49,7 +51,10 @@ export async function main(): Promise<void> {
     daemon = await runDaemon({ logger: log });
   } catch (err) {
     const e = err as { code?: string; message?: string };
-    log.fatal({ code: e.code, err }, 'daemon failed to start');
+    // An expected failure (a coded DaemonError: admin port taken, invalid config) is one plain line;
+    // the error object would repeat its cause's message and add a stack. Anything else is a bug.
+    if (e.code?.startsWith('ERR_')) log.fatal({ code: e.code, err: e.message }, 'daemon failed to start');
+    else log.fatal({ err }, 'daemon failed to start');
     process.stderr.write(`fproxy: ${e.message ?? String(err)}\n`);
     process.exit(1);
   }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ListenerSpec } from '../proxy/spec.ts';
-import { SPEC_DEFAULTS } from '../proxy/spec.ts';
+import type { ListenerSpec } from '../proxy/index.ts';
+import { SPEC_DEFAULTS } from '../proxy/index.ts';
 import { canonicalJson, planRollout } from './plan-rollout.ts';
 
 function spec(app: string, ports: number[], targets: string[], extra: Partial<ListenerSpec> = {}): ListenerSpec {

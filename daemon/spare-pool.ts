@@ -5,10 +5,9 @@
 // Invariants: the pool hands out only children that are alive and connected; a spare that dies
 // idle is replaced after backoff (a broken entry cannot fork-loop); close() kills every spare.
 // A spare orphaned by a dead daemon exits by itself like any listener (IPC disconnect).
-import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { backoffDelay } from './backoff-delay.ts';
-import { prettyChildOutput, wantsPretty } from './log-output.ts';
+import { forkListener } from './fork-listener.ts';
 import type { BackoffOptions } from './backoff-delay.ts';
 import type { Logger } from './logger.ts';
 
@@ -18,19 +17,6 @@ export interface SparePoolOptions {
   readonly env?: NodeJS.ProcessEnv;
   readonly logger: Logger;
   readonly backoff?: BackoffOptions;
-}
-
-/**
- * Fork a listener child that waits for `start` (the one way the daemon forks listeners).
- * Detached (own process group): a terminal's SIGHUP/SIGINT or a group kill reaches the daemon
- * only, which then drains its listeners in order; a listener still exits when the daemon dies,
- * through the IPC disconnect.
- */
-export function forkListener(entry: URL, env: NodeJS.ProcessEnv = process.env): ChildProcess {
-  const pretty = wantsPretty(env);
-  const child = fork(entry, [], { execArgv: [], serialization: 'json', env, stdio: ['ignore', pretty ? 'pipe' : 'inherit', 'inherit', 'ipc'], detached: true });
-  if (pretty && child.stdout) prettyChildOutput(child.stdout);
-  return child;
 }
 
 export class SparePool {

@@ -9,17 +9,18 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { TestContext } from 'node:test';
+import { waitFor } from '../proxy/testing/wait-for.ts';
 import type { AppStatus } from './app-supervisor.ts';
 import type { DaemonStatus } from './daemon.ts';
 
 export const DAEMON_MAIN = new URL('./main.ts', import.meta.url);
 
-export type LogLine = Record<string, unknown> & { msg?: string; proc?: string; pid?: number };
+/** A parsed log line; waits key on `event` (stable), never on `msg` (wording). */
+export type LogLine = Record<string, unknown> & { event?: string; msg?: string; proc?: string; pid?: number };
 
 export type WriteMode = 'in-place' | 'atomic' | 'mv';
 
@@ -37,6 +38,10 @@ export interface TestDaemon {
   status(): Promise<DaemonStatus>;
   get(path: string): Promise<{ status: number; body: string }>;
   writeConfig(config: unknown, mode?: WriteMode): Promise<void>;
+  /** The ports app `name` has bound, once it has (a configured 0 read back as the kernel's pick). */
+  ports(name: string): Promise<number[]>;
+  /** App `name` once running with all its workers up (and at `generation`, if given). */
+  running(name: string, generation?: number): Promise<AppStatus>;
   waitLog(pred: (l: LogLine) => boolean, ms?: number, what?: string): Promise<LogLine>;
   /** Listener pids seen in logs or status (with their start times), for leak checks and cleanup. */
   readonly listenerPids: Map<number, string>;
@@ -48,7 +53,9 @@ export interface StartOptions {
   readonly noWait?: boolean;
 }
 
-/** A config with sane test defaults: one worker, short drains. */
+export { waitFor };
+
+/** A config with sane test defaults: one worker, short drains. Ports: 0 = the kernel picks (read it back with d.ports(name)). */
 export function appConfig(name: string, ports: number[], targets: number[] | string[], extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { Name: name, Ports: ports, Targets: targets.map((t) => (typeof t === 'number' ? `127.0.0.1:${t}` : t)), Workers: 1, DrainTimeoutMs: 2000, ...extra };
 }
@@ -59,7 +66,9 @@ export async function startTestDaemon(t: TestContext, config: unknown, options: 
   await writeFile(configPath, typeof config === 'string' ? config : JSON.stringify(config, null, 2));
   const child = spawn(process.execPath, [DAEMON_MAIN.pathname], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FPROXY_CONFIG_PATH: configPath, FPROXY_ADMIN_ADDR: '127.0.0.1:0', LOG_LEVEL: 'info', ...options.env },
+    // FPROXY_MIGRATE_REQ=leave: a test must not change the host's sysctls (accept-queue.scenario.ts
+    // sets it back to "set", inside the network namespace its test creates).
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FPROXY_CONFIG_PATH: configPath, FPROXY_ADMIN_ADDR: '127.0.0.1:0', LOG_LEVEL: 'info', FPROXY_MIGRATE_REQ: 'leave', ...options.env },
   });
   const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
   const logs: LogLine[] = [];
@@ -102,13 +111,12 @@ export async function startTestDaemon(t: TestContext, config: unknown, options: 
       await exited;
     }
     // The daemon's listeners exit by themselves once it is gone; give them a moment, then make sure.
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && aliveListeners(listenerPids).length > 0) await sleep(50);
+    await waitFor(() => aliveListeners(listenerPids).length === 0, 10_000).catch(() => {});
     for (const pid of aliveListeners(listenerPids)) process.kill(pid, 'SIGKILL');
     await rm(dir, { recursive: true, force: true });
   });
 
-  const waitLog = (pred: (l: LogLine) => boolean, ms = 10_000, what = 'log line'): Promise<LogLine> =>
+  const waitLog = (pred: (l: LogLine) => boolean, ms = 20_000, what = 'log line'): Promise<LogLine> =>
     new Promise((resolve, reject) => {
       const check = (): boolean => {
         const hit = logs.find(pred);
@@ -152,10 +160,18 @@ export async function startTestDaemon(t: TestContext, config: unknown, options: 
   d.app = async (name) => (await d.apps()).find((a) => a.name === name && a.state !== 'draining');
   d.status = async () => JSON.parse((await get('/status')).body) as DaemonStatus;
   d.writeConfig = (next, mode = 'atomic') => writeConfig(configPath, next, mode);
+  d.ports = (name) => waitFor(async () => {
+    const a = await d.app(name);
+    return a !== undefined && a.ports.length > 0 && a.ports.every((p) => p > 0) ? [...a.ports] : undefined;
+  }, 20_000, `the ports of app ${name} in /apps`);
+  d.running = (name, generation) => waitFor(async () => {
+    const a = await d.app(name);
+    return a?.state === 'running' && a.pids.length === a.workers && (generation === undefined || a.generation === generation) ? a : undefined;
+  }, 30_000, `app ${name} running${generation === undefined ? '' : ` generation ${generation}`} with every worker`);
 
   if (!options.noWait) {
-    const line = await waitLog((l) => l.msg === 'admin endpoint listening', 15_000, 'the admin endpoint');
-    d.adminPort = Number(String(line.admin).split(':').pop());
+    const line = await waitLog((l) => l.event === 'admin-listening', 20_000, 'the admin endpoint');
+    d.adminPort = Number(String(line.address).split(':').pop());
   }
   return d;
 }
@@ -168,40 +184,6 @@ export async function writeConfig(configPath: string, config: unknown, mode: Wri
   await writeFile(tmp, text);
   await rename(tmp, configPath);
   if (mode === 'mv') await rm(join(tmp, '..'), { recursive: true, force: true });
-}
-
-/** `n` distinct ports free right now on every interface (bound together, then released). */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, async () => {
-      const s = net.createServer().listen({ port: 0, host: '::', ipv6Only: false });
-      await once(s, 'listening');
-      return s;
-    }),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
-
-/** Poll `cond` until it returns a truthy value or `ms` passes. */
-export async function poll<T>(cond: () => T | Promise<T>, ms = 5000, what = 'condition', everyMs = 25): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await cond();
-      if (v) return v as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() >= deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(everyMs);
-  }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** /proc/<pid>/stat field 22: identifies a process across pid reuse. */

@@ -11,14 +11,15 @@ test('parseTarget reads IPv4, bracketed IPv6 and hostnames', () => {
 
 test('parseTarget rejects malformed addresses with ERR_FTEST_ADDRESS and says what is wrong', () => {
   const cases: [input: string, why: RegExp][] = [
-    ['127.0.0.1', /missing ":PORT"/],
-    ['::1:5001', /brackets/],
-    ['[::1]5001', /followed by ":PORT"/],
-    ['[nothost]:1', /not an IPv6 address/],
-    [':5001', /missing host/],
-    ['host:0', /from 1 to 65535/],
-    ['host:65536', /from 1 to 65535/],
-    ['host:http', /from 1 to 65535/],
+    ['127.0.0.1', /has no port: write it as "127\.0\.0\.1:PORT"/],
+    ['::1:5001', /write IPv6 addresses in brackets/],
+    ['[::1]5001', /write IPv6 targets as "\[address\]:port"/],
+    ['[nothost]:1', /brackets are only for IPv6/],
+    [':5001', /has no host/],
+    ['host:0', /outside 1–65535/],
+    ['host:65536', /outside 1–65535/],
+    ['host:http', /port "http" is not a number/],
+    ['bad host:1', /"bad host" is not a valid host name/],
   ];
   for (const [input, why] of cases) {
     assert.throws(() => parseTarget(input), (err: Error & { code?: string }) => {

@@ -1,7 +1,11 @@
-// Target addresses as users type them: "127.0.0.1:5001", "[::1]:5001", "localhost:5001".
-// IPv6 literals must be bracketed, since "::1:5001" is itself a valid IPv6 address.
+// Target addresses as users type them: "127.0.0.1:5001", "[::1]:5001", "localhost:5001" (a thin
+// wrapper over proxy/parse-target.ts). IPv6 literals must be bracketed, since "::1:5001" is itself
+// a valid IPv6 address.
 
 import { isIPv6 } from 'node:net';
+// The data plane's parser, the one for every target address. Imported as its own module, not via
+// proxy/index.ts, so that the CLI does not load the listener to parse an argument.
+import { parseTarget as parseTargetAddress } from '../proxy/parse-target.ts';
 import { FtestError } from './errors.ts';
 
 export interface Target {
@@ -26,30 +30,10 @@ export function parsePort(text: string, { allowZero = false } = {}): number {
   return Number(text);
 }
 
+/** A target as typed on the command line; throws ERR_FTEST_ADDRESS with the parser's reason. */
 export function parseTarget(text: string): Target {
-  const bad = (why: string) =>
-    new FtestError('ERR_FTEST_ADDRESS', `Invalid address "${text}": ${why} (expected HOST:PORT, e.g. 127.0.0.1:5001 or [::1]:5001)`);
-  let host: string;
-  let portText: string;
-  if (text.startsWith('[')) {
-    const close = text.indexOf(']');
-    if (close < 0 || text[close + 1] !== ':') throw bad('a bracketed IPv6 address must be followed by ":PORT"');
-    host = text.slice(1, close);
-    portText = text.slice(close + 2);
-    if (!isIPv6(host)) throw bad(`"${host}" is not an IPv6 address`);
-  } else {
-    const colon = text.lastIndexOf(':');
-    if (colon < 0) throw bad('missing ":PORT"');
-    host = text.slice(0, colon);
-    portText = text.slice(colon + 1);
-    if (host.includes(':')) throw bad('put IPv6 addresses in brackets');
-  }
-  if (host === '') throw bad('missing host');
-  let port: number;
-  try {
-    port = parsePort(portText);
-  } catch (err) {
-    throw bad(`port "${portText}" must be an integer from 1 to 65535`);
-  }
+  const parsed = parseTargetAddress(text);
+  if (!parsed.ok) throw new FtestError('ERR_FTEST_ADDRESS', `Invalid address: ${parsed.reason}`);
+  const { host, port } = parsed.target;
   return { host, port, label: formatHostPort(host, port) };
 }

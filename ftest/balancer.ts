@@ -1,6 +1,8 @@
 // checkBalancer: N sequential connections to one address (normally the proxy), recording which
 // target answered each, by the tag of a tagged echo server ("9001:ping" → "9001"). The spread
-// is even when the busiest and the idlest target answered at most one connection apart.
+// is max − min over the targets' counts; it is even when the spread is at most `tolerance`
+// (default 1). Through a proxy with several workers the kernel spreads connections over the
+// workers by a hash, each worker rotates exactly, so up to one extra per worker is normal.
 // With `expect`, reply i must equal expect[i % expect.length] exactly (tag included).
 
 import type { Target } from './address.ts';
@@ -17,19 +19,25 @@ export interface BalancerOptions {
   expect?: readonly string[];
   /** Per connection (dial + exchange). Default 2000. */
   timeoutMs?: number;
+  /** Largest max − min count still called even. Default 1. */
+  tolerance?: number;
 }
 
 export interface BalancerReport {
   /** Per connection, the tag of the target that answered ("untagged" if none), or null if none did. */
   sequence: (string | null)[];
   counts: Record<string, number>;
+  /** max − min over counts; null when no target answered. */
+  spread: number | null;
+  /** spread <= tolerance. */
   even: boolean;
+  tolerance: number;
   failures: { index: number; kind: FailureKind; message: string }[];
 }
 
 export async function checkBalancer(options: BalancerOptions): Promise<BalancerReport> {
-  const { target, count = 12, data = ['ping'], expect, timeoutMs = 2000 } = options;
-  const report: BalancerReport = { sequence: [], counts: {}, even: false, failures: [] };
+  const { target, count = 12, data = ['ping'], expect, timeoutMs = 2000, tolerance = 1 } = options;
+  const report: BalancerReport = { sequence: [], counts: {}, spread: null, even: false, tolerance, failures: [] };
   for (let index = 0; index < count; index++) {
     const sent = Buffer.from(data[index % data.length] ?? 'ping');
     const wanted = expect && expect.length > 0 ? Buffer.from(expect[index % expect.length]!) : undefined;
@@ -48,6 +56,7 @@ export async function checkBalancer(options: BalancerOptions): Promise<BalancerR
     else report.failures.push({ index, kind: result.failure.kind, message: result.failure.message });
   }
   const tallies = Object.values(report.counts);
-  report.even = tallies.length > 0 && Math.max(...tallies) - Math.min(...tallies) <= 1;
+  report.spread = tallies.length > 0 ? Math.max(...tallies) - Math.min(...tallies) : null;
+  report.even = report.spread !== null && report.spread <= tolerance;
   return report;
 }

@@ -116,12 +116,8 @@ export async function startServer(
   };
 }
 
-/** A port that was free a moment ago: nothing listens there, so connecting is refused. */
-export async function closedPort(): Promise<number> {
-  const { port, close } = await startServer(() => {});
-  await close();
-  return port;
-}
+/** A loopback port that refuses connections, held until the test ends (never bound, released and reused). */
+export { closedPort } from '../proxy/testing/ports.ts';
 
 /**
  * Connects, sends the chunks, half-closes, and collects the reply until the server ends. With

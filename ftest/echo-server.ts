@@ -96,7 +96,11 @@ async function listen(host: string, port: number, tag: boolean, sockets: Set<net
   return server;
 }
 
-function echo(socket: net.Socket, tag: Buffer | undefined): void {
+/**
+ * Echo on one accepted socket: `tag` (if any) once before the first reply bytes, then every byte,
+ * with backpressure; ends after the client ends; errors just end it; idle for `idleMs` → destroyed.
+ */
+export function echo(socket: net.Socket, tag: Buffer | undefined, idleMs = 10 * 60_000): void {
   let prefix = tag;
   socket.on('data', (chunk: Buffer) => {
     const out = prefix ? Buffer.concat([prefix, chunk]) : chunk;
@@ -108,7 +112,7 @@ function echo(socket: net.Socket, tag: Buffer | undefined): void {
   // Clients resetting is normal in load tests; the socket just goes away.
   socket.on('error', () => socket.destroy());
   // A connection idle for a long time is a leak in whoever opened it, not something to keep.
-  socket.setTimeout(10 * 60_000, () => socket.destroy());
+  socket.setTimeout(idleMs, () => socket.destroy());
 }
 
 function portOf(server: net.Server): number {

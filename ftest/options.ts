@@ -25,9 +25,12 @@ export function durationArg(text: string): number {
   return ms;
 }
 
-/** For variadic PORT... arguments: commander passes the previous values along. */
+/** For variadic PORT... arguments: commander passes the previous values along. A port given twice
+ * is the user's slip, named as such (not an EADDRINUSE from our own second bind); 0 may repeat. */
 export function portListArg(text: string, previous: number[] | undefined): number[] {
-  return [...(previous ?? []), commanderParser((t) => parsePort(t, { allowZero: true }))(text)];
+  const port = commanderParser((t) => parsePort(t, { allowZero: true }))(text);
+  if (port !== 0 && previous?.includes(port)) throw new InvalidArgumentError(`port ${port} is given twice: list each port once`);
+  return [...(previous ?? []), port];
 }
 
 export function intArg(min: number, max: number): (text: string) => number {

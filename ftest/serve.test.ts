@@ -48,3 +48,12 @@ test('ftest serve on a port in use exits 1 and says so', async (t) => {
   assert.equal(result.code, 1);
   assert.match(result.stderr, new RegExp(`^ftest: Cannot listen on 127\\.0\\.0\\.1:${busy.port}: EADDRINUSE`));
 });
+
+test('ftest serve with a port given twice blames the repeated argument, not EADDRINUSE', async (t) => {
+  const cli = startFtest(['serve', '24001', '24002', '24001']);
+  t.after(() => cli.kill());
+  const result = await cli.exited;
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /port 24001 is given twice: list each port once/);
+  assert.doesNotMatch(result.stderr, /EADDRINUSE/);
+});

@@ -5,6 +5,11 @@
 // with timestamps. The run ends when `total` exchanges were claimed, `durationMs` passed, or
 // `signal` aborted, whichever comes first; exchanges in flight then finish (each is bounded by
 // `timeoutMs`), so stopping never manufactures errors.
+// With `keepalive`, a worker whose dial fails waits before dialling again (10 ms doubling up to
+// 1 s, reset by a successful dial): a refusing target gets a handful of attempts, not a tight
+// reconnect loop. The waits are reported (`redialBackoff`). A new connection per exchange keeps
+// no such wait: there each exchange is its own measurement.
+import { setTimeout as wait } from 'node:timers/promises';
 
 import { performance } from 'node:perf_hooks';
 import type { Target } from './address.ts';
@@ -55,6 +60,13 @@ export interface SimulateSummary {
   stoppedBy: 'total' | 'duration' | 'signal';
   /** The first `keepFailures` failures, in order. */
   failures: Failure[];
+  /** keepalive only: waits after failed dials before dialling again, and their total. */
+  redialBackoff: { waits: number; waitedMs: number };
+}
+
+/** Wait before keepalive redial number `failedDials` (1-based) in a row. */
+export function redialDelayMs(failedDials: number): number {
+  return Math.min(1000, 10 * 2 ** Math.max(0, failedDials - 1));
 }
 
 export async function simulate(options: SimulateOptions): Promise<SimulateSummary> {
@@ -74,6 +86,7 @@ export async function simulate(options: SimulateOptions): Promise<SimulateSummar
   let ok = 0;
   let errors = 0;
   let stoppedBy: SimulateSummary['stoppedBy'] = 'total';
+  const redialBackoff = { waits: 0, waitedMs: 0 };
   const startedAt = performance.now();
   const deadline = durationMs === undefined ? Infinity : startedAt + durationMs;
 
@@ -93,8 +106,18 @@ export async function simulate(options: SimulateOptions): Promise<SimulateSummar
     onError?.(failure);
   };
 
+  const backOff = async (failedDials: number) => {
+    const ms = Math.min(redialDelayMs(failedDials), Math.max(0, deadline - performance.now()));
+    if (ms <= 0 || signal?.aborted) return;
+    redialBackoff.waits++;
+    const t0 = performance.now();
+    await wait(ms, undefined, { signal }).catch(() => undefined);
+    redialBackoff.waitedMs += performance.now() - t0;
+  };
+
   const worker = async () => {
     let connection: Connection | undefined;
+    let failedDials = 0;
     while (claim()) {
       let exchangeTimeoutMs = timeoutMs;
       if (!connection?.usable) {
@@ -102,11 +125,13 @@ export async function simulate(options: SimulateOptions): Promise<SimulateSummar
         connection = undefined;
         const dialled = await dial(target, timeoutMs);
         if (dialled.ok) {
+          failedDials = 0;
           dialLatency.record(dialled.dialMs);
           connection = dialled.connection;
           exchangeTimeoutMs = Math.max(1, timeoutMs - dialled.dialMs);
         } else {
           fail(dialled.failure);
+          if (keepalive) await backOff(++failedDials);
         }
       }
       if (connection) {
@@ -144,6 +169,7 @@ export async function simulate(options: SimulateOptions): Promise<SimulateSummar
     rtt: rttLatency.percentiles(),
     stoppedBy,
     failures,
+    redialBackoff: { waits: redialBackoff.waits, waitedMs: round(redialBackoff.waitedMs) },
   };
 }
 

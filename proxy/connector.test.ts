@@ -7,15 +7,14 @@ import { DnsCache } from './dns-cache.ts';
 import { TargetPool, type PoolHost } from './pool/target-pool.ts';
 import { RoundRobin } from './pool/round-robin.ts';
 import { TargetState, type AttemptResult } from './pool/target-state.ts';
-import { parseTarget } from './spec.ts';
-import { closedPort, startBlackhole, startEcho } from './testing.ts';
+import { closedPorts, startBlackhole, startEcho, targetSpec } from './testing.ts';
 
 interface Recorded { at: number; target: string; result: AttemptResult }
 
 /** A pool over `raws` whose host records every reported attempt (the seam the connector talks to). */
 function recordingPool(raws: string[]): { pool: TargetPool; records: Recorded[]; states: TargetState[] } {
   const records: Recorded[] = [];
-  const states = raws.map((r) => new TargetState(parseTarget(r)!, Date.now()));
+  const states = raws.map((r) => new TargetState(targetSpec(r), Date.now()));
   const entries = states.map((state) => ({ state, weight: 1, backup: false }));
   const host: PoolHost = {
     now: Date.now,
@@ -47,8 +46,8 @@ const cases: { name: string; refused: number; budgetMs: number; attempts: number
 ];
 
 for (const c of cases) {
-  test(`retry policy: ${c.name}`, async () => {
-    const ports = await Promise.all(Array.from({ length: c.refused }, () => closedPort()));
+  test(`retry policy: ${c.name}`, async (t) => {
+    const ports = await closedPorts(t, c.refused);
     const { pool, records, states } = recordingPool(ports.map((p) => `127.0.0.1:${p}`));
     const r = await connect(pool, c.budgetMs);
     assert.equal(r.calls, 1, 'the callback fires once');

@@ -19,32 +19,20 @@
 // - IP literals never touch the cache. `localhost` and names in /etc/hosts go through dns.lookup
 //   (which reads the hosts file; c-ares does not), cached for hostsTtlMs.
 // - At most maxEntries names (least recently used evicted); no timers: all work happens on access.
-
-import { promises as dnsPromises } from 'node:dns';
-import { readFileSync } from 'node:fs';
+//
+// The parts: dns-query.ts asks (A/AAAA or dns.lookup), hosts-file.ts says which names go to
+// dns.lookup, dns-error.ts names failures, lru-list.ts orders entries by use; this module decides
+// when to ask and what to keep.
 import { isIP } from 'node:net';
-import { createResolver, DNS_SERVERS_ENV, type Resolver } from './resolver.ts';
+import { DnsError } from './dns-error.ts';
+import { lookupHost, queryDns, type DnsAnswer } from './dns-query.ts';
+import { readHostsNames } from './hosts-file.ts';
+import { LruList, type LruLinks } from './lru-list.ts';
+import { createResolver, type Resolver } from './resolver.ts';
 
 export { createResolver, type Resolver };
-
-export type DnsErrorCode = 'ERR_DNS_NOT_FOUND' | 'ERR_DNS_FAILED';
-
-export class DnsError extends Error {
-  readonly code: DnsErrorCode;
-  readonly host: string;
-  constructor(code: DnsErrorCode, host: string, cause: unknown) {
-    const why = describeCause(cause);
-    super(
-      code === 'ERR_DNS_NOT_FOUND'
-        ? `DNS name "${host}" has no A or AAAA record (${why}); check the target's host in the app config`
-        : `Cannot resolve "${host}": ${why}; check the nameservers (${DNS_SERVERS_ENV} or /etc/resolv.conf)`,
-      { cause },
-    );
-    this.name = 'DnsError';
-    this.code = code;
-    this.host = host;
-  }
-}
+export { DnsError, type DnsErrorCode } from './dns-error.ts';
+export { parseHosts } from './hosts-file.ts';
 
 export interface DnsCacheOptions {
   /** Default: createResolver() (FPROXY_DNS_SERVERS, else /etc/resolv.conf). */
@@ -77,12 +65,8 @@ export interface DnsCacheStats {
   entries: number;
 }
 
-interface Answer {
-  addrs: readonly string[];
-  ttlMs: number;
-}
-
-interface Entry {
+/** A cached name; its links place it in the LRU list. */
+interface Entry extends LruLinks<Entry> {
   readonly host: string;
   readonly viaLookup: boolean;
   /** Last good answer, IPv4 first; empty when there is none. Frozen: callers get this very array. */
@@ -95,14 +79,9 @@ interface Entry {
   retryAt: number;
   error: DnsError | undefined;
   inflight: Promise<readonly string[]> | undefined;
-  /** LRU list links: newer is toward the head (most recently used). */
-  newer: Entry | undefined;
-  older: Entry | undefined;
 }
 
-const TTL = { ttl: true } as const;
 const EMPTY: readonly string[] = Object.freeze([]);
-const NO_ANSWER_CODES = new Set(['ENOTFOUND', 'ENODATA']);
 const ignore = (): void => {};
 
 export class DnsCache {
@@ -116,8 +95,7 @@ export class DnsCache {
   readonly #now: () => number;
   readonly #onError: ((host: string, err: DnsError) => void) | undefined;
   readonly #entries = new Map<string, Entry>();
-  #head: Entry | undefined;
-  #tail: Entry | undefined;
+  readonly #lru = new LruList<Entry>();
   #hostsNames: ReadonlySet<string> | undefined;
   #closed = false;
   #queries = 0;
@@ -156,7 +134,7 @@ export class DnsCache {
       this.#staleServed++;
       if (e.inflight === undefined && now >= e.retryAt && !this.#closed) this.#refresh(e).catch(ignore);
     }
-    this.#touch(e);
+    this.#lru.touch(e);
     const i = e.cursor;
     e.cursor = i + 1 === n ? 0 : i + 1;
     return e.addrs[i];
@@ -204,13 +182,12 @@ export class DnsCache {
   close(): void {
     this.#closed = true;
     this.#entries.clear();
-    this.#head = undefined;
-    this.#tail = undefined;
+    this.#lru.clear();
   }
 
   #refresh(e: Entry): Promise<readonly string[]> {
     this.#queries++;
-    const query = e.viaLookup ? this.#lookup(e.host) : this.#query(e.host);
+    const query = e.viaLookup ? lookupHost(e.host, this.#hostsTtlMs) : queryDns(this.#resolver, e.host).then((a) => ({ addrs: a.addrs, ttlMs: this.#clampTtl(a.ttlMs) }));
     const p = query.then(
       (answer) => this.#store(e, answer),
       (err: unknown) => this.#fail(e, err),
@@ -219,7 +196,7 @@ export class DnsCache {
     return p;
   }
 
-  #store(e: Entry, answer: Answer): readonly string[] {
+  #store(e: Entry, answer: DnsAnswer): readonly string[] {
     const now = this.#now();
     e.addrs = answer.addrs;
     e.cursor = e.cursor % answer.addrs.length;
@@ -244,40 +221,6 @@ export class DnsCache {
     throw error;
   }
 
-  /** A and AAAA together; one family answering is enough. */
-  async #query(host: string): Promise<Answer> {
-    const [v4, v6] = await Promise.allSettled([this.#resolver.resolve4(host, TTL), this.#resolver.resolve6(host, TTL)]);
-    const addrs: string[] = [];
-    let ttl = Infinity;
-    for (const family of [v4, v6]) {
-      if (family.status !== 'fulfilled') continue;
-      for (const record of family.value) {
-        if (!addrs.includes(record.address)) addrs.push(record.address);
-        ttl = Math.min(ttl, record.ttl);
-      }
-    }
-    if (addrs.length > 0) return { addrs: Object.freeze(addrs), ttlMs: this.#clampTtl(ttl * 1000) };
-    const reasons = [v4, v6].flatMap((family) => (family.status === 'rejected' ? [family.reason as unknown] : []));
-    const failure = reasons.find((reason) => !NO_ANSWER_CODES.has(errorCode(reason)));
-    if (failure !== undefined) throw new DnsError('ERR_DNS_FAILED', host, failure);
-    throw new DnsError('ERR_DNS_NOT_FOUND', host, reasons[0] ?? new Error('empty answer'));
-  }
-
-  async #lookup(host: string): Promise<Answer> {
-    let results: { address: string; family: number }[];
-    try {
-      results = await dnsPromises.lookup(host, { all: true });
-    } catch (err) {
-      throw new DnsError(errorCode(err) === 'ENOTFOUND' ? 'ERR_DNS_NOT_FOUND' : 'ERR_DNS_FAILED', host, err);
-    }
-    const addrs: string[] = [];
-    for (const family of [4, 6]) {
-      for (const r of results) if (r.family === family && !addrs.includes(r.address)) addrs.push(r.address);
-    }
-    if (addrs.length === 0) throw new DnsError('ERR_DNS_NOT_FOUND', host, new Error('dns.lookup returned no address'));
-    return { addrs: Object.freeze(addrs), ttlMs: this.#hostsTtlMs };
-  }
-
   #clampTtl(ttlMs: number): number {
     return Math.min(this.#maxTtlMs, Math.max(this.#minTtlMs, ttlMs));
   }
@@ -285,7 +228,7 @@ export class DnsCache {
   #entryFor(host: string): Entry {
     const found = this.#entries.get(host);
     if (found !== undefined) {
-      this.#touch(found);
+      this.#lru.touch(found);
       return found;
     }
     this.#hostsNames ??= readHostsNames();
@@ -304,68 +247,14 @@ export class DnsCache {
       older: undefined,
     };
     this.#entries.set(host, e);
-    this.#pushHead(e);
-    while (this.#entries.size > this.#maxEntries && this.#tail !== undefined) {
-      const evicted = this.#tail;
-      this.#unlink(evicted);
+    this.#lru.pushHead(e);
+    while (this.#entries.size > this.#maxEntries && this.#lru.tail !== undefined) {
+      const evicted = this.#lru.tail;
+      this.#lru.unlink(evicted);
       this.#entries.delete(evicted.host);
     }
     return e;
   }
-
-  #touch(e: Entry): void {
-    if (this.#head === e) return;
-    this.#unlink(e);
-    this.#pushHead(e);
-  }
-
-  #pushHead(e: Entry): void {
-    e.newer = undefined;
-    e.older = this.#head;
-    if (this.#head !== undefined) this.#head.newer = e;
-    this.#head = e;
-    this.#tail ??= e;
-  }
-
-  #unlink(e: Entry): void {
-    if (e.newer !== undefined) e.newer.older = e.older;
-    else this.#head = e.older;
-    if (e.older !== undefined) e.older.newer = e.newer;
-    else this.#tail = e.newer;
-    e.newer = undefined;
-    e.older = undefined;
-  }
-}
-
-/** Names listed in a hosts file (lower-cased); lines are `ip name [aliases…]`, `#` starts a comment. */
-export function parseHosts(text: string): Set<string> {
-  const names = new Set<string>();
-  for (const line of text.split('\n')) {
-    const fields = line.replace(/#.*/, '').trim().split(/\s+/);
-    if (fields.length < 2 || isIP(fields[0] ?? '') === 0) continue;
-    for (const name of fields.slice(1)) names.add(name.toLowerCase());
-  }
-  return names;
-}
-
-function readHostsNames(): ReadonlySet<string> {
-  try {
-    return parseHosts(readFileSync('/etc/hosts', 'utf8'));
-  } catch {
-    return new Set(); // no hosts file: every name goes to DNS (localhost still uses dns.lookup)
-  }
-}
-
-function errorCode(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : '';
-}
-
-function describeCause(cause: unknown): string {
-  if (cause === undefined) return 'no answer';
-  const code = errorCode(cause);
-  const message = cause instanceof Error ? cause.message : String(cause);
-  return code !== '' && !message.includes(code) ? `${code}: ${message}` : message;
 }
 
 function asError(err: unknown): Error {

@@ -14,6 +14,11 @@ export interface ListenerContext {
   readonly logger: Logger;
   /** Set while a Tls "terminate" app is started. */
   readonly terminator: TlsTerminator | undefined;
+  /**
+   * Set only when the app has ACL or limits and a PROXY header: true = go on; false = refused, or held
+   * until session.admitted(). Checked once the header gives the real client address.
+   */
+  readonly admit: ((session: Session) => boolean) | undefined;
   onConnectFailed(session: Session, err: ConnectError | null): void;
   onSessionClosed(session: Session): void;
 }

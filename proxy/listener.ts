@@ -1,13 +1,15 @@
-// Listener: serves one app generation in this process. Owns the app's servers (one per port, each
-// bound dual-stack on `::` with SO_REUSEPORT so another generation or worker can bind the same
-// ports), the target pools and their per-target state (TargetTable: the daemon's health states,
-// passive health, connections per target), the DNS cache, the open sessions and the counters; for
-// a Tls "terminate" app, the certificates (loaded at start, watched until drain).
+// Listener: serves one app generation in this process. Owns the app's servers (one per port and
+// bind address — dual-stack `::` unless the spec lists addresses — each with SO_REUSEPORT so
+// another generation or worker can bind the same ports), the target pools and their per-target
+// state (TargetTable: the daemon's health states, passive health, connections per target), the DNS
+// cache, the open sessions and the counters; for a Tls "terminate" app, the certificates (loaded at
+// start, watched until drain).
 //
 // Invariants: start() either binds every port or binds none (it closes what it bound and throws
 // ListenerError); after drain() starts no connection is accepted; drain() resolves once every
 // session is closed, forcing the rest closed at drainTimeoutMs.
 import net from 'node:net';
+import { readdirSync, readFileSync } from 'node:fs';
 import { Connector, type ConnectError } from './connector.ts';
 import { DnsCache } from './dns-cache.ts';
 import type { HealthStates, ListenerCounters, TargetsReport } from './ipc/protocol.ts';
@@ -22,6 +24,9 @@ import { Session } from './session.ts';
 import type { ListenerSpec } from './spec.ts';
 import type { CertStore } from './tls/cert-store.ts';
 import type { TlsTerminator } from './tls/terminator.ts';
+import { Admission, type AdmissionTransport, type Refusal, type Ticket } from './protect/admission.ts';
+import { LimitAuthority } from './protect/limit-authority.ts';
+import type { LeaseGrant } from './protect/lease-messages.ts';
 
 export class ListenerError extends Error {
   readonly code: string;
@@ -66,6 +71,50 @@ export interface ListenerOptions {
   readonly health?: HealthStates;
   /** Epoch ms for target state; default Date.now. */
   readonly now?: () => number;
+  /**
+   * Where limit leases come from: the daemon over IPC (proxy/main.ts). Absent: an in-process
+   * authority (`fproxy listen`, tests), so the limits hold for this one process.
+   */
+  readonly leases?: AdmissionTransport;
+}
+
+const FD_EPISODE_QUIET_MS = 2000;
+
+/**
+ * How many sessions fit in this process's descriptor limit: (soft RLIMIT_NOFILE − descriptors open
+ * now − headroom for DNS, logs, IPC) / 2, as HAProxy derives maxconn from ulimit -n. Read once, at
+ * start. Linux only; elsewhere no cap (libuv then accepts and closes what it cannot take).
+ */
+function fdCap(): number {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (m === null) return Infinity;
+    const limit = Number(m[1]);
+    const open = readdirSync('/proc/self/fd').length;
+    const headroom = Math.min(64, Math.ceil(limit / 16));
+    return Math.max(1, Math.floor((limit - open - headroom) / 2));
+  } catch {
+    return Infinity;
+  }
+}
+
+const REFUSAL_CODE: Record<Refusal, string> = {
+  'denied': 'ERR_ACL_DENIED',
+  'over-limit': 'ERR_OVER_LIMIT',
+  'rate-limited': 'ERR_RATE_LIMITED',
+  'queue-timeout': 'ERR_QUEUE_TIMEOUT',
+};
+
+/** A protected app's ticket remembers its session, so the verdict can reach it. */
+interface SessionTicket extends Ticket {
+  readonly session: Session;
+}
+
+function onDecided(t: Ticket, refusal: Refusal | null): void {
+  const s = (t as SessionTicket).session;
+  if (refusal !== null) s.refuse(refusal, REFUSAL_CODE[refusal]);
+  else if (s.ctx.spec.acceptProxyProtocol) s.admitted();
+  else s.start();
 }
 
 
@@ -88,10 +137,24 @@ export class Listener implements ListenerContext {
   #drainWaiter: (() => void) | null = null;
   #lastConnectErrorLog = 0;
   #terminator: TlsTerminator | undefined;
+  /** Access lines are debug: with debug off, no per-connection work is spent on them. */
+  readonly #accessLog: boolean;
+  /** null: no ACL and no limits, and accept() pays nothing for protection. */
+  readonly #admission: Admission | null;
+  readonly #tickets = new Map<Session, SessionTicket>();
+  #authority: LimitAuthority | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #fdEpisode = false;
+  #fdErrors = 0;
+  #lastFdError = 0;
+  /** Sessions this process can hold within RLIMIT_NOFILE (Infinity when unknown). */
+  #fdCap = Infinity;
+  readonly admit: ((session: Session) => boolean) | undefined;
 
   constructor(spec: ListenerSpec, opts: ListenerOptions) {
     this.spec = spec;
     this.logger = opts.logger;
+    this.#accessLog = opts.logger.isLevelEnabled('debug');
     this.#host = opts.host;
     this.dns = opts.dns ?? new DnsCache({ onError: (host, err) => this.logger.warn({ host, err: err.message }, 'DNS lookup failed') });
     const onTargets = opts.onTargets;
@@ -106,6 +169,46 @@ export class Listener implements ListenerContext {
     this.router = new Router(spec.targets, spec.routes, this.targets);
     if (opts.health) this.targets.applyHealth(opts.health);
     this.connector = new Connector({ app: spec.app, dns: this.dns, budgetMs: spec.connectTimeoutMs, attemptTimeoutMs: spec.connectAttemptTimeoutMs });
+    this.#admission = Admission.forSpec(spec, opts.leases ?? this.#localLeases());
+    this.admit = this.#admission !== null && spec.acceptProxyProtocol ? (s) => this.#admit(s, s.clientAddress ?? '') : undefined;
+  }
+
+  /** An in-process authority for this listener alone; answers asynchronously, as the daemon would. */
+  #localLeases(): AdmissionTransport {
+    const s = this.spec;
+    const p = s.perSource;
+    const settings = { maxConnections: s.maxConnections, queueTimeoutMs: s.queueTimeoutMs, perSourceMaxConnections: p?.maxConnections ?? 0, ratePerSecond: p?.ratePerSecond ?? 0, burst: p?.burst ?? 1, workers: 1 };
+    return {
+      request: (req) => {
+        this.#authority ??= new LimitAuthority(settings, { send: (_h, msg) => queueMicrotask(() => (msg.kind === 'grant' ? this.onLeaseGrant(msg) : this.onLeaseRecall(msg.key))) });
+        this.#authority.request(0, req);
+      },
+      giveBack: (ret) => this.#authority?.giveBack(0, ret),
+    };
+  }
+
+  /** From the daemon (or the local authority). */
+  onLeaseGrant(g: LeaseGrant): void {
+    this.#admission?.onGrant(g);
+  }
+
+  onLeaseRecall(key: string | null): void {
+    this.#admission?.onRecall(key);
+  }
+
+  /** Protection verdict for a session: true = admitted now; false = refused or waiting (onDecided follows). */
+  #admit(s: Session, address: string): boolean {
+    const t: SessionTicket = { address, key: null, holds: 0, closed: false, decided: onDecided, session: s };
+    const r = this.#admission!.check(t);
+    if (r === 'denied') {
+      s.refuse(r, REFUSAL_CODE[r]);
+      return false;
+    }
+    // Only tickets that may hold (or wait for) a lease are tracked.
+    this.#tickets.set(s, t);
+    if (r === null) return true;
+    if (r !== 'wait') s.refuse(r, REFUSAL_CODE[r]);
+    return false;
   }
 
   /** Warm DNS for every target, then bind every port. Resolves with the bound ports. */
@@ -125,6 +228,8 @@ export class Listener implements ListenerContext {
       this.#terminator?.close();
       throw err;
     }
+    this.#startSweeps();
+    this.#fdCap = fdCap();
     return bound;
   }
 
@@ -151,40 +256,108 @@ export class Listener implements ListenerContext {
     return this.#terminator;
   }
 
+  /**
+   * Bind one port on each address of spec.listen, or on every interface when it is empty. Port 0
+   * (tests) binds the first address on a free port and the others on that same port.
+   */
   async #bind(port: number): Promise<number> {
+    const addresses = this.spec.listen ?? [];
+    if (addresses.length === 0) return this.#bindAll(port);
+    let bound = port;
+    for (const address of addresses) bound = await this.#bindOne(bound, address);
+    return bound;
+  }
+
+  /** Every interface: "::" dual-stack, falling back to 0.0.0.0 on a host without IPv6. */
+  async #bindAll(port: number): Promise<number> {
+    try {
+      return await this.#bindOne(port, this.#host ?? '::');
+    } catch (err) {
+      const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+      if (this.#host === undefined && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) return this.#bindOne(port, '0.0.0.0');
+      throw err;
+    }
+  }
+
+  async #bindOne(port: number, host: string): Promise<number> {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
     server.on('connection', (socket: net.Socket) => this.#accept(socket));
-    // Accept errors (EMFILE …) cost the connection, never the process.
-    const listenOnce = (host: string) =>
-      new Promise<void>((resolve, reject) => {
-        const onError = (err: Error) => reject(err);
-        server.once('error', onError);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
         server.listen({ port, host, ipv6Only: false, reusePort: true, backlog: 1024 }, () => {
-          server.removeListener('error', onError);
+          server.removeListener('error', reject);
           resolve();
         });
       });
-    const host = this.#host ?? '::';
-    try {
-      await listenOnce(host);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (this.#host === undefined && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
-        await listenOnce('0.0.0.0').catch((e: unknown) => { throw this.#bindError(port, e); });
-      } else {
-        throw this.#bindError(port, err);
-      }
+      throw this.#bindError(port, host, err);
     }
     inheritSocketOptions(server);
-    server.on('error', (err) => this.logger.error({ port, err: err.message }, 'server error'));
+    server.on('error', (err) => this.#serverError(port, err as NodeJS.ErrnoException));
     this.#servers.push(server);
     return (server.address() as net.AddressInfo).port;
   }
 
-  #bindError(port: number, err: unknown): ListenerError {
+  /**
+   * Out of file descriptors (EMFILE/ENFILE): libuv then accepts and closes the pending connections
+   * with a reserved descriptor (no busy loop), the port stays bound and open connections keep
+   * flowing. Logged once per episode; the episode ends at the next accepted connection.
+   */
+  #serverError(port: number, err: NodeJS.ErrnoException): void {
+    if (err.code === 'EMFILE' || err.code === 'ENFILE') return this.#fdExhausted(port, err.code);
+    this.logger.error({ port, err: err.message }, 'server error');
+  }
+
+  #fdExhausted(port: number | undefined, code: string): void {
+    this.#fdErrors++;
+    this.#lastFdError = Date.now();
+    if (this.#fdEpisode) return;
+    this.#fdEpisode = true;
+    this.logger.warn({ port, code, activeConnections: this.#sessions.size, fdEpisode: 'start' }, 'out of file descriptors: new connections are reset until some close (raise LimitNOFILE / ulimit -n)');
+  }
+
+  /** The episode ends once FD_EPISODE_QUIET_MS pass without another descriptor error. */
+  #endFdEpisode(): void {
+    if (Date.now() - this.#lastFdError < FD_EPISODE_QUIET_MS) return;
+    this.#fdEpisode = false;
+    this.logger.warn({ failed: this.#fdErrors, activeConnections: this.#sessions.size, fdEpisode: 'end' }, 'file descriptors available again');
+    this.#fdErrors = 0;
+  }
+
+  /** MaxConnectionDurationMs, FirstByteTimeoutMs and idle lease expiry: one coarse timer, not one per connection. */
+  #startSweeps(): void {
+    const { maxConnectionDurationMs: maxMs, firstByteTimeoutMs } = this.spec;
+    const firstByteMs = this.spec.tls === undefined && !this.spec.acceptProxyProtocol ? firstByteTimeoutMs : 0;
+    const leases = this.#admission?.leases === true;
+    if (maxMs <= 0 && firstByteMs <= 0 && !leases) return;
+    let every = 1000;
+    if (maxMs > 0) every = Math.min(every, maxMs / 4);
+    if (firstByteMs > 0) every = Math.min(every, firstByteMs / 4);
+    this.#sweepTimer = setInterval(() => {
+      const now = Date.now();
+      if (maxMs > 0 || firstByteMs > 0) {
+        for (const s of this.#sessions) {
+          const age = now - s.startedAt;
+          if (maxMs > 0 && age >= maxMs) s.destroy('max-duration', 'ERR_MAX_DURATION');
+          else if (firstByteMs > 0 && age >= firstByteMs && s.client.bytesRead === 0) s.destroy('first-byte-timeout', 'ERR_FIRST_BYTE_TIMEOUT');
+        }
+      }
+      this.#admission?.sweep(now);
+      this.#authority?.sweep();
+    }, Math.max(10, Math.floor(every)));
+    this.#sweepTimer.unref();
+  }
+
+  #bindError(port: number, host: string, err: unknown): ListenerError {
     const code = (err as NodeJS.ErrnoException).code ?? 'UNKNOWN';
-    const hint = code === 'EADDRINUSE' ? ' (another program holds it without SO_REUSEPORT)' : code === 'EACCES' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)' : '';
-    return new ListenerError('ERR_BIND', this.spec.app, port, `App "${this.spec.app}" cannot bind port ${port}: ${code}${hint}`, err);
+    const hint =
+      code === 'EADDRINUSE' ? ' (another program holds it without SO_REUSEPORT)'
+      : code === 'EACCES' ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)'
+      : code === 'EADDRNOTAVAIL' ? ` (this machine has no address ${host}: fix the app's Listen)`
+      : '';
+    const where = (this.spec.listen ?? []).length > 0 ? ` on ${host.includes(':') ? `[${host}]` : host}` : '';
+    return new ListenerError('ERR_BIND', this.spec.app, port, `App "${this.spec.app}" cannot bind port ${port}${where}: ${code}${hint}`, err);
   }
 
   #accept(socket: net.Socket): void {
@@ -193,13 +366,26 @@ export class Listener implements ListenerContext {
       return;
     }
     this.#total++;
+    // The access line is logged after the socket is destroyed, when Node can no longer ask the
+    // kernel for the peer; reading it now caches it on the socket (one getpeername, debug only).
+    if (this.#accessLog) void socket.remoteAddress;
+    if (this.#fdEpisode) this.#endFdEpisode();
     const s = new Session(this, socket);
     this.#sessions.add(s);
-    s.start();
+    // Each session needs two descriptors; refusing here beats libuv closing whatever is pending.
+    if (this.#sessions.size > this.#fdCap) {
+      this.#fdExhausted(undefined, 'EMFILE');
+      return s.refuse('over-limit', 'ERR_FD_LIMIT');
+    }
+    // PROXY apps are checked once the header gives the real address (Session calls this.admit).
+    if (this.#admission === null || this.spec.acceptProxyProtocol || this.#admit(s, socket.remoteAddress ?? '')) s.start();
   }
 
   onConnectFailed(session: Session, err: ConnectError | null): void {
     this.#failed++;
+    const cause = (err?.cause as NodeJS.ErrnoException | undefined)?.code;
+    // Out of descriptors for the upstream socket: one episode, not a dead pool.
+    if (cause === 'EMFILE' || cause === 'ENFILE') return this.#fdExhausted(undefined, cause);
     // Once a second at most: a dead pool under load must not flood the log.
     const now = Date.now();
     if (now - this.#lastConnectErrorLog >= 1000) {
@@ -210,11 +396,18 @@ export class Listener implements ListenerContext {
 
   onSessionClosed(s: Session): void {
     if (!this.#sessions.delete(s)) return;
+    if (this.#admission !== null) {
+      const t = this.#tickets.get(s);
+      if (t !== undefined) {
+        this.#tickets.delete(s);
+        this.#admission.release(t);
+      }
+    }
     this.#bytesIn += s.client.bytesRead;
     this.#bytesOut += s.client.bytesWritten;
-    if (this.logger.isLevelEnabled('debug')) {
+    if (this.#accessLog) {
       this.logger.debug({
-        client: s.clientAddress, sni: s.sni, target: s.target, endpoint: s.endpoint, attempts: s.attempts, outcome: s.outcome,
+        event: 'access', client: s.clientAddress, sni: s.sni, target: s.target, endpoint: s.endpoint, attempts: s.attempts, outcome: s.outcome,
         bytesIn: s.client.bytesRead, bytesOut: s.client.bytesWritten, durationMs: Date.now() - s.startedAt,
       }, 'access');
     }
@@ -269,7 +462,10 @@ export class Listener implements ListenerContext {
     this.#reporter?.close();
     await this.#closeServers();
     this.#terminator?.close();
-    if (this.#sessions.size === 0) return { closedByTimeout: 0 };
+    if (this.#sessions.size === 0) {
+      this.#stopSweeps();
+      return { closedByTimeout: 0 };
+    }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, timeoutMs);
       this.#drainWaiter = () => {
@@ -279,7 +475,13 @@ export class Listener implements ListenerContext {
     });
     const left = [...this.#sessions];
     for (const s of left) s.destroy('drained', 'ERR_DRAINED');
+    this.#stopSweeps();
     return { closedByTimeout: left.length };
+  }
+
+  #stopSweeps(): void {
+    clearInterval(this.#sweepTimer);
+    this.#authority?.close();
   }
 
   #closeServers(): Promise<void> {

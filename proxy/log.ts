@@ -1,6 +1,6 @@
 // One pino logger per process, bound to {proc, app, gen}. Logs are NDJSON on stdout; pretty-printing
-// is a terminal concern done outside the hot processes (see DEPENDENCIES.md: a pino-pretty transport
-// costs a worker thread and ~17 MB per process).
+// is a terminal concern done outside the hot processes (with pino 10, a pino-pretty transport runs a
+// worker thread and adds ~17 MB RSS to each process that has one).
 import { pino, type Logger } from 'pino';
 
 export type { Logger };

@@ -64,6 +64,26 @@ test('an unknown message gets an error reply and the process keeps serving', asy
   await next('pong');
 });
 
+test('a malformed start → failed ERR_SPEC_INVALID naming the bad path; the process stays up and takes a valid start', async (t) => {
+  const echo = await startEcho('m');
+  t.after(() => echo.close());
+  const { child, messages, next } = spawnListener(t);
+  const spec = makeSpec([`127.0.0.1:${echo.port}`]);
+  child.send({ v: 1, type: 'start', spec: { ...spec, targets: [{ raw: 'db', host: 'db', port: 'http' }] }, generation: 1, worker: 0 });
+  const failed = await next('failed');
+  assert.ok(failed.type === 'failed');
+  assert.equal(failed.error.code, 'ERR_SPEC_INVALID');
+  assert.match(failed.error.message, /spec\.targets\[0\]\.port/);
+  child.send({ v: 1, type: 'ping', seq: 2 });
+  await next('pong');
+  assert.equal(child.exitCode, null);
+  child.send({ v: 1, type: 'start', spec, generation: 1, worker: 0 });
+  const ready = await next('ready');
+  const port = ready.type === 'ready' ? ready.ports[0]! : 0;
+  assert.equal((await exchange(port, 'ok')).reply, 'm:ok');
+  assert.equal(messages.filter((m) => m.type === 'failed').length, 1);
+});
+
 test('a port that cannot be bound → failed with ERR_BIND, and the process exits 1', async (t) => {
   const holder = net.createServer().listen(0, '::');
   await once(holder, 'listening');
@@ -111,7 +131,7 @@ test('health: start.health and `health` messages steer new connections; pong rep
   t.after(() => Promise.all([a.close(), b.close()]));
   const A = `127.0.0.1:${a.port}`;
   const B = `127.0.0.1:${b.port}`;
-  const dead = `127.0.0.1:${await closedPort()}`;
+  const dead = `127.0.0.1:${await closedPort(t)}`;
   const { child, messages, next } = spawnListener(t);
   child.send({ v: 1, type: 'start', spec: makeSpec([A, B, dead]), generation: 1, worker: 0, health: { [A]: 'down' } });
   const ready = await next('ready');
@@ -133,8 +153,9 @@ test('health: start.health and `health` messages steer new connections; pong rep
   await waitFor(() => messages.some((m) => m.type === 'pong' && m.seq === 2), 5000, 'pong 2');
   const pong = messages.find((m) => m.type === 'pong' && m.seq === 2);
   assert.ok(pong?.type === 'pong');
-  assert.deepEqual(pong.targets.map((r) => [r.target, r.state]), [[A, 'up'], [B, 'drain'], [dead, 'ejected']]);
-  assert.match(pong.targets[2]!.lastError ?? '', /^ECONNREFUSED /);
-  assert.ok(pong.targets.every((r) => typeof r.since === 'number' && r.activeConnections === 0));
+  const reports = pong.targets ?? [];
+  assert.deepEqual(reports.map((r) => [r.target, r.state]), [[A, 'up'], [B, 'drain'], [dead, 'ejected']]);
+  assert.match(reports[2]!.lastError ?? '', /^ECONNREFUSED /);
+  assert.ok(reports.every((r) => typeof r.since === 'number' && r.activeConnections === 0));
   assert.equal(pong.panic, false);
 });

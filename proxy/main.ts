@@ -2,14 +2,27 @@
 // proxy/ipc/protocol.ts over the fork channel. Also the engine of `fproxy listen` (runStandalone).
 //
 // Invariants: exactly one `ready` or `failed` per `start`; `drain` (or losing the daemon, or
-// SIGTERM/SIGINT) drains once and exits 0; nothing a client or target does exits the process.
-import { asToListener, describeUnknown, type FromListener, type HealthStates, type ToListener } from './ipc/protocol.ts';
+// SIGTERM/SIGINT) drains once and exits 0; nothing a client or target does exits the process, and
+// no message the daemon sends does either: every one is validated first (ipc/protocol.ts), a bad
+// one answered with its reason.
+import { IPC_VERSION, parseToListener, type FromListener, type HealthStates } from './ipc/protocol.ts';
 import { Listener } from './listener.ts';
-import { createLogger, type Logger } from './log.ts';
+import { createLogger, logLevelFromEnv, type LogLevel, type Logger } from './log.ts';
 import type { ListenerSpec } from './spec.ts';
 
 let listener: Listener | undefined;
-let logger: Logger = createLogger({ proc: 'listener' });
+// Module scope must not throw: the daemon and `fproxy listen` import this file (through index.ts)
+// and report an invalid LOG_LEVEL themselves, as one clean line (the daemon checks it before it
+// forks any listener).
+let logger: Logger = createLogger({ proc: 'listener' }, levelOrInfo());
+
+function levelOrInfo(): LogLevel {
+  try {
+    return logLevelFromEnv();
+  } catch {
+    return 'info';
+  }
+}
 let exiting = false;
 
 function send(msg: FromListener): void {
@@ -17,17 +30,30 @@ function send(msg: FromListener): void {
 }
 
 async function start(spec: ListenerSpec, generation: number, worker: number, health: HealthStates | undefined): Promise<void> {
-  if (listener) return send({ v: 1, type: 'error', error: { code: 'ERR_ALREADY_STARTED', message: 'start received twice' } });
+  if (listener) return send({ v: IPC_VERSION, type: 'error', error: { code: 'ERR_ALREADY_STARTED', message: 'start received twice' } });
   logger = createLogger({ proc: 'listener', app: spec.app, gen: generation, worker });
-  listener = new Listener(spec, { logger, ...(health ? { health } : {}), onTargets: (r) => send({ v: 1, type: 'targets', ...r }) });
+  // What `ps` and `top` show instead of the bundle's path (as nginx and HAProxy name their workers).
+  process.title = `fproxy: listener app=${spec.app} gen=${generation} worker=${worker}`;
   try {
+    // Inside the try: whatever the constructor throws is answered as `failed`, not a crash.
+    listener = new Listener(spec, {
+      logger,
+      ...(health ? { health } : {}),
+      onTargets: (r) => send({ v: IPC_VERSION, type: 'targets', targets: [...r.targets], panic: r.panic }),
+      // Limits are the daemon's (they hold for the app, across workers and generations): lease over IPC.
+      leases: {
+        request: (req) => send({ v: IPC_VERSION, type: 'lease', ...req }),
+        giveBack: (ret) => send({ v: IPC_VERSION, type: 'lease-return', ...ret }),
+      },
+    });
     const ports = await listener.start();
-    logger.info({ ports, targets: spec.targets.map((t) => t.raw) }, 'listening');
-    send({ v: 1, type: 'ready', ports, pid: process.pid });
+    logger.info(listeningFields(spec, ports), 'listening');
+    send({ v: IPC_VERSION, type: 'ready', ports, pid: process.pid });
   } catch (err) {
     const e = err as { code?: string; message?: string };
-    logger.error({ err: e.message }, 'failed to start');
-    send({ v: 1, type: 'failed', error: { code: e.code ?? 'ERR_LISTENER_START', message: e.message ?? String(err) } });
+    // The daemon logs this failure as one line per attempt (with the retry plan); here it is detail.
+    logger.debug({ code: e.code, err: e.message }, 'failed to start');
+    send({ v: IPC_VERSION, type: 'failed', error: { code: e.code ?? 'ERR_LISTENER_START', message: e.message ?? String(err) } });
     exit(1);
   }
 }
@@ -38,10 +64,10 @@ async function drainAndExit(reason: string): Promise<void> {
   if (!listener) return exit(0);
   const active = listener.counters().activeConnections;
   logger.info({ reason, activeConnections: active }, 'draining');
-  send({ v: 1, type: 'draining', activeConnections: active });
+  send({ v: IPC_VERSION, type: 'draining', activeConnections: active });
   const { closedByTimeout } = await listener.drain();
   logger.info({ closedByTimeout }, 'drained');
-  send({ v: 1, type: 'drained', closedByTimeout });
+  send({ v: IPC_VERSION, type: 'drained', closedByTimeout });
   exit(0);
 }
 
@@ -54,8 +80,14 @@ function exit(code: number): void {
 }
 
 function onMessage(raw: unknown): void {
-  const msg: ToListener | undefined = asToListener(raw);
-  if (msg === undefined) return send({ v: 1, type: 'error', error: describeUnknown(raw) });
+  const received = parseToListener(raw);
+  if (!received.ok) {
+    logger.warn({ error: received.error }, 'invalid IPC message from the daemon');
+    // A bad `start` is a failed start, answered as one; nothing was started, so we stay up for a valid one.
+    if (received.type === 'start') return send({ v: IPC_VERSION, type: 'failed', error: received.error });
+    return send({ v: IPC_VERSION, type: 'error', error: received.error });
+  }
+  const msg = received.msg;
   switch (msg.type) {
     case 'start':
       void start(msg.spec, msg.generation, msg.worker, msg.health);
@@ -67,11 +99,17 @@ function onMessage(raw: unknown): void {
     case 'ping': {
       const c = listener?.counters() ?? { activeConnections: 0, totalConnections: 0, failedConnections: 0, bytesIn: 0, bytesOut: 0 };
       const t = listener?.targetsReport() ?? { targets: [], panic: false };
-      send({ v: 1, type: 'pong', seq: msg.seq, ...c, ...t });
+      send({ v: IPC_VERSION, type: 'pong', seq: msg.seq, ...c, targets: [...t.targets], panic: t.panic });
       break;
     }
     case 'drain':
       void drainAndExit('daemon asked');
+      break;
+    case 'lease-grant':
+      listener?.onLeaseGrant(msg);
+      break;
+    case 'lease-recall':
+      listener?.onLeaseRecall(msg.key);
       break;
   }
 }
@@ -82,10 +120,21 @@ export async function runStandalone(spec: ListenerSpec): Promise<Listener> {
   process.once('SIGTERM', () => void drainAndExit('SIGTERM'));
   process.once('SIGINT', () => void drainAndExit('SIGINT'));
   logger = createLogger({ proc: 'listener', app: spec.app, gen: 0 });
+  process.title = `fproxy: listen app=${spec.app}`;
   listener = new Listener(spec, { logger });
   const ports = await listener.start();
-  logger.info({ ports, targets: spec.targets.map((t) => t.raw) }, 'listening');
+  logger.info(listeningFields(spec, ports), 'listening');
   return listener;
+}
+
+/** The "listening" line: ports, bind addresses when set, the default pool and every route's pool. */
+export function listeningFields(spec: ListenerSpec, ports: readonly number[]): Record<string, unknown> {
+  return {
+    ports,
+    ...(spec.listen !== undefined && spec.listen.length > 0 ? { listen: spec.listen } : {}),
+    targets: spec.targets.map((t) => t.raw),
+    ...(spec.routes.length > 0 ? { routes: spec.routes.map((r) => ({ sni: r.sni, ...(r.alpn.length > 0 ? { alpn: r.alpn } : {}), targets: r.targets.map((t) => t.raw) })) } : {}),
+  };
 }
 
 function onUncaught(err: Error): void {
@@ -95,6 +144,7 @@ function onUncaught(err: Error): void {
 }
 
 if (import.meta.main) {
+  process.title = 'fproxy: listener (spare)';
   process.on('uncaughtException', onUncaught);
   process.on('message', onMessage);
   // The daemon is gone (even SIGKILLed): do not linger holding its ports.

@@ -18,18 +18,9 @@ import {
 } from 'proxy-protocol-js';
 import { MAX_PROXY_V1_LENGTH, MAX_PROXY_V2_LENGTH, buildProxyHeaderV1, buildProxyHeaderV2, parseProxyHeader } from './proxy-protocol.ts';
 import type { ProxyAddress, ProxyHeaderResult } from './proxy-protocol.ts';
-import { assertFast, parseBoth, prng, SLOW_MS } from './testing.ts';
+import { assertFast, concat, parseBoth, prng, SLOW_MS } from './testing.ts';
 
 const latin1 = (s: string) => Uint8Array.from(s, (c) => c.charCodeAt(0));
-const concat = (...parts: (Uint8Array | number[])[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
 const SIG = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
 /** A v2 header: signature, version/command byte, family/transport byte, 16-bit length, block. */
 const v2 = (verCmd: number, famProto: number, block: number[] | Uint8Array, length = block.length) =>
@@ -456,7 +447,7 @@ describe('parseProxyHeader: fuzz', () => {
     let parseMs = 0;
     const slow: Uint8Array[] = []; // inputs whose calls took over SLOW_MS once: timed again below
     let i = 0;
-    for (; i < 20_000 && performance.now() - started < 4_000; i++) {
+    for (; i < 20_000 && performance.now() - started < 60_000; i++) {
       let b: Uint8Array = Uint8Array.from(seeds[int(seeds.length)]!);
       for (let m = int(4); m >= 0; m--) {
         const at = int(b.length);

@@ -1,5 +1,6 @@
 // PROXY protocol v1 and v2 (haproxy doc/proxy-protocol.txt): parsing the header a trusted load balancer
-// puts in front of a client's bytes, and building the header we put in front of ours for a target.
+// puts in front of a client's bytes. Building the header we put in front of ours for a target is
+// build-proxy-header.ts (re-exported here); address text ⇄ bytes is ip-address.ts.
 //
 // Invariants:
 // - parseProxyHeader is pure, stateless and incremental like parseClientHello: the listener re-calls it
@@ -11,11 +12,13 @@
 //   there, a v1 line never before its CRLF. `length` is exactly the bytes to strip.
 // - v2 families and transports we do not carry (UDP, AF_UNIX, UNSPEC) fall back to 'unknown', as the spec
 //   allows; their TLVs are still decoded when the address block's size is known.
-// - The builders never throw on the hot path: endpoints that cannot be sent (invalid address text, port
-//   out of range) produce "PROXY UNKNOWN" / a v2 PROXY header with AF_UNSPEC, so the target falls back to
-//   the real connection's endpoints instead of the connection failing. IPv4-mapped IPv6 pairs go out as
-//   IPv4; a mixed pair as IPv6 with the IPv4 side mapped.
 import { ByteReader } from './byte-reader.ts';
+import { formatAddress, parseAddress } from './ip-address.ts';
+import {
+  ADDRESS_BLOCK_SIZE, AF_INET, AF_UNIX, AF_UNSPEC, COMMAND_LOCAL, COMMAND_PROXY, TRANSPORT_DGRAM, TRANSPORT_STREAM, TRANSPORT_UNSPEC, V2_HEADER_SIZE, V2_SIGNATURE,
+} from './proxy-protocol-wire.ts';
+
+export { buildProxyHeaderV1, buildProxyHeaderV2, type ProxyEndpoint } from './build-proxy-header.ts';
 
 export interface ProxyAddress {
   family: 'tcp4' | 'tcp6' | 'unknown' | 'local';
@@ -35,34 +38,15 @@ export type ProxyHeaderResult =
 
 type ProxyHeaderError = Extract<ProxyHeaderResult, { status: 'error' }>;
 
-export interface ProxyEndpoint {
-  address: string;
-  port: number;
-  family: 4 | 6;
-}
-
 /** Longest v1 line including CRLF ("PROXY UNKNOWN" + two IPv6 addresses and ports, spec §2.1). */
 export const MAX_PROXY_V1_LENGTH = 107;
 /** Cap on the v2 length field (addresses + TLVs). The spec allows 65535; real senders stay far below. */
 export const MAX_PROXY_V2_LENGTH = 4096;
 
 const V1_SIGNATURE = Uint8Array.from('PROXY ', (c) => c.charCodeAt(0));
-const V2_SIGNATURE = Uint8Array.of(0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a);
-const V2_HEADER_SIZE = 16;
 const CR = 0x0d;
 const LF = 0x0a;
 const V1_PROTOCOLS = ['TCP4 ', 'TCP6 ', 'UNKNOWN'];
-
-const COMMAND_LOCAL = 0x0;
-const COMMAND_PROXY = 0x1;
-const AF_UNSPEC = 0x0;
-const AF_INET = 0x1;
-const AF_INET6 = 0x2;
-const AF_UNIX = 0x3;
-const TRANSPORT_UNSPEC = 0x0;
-const TRANSPORT_STREAM = 0x1;
-const TRANSPORT_DGRAM = 0x2;
-const ADDRESS_BLOCK_SIZE: Record<number, number> = { [AF_INET]: 12, [AF_INET6]: 36, [AF_UNIX]: 216 };
 
 const NEED_MORE: ProxyHeaderResult = Object.freeze({ status: 'need-more' });
 
@@ -195,150 +179,6 @@ function parseTlvs(r: ByteReader): { type: number; value: Uint8Array }[] | Proxy
     tlvs.push({ type, value: value.slice() });
   }
   return tlvs;
-}
-
-// ---- builders -----------------------------------------------------------------------------------
-
-/** "PROXY TCP4|TCP6 src dst sport dport\r\n", or "PROXY UNKNOWN\r\n" when the endpoints can't be sent. */
-export function buildProxyHeaderV1(src: ProxyEndpoint, dst: ProxyEndpoint): Buffer {
-  const pair = endpoints(src, dst);
-  if (!pair) return Buffer.from('PROXY UNKNOWN\r\n', 'latin1');
-  const [s, d] = pair;
-  const protocol = s.bytes.length === 4 ? 'TCP4' : 'TCP6';
-  return Buffer.from(`PROXY ${protocol} ${formatAddress(s.bytes)} ${formatAddress(d.bytes)} ${s.port} ${d.port}\r\n`, 'latin1');
-}
-
-/** v2 header, PROXY command, TCP over IPv4/IPv6, no TLVs; AF_UNSPEC with no addresses when they can't be sent. */
-export function buildProxyHeaderV2(src: ProxyEndpoint, dst: ProxyEndpoint): Buffer {
-  const pair = endpoints(src, dst);
-  const size = pair ? 2 * pair[0].bytes.length + 4 : 0;
-  const out = Buffer.alloc(V2_HEADER_SIZE + size);
-  out.set(V2_SIGNATURE, 0);
-  out[12] = 0x20 | COMMAND_PROXY;
-  if (!pair) return out; // family/transport 0x00, length 0
-  const [s, d] = pair;
-  out[13] = ((s.bytes.length === 4 ? AF_INET : AF_INET6) << 4) | TRANSPORT_STREAM;
-  out.writeUInt16BE(size, 14);
-  out.set(s.bytes, 16);
-  out.set(d.bytes, 16 + s.bytes.length);
-  out.writeUInt16BE(s.port, 16 + 2 * s.bytes.length);
-  out.writeUInt16BE(d.port, 18 + 2 * s.bytes.length);
-  return out;
-}
-
-type Endpoint = { bytes: Uint8Array; port: number };
-
-/** Both endpoints in one family: IPv4 when both are IPv4 or IPv4-mapped (what a dual-stack socket reports
- *  for an IPv4 client), else IPv6 with any IPv4 side mapped. */
-function endpoints(src: ProxyEndpoint, dst: ProxyEndpoint): [Endpoint, Endpoint] | undefined {
-  const s = endpoint(src);
-  const d = endpoint(dst);
-  if (!s || !d) return undefined;
-  const s4 = toIPv4(s.bytes);
-  const d4 = toIPv4(d.bytes);
-  if (s4 && d4) return [{ bytes: s4, port: s.port }, { bytes: d4, port: d.port }];
-  return [{ bytes: toIPv6(s.bytes), port: s.port }, { bytes: toIPv6(d.bytes), port: d.port }];
-}
-
-/** `family` is a hint: the address text decides, so "1.2.3.4" with family 6 is still sent as IPv4. */
-function endpoint(e: ProxyEndpoint): Endpoint | undefined {
-  if (!Number.isInteger(e.port) || e.port < 0 || e.port > 65535 || typeof e.address !== 'string') return undefined;
-  // A zone ("fe80::1%eth0") has no place in either format and means nothing to the target.
-  const address = e.address.replace(/%.*$/, '');
-  const bytes = parseAddress(address, e.family === 4 ? 4 : 6) ?? parseAddress(address, e.family === 4 ? 6 : 4);
-  return bytes && { bytes, port: e.port };
-}
-
-const MAPPED_PREFIX = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff);
-
-function toIPv4(b: Uint8Array): Uint8Array | undefined {
-  if (b.length === 4) return b;
-  return MAPPED_PREFIX.every((v, i) => b[i] === v) ? b.subarray(12) : undefined;
-}
-
-function toIPv6(b: Uint8Array): Uint8Array {
-  if (b.length === 16) return b;
-  const out = new Uint8Array(16);
-  out.set(MAPPED_PREFIX);
-  out.set(b, 12);
-  return out;
-}
-
-// ---- addresses ----------------------------------------------------------------------------------
-
-function parseAddress(text: string, family: 4 | 6): Uint8Array | undefined {
-  return family === 4 ? parseIPv4(text) : parseIPv6(text);
-}
-
-/** Exactly four decimal numbers 0..255 without leading zeros (spec §2.1: no octal confusion). */
-function parseIPv4(text: string): Uint8Array | undefined {
-  const parts = text.split('.');
-  if (parts.length !== 4) return undefined;
-  const out = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(parts[i]!)) return undefined;
-    const n = Number(parts[i]);
-    if (n > 255) return undefined;
-    out[i] = n;
-  }
-  return out;
-}
-
-/** RFC 4291 §2.2 text forms: 8 groups of 1–4 hex digits, at most one "::", optionally an IPv4 tail. */
-function parseIPv6(text: string): Uint8Array | undefined {
-  if (text.length < 2 || text.length > 45) return undefined;
-  const gap = text.indexOf('::');
-  if (gap !== -1 && text.indexOf('::', gap + 1) !== -1) return undefined;
-  const head = gap === -1 ? groups(text, true) : groups(text.slice(0, gap), false);
-  const tail = gap === -1 ? [] : groups(text.slice(gap + 2), true);
-  if (!head || !tail) return undefined;
-  const count = head.length + tail.length;
-  if (gap === -1 ? count !== 8 : count > 7) return undefined;
-  const words = [...head, ...new Array<number>(8 - count).fill(0), ...tail];
-  const out = new Uint8Array(16);
-  words.forEach((w, i) => {
-    out[2 * i] = w >> 8;
-    out[2 * i + 1] = w & 0xff;
-  });
-  return out;
-}
-
-function groups(text: string, ipv4Tail: boolean): number[] | undefined {
-  if (text === '') return [];
-  const parts = text.split(':');
-  const words: number[] = [];
-  for (let i = 0; i < parts.length; i++) {
-    const part = parts[i]!;
-    if (ipv4Tail && i === parts.length - 1 && part.includes('.')) {
-      const v4 = parseIPv4(part);
-      if (!v4) return undefined;
-      words.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
-    } else if (/^[0-9A-Fa-f]{1,4}$/.test(part)) {
-      words.push(parseInt(part, 16));
-    } else {
-      return undefined;
-    }
-  }
-  return words;
-}
-
-/** Dotted quad, or RFC 5952 IPv6 (lower case, longest zero run as "::", IPv4-mapped as ::ffff:a.b.c.d
- *  like Node's socket.remoteAddress). */
-function formatAddress(b: Uint8Array): string {
-  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-  const words = Array.from({ length: 8 }, (_, i) => (b[2 * i]! << 8) | b[2 * i + 1]!);
-  if (toIPv4(b)) return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
-  let best = -1;
-  let bestLength = 1; // a single zero group is not compressed
-  for (let i = 0; i < 8; ) {
-    let j = i;
-    while (j < 8 && words[j] === 0) j++;
-    if (j - i > bestLength) [best, bestLength] = [i, j - i];
-    i = j === i ? i + 1 : j;
-  }
-  const hex = words.map((w) => w.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLength).join(':')}`;
 }
 
 // ---- helpers ------------------------------------------------------------------------------------

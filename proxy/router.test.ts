@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Router } from './router.ts';
-import { parseTarget, type TargetSpec } from './spec.ts';
+import type { TargetSpec } from './spec.ts';
+import { targetSpec } from './testing.ts';
 
-const t = (raw: string): TargetSpec => parseTarget(raw)!;
+const t = (raw: string): TargetSpec => targetSpec(raw);
 const first = (r: Router, sni: string | undefined, alpn: string[] = []) => {
   const pool = r.pool(sni, alpn);
   const i = pool.pick(undefined, null);

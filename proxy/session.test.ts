@@ -52,7 +52,7 @@ test('ok: bytes both ways, both sides closed; no code', async (t) => {
 });
 
 test('connect-failed: no target answers', async (t) => {
-  const { listener, port } = await start(t, makeSpec([`127.0.0.1:${await closedPort()}`]));
+  const { listener, port } = await start(t, makeSpec([`127.0.0.1:${await closedPort(t)}`]));
   await exchange(port, 'hi');
   assert.deepEqual(await ended(listener), { outcome: 'connect-failed', code: 'ERR_CONNECT_EXHAUSTED' });
 });

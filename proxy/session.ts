@@ -30,7 +30,8 @@ import { parseClientHello } from './tls/client-hello.ts';
 import type { TargetPool } from './pool/target-pool.ts';
 import type { TargetState } from './pool/target-state.ts';
 
-export type Outcome = 'ok' | 'connect-failed' | 'no-route' | 'handshake-timeout' | 'bad-handshake' | 'client-error' | 'upstream-error' | 'idle-timeout' | 'drained';
+export type Outcome = 'ok' | 'connect-failed' | 'no-route' | 'handshake-timeout' | 'bad-handshake' | 'client-error' | 'upstream-error' | 'idle-timeout' | 'drained'
+  | 'denied' | 'over-limit' | 'rate-limited' | 'queue-timeout' | 'max-duration' | 'first-byte-timeout';
 export type Failure = Exclude<Outcome, 'ok'>;
 
 const kPeer = Symbol('peer');
@@ -38,6 +39,7 @@ const kSession = Symbol('session');
 type Peered = net.Socket & { [kPeer]: Peered; [kSession]: Session };
 
 const NO_ALPN: readonly string[] = Object.freeze([]);
+const EMPTY = Buffer.alloc(0);
 const TLS_RECORD_HEADER = 5;
 
 export class Session {
@@ -136,6 +138,8 @@ export class Session {
         this.#destPort = h.destinationPort;
       }
       this.#bufStart += r.length;
+      // Protection (issue 12) on the real client address: refused, or paused until the listener calls admitted().
+      if (this.ctx.admit !== undefined && !this.ctx.admit(this)) return void this.client.pause();
     }
     const rest = this.#buf!.subarray(this.#bufStart, this.#bufEnd);
     const tlsMode = this.ctx.spec.tls?.mode;
@@ -152,6 +156,17 @@ export class Session {
     }
     if (hello.status === 'error') return this.#abort('bad-handshake', hello.code);
     this.#endInspect(rest, hello.sni, hello.alpn);
+  }
+
+  /** Protection let a session held after its PROXY header in: go on with the bytes already received. */
+  admitted(): void {
+    this.client.resume();
+    this.inspect(EMPTY);
+  }
+
+  /** Protection refused the client: RST, no upstream. */
+  refuse(outcome: Failure, code: string): void {
+    this.#abort(outcome, code);
   }
 
   /** Adds a chunk to the inspect buffer; returns the unconsumed bytes. Grows by doubling. */

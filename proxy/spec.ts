@@ -1,6 +1,12 @@
 // ListenerSpec: everything one listener process needs to serve one app generation.
 // The daemon maps an app's validated config to this (daemon/config/to-spec.ts); the listener
 // never sees config.json. Plain JSON only: it crosses the IPC channel as is.
+//
+// The interfaces below are the documented contract; the zod schemas after them check a spec that
+// arrives over IPC (proxy/ipc/protocol.ts). Adding a field: add it to its interface and to the
+// schema of the same name; tsc fails (at the `Same*` checks) until both agree, so a field can
+// never be dropped silently at the boundary. zod/mini: the listener bundles only what it uses.
+import * as z from 'zod/mini';
 
 /** A configured target, parsed once: `host:port` or `[v6]:port`. */
 export interface TargetSpec {
@@ -37,11 +43,50 @@ export interface TlsSpec {
   readonly certs: readonly CertSpec[];
 }
 
+/** Active health checks of an app's targets. Probing is the daemon's (once per target per interval, whatever the worker count); a listener only receives the resulting states (`health` IPC message). */
+export interface HealthCheckSpec {
+  /** Time between two probes of one target. */
+  readonly intervalMs: number;
+  /** A probe not finished by then fails. Default min(1000, intervalMs); never more than intervalMs. */
+  readonly timeoutMs: number;
+  /** Consecutive successes that make a target up. Default 2. */
+  readonly rise: number;
+  /** Consecutive failures that make a target down. Default 2. */
+  readonly fall: number;
+  /** Port to probe instead of the target's own (a management port). null = the target's port. */
+  readonly port: number | null;
+  /** Bytes (UTF-8) to send once connected. null = send nothing. */
+  readonly send: string | null;
+  /** Healthy only when the reply contains this (UTF-8). null = connecting (and sending) is enough. */
+  readonly expect: string | null;
+  /** HTTP check: `GET <httpPath> HTTP/1.1`. null = not HTTP. Exclusive with send/expect. */
+  readonly httpPath: string | null;
+  /** HTTP statuses that count as healthy; empty = any 2xx. */
+  readonly expectStatus: readonly number[];
+}
+
+/** Per-source limits (issue 12); a source is an IPv4 address or an IPv6 /prefix6 network. */
+export interface PerSourceSpec {
+  /** Concurrent connections per source. 0 = no limit. */
+  readonly maxConnections: number;
+  /** New connections per second per source (token bucket). 0 = no limit. */
+  readonly ratePerSecond: number;
+  /** Bucket size: connections a source may open at once. Default: ratePerSecond (at least 1). */
+  readonly burst: number;
+  /** IPv6 sources are grouped by this prefix length. Default 64. */
+  readonly prefix6: number;
+}
+
 export interface ListenerSpec {
   /** App name, used in every log line and error. */
   readonly app: string;
-  /** Ports to bind on every interface (IPv4 and IPv6), all with SO_REUSEPORT. */
+  /** Ports to bind, all with SO_REUSEPORT, on each address of `listen`. */
   readonly ports: readonly number[];
+  /**
+   * IP addresses to bind every port on. Empty (or absent, as from an older daemon or a test's
+   * hand-made spec) = every interface, IPv4 and IPv6: the default.
+   */
+  readonly listen?: readonly string[];
   /** Default target pool. May be empty on a TLS app whose routes cover every name. */
   readonly targets: readonly TargetSpec[];
   /** How a pool picks among its usable targets. Default "round-robin". */
@@ -70,6 +115,22 @@ export interface ListenerSpec {
   readonly sendProxyProtocol: 'none' | 'v1' | 'v2';
   /** Listener processes for this app (SO_REUSEPORT group). Default: number of CPUs. */
   readonly workers: number;
+  /** Active health checks, run by the daemon (the listener ignores this). Default null = none. */
+  readonly healthCheck: HealthCheckSpec | null;
+  /** CIDR ranges allowed in; null = everyone (Deny still applies). Checked on the real client address. */
+  readonly allow: readonly string[] | null;
+  /** CIDR ranges refused (wins over allow). Default none. */
+  readonly deny: readonly string[];
+  /** Concurrent connections of the whole app (every worker and generation). 0 = no limit (default). */
+  readonly maxConnections: number;
+  /** Over maxConnections, hold a new connection (not read, not connected) this long for a free slot. 0 = refuse at once (default). */
+  readonly queueTimeoutMs: number;
+  /** Default null (no per-source limits). */
+  readonly perSource: PerSourceSpec | null;
+  /** Close connections older than this. 0 = never (default). */
+  readonly maxConnectionDurationMs: number;
+  /** Plain TCP apps: close a client that sent nothing for this long. 0 = never (default: server-speaks-first protocols are normal). */
+  readonly firstByteTimeoutMs: number;
 }
 
 export const STRATEGY_NAMES = ['round-robin', 'least-connections', 'random-two', 'source-hash', 'first'] as const;
@@ -105,26 +166,127 @@ export const SPEC_DEFAULTS = {
   handshakeTimeoutMs: 5000,
   acceptProxyProtocol: false,
   sendProxyProtocol: 'none',
+  allow: null,
+  deny: Object.freeze([]) as readonly string[],
+  maxConnections: 0,
+  queueTimeoutMs: 0,
+  perSource: null,
+  maxConnectionDurationMs: 0,
+  firstByteTimeoutMs: 0,
+  healthCheck: null,
 } as const;
 
-/** Parse "host:port" or "[v6]:port". Returns undefined when malformed (the schema reports why). */
-export function parseTarget(raw: string): TargetSpec | undefined {
-  let host: string;
-  let portText: string;
-  if (raw.startsWith('[')) {
-    const close = raw.indexOf(']');
-    if (close < 0 || raw[close + 1] !== ':') return undefined;
-    host = raw.slice(1, close);
-    portText = raw.slice(close + 2);
-    if (!host.includes(':')) return undefined;
-  } else {
-    const colon = raw.lastIndexOf(':');
-    if (colon <= 0 || raw.indexOf(':') !== colon) return undefined;
-    host = raw.slice(0, colon);
-    portText = raw.slice(colon + 1);
-  }
-  if (!/^[0-9]{1,5}$/.test(portText)) return undefined;
-  const port = Number(portText);
-  if (port < 1 || port > 65535) return undefined;
-  return { raw, host, port };
-}
+/** Defaults inside HealthCheck (timeoutMs is also capped at intervalMs). */
+export const HEALTH_CHECK_DEFAULTS = {
+  timeoutMs: 1000,
+  rise: 2,
+  fall: 2,
+} as const;
+
+/** PerSource defaults applied by the daemon's to-spec. */
+export const PER_SOURCE_DEFAULTS = { maxConnections: 0, ratePerSecond: 0, prefix6: 64 } as const;
+
+// ---- Schemas (checked against the interfaces above) ----
+
+/** Node's longest timer (ms); the config schema caps every timeout at it too. */
+const MAX_TIMER_MS = 2_147_483_647;
+const ms = (min: 0 | 1) => z.int().check(z.minimum(min), z.maximum(MAX_TIMER_MS));
+const port = (min: 0 | 1) => z.int().check(z.minimum(min), z.maximum(65535));
+const nonEmpty = () => z.string().check(z.minLength(1));
+
+const TargetSpecSchema = z.strictObject({
+  raw: nonEmpty(),
+  host: nonEmpty(),
+  port: port(1),
+  weight: z.optional(z.int().check(z.minimum(1))),
+  backup: z.optional(z.boolean()),
+});
+
+const OutlierDetectionSpecSchema = z.strictObject({
+  consecutiveFailures: z.int().check(z.minimum(1)),
+  ejectMs: ms(1),
+  maxEjectMs: ms(1),
+  maxEjectPercent: z.int().check(z.minimum(0), z.maximum(100)),
+});
+
+const RouteSpecSchema = z.strictObject({
+  sni: z.array(nonEmpty()),
+  alpn: z.array(nonEmpty()),
+  targets: z.array(TargetSpecSchema),
+});
+
+const CertSpecSchema = z.strictObject({
+  certPath: nonEmpty(),
+  keyPath: nonEmpty(),
+});
+
+const TlsSpecSchema = z.strictObject({
+  mode: z.enum(['passthrough', 'terminate']),
+  certs: z.array(CertSpecSchema),
+});
+
+const HealthCheckSpecSchema = z.strictObject({
+  intervalMs: ms(1),
+  timeoutMs: ms(1),
+  rise: z.int().check(z.minimum(1)),
+  fall: z.int().check(z.minimum(1)),
+  port: z.nullable(port(1)),
+  send: z.nullable(z.string()),
+  expect: z.nullable(z.string()),
+  httpPath: z.nullable(z.string()),
+  expectStatus: z.array(z.int()),
+});
+
+const PerSourceSpecSchema = z.strictObject({
+  maxConnections: z.int().check(z.minimum(0)),
+  ratePerSecond: z.number().check(z.minimum(0)),
+  burst: z.int().check(z.minimum(1)),
+  prefix6: z.int().check(z.minimum(0), z.maximum(128)),
+});
+
+const ListenerSpecShape = z.strictObject({
+  app: nonEmpty(),
+  // 0 = an ephemeral port (tests, `fproxy listen`, and an app's first worker when its config says 0).
+  ports: z.array(port(0)).check(z.minLength(1)),
+  listen: z.optional(z.array(nonEmpty())),
+  targets: z.array(TargetSpecSchema),
+  strategy: z.enum(STRATEGY_NAMES),
+  outlierDetection: z.nullable(OutlierDetectionSpecSchema),
+  onTargetDown: z.enum(['keep', 'close']),
+  connectTimeoutMs: ms(1),
+  connectAttemptTimeoutMs: ms(1),
+  idleTimeoutMs: ms(0),
+  drainTimeoutMs: ms(0),
+  handshakeTimeoutMs: ms(1),
+  tls: z.optional(TlsSpecSchema),
+  routes: z.array(RouteSpecSchema),
+  acceptProxyProtocol: z.boolean(),
+  sendProxyProtocol: z.enum(['none', 'v1', 'v2']),
+  workers: z.int().check(z.minimum(1)),
+  healthCheck: z.nullable(HealthCheckSpecSchema),
+  allow: z.nullable(z.array(nonEmpty())),
+  deny: z.array(nonEmpty()),
+  maxConnections: z.int().check(z.minimum(0)),
+  queueTimeoutMs: ms(0),
+  perSource: z.nullable(PerSourceSpecSchema),
+  maxConnectionDurationMs: ms(0),
+  firstByteTimeoutMs: ms(0),
+});
+
+/**
+ * Compile-time: schema S describes interface T exactly. A key in one and not the other shows up as
+ * a missing property named after it; a type that differs, as an error on the `satisfies` line.
+ */
+type Mismatch<S extends z.ZodMiniType, T> = { [K in Exclude<keyof T, keyof z.output<S>> | Exclude<keyof z.output<S>, keyof T>]: 'in the interface but not the schema, or the reverse' };
+type Same<S extends z.ZodMiniType, T> = z.output<S> extends T ? Mismatch<S, T> : { schemaOutputIsNot: T };
+({}) satisfies Same<typeof TargetSpecSchema, TargetSpec>;
+({}) satisfies Same<typeof RouteSpecSchema, RouteSpec>;
+({}) satisfies Same<typeof CertSpecSchema, CertSpec>;
+({}) satisfies Same<typeof TlsSpecSchema, TlsSpec>;
+({}) satisfies Same<typeof HealthCheckSpecSchema, HealthCheckSpec>;
+({}) satisfies Same<typeof OutlierDetectionSpecSchema, OutlierDetectionSpec>;
+({}) satisfies Same<typeof PerSourceSpecSchema, PerSourceSpec>;
+({}) satisfies Same<typeof ListenerSpecShape, ListenerSpec>;
+
+/** Parses to a ListenerSpec as the interface says it (readonly arrays); sound by the checks above. */
+export const ListenerSpecSchema = ListenerSpecShape as z.ZodMiniType<ListenerSpec>;

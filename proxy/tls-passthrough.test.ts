@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { Logger } from './log.ts';
-import { parseTarget, type ListenerSpec, type RouteSpec } from './spec.ts';
+import type { ListenerSpec, RouteSpec } from './spec.ts';
+import { targetSpec } from './testing.ts';
 import {
   captureLogger, choppedSocket, exchange, makeCert, makeSpec, sClient, sClientSubject, slowClient, startTlsEcho, tempDir, tlsExchange, waitFor,
   type TestCert, type TlsTarget,
@@ -15,7 +16,7 @@ import {
 type T = { after: (fn: () => unknown) => void };
 
 
-const route = (sni: string[], target: TlsTarget, alpn: string[] = []): RouteSpec => ({ sni, alpn, targets: [parseTarget(`127.0.0.1:${target.port}`)!] });
+const route = (sni: string[], target: TlsTarget, alpn: string[] = []): RouteSpec => ({ sni, alpn, targets: [targetSpec(`127.0.0.1:${target.port}`)] });
 
 /** Three TLS targets, each with its own certificate: A (a.example.test), B (*.b.example.test), C (the default pool). */
 async function setup(t: T, over: Partial<ListenerSpec> = {}, logger?: Logger) {
@@ -74,7 +75,7 @@ test('without default targets, an unmatched SNI and a missing SNI are reset befo
   assert.equal(none.error?.code, 'ECONNRESET');
   assert.equal((await tlsExchange(port, 'ok', { servername: 'a.example.test' })).reply, 'A:ok');
   assert.equal(ta.alpn.length + tb.alpn.length, 1);
-  await waitFor(() => listener.counters().activeConnections === 0, 2000, 'sessions closed');
+  await waitFor(() => listener.counters().activeConnections === 0, 20_000, 'sessions closed');
 });
 
 test('ALPN routing: a route with Alpn takes only clients offering one of its protocols', async (t) => {
@@ -99,14 +100,14 @@ test('ALPN routing: a route with Alpn takes only clients offering one of its pro
 
 test('bytes that are not TLS are reset at once, not after HandshakeTimeoutMs', async (t) => {
   const { logger, lines } = await captureLogger('debug');
-  const { port } = await setup(t, { handshakeTimeoutMs: 3000 }, logger);
+  // A handshake timeout far beyond the client's patience: a reset the client sees came from the parse, not the timer.
+  const { port } = await setup(t, { handshakeTimeoutMs: 120_000 }, logger);
   for (const junk of ['GET / HTTP/1.1\r\n\r\n', 'PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n', '\x15\x03\x03\x00\x02\x02\x28']) {
-    const r = await exchange(port, junk);
+    const r = await exchange(port, junk, '127.0.0.1', 30_000);
     assert.equal(r.error?.code, 'ECONNRESET', JSON.stringify(junk));
-    assert.ok(r.ms < 1000, `reset after ${r.ms} ms`);
   }
-  await waitFor(() => lines.filter((l) => l.msg === 'access').length === 3, 2000, 'three access lines');
-  assert.deepEqual(lines.filter((l) => l.msg === 'access').map((l) => [l.outcome, l.target]), Array(3).fill(['bad-handshake', undefined]));
+  await waitFor(() => lines.filter((l) => l.event === 'access').length === 3, 20_000, 'three access lines');
+  assert.deepEqual(lines.filter((l) => l.event === 'access').map((l) => [l.outcome, l.target]), Array(3).fill(['bad-handshake', undefined]));
 });
 
 test('a client sending a byte a second is closed at HandshakeTimeoutMs and costs the others nothing', async (t) => {
@@ -116,9 +117,10 @@ test('a client sending a byte a second is closed at HandshakeTimeoutMs and costs
   const fast = await Promise.all([0, 1, 2].map((i) => tlsExchange(port, `f${i}`, { servername: 'a.example.test' })));
   assert.deepEqual(fast.map((r) => r.reply), ['A:f0', 'A:f1', 'A:f2']);
   const r = await slow;
-  assert.ok(r.ms >= 1400 && r.ms < 2500, `closed after ${r.ms} ms`);
-  assert.equal(r.sent, 2);
-  await waitFor(() => listener.counters().activeConnections === 0, 2000, 'sessions closed');
+  // Closed by the handshake deadline: not before it, and long before the ClientHello was complete.
+  assert.ok(r.ms >= 1400, `closed after ${r.ms} ms`);
+  assert.ok(r.sent >= 1 && r.sent < 20, `closed after ${r.sent} of ${hello.length} bytes`);
+  await waitFor(() => listener.counters().activeConnections === 0, 20_000, 'sessions closed');
 });
 
 test('a ClientHello arriving in many small segments, or spread over two records, is reassembled and routed', async (t) => {

@@ -7,12 +7,8 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer, type ClientOptions, type RawData } from 'ws';
-import { Listener } from './listener.ts';
-import { createLogger } from './log.ts';
-import type { ListenerSpec } from './spec.ts';
-import { makeCert, makeSpec, tempDir, waitFor } from './testing.ts';
+import { listen, makeCert, makeSpec, tempDir, waitFor } from './testing.ts';
 
-const logger = createLogger({ proc: 'test' }, 'silent');
 type T = { after: (fn: () => unknown) => void };
 
 /** Echoes every message; on "push" sends three messages of its own; records close codes. */
@@ -36,12 +32,6 @@ async function startWsTarget(t: T): Promise<{ port: number; closes: number[]; pa
   return { port: (wss.address() as AddressInfo).port, closes, paths };
 }
 
-async function listen(t: T, spec: ListenerSpec): Promise<number> {
-  const listener = new Listener(spec, { logger });
-  const [port] = await listener.start();
-  t.after(() => listener.drain(0));
-  return port!;
-}
 
 /** Open, talk, close cleanly; asserts along the way. */
 async function conversation(ws: WebSocket, target: { closes: number[]; paths: string[] }): Promise<void> {
@@ -50,31 +40,31 @@ async function conversation(ws: WebSocket, target: { closes: number[]; paths: st
   await once(ws, 'open');
 
   ws.send('hello');
-  await waitFor(() => inbox.length === 1, 3000, 'text echo');
+  await waitFor(() => inbox.length === 1, 20_000, 'text echo');
   assert.deepEqual([inbox[0]!.data.toString(), inbox[0]!.binary], ['hello', false]);
 
   const big = randomBytes(512 * 1024);
   ws.send(big);
-  await waitFor(() => inbox.length === 2, 5000, 'binary echo');
+  await waitFor(() => inbox.length === 2, 20_000, 'binary echo');
   assert.ok(inbox[1]!.binary);
   assert.ok(inbox[1]!.data.equals(big), 'the 512 KiB binary message came back intact');
 
   ws.send('push');
-  await waitFor(() => inbox.length === 5, 3000, 'server pushes');
+  await waitFor(() => inbox.length === 5, 20_000, 'server pushes');
   assert.deepEqual(inbox.slice(2).map((m) => m.data.toString()), ['pushed 0', 'pushed 1', 'pushed 2']);
 
   ws.close(1000, 'bye');
   const [code, reason] = (await once(ws, 'close')) as [number, Buffer];
   assert.equal(code, 1000);
   assert.equal(String(reason), 'bye');
-  await waitFor(() => target.closes.length === 1, 3000, 'target saw the close');
+  await waitFor(() => target.closes.length === 1, 20_000, 'target saw the close');
   assert.deepEqual(target.closes, [1000]);
   assert.deepEqual(target.paths, ['/chat?room=1']);
 }
 
 test('a WebSocket session works through a plain TCP app', async (t) => {
   const target = await startWsTarget(t);
-  const port = await listen(t, makeSpec([`127.0.0.1:${target.port}`]));
+  const { port } = await listen(t, makeSpec([`127.0.0.1:${target.port}`]));
   const ws = new WebSocket(`ws://127.0.0.1:${port}/chat?room=1`);
   t.after(() => ws.terminate());
   await conversation(ws, target);
@@ -84,7 +74,7 @@ test('a wss:// session works through a TLS-terminating app (the client verifies 
   const target = await startWsTarget(t);
   const dir = await tempDir(t);
   const cert = await makeCert(dir, 'ws', ['ws.example.test']);
-  const port = await listen(t, makeSpec([`127.0.0.1:${target.port}`], {
+  const { port } = await listen(t, makeSpec([`127.0.0.1:${target.port}`], {
     tls: { mode: 'terminate', certs: [{ certPath: cert.certPath, keyPath: cert.keyPath }] },
   }));
   // Verified for real: the test certificate is the only CA, and its SAN must match the SNI (ws hands

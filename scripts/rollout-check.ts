@@ -15,101 +15,40 @@
 // targets (the second port answering or refusing as it should; for TLS, each SNI by its new
 // target, by tag and certificate); that time must stay under --effect-ms for both apps. Every app
 // runs --workers listeners (default 2, written into the config, so the check does not depend on
-// the CPU count). A "steady" app that is never edited must keep its pids throughout.
+// the CPU count). A "steady" app that is never edited must keep its pids throughout. Every port
+// is 0 in the config (the kernel picks, the daemon keeps it across generations); the real ports
+// come from /apps, and the check asserts they stay the same through every rollout.
 // Prints connections, failures, rollouts and the slowest time-to-effect of both apps; exits 1 on
 // any failure.
 //
-//   scripts/rollout-check [--rewrites 50] [--concurrency 50] [--tls-concurrency 10] [--tls-rate 20] [--workers 2] [--effect-ms 1000] [--interval-ms 1500] [--verbose]
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
+//   scripts/rollout-check [--rewrites 50] [--concurrency 50] [--tls-concurrency 10] [--tls-rate 20] [--workers 2] [--effect-ms 1000] [--interval-ms 1500] [--timeout-ms 5000] [--verbose]
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import { startEchoServers } from '../ftest/echo-server.ts';
 import { ping } from '../ftest/ping.ts';
 import { simulate } from '../ftest/simulate.ts';
 import type { Failure } from '../ftest/failure.ts';
-import type { AppStatus } from '../daemon/app-supervisor.ts';
+import { startDaemon } from './rollout-check-lib/daemon-child.ts';
+import { parseOptions } from './rollout-check-lib/options.ts';
+import { effectWindowMs, median, ms, timeToEffect } from './rollout-check-lib/time-to-effect.ts';
+import type { Effect } from './rollout-check-lib/time-to-effect.ts';
 import { TLS_APP, TLS_NAMES, startTlsApp } from './rollout-check-lib/tls-app.ts';
 import { tlsLoad } from './rollout-check-lib/tls-load.ts';
-
-const DAEMON_MAIN = new URL('../daemon/main.ts', import.meta.url).pathname;
-
-interface Options {
-  rewrites: number;
-  concurrency: number;
-  tlsConcurrency: number;
-  tlsRate: number;
-  workers: number;
-  effectMs: number;
-  intervalMs: number;
-  verbose: boolean;
-}
-
-function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      rewrites: { type: 'string', default: '50' },
-      concurrency: { type: 'string', default: '50' },
-      'tls-concurrency': { type: 'string', default: '10' },
-      'tls-rate': { type: 'string', default: '20' },
-      workers: { type: 'string', default: '2' },
-      'effect-ms': { type: 'string', default: '1000' },
-      'interval-ms': { type: 'string', default: '1500' },
-      verbose: { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  if (values.help) {
-    process.stdout.write('usage: scripts/rollout-check [--rewrites 50] [--concurrency 50] [--tls-concurrency 10] [--tls-rate 20] [--workers 2] [--effect-ms 1000] [--interval-ms 1500] [--verbose]\n');
-    process.exit(0);
-  }
-  const int = (name: string, text: string, min: number): number => {
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < min) throw new Error(`Invalid --${name} "${text}": expected an integer ≥ ${min}`);
-    return n;
-  };
-  return {
-    rewrites: int('rewrites', values.rewrites, 1),
-    concurrency: int('concurrency', values.concurrency, 1),
-    tlsConcurrency: int('tls-concurrency', values['tls-concurrency'], 1),
-    tlsRate: int('tls-rate', values['tls-rate'], 0),
-    workers: int('workers', values.workers, 1),
-    effectMs: int('effect-ms', values['effect-ms'], 1),
-    intervalMs: int('interval-ms', values['interval-ms'], 0),
-    verbose: values.verbose,
-  };
-}
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, async () => {
-      const s = net.createServer().listen({ port: 0, host: '::', ipv6Only: false });
-      await once(s, 'listening');
-      return s;
-    }),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const target = (port: number) => ({ host: '127.0.0.1', port, label: `127.0.0.1:${port}` });
 
 /** Which target answered a fresh connection to `port` ('refused', 'failed' otherwise). */
-async function probe(port: number): Promise<string> {
-  const r = await ping({ target: target(port), data: 'probe', timeoutMs: 1000 });
+async function probe(port: number, timeoutMs: number): Promise<string> {
+  const r = await ping({ target: target(port), data: 'probe', timeoutMs });
   if (r.ok) return r.reply.toString().split(':')[0]!;
   return r.failure.kind === 'refused' ? 'refused' : `failed (${r.failure.message})`;
 }
 
 async function main(): Promise<number> {
   const opts = parseOptions(process.argv.slice(2));
+  const windowMs = effectWindowMs(opts.effectMs);
   const dir = await mkdtemp(join(tmpdir(), 'fproxy-rollout-check-'));
   // First, as the likeliest to fail (it runs openssl); nothing else is running yet then.
   const tlsApp = await startTlsApp(dir).catch(async (err: unknown) => {
@@ -119,16 +58,15 @@ async function main(): Promise<number> {
   const setA = await startEchoServers({ ports: [0, 0], host: '127.0.0.1', tag: true });
   const setB = await startEchoServers({ ports: [0, 0], host: '127.0.0.1', tag: true });
   const steadyTargets = await startEchoServers({ ports: [0], host: '127.0.0.1', tag: true });
-  const [mainPort, extraPort, steadyPort, tlsPort] = await freePorts(4);
   const configPath = join(dir, 'config.json');
   const sets = [setA.ports, setB.ports];
   // Workers are written out for every app: with the default (the CPU count) a 1-CPU machine
   // would run single-worker apps and the check would prove less than it says.
   const configFor = (i: number) => ({
     Apps: [
-      { Name: 'rolling', Ports: i % 4 >= 2 ? [mainPort, extraPort] : [mainPort], Targets: sets[i % 2]!.map((p) => `127.0.0.1:${p}`), Workers: opts.workers, DrainTimeoutMs: 5000 },
-      { Name: 'steady', Ports: [steadyPort], Targets: steadyTargets.ports.map((p) => `127.0.0.1:${p}`), Workers: opts.workers },
-      tlsApp.config(i, tlsPort!, opts.workers),
+      { Name: 'rolling', Ports: i % 4 >= 2 ? [0, 0] : [0], Targets: sets[i % 2]!.map((p) => `127.0.0.1:${p}`), Workers: opts.workers, DrainTimeoutMs: 5000 },
+      { Name: 'steady', Ports: [0], Targets: steadyTargets.ports.map((p) => `127.0.0.1:${p}`), Workers: opts.workers },
+      tlsApp.config(i, 0, opts.workers),
     ],
   });
   const writeConfig = async (i: number) => {
@@ -138,24 +76,9 @@ async function main(): Promise<number> {
   };
   await writeConfig(0);
 
-  const daemon = spawn(process.execPath, [DAEMON_MAIN], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // Spares for two rewrites: each rewrite rolls out two apps, each taking `workers` of them.
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FPROXY_CONFIG_PATH: configPath, FPROXY_ADMIN_ADDR: '127.0.0.1:0', LOG_LEVEL: 'info', FPROXY_SPARE_LISTENERS: String(Math.min(64, 4 * opts.workers)) },
-  });
-  const daemonExit = once(daemon, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-  // Keep the last lines for the report; the pipe is always drained so nothing blocks on it.
-  const tail: string[] = [];
-  let adminPort = 0;
-  createInterface({ input: daemon.stdout! }).on('line', (line) => {
-    tail.push(line);
-    if (tail.length > 200) tail.shift();
-    if (opts.verbose) process.stderr.write(line + '\n');
-    if (adminPort === 0 && line.includes('"admin endpoint listening"')) adminPort = Number(String(JSON.parse(line).admin).split(':').pop());
-  });
-  daemon.stderr!.on('data', (c: Buffer) => process.stderr.write(c));
-  const apps = async (): Promise<AppStatus[]> => (await (await fetch(`http://127.0.0.1:${adminPort}/apps`)).json()) as AppStatus[];
-  const app = async (name: string) => (await apps()).find((a) => a.name === name && a.state !== 'draining');
+  // Spares for two rewrites: each rewrite rolls out two apps, each taking `workers` of them.
+  const daemon = startDaemon(configPath, { FPROXY_SPARE_LISTENERS: String(Math.min(64, 4 * opts.workers)) }, opts.verbose);
+  const app = daemon.app;
   const appNames = ['rolling', 'steady', TLS_APP];
 
   const problems: string[] = [];
@@ -165,9 +88,13 @@ async function main(): Promise<number> {
   const effects: number[] = [];
   const tlsEffects: number[] = [];
   try {
-    for (const deadline = Date.now() + 15_000; adminPort === 0 || !(await Promise.all(appNames.map(app))).every((a) => a?.state === 'running'); await sleep(25)) {
-      if (Date.now() > deadline || daemon.exitCode !== null) throw new Error(`the daemon did not start its apps (${appNames.join(', ')}) within 15 s`);
+    for (const deadline = Date.now() + 60_000; daemon.adminPort() === 0 || !(await Promise.all(appNames.map(app))).every((a) => a?.state === 'running'); await sleep(25)) {
+      if (Date.now() > deadline || daemon.child.exitCode !== null) throw new Error(`the daemon did not start its apps (${appNames.join(', ')}) within 60 s`);
     }
+    // The kernel picked every port (Ports: [0]); they must stay the same through every rollout.
+    const firstPorts = (await Promise.all(['rolling', 'steady', TLS_APP].map(app))).map((a) => a!.ports[0]!);
+    const [mainPort, steadyPort, tlsPort] = [firstPorts[0]!, firstPorts[1]!, firstPorts[2]!];
+    let extraPort: number | undefined;
     const checkWorkers = async (when: string) => {
       for (const name of appNames) {
         const a = await app(name);
@@ -178,10 +105,10 @@ async function main(): Promise<number> {
     const steadyPids = (await app('steady'))!.pids;
     const firstFailures: Failure[] = [];
     const load = simulate({
-      target: target(mainPort!),
+      target: target(mainPort),
       concurrency: opts.concurrency,
       durationMs: 3_600_000,
-      timeoutMs: 5000,
+      timeoutMs: opts.timeoutMs,
       signal: abort.signal,
       onError: (f) => {
         if (firstFailures.length < 10) firstFailures.push(f);
@@ -189,12 +116,12 @@ async function main(): Promise<number> {
     });
     const firstTlsFailures: Failure[] = [];
     const tlsRun = tlsLoad({
-      port: tlsPort!,
+      port: tlsPort,
       servernames: TLS_NAMES,
       concurrency: opts.tlsConcurrency,
       ratePerSec: opts.tlsRate,
       durationMs: 3_600_000,
-      timeoutMs: 5000,
+      timeoutMs: opts.timeoutMs,
       signal: abort.signal,
       judge: tlsApp.judge,
       onError: (f) => {
@@ -213,13 +140,18 @@ async function main(): Promise<number> {
       // extra port must answer or refuse as it should, and each SNI must reach its route's new
       // target, shown by its tag and its certificate.
       const [tcp, tls] = await Promise.all([
-        timeToEffect(writtenAt, async () => {
-          const [tag, extra] = await Promise.all([probe(mainPort!), probe(extraPort!)]);
+        timeToEffect(writtenAt, windowMs, async () => {
+          // A re-added extra port is a new 0: the kernel picks it again, /apps says which.
+          const ports = (await app('rolling'))?.ports ?? [];
+          if (extraWanted && ports[1] !== undefined && ports[1] !== 0) extraPort = ports[1];
+          const extraNow = extraWanted ? ports[1] : extraPort;
+          const [tag, extra] = await Promise.all([probe(mainPort, opts.timeoutMs), extraNow === undefined ? (extraWanted ? 'not bound yet' : 'refused') : probe(extraNow, opts.timeoutMs)]);
           probes += 2;
-          return { ok: wanted.has(tag) && (extraWanted ? wanted.has(extra) : extra === 'refused'), seen: `main port: ${tag}, extra port: ${extra}` };
+          const ok = ports[0] === mainPort && wanted.has(tag) && (extraWanted ? ports.length === 2 && wanted.has(extra) : ports.length === 1 && extra === 'refused');
+          return { ok, seen: `ports ${ports.join(', ')}; main port ${mainPort}: ${tag}, extra port ${extraNow ?? '-'}: ${extra}` };
         }),
-        timeToEffect(writtenAt, async () => {
-          const tags = await Promise.all(TLS_NAMES.map((name) => tlsApp.probe(tlsPort!, name)));
+        timeToEffect(writtenAt, windowMs, async () => {
+          const tags = await Promise.all(TLS_NAMES.map((name) => tlsApp.probe(tlsPort, name, opts.timeoutMs)));
           tlsProbes += tags.length;
           return { ok: tags.every((tag, n) => tag === tlsWanted[n]), seen: tags.map((tag, n) => `${TLS_NAMES[n]}: ${tag}`).join(', ') };
         }),
@@ -229,7 +161,7 @@ async function main(): Promise<number> {
         [TLS_APP, tls, tlsEffects, TLS_NAMES.map((name, n) => `${name} → ${tlsWanted[n]}`).join(', ')],
       ];
       for (const [name, { effectMs, seen }, list, expected] of results) {
-        if (effectMs === undefined) problems.push(`rewrite ${i}: app ${name}'s new config (${expected}) had no effect within 10 s; last probes: ${seen}`);
+        if (effectMs === undefined) problems.push(`rewrite ${i}: app ${name}'s new config (${expected}) had no effect within ${windowMs / 1000} s; last probes: ${seen}`);
         else if (effectMs > opts.effectMs) problems.push(`rewrite ${i}: app ${name}'s new config took effect after ${Math.round(effectMs)} ms (limit ${opts.effectMs} ms)`);
         if (effectMs !== undefined) list.push(effectMs);
       }
@@ -244,6 +176,7 @@ async function main(): Promise<number> {
     const steady = await app('steady');
     const tlsStatus = await app(TLS_APP);
     await checkWorkers('at the end');
+    if (steady?.ports[0] !== steadyPort || rolling?.ports[0] !== mainPort || tlsStatus?.ports[0] !== tlsPort) problems.push(`a kernel-picked port changed: rolling ${mainPort} → ${rolling?.ports[0]}, steady ${steadyPort} → ${steady?.ports[0]}, ${TLS_APP} ${tlsPort} → ${tlsStatus?.ports[0]}`);
     if (JSON.stringify(steady?.pids) !== JSON.stringify(steadyPids)) problems.push(`the steady app's pids changed: ${steadyPids} → ${steady?.pids}`);
     if (rolling?.lastError) problems.push(`the rolling app reports an error: ${rolling.lastError.message}`);
     if (tlsStatus?.lastError) problems.push(`the ${TLS_APP} app reports an error: ${tlsStatus.lastError.message}`);
@@ -276,54 +209,18 @@ async function main(): Promise<number> {
     problems.push((err as Error).message);
   } finally {
     abort.abort();
-    if (daemon.exitCode === null) daemon.kill('SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const exit = await Promise.race([daemonExit, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 20_000)))]);
-    clearTimeout(timer);
-    if (exit === undefined) {
-      daemon.kill('SIGKILL');
-      problems.push('the daemon did not exit within 20 s of SIGTERM');
-    } else if (exit[0] !== 0) {
-      problems.push(`the daemon exited with code ${exit[0]} signal ${exit[1]}`);
-    }
+    const stopProblem = await daemon.stop();
+    if (stopProblem !== undefined) problems.push(stopProblem);
     await Promise.all([setA.close(), setB.close(), steadyTargets.close(), tlsApp.close()]);
     await rm(dir, { recursive: true, force: true });
   }
   if (problems.length > 0) {
     process.stdout.write(`FAIL\n${problems.map((p) => `  - ${p}`).join('\n')}\n`);
-    if (!opts.verbose) process.stderr.write(`last daemon log lines:\n${tail.slice(-30).join('\n')}\n`);
+    if (!opts.verbose) process.stderr.write(`last daemon log lines:\n${daemon.tail.slice(-30).join('\n')}\n`);
     return 1;
   }
   process.stdout.write('OK\n');
   return 0;
-}
-
-interface Effect {
-  /** From the rewrite to the start of the first of 3 probe rounds in a row that all saw the new config; undefined after 10 s without. */
-  readonly effectMs: number | undefined;
-  /** What the last round saw, for the report. */
-  readonly seen: string;
-}
-
-/** Runs probe rounds (each says whether it saw the new config) until the rewrite is in effect or 10 s passed. */
-async function timeToEffect(writtenAt: number, round: () => Promise<{ ok: boolean; seen: string }>): Promise<Effect> {
-  let seen = '';
-  for (let streak = 0, streakStart = 0; performance.now() - writtenAt < 10_000; ) {
-    const roundStart = performance.now();
-    const r = await round();
-    seen = r.seen;
-    if (!r.ok) streak = 0;
-    else if (streak++ === 0) streakStart = roundStart;
-    if (streak === 3) return { effectMs: streakStart - writtenAt, seen };
-  }
-  return { effectMs: undefined, seen };
-}
-
-const ms = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? 'never' : `${Math.round(x)} ms`);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.floor(s.length / 2)]! : NaN;
 }
 
 process.exitCode = await main().catch((err: unknown) => {

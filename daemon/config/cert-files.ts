@@ -1,10 +1,11 @@
 // The I/O half of validation: every Tls "terminate" app's cert and key files exist, are readable,
-// parse as PEM, and belong together. Paths resolve against the config file's directory.
+// parse as PEM, and belong together (judged by proxy's parseCertPair, as the listener judges them).
+// Paths resolve against the config file's directory.
 // Invariant: like rules.ts it reads the raw JSON defensively, so a config with both a typo and a
 // missing file reports both at once; it reports problems, never throws.
-import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { parseCertPair, readProblem } from '../../proxy/index.ts';
 import type { PathIssue, PathSegment } from './issue-path.ts';
 
 export async function checkCertFiles(json: unknown, configDir: string): Promise<PathIssue[]> {
@@ -21,51 +22,35 @@ export async function checkCertFiles(json: unknown, configDir: string): Promise<
 }
 
 async function checkPair(pair: Record<string, unknown>, at: PathSegment[], configDir: string): Promise<PathIssue[]> {
+  const cert = typeof pair.Cert === 'string' && pair.Cert !== '' ? pair.Cert : undefined;
+  const key = typeof pair.Key === 'string' && pair.Key !== '' ? pair.Key : undefined;
+  // A missing or empty name is the schema's to report; the other file is still checked.
+  const shown = { cert: named(cert ?? '', configDir), key: named(key ?? '', configDir) };
   // Both files are read at once; issues are listed Cert first whichever read finishes first.
-  const [cert, key] = await Promise.all([
-    load(pair.Cert, 'certificate', [...at, 'Cert'], configDir, (pem) => new X509Certificate(pem)),
-    load(pair.Key, 'private key', [...at, 'Key'], configDir, (pem) => createPrivateKey(pem)),
+  const none: { pem?: Buffer; problem?: string } = {};
+  const [certRead, keyRead] = await Promise.all([
+    cert === undefined ? none : read(cert, 'certificate', shown.cert, configDir),
+    key === undefined ? none : read(key, 'private key', shown.key, configDir),
   ]);
-  const issues = [cert, key].flatMap((r) => (r.issue ? [r.issue] : []));
-  if (cert.value && key.value && !cert.value.checkPrivateKey(key.value)) {
-    issues.push({
-      path: [...at, 'Key'],
-      message: `key "${String(pair.Key)}" does not belong to certificate "${String(pair.Cert)}": use the key the certificate was issued for`,
-    });
-  }
+  const issues: PathIssue[] = [];
+  if (certRead.problem) issues.push({ path: [...at, 'Cert'], message: certRead.problem });
+  if (keyRead.problem) issues.push({ path: [...at, 'Key'], message: keyRead.problem });
+  const parsed = parseCertPair(certRead.pem, keyRead.pem, shown);
+  if (!parsed.ok) issues.push(...parsed.problems.map((p) => ({ path: [...at, p.file === 'cert' ? 'Cert' : 'Key'], message: p.message })));
   return issues;
 }
 
-async function load<T>(
-  file: unknown,
-  what: string,
-  path: PathSegment[],
-  configDir: string,
-  parse: (pem: Buffer) => T,
-): Promise<{ value?: T; issue?: PathIssue }> {
-  if (typeof file !== 'string' || file === '') return {}; // the schema reports it
+function named(file: string, configDir: string): string {
   const abs = resolve(configDir, file);
-  const named = abs === file ? `"${file}"` : `"${file}" (${abs})`;
-  let pem: Buffer;
-  try {
-    pem = await readFile(abs);
-  } catch (err) {
-    return { issue: { path, message: `cannot read ${what} file ${named}: ${describeFsError(err)}` } };
-  }
-  try {
-    return { value: parse(pem) };
-  } catch {
-    const also = what === 'private key' ? ' (an encrypted key is not supported: decrypt it with `openssl pkey`)' : '';
-    return { issue: { path, message: `${what} file ${named} does not hold a PEM ${what}${also}` } };
-  }
+  return abs === file ? `"${file}"` : `"${file}" (${abs})`;
 }
 
-function describeFsError(err: unknown): string {
-  const code = (err as { code?: unknown }).code;
-  if (code === 'ENOENT') return 'no such file (paths are relative to the config file\'s directory)';
-  if (code === 'EACCES' || code === 'EPERM') return `permission denied (${code}): let the fproxy user read it`;
-  if (code === 'EISDIR') return 'it is a directory, not a file';
-  return err instanceof Error ? err.message : String(err);
+async function read(file: string, what: 'certificate' | 'private key', shown: string, configDir: string): Promise<{ pem?: Buffer; problem?: string }> {
+  try {
+    return { pem: await readFile(resolve(configDir, file)) };
+  } catch (err) {
+    return { problem: readProblem(err, what, shown, ' (paths are relative to the config file\'s directory)') };
+  }
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

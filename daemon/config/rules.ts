@@ -1,11 +1,12 @@
 // Config rules that span several keys or apps, checked beside the schema: an app needs targets or
 // routes, routes need Tls, Certs go with Mode "terminate" only, a port or app name is used once,
 // an SNI name is not routed twice for the same ALPN, a pool lists a target once, MaxEjectMs is at
-// least EjectMs. Pure.
+// least EjectMs, a HealthCheck is one kind of probe with a timeout within its interval. Pure.
 // Invariant: these run on the raw JSON even when the schema found problems (so one run reports
 // everything), so every read is defensive, and a value the schema rejects (a bad port, a bad SNI
 // name) is skipped here: the schema already said what is wrong with it.
-import { sniNameProblem, targetProblem } from './host-name.ts';
+import { parseTarget } from '../../proxy/index.ts';
+import { sniNameProblem } from './host-name.ts';
 import { formatPath } from './issue-path.ts';
 import type { PathIssue, PathSegment } from './issue-path.ts';
 
@@ -26,6 +27,8 @@ export function checkRules(json: unknown): PathIssue[] {
     checkOutlierDetection(app.OutlierDetection, at('OutlierDetection'), issues);
     checkTls(app, at, issues);
     checkSniOverlap(app, at, issues);
+    checkHealthCheck(app, at, issues);
+    checkLimits(app, at, issues);
 
     const name = app.Name;
     if (typeof name === 'string') {
@@ -37,6 +40,7 @@ export function checkRules(json: unknown): PathIssue[] {
     if (!Array.isArray(app.Ports)) return;
     const own = new Map<number, number>();
     app.Ports.forEach((port, j) => {
+      // 0 asks the kernel for a free port: several 0s never clash.
       if (!isPort(port)) return;
       const twice = own.get(port);
       if (twice !== undefined) {
@@ -85,7 +89,7 @@ function checkDuplicateTargets(targets: unknown, at: PathSegment[], issues: Path
   const seen = new Map<string, number>();
   targets.forEach((t, i) => {
     const address = typeof t === 'string' ? t : isObject(t) && typeof t.Address === 'string' ? t.Address : undefined;
-    if (address === undefined || targetProblem(address) !== undefined) return;
+    if (address === undefined || !parseTarget(address).ok) return;
     const first = seen.get(address);
     if (first === undefined) {
       seen.set(address, i);
@@ -149,6 +153,42 @@ function checkSniOverlap(app: Json, at: (...rest: PathSegment[]) => PathSegment[
       });
     });
   });
+}
+
+/** HealthCheck: one kind of probe (HTTP or Send/Expect), statuses only for HTTP, a timeout within the interval. */
+function checkHealthCheck(app: Json, at: (...rest: PathSegment[]) => PathSegment[], issues: PathIssue[]): void {
+  const hc = app.HealthCheck;
+  if (!isObject(hc)) return;
+  const where = (key: string): PathSegment[] => at('HealthCheck', key);
+  if (hc.HttpPath !== undefined) {
+    for (const key of ['Send', 'Expect']) {
+      if (hc[key] === undefined) continue;
+      issues.push({ path: where(key), message: `cannot be used with HttpPath (an HTTP check sends its own request and reads the status): remove ${key}, or remove HttpPath for a Send/Expect check` });
+    }
+  } else if (hc.ExpectStatus !== undefined) {
+    issues.push({ path: where('ExpectStatus'), message: 'is only used by HTTP checks: add "HttpPath" (as "/health") or remove ExpectStatus' });
+  }
+  const { IntervalMs: interval, TimeoutMs: timeout } = hc;
+  if (Number.isInteger(interval) && Number.isInteger(timeout) && (timeout as number) > (interval as number)) {
+    issues.push({
+      path: where('TimeoutMs'),
+      message: `${String(timeout)} is more than IntervalMs (${String(interval)}): a probe must end before the next one starts; lower TimeoutMs or raise IntervalMs`,
+    });
+  }
+}
+
+/** Keys that only mean something beside another one: say so instead of silently ignoring them. */
+function checkLimits(app: Json, at: (...rest: PathSegment[]) => PathSegment[], issues: PathIssue[]): void {
+  if (typeof app.QueueTimeoutMs === 'number' && app.QueueTimeoutMs > 0 && !(typeof app.MaxConnections === 'number' && app.MaxConnections > 0)) {
+    issues.push({ path: at('QueueTimeoutMs'), message: 'queues connections over MaxConnections, so it needs "MaxConnections": add it or remove QueueTimeoutMs' });
+  }
+  const p = app.PerSource;
+  if (isObject(p) && p.Burst !== undefined && !(typeof p.RatePerSecond === 'number' && p.RatePerSecond > 0)) {
+    issues.push({ path: at('PerSource', 'Burst'), message: 'is the token bucket size of RatePerSecond: add "RatePerSecond" or remove Burst' });
+  }
+  if (app.FirstByteTimeoutMs !== undefined && app.FirstByteTimeoutMs !== 0 && (app.Tls !== undefined || app.AcceptProxyProtocol === true)) {
+    issues.push({ path: at('FirstByteTimeoutMs'), message: 'applies to plain TCP apps only; TLS and PROXY-protocol apps already close silent clients after HandshakeTimeoutMs: use that instead' });
+  }
 }
 
 function appLabel(app: unknown, index: number): string {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { describe, test } from 'node:test';
-import { SPEC_DEFAULTS } from '../../proxy/spec.ts';
+import { SPEC_DEFAULTS } from '../../proxy/index.ts';
 import type { AppConfig, Config } from './schema.ts';
 import { toListenerSpec, toListenerSpecs } from './to-spec.ts';
 import { validateConfig } from './validate.ts';
@@ -20,6 +20,7 @@ describe('toListenerSpec', () => {
     assert.deepEqual(spec, {
       app: 'five-thousand',
       ports: [5001, 5200],
+      listen: [],
       targets: [
         { raw: '127.0.0.1:9001', host: '127.0.0.1', port: 9001, weight: 1, backup: false },
         { raw: 'localhost:9002', host: 'localhost', port: 9002, weight: 1, backup: false },
@@ -36,8 +37,30 @@ describe('toListenerSpec', () => {
       acceptProxyProtocol: false,
       sendProxyProtocol: 'none',
       workers: Math.min(64, availableParallelism()),
+      healthCheck: null,
+      allow: null,
+      deny: [],
+      maxConnections: 0,
+      queueTimeoutMs: 0,
+      perSource: null,
+      maxConnectionDurationMs: 0,
+      firstByteTimeoutMs: 0,
     });
     assert.equal('tls' in spec, false, 'a plain TCP app has no tls key');
+  });
+
+  test('maps protection keys; PerSource defaults Burst to RatePerSecond and Prefix6 to 64', () => {
+    const spec = toListenerSpec(validApp({
+      Name: 'a', Ports: [1], Targets: ['x:1'], Allow: ['10.0.0.0/8'], Deny: ['10.1.0.0/16'], MaxConnections: 100, QueueTimeoutMs: 50,
+      PerSource: { MaxConnections: 5, RatePerSecond: 2.5 }, MaxConnectionDurationMs: 1000, FirstByteTimeoutMs: 200,
+    }), '/');
+    assert.deepEqual(spec.allow, ['10.0.0.0/8']);
+    assert.deepEqual(spec.deny, ['10.1.0.0/16']);
+    assert.equal(spec.maxConnections, 100);
+    assert.equal(spec.queueTimeoutMs, 50);
+    assert.deepEqual(spec.perSource, { maxConnections: 5, ratePerSecond: 2.5, burst: 3, prefix6: 64 });
+    assert.equal(spec.maxConnectionDurationMs, 1000);
+    assert.equal(spec.firstByteTimeoutMs, 200);
   });
 
   test('the defaults are SPEC_DEFAULTS', () => {
@@ -61,6 +84,20 @@ describe('toListenerSpec', () => {
     assert.equal(spec.workers, 3);
     assert.equal(spec.acceptProxyProtocol, true);
     assert.equal(spec.sendProxyProtocol, 'v1');
+  });
+
+  test('maps HealthCheck to healthCheck with its defaults, the timeout capped at the interval', () => {
+    const minimal = toListenerSpec(validApp({ Name: 'a', Ports: [1], Targets: ['x:1'], HealthCheck: { IntervalMs: 200 } }), '/');
+    assert.deepEqual(minimal.healthCheck, { intervalMs: 200, timeoutMs: 200, rise: 2, fall: 2, port: null, send: null, expect: null, httpPath: null, expectStatus: [] });
+    const full = toListenerSpec(validApp({
+      Name: 'a', Ports: [1], Targets: ['x:1'],
+      HealthCheck: { IntervalMs: 2000, TimeoutMs: 500, Rise: 3, Fall: 1, Port: 8008, HttpPath: '/primary', ExpectStatus: [200] },
+    }), '/');
+    assert.deepEqual(full.healthCheck, { intervalMs: 2000, timeoutMs: 500, rise: 3, fall: 1, port: 8008, send: null, expect: null, httpPath: '/primary', expectStatus: [200] });
+    const sendExpect = toListenerSpec(validApp({ Name: 'a', Ports: [1], Targets: ['x:1'], HealthCheck: { IntervalMs: 5000, Send: 'PING\r\n', Expect: 'PONG' } }), '/');
+    assert.equal(sendExpect.healthCheck?.timeoutMs, 1000);
+    assert.equal(sendExpect.healthCheck?.send, 'PING\r\n');
+    assert.equal(sendExpect.healthCheck?.expect, 'PONG');
   });
 
   test('parses an IPv6 target without its brackets', () => {
@@ -123,4 +160,9 @@ test('toListenerSpecs maps every app by name, in config order', () => {
   const specs = toListenerSpecs(result.config as Config, '/');
   assert.deepEqual([...specs.keys()], ['zeta', 'alpha']);
   assert.deepEqual(specs.get('alpha')?.ports, [2]);
+});
+
+test('Listen becomes the spec\'s bind addresses, in order', () => {
+  const app = { Name: 'local', Ports: [7001], Targets: ['127.0.0.1:9001'], Listen: ['127.0.0.1', '::1'] };
+  assert.deepEqual(toListenerSpec(app, '/etc/fproxy').listen, ['127.0.0.1', '::1']);
 });

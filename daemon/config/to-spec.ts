@@ -1,13 +1,13 @@
-// Validated app config → ListenerSpec: the one place defaults are applied (SPEC_DEFAULTS, and the
-// CPU count for Workers), targets are parsed, SNI names are lower-cased and cert paths are made
+// Validated app config → ListenerSpec: the one place defaults are applied (SPEC_DEFAULTS and
+// HEALTH_CHECK_DEFAULTS, and the CPU count for Workers), targets are parsed, SNI names are lower-cased and cert paths are made
 // absolute against the config file's directory. Pure apart from reading the CPU count.
 // Invariant: the input passed validateConfig, so a target that does not parse is a bug, not a
 // user error, and throws.
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { SPEC_DEFAULTS, parseTarget } from '../../proxy/spec.ts';
-import type { ListenerSpec, OutlierDetectionSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/spec.ts';
-import type { AppConfig, Config, RouteConfig, TargetConfig, TlsConfig } from './schema.ts';
+import { HEALTH_CHECK_DEFAULTS, PER_SOURCE_DEFAULTS, SPEC_DEFAULTS, parseTarget } from '../../proxy/index.ts';
+import type { HealthCheckSpec, ListenerSpec, OutlierDetectionSpec, PerSourceSpec, RouteSpec, TargetSpec, TlsSpec } from '../../proxy/index.ts';
+import type { AppConfig, Config, HealthCheckConfig, PerSourceConfig, RouteConfig, TargetConfig, TlsConfig } from './schema.ts';
 
 /** The schema's upper bound on Workers; a bigger machine still defaults to this many. */
 const MAX_WORKERS = 64;
@@ -16,6 +16,7 @@ export function toListenerSpec(app: AppConfig, configDir: string): ListenerSpec 
   return {
     app: app.Name,
     ports: [...app.Ports],
+    listen: [...(app.Listen ?? [])],
     targets: toTargets(app.Targets ?? [], app.Name),
     strategy: app.Strategy ?? SPEC_DEFAULTS.strategy,
     outlierDetection: toOutlier(app.OutlierDetection),
@@ -30,6 +31,29 @@ export function toListenerSpec(app: AppConfig, configDir: string): ListenerSpec 
     acceptProxyProtocol: app.AcceptProxyProtocol ?? SPEC_DEFAULTS.acceptProxyProtocol,
     sendProxyProtocol: app.SendProxyProtocol ?? SPEC_DEFAULTS.sendProxyProtocol,
     workers: app.Workers ?? Math.min(MAX_WORKERS, availableParallelism()),
+    allow: app.Allow === undefined ? SPEC_DEFAULTS.allow : [...app.Allow],
+    deny: app.Deny === undefined ? SPEC_DEFAULTS.deny : [...app.Deny],
+    maxConnections: app.MaxConnections ?? SPEC_DEFAULTS.maxConnections,
+    queueTimeoutMs: app.QueueTimeoutMs ?? SPEC_DEFAULTS.queueTimeoutMs,
+    perSource: app.PerSource === undefined ? SPEC_DEFAULTS.perSource : toPerSource(app.PerSource),
+    maxConnectionDurationMs: app.MaxConnectionDurationMs ?? SPEC_DEFAULTS.maxConnectionDurationMs,
+    firstByteTimeoutMs: app.FirstByteTimeoutMs ?? SPEC_DEFAULTS.firstByteTimeoutMs,
+    healthCheck: app.HealthCheck === undefined ? SPEC_DEFAULTS.healthCheck : toHealthCheck(app.HealthCheck),
+  };
+}
+
+function toHealthCheck(hc: HealthCheckConfig): HealthCheckSpec {
+  return {
+    intervalMs: hc.IntervalMs,
+    // A default timeout never exceeds the interval (a 200 ms interval gets a 200 ms timeout).
+    timeoutMs: hc.TimeoutMs ?? Math.min(HEALTH_CHECK_DEFAULTS.timeoutMs, hc.IntervalMs),
+    rise: hc.Rise ?? HEALTH_CHECK_DEFAULTS.rise,
+    fall: hc.Fall ?? HEALTH_CHECK_DEFAULTS.fall,
+    port: hc.Port ?? null,
+    send: hc.Send ?? null,
+    expect: hc.Expect ?? null,
+    httpPath: hc.HttpPath ?? null,
+    expectStatus: [...(hc.ExpectStatus ?? [])],
   };
 }
 
@@ -41,9 +65,9 @@ export function toListenerSpecs(config: Config, configDir: string): Map<string, 
 function toTargets(targets: readonly TargetConfig[], app: string): TargetSpec[] {
   return targets.map((t) => {
     const address = typeof t === 'string' ? t : t.Address;
-    const target = parseTarget(address);
-    if (target === undefined) throw new Error(`BUG: app "${app}" reached toListenerSpec with unparsable target "${address}"; validate the config first`);
-    return typeof t === 'string' ? { ...target, weight: 1, backup: false } : { ...target, weight: t.Weight ?? 1, backup: t.Backup ?? false };
+    const parsed = parseTarget(address);
+    if (!parsed.ok) throw new Error(`BUG: app "${app}" reached toListenerSpec with unparsable target "${address}" (${parsed.reason}); validate the config first`);
+    return typeof t === 'string' ? { ...parsed.target, weight: 1, backup: false } : { ...parsed.target, weight: t.Weight ?? 1, backup: t.Backup ?? false };
   });
 }
 
@@ -55,6 +79,16 @@ function toOutlier(o: AppConfig['OutlierDetection']): OutlierDetectionSpec | nul
     ejectMs: o?.EjectMs ?? d.ejectMs,
     maxEjectMs: Math.max(o?.MaxEjectMs ?? d.maxEjectMs, o?.EjectMs ?? d.ejectMs),
     maxEjectPercent: o?.MaxEjectPercent ?? d.maxEjectPercent,
+  };
+}
+
+function toPerSource(p: PerSourceConfig): PerSourceSpec {
+  const ratePerSecond = p.RatePerSecond ?? PER_SOURCE_DEFAULTS.ratePerSecond;
+  return {
+    maxConnections: p.MaxConnections ?? PER_SOURCE_DEFAULTS.maxConnections,
+    ratePerSecond,
+    burst: p.Burst ?? Math.max(1, Math.ceil(ratePerSecond)),
+    prefix6: p.Prefix6 ?? PER_SOURCE_DEFAULTS.prefix6,
   };
 }
 

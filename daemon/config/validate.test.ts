@@ -45,6 +45,12 @@ describe('validateConfig accepts', () => {
       })],
     }],
     ['the same target in two pools', { Apps: [app({ Targets: ['x:1'], Tls: { Mode: 'passthrough' }, Routes: [{ Sni: ['a.test'], Targets: [{ Address: 'x:1', Weight: 2 }] }] })] }],
+    ['every protection key', {
+      Apps: [app({
+        Allow: ['10.0.0.0/8', '::1/128', '192.0.2.7', '2001:db8::/32'], Deny: ['10.1.0.0/16'], MaxConnections: 100, QueueTimeoutMs: 500,
+        PerSource: { MaxConnections: 5, RatePerSecond: 2.5, Burst: 10, Prefix6: 56 }, MaxConnectionDurationMs: 60000, FirstByteTimeoutMs: 1000,
+      })],
+    }],
     ['IPv6, IPv4, names with "_" and a trailing dot as targets', { Apps: [app({ Targets: ['[::1]:9000', '10.0.0.7:5432', 'app_db_1:5432', 'db.internal.:1'] })] }],
     ['a routes-only TLS app with no default targets', {
       Apps: [app({ Targets: undefined, Tls: { Mode: 'passthrough' }, Routes: [{ Sni: ['a.example.test', '*.a.example.test'], Targets: ['x:1'] }] })],
@@ -57,8 +63,18 @@ describe('validateConfig accepts', () => {
       })],
     }],
     ['terminate with certs', { Apps: [app({ Tls: { Mode: 'terminate', Certs: [{ Cert: 'a.pem', Key: 'a-key.pem' }] } })] }],
+    ['Listen with IPv4 and IPv6 addresses', { Apps: [app({ Listen: ['127.0.0.1', '::1', '0.0.0.0'] })] }],
+    ['a HealthCheck with only IntervalMs (a TCP connect check)', { Apps: [app({ HealthCheck: { IntervalMs: 2000 } })] }],
+    ['a HealthCheck with every key of an HTTP check', {
+      Apps: [app({ HealthCheck: { IntervalMs: 2000, TimeoutMs: 2000, Rise: 1, Fall: 3, Port: 8008, HttpPath: '/primary', ExpectStatus: [200, 204] } })],
+    }],
+    ['a Send/Expect HealthCheck', { Apps: [app({ HealthCheck: { IntervalMs: 500, Send: 'PING\r\n', Expect: 'PONG' } })] }],
+    ['an Expect-only HealthCheck (a banner)', { Apps: [app({ HealthCheck: { IntervalMs: 500, Expect: '220 ' } })] }],
     ['two apps on different ports', {
       Apps: [app({ Name: 'a', Ports: [1] }), app({ Name: 'b', Ports: [2] })],
+    }],
+    ['port 0 (kernel-picked) more than once, in one app and in two', {
+      Apps: [app({ Name: 'a', Ports: [0, 0, 5001] }), app({ Name: 'b', Ports: [0] })],
     }],
   ];
   for (const [name, json] of good) {
@@ -79,14 +95,21 @@ describe('validateConfig reports, with the exact path', () => {
     ['duplicate app names', { Apps: [app({ Name: 'x', Ports: [1] }), app({ Name: 'x', Ports: [2] })] }, 'Apps[1].Name', /"x" is already used by Apps\[0\]/],
     ['a port used by two apps, naming both', { Apps: [app({ Name: 'one', Ports: [80] }), app({ Name: 'two', Ports: [443, 80] })] }, 'Apps[1].Ports[1]', /port 80 of app "two" is already used by app "one" \(Apps\[0\]\.Ports\[0\]\)/],
     ['a port listed twice in one app', { Apps: [app({ Ports: [80, 80] })] }, 'Apps[0].Ports[1]', /port 80 is listed twice/],
-    ['a port above 65535', { Apps: [app({ Ports: [5001, 70000] })] }, 'Apps[0].Ports[1]', /^port 70000 is outside 1–65535$/],
-    ['port 0', { Apps: [app({ Ports: [0] })] }, 'Apps[0].Ports[0]', /^port 0 is outside 1–65535$/],
+    ['a port above 65535', { Apps: [app({ Ports: [5001, 70000] })] }, 'Apps[0].Ports[1]', /^port 70000 is outside 0–65535 \(0: a free port the kernel picks\)$/],
+    ['a negative port', { Apps: [app({ Ports: [-1] })] }, 'Apps[0].Ports[0]', /^port -1 is outside 0–65535/],
     ['a port that is a string', { Apps: [app({ Ports: ['80'] })] }, 'Apps[0].Ports[0]', /must be a number, got string "80"/],
     ['a fractional port', { Apps: [app({ Ports: [80.5] })] }, 'Apps[0].Ports[0]', /must be a whole number, got 80\.5/],
     ['no ports', { Apps: [app({ Ports: [] })] }, 'Apps[0].Ports', /must not be empty/],
     ['a target without a port', { Apps: [app({ Targets: ['db.internal'] })] }, 'Apps[0].Targets[0]', /has no port: write it as "db\.internal:PORT"/],
     ['an IPv6 target without brackets', { Apps: [app({ Targets: ['::1:9000'] })] }, 'Apps[0].Targets[0]', /"\[::1\]:9000"/],
     ['a target with a bad host', { Apps: [app({ Targets: ['x:1', 'bad host:80'] })] }, 'Apps[0].Targets[1]', /"bad host" is not a valid host name/],
+    ['a bad CIDR in Allow', { Apps: [app({ Allow: ['10.0.0.0/8', '10.0.0.0/33'] })] }, 'Apps[0].Allow[1]', /"10\.0\.0\.0\/33" has a bad prefix length "33": use 0–32/],
+    ['a CIDR with host bits in Deny', { Apps: [app({ Deny: ['192.0.2.1/24'] })] }, 'Apps[0].Deny[0]', /bits set past its \/24 prefix: write the range's first address, "192\.0\.2\.0\/24"/],
+    ['a host name in Deny', { Apps: [app({ Deny: ['example.com'] })] }, 'Apps[0].Deny[0]', /not an IPv4 or IPv6 address or CIDR range/],
+    ['QueueTimeoutMs without MaxConnections', { Apps: [app({ QueueTimeoutMs: 100 })] }, 'Apps[0].QueueTimeoutMs', /needs "MaxConnections"/],
+    ['Burst without RatePerSecond', { Apps: [app({ PerSource: { MaxConnections: 3, Burst: 5 } })] }, 'Apps[0].PerSource.Burst', /add "RatePerSecond"/],
+    ['an unknown key in PerSource', { Apps: [app({ PerSource: { MaxConnection: 3 } })] }, 'Apps[0].PerSource.MaxConnection', /did you mean "MaxConnections"\?/],
+    ['FirstByteTimeoutMs on a TLS app', { Apps: [app({ Tls: { Mode: 'passthrough' }, FirstByteTimeoutMs: 100 })] }, 'Apps[0].FirstByteTimeoutMs', /plain TCP apps only/],
     ['a target port out of range', { Apps: [app({ Targets: ['db:99999'] })] }, 'Apps[0].Targets[0]', /port 99999 is outside 1–65535/],
     ['an app with no targets and no routes', { Apps: [app({ Targets: undefined })] }, 'Apps[0].Targets', /is required/],
     ['an app with an empty target list and no routes', { Apps: [app({ Targets: [] })] }, 'Apps[0].Targets', /is empty/],
@@ -116,11 +139,27 @@ describe('validateConfig reports, with the exact path', () => {
     ['MaxEjectPercent over 100', { Apps: [app({ OutlierDetection: { MaxEjectPercent: 101 } })] }, 'Apps[0].OutlierDetection.MaxEjectPercent', /at most 100/],
     ['an unknown OnTargetDown', { Apps: [app({ OnTargetDown: 'reset' })] }, 'Apps[0].OnTargetDown', /must be "keep" or "close"/],
     ['an unknown PROXY protocol version', { Apps: [app({ SendProxyProtocol: 'v3' })] }, 'Apps[0].SendProxyProtocol', /must be "v1" or "v2"/],
+    ['a Listen entry that is a name, not an address', { Apps: [app({ Listen: ['127.0.0.1', 'localhost'] })] }, 'Apps[0].Listen[1]', /listen address "localhost" is not an IP address: write one this machine has, as "127\.0\.0\.1" or "::1"/],
+    ['a Listen entry with a port', { Apps: [app({ Listen: ['127.0.0.1:5001'] })] }, 'Apps[0].Listen[0]', /has a port: Listen takes addresses only/],
+    ['a bracketed IPv6 Listen entry', { Apps: [app({ Listen: ['[::1]'] })] }, 'Apps[0].Listen[0]', /without brackets, as "::1"/],
+    ['an empty Listen', { Apps: [app({ Listen: [] })] }, 'Apps[0].Listen', /remove Listen to listen on every interface/],
     ['zero workers', { Apps: [app({ Workers: 0 })] }, 'Apps[0].Workers', /must be at least 1, got 0/],
     ['too many workers', { Apps: [app({ Workers: 65 })] }, 'Apps[0].Workers', /must be at most 64, got 65/],
     ['a zero connect timeout', { Apps: [app({ ConnectTimeoutMs: 0 })] }, 'Apps[0].ConnectTimeoutMs', /must be at least 1, got 0/],
     ['a negative idle timeout', { Apps: [app({ IdleTimeoutMs: -1 })] }, 'Apps[0].IdleTimeoutMs', /must be at least 0, got -1/],
     ['a timeout longer than a Node timer can wait', { Apps: [app({ IdleTimeoutMs: 2 ** 31 })] }, 'Apps[0].IdleTimeoutMs', /longest timer/],
+    ['a HealthCheck without IntervalMs', { Apps: [app({ HealthCheck: { TimeoutMs: 100 } })] }, 'Apps[0].HealthCheck.IntervalMs', /is required/],
+    ['a HealthCheck IntervalMs under 100', { Apps: [app({ HealthCheck: { IntervalMs: 10 } })] }, 'Apps[0].HealthCheck.IntervalMs', /at least 100 ms/],
+    ['a HealthCheck timeout longer than its interval', { Apps: [app({ HealthCheck: { IntervalMs: 1000, TimeoutMs: 1500 } })] }, 'Apps[0].HealthCheck.TimeoutMs', /1500 is more than IntervalMs \(1000\)/],
+    ['HttpPath with Send', { Apps: [app({ HealthCheck: { IntervalMs: 1000, HttpPath: '/', Send: 'x' } })] }, 'Apps[0].HealthCheck.Send', /cannot be used with HttpPath/],
+    ['HttpPath with Expect', { Apps: [app({ HealthCheck: { IntervalMs: 1000, HttpPath: '/', Expect: 'x' } })] }, 'Apps[0].HealthCheck.Expect', /cannot be used with HttpPath/],
+    ['ExpectStatus without HttpPath', { Apps: [app({ HealthCheck: { IntervalMs: 1000, ExpectStatus: [200] } })] }, 'Apps[0].HealthCheck.ExpectStatus', /only used by HTTP checks: add "HttpPath"/],
+    ['an HttpPath without a leading slash', { Apps: [app({ HealthCheck: { IntervalMs: 1000, HttpPath: 'primary' } })] }, 'Apps[0].HealthCheck.HttpPath', /must start with "\/"/],
+    ['an HttpPath with a space', { Apps: [app({ HealthCheck: { IntervalMs: 1000, HttpPath: '/a b' } })] }, 'Apps[0].HealthCheck.HttpPath', /no spaces or control characters/],
+    ['a HealthCheck status out of range', { Apps: [app({ HealthCheck: { IntervalMs: 1000, HttpPath: '/', ExpectStatus: [99] } })] }, 'Apps[0].HealthCheck.ExpectStatus[0]', /at least 100/],
+    ['a HealthCheck Port out of range', { Apps: [app({ HealthCheck: { IntervalMs: 1000, Port: 0 } })] }, 'Apps[0].HealthCheck.Port', /port 0 is outside 1–65535/],
+    ['zero Rise', { Apps: [app({ HealthCheck: { IntervalMs: 1000, Rise: 0 } })] }, 'Apps[0].HealthCheck.Rise', /at least 1, got 0/],
+    ['an unknown HealthCheck key', { Apps: [app({ HealthCheck: { IntervalMs: 1000, Intervalms: 5 } })] }, 'Apps[0].HealthCheck.Intervalms', /did you mean "IntervalMs"\?/],
     ['a bad app name', { Apps: [app({ Name: 'five thousand' })] }, 'Apps[0].Name', /may only contain letters, digits/],
     ['an app name over 64 characters', { Apps: [app({ Name: 'x'.repeat(65) })] }, 'Apps[0].Name', /at most 64 characters/],
     ['an app that is not an object', { Apps: [app(), 7] }, 'Apps[1]', /must be a JSON object, got 7/],
@@ -212,16 +251,16 @@ describe('validateConfigText', () => {
 
 describe('formatIssues', () => {
   const issues = [
-    { path: 'Apps[0].Ports[1]', message: 'port 70000 is outside 1–65535' },
+    { path: 'Apps[0].Ports[1]', message: 'port 70000 is outside 0–65535 (0: a free port the kernel picks)' },
     { path: '', message: 'invalid JSON at line 1, column 2: x', line: 1, column: 2 },
   ];
 
   test('one issue per line, indented, path first', () => {
-    assert.equal(formatIssues(issues), '  Apps[0].Ports[1]: port 70000 is outside 1–65535\n  invalid JSON at line 1, column 2: x');
+    assert.equal(formatIssues(issues), '  Apps[0].Ports[1]: port 70000 is outside 0–65535 (0: a free port the kernel picks)\n  invalid JSON at line 1, column 2: x');
   });
 
   test('with a source, under a heading that counts the problems', () => {
-    assert.equal(formatIssues(issues.slice(0, 1), 'config.json'), 'Invalid config config.json (1 problem):\n  Apps[0].Ports[1]: port 70000 is outside 1–65535');
+    assert.equal(formatIssues(issues.slice(0, 1), 'config.json'), 'Invalid config config.json (1 problem):\n  Apps[0].Ports[1]: port 70000 is outside 0–65535 (0: a free port the kernel picks)');
   });
 });
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { SPEC_DEFAULTS } from '../../proxy/spec.ts';
+import { SPEC_DEFAULTS } from '../../proxy/index.ts';
 import { validateConfigText } from './validate.ts';
 import { SCHEMA_FILE, generateJsonSchema, renderJsonSchema } from './write-schema.ts';
 

@@ -108,6 +108,8 @@ export function formatSummary(summary: SimulateSummary): string {
     const first = summary.failures[0];
     if (first) lines.push(`first error at ${new Date(first.at).toISOString()}: ${first.message}`);
   }
+  const { waits, waitedMs } = summary.redialBackoff;
+  if (waits > 0) lines.push(`redials backed off ${waits} times after failed dials (${(waitedMs / 1000).toFixed(2)} s waited; 10 ms doubling to 1 s)`);
   return lines.join('\n');
 }
 

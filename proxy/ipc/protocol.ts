@@ -1,53 +1,79 @@
 // The daemon ⇄ listener IPC contract, both directions, in one file (as Envoy's hot_restart.proto).
 // Transport: the Node fork() channel (JSON). Every message carries `v` and a `type`.
-// Unknown or malformed messages get an `error` reply, never a crash.
+// Every message received is validated here, at the boundary (zod, once per message: start, the
+// 5 s ping/pong, drain — never per connection), and an invalid one gets an `error` reply, never a
+// crash: a malformed `start` is answered `failed` ERR_SPEC_INVALID naming the bad path, an unknown
+// message `error` ERR_IPC_UNKNOWN, a known type with bad fields `error` ERR_IPC_INVALID.
 //
 // Lifecycle of a listener process (proxy/main.ts):
 //   daemon: fork → sends `start` {spec, generation, worker}
 //   listener: resolves targets (warm DNS), binds every port with reusePort → `ready` {ports}
-//             or `failed` {error} and exits 1
-//   daemon: `ping` every heartbeat interval → listener `pong` {activeConnections, …, targets, panic}
-//   daemon: `health` {states} whenever an active-check state changes (also `start.health`)
-//   listener: `targets` {targets, panic} when passive health changes a target (a few per second at most)
+//             or `failed` {error} and exits 1 (a `start` that fails validation: `failed`, and the
+//             process stays up waiting for a valid one)
+//   daemon: `ping` every heartbeat interval → listener `pong` {activeConnections, …, targets?, panic?}
+//   daemon: `health` {states} whenever an active health state changes (`start.health` carries the
+//           states known when the process is forked, so a new generation starts with them)
+//   listener: `targets` {targets, panic} when a passive (outlier) state changes, at most a few a second
 //   daemon: `drain` → listener closes its servers, `draining`, waits for open connections up to
 //           spec.drainTimeoutMs, then `drained` and exits 0
 //   daemon gone (IPC 'disconnect') → the listener drains and exits by itself.
-import type { ListenerSpec } from '../spec.ts';
+//
+// Limits (issue 12; only for apps with MaxConnections or PerSource limits): the daemon owns each
+// app's limits (proxy/protect/limit-authority.ts); listeners lease slots and tokens in blocks:
+//   listener `lease` {seq, app, key, slots, tokens} → daemon `lease-grant` {seq, app, slots, tokens, keepApp, keepSlots}
+//   listener `lease-return` {app, key, slots, tokens, recall} (spare slots back; unasked, or after a recall)
+//   daemon `lease-recall` {key} → the listener returns every spare slot of that kind (`lease-return` with recall: true)
+// A listener that exits gives back everything it held (the daemon drops its leases).
+//
+// Adding a message: one entry in TO_LISTENER or FROM_LISTENER (type name → its fields); the TS
+// union, the validation and the set of known types follow from it. Adding a field: one line in
+// that entry (a spec field goes in proxy/spec.ts). Optional fields use z.optional(...).
+import * as z from 'zod/mini';
+// English issue messages without zod/mini's global config (the daemon's zod keeps its own).
+import en from 'zod/v4/locales/en.js';
+import { ListenerSpecSchema } from '../spec.ts';
 
 export const IPC_VERSION = 1;
 
-export interface IpcError {
-  /** Stable code: ERR_BIND, ERR_SPEC_INVALID, ERR_IPC_UNKNOWN … */
-  readonly code: string;
-  readonly message: string;
-}
+const count = () => z.int().check(z.minimum(0));
 
-export interface ListenerCounters {
+export const IpcErrorSchema = z.object({
+  /** Stable code: ERR_BIND, ERR_SPEC_INVALID, ERR_IPC_UNKNOWN, ERR_IPC_INVALID … */
+  code: z.string(),
+  message: z.string(),
+});
+export type IpcError = z.output<typeof IpcErrorSchema>;
+
+const LISTENER_COUNTERS = {
   /** Connections open right now (client side). */
-  readonly activeConnections: number;
+  activeConnections: count(),
   /** Connections accepted since start. */
-  readonly totalConnections: number;
+  totalConnections: count(),
   /** Connections that ended in a reset because no target could be reached. */
-  readonly failedConnections: number;
-  readonly bytesIn: number;
-  readonly bytesOut: number;
-}
+  failedConnections: count(),
+  bytesIn: count(),
+  bytesOut: count(),
+};
+export type ListenerCounters = z.output<z.ZodMiniObject<typeof LISTENER_COUNTERS>>;
 
-/** The daemon's view of each target (by its raw config text) from active checks; absent = 'unknown'. */
-export type HealthStates = Readonly<Record<string, 'up' | 'down' | 'unknown' | 'drain'>>;
+/** The daemon's view of a target from active checks (and operator drain), by target as written in config. */
+const ActiveHealthSchema = z.enum(['up', 'down', 'unknown', 'drain']);
+export type ActiveHealth = z.output<typeof ActiveHealthSchema>;
+/** Targets absent from the map are 'unknown'. */
+const HealthStatesSchema = z.record(z.string(), ActiveHealthSchema);
+export type HealthStates = Readonly<Record<string, ActiveHealth>>;
 
-/** One listener's view of one configured target (route pools included; each target once). */
-export interface TargetReport {
-  /** As written in config (the Address of an object target). */
-  readonly target: string;
-  /** 'down'/'drain' from the daemon; else 'ejected' by passive health; else the daemon's 'up'/'unknown'. */
-  readonly state: 'up' | 'down' | 'ejected' | 'drain' | 'unknown';
+/** One configured target as a listener sees it (route pools included; a target in several pools once). */
+const TargetReportSchema = z.object({
+  /** As written in config. */
+  target: z.string(),
+  state: z.enum(['up', 'down', 'ejected', 'drain', 'unknown']),
   /** Epoch ms of the last state change. */
-  readonly since: number;
-  readonly lastError: string | null;
-  /** This process's connections to the target (connecting or open). */
-  readonly activeConnections: number;
-}
+  since: z.number(),
+  lastError: z.nullable(z.string()),
+  activeConnections: count(),
+});
+export type TargetReport = z.output<typeof TargetReportSchema>;
 
 export interface TargetsReport {
   readonly targets: readonly TargetReport[];
@@ -55,48 +81,97 @@ export interface TargetsReport {
   readonly panic: boolean;
 }
 
-// ---- daemon → listener ----
-export type ToListener =
-  | { readonly v: 1; readonly type: 'start'; readonly spec: ListenerSpec; readonly generation: number; readonly worker: number; readonly health?: HealthStates }
-  | { readonly v: 1; readonly type: 'health'; readonly states: HealthStates }
-  | { readonly v: 1; readonly type: 'ping'; readonly seq: number }
-  | { readonly v: 1; readonly type: 'drain' };
+// ---- daemon → listener ---- (strict: a key the listener does not know is an error, so a start it
+// cannot fully honour fails loudly instead of running without it)
+const TO_LISTENER = messages('strict', {
+  start: { spec: ListenerSpecSchema, generation: count(), worker: count(), health: z.optional(HealthStatesSchema) },
+  ping: { seq: count() },
+  drain: {},
+  /** Sent to every live process of the app (all workers and generations) whenever a state changes. */
+  health: { states: HealthStatesSchema },
+  'lease-grant': { seq: count(), app: count(), slots: count(), tokens: count(), keepApp: count(), keepSlots: count() },
+  'lease-recall': { key: z.nullable(z.string()) },
+});
 
-// ---- listener → daemon ----
-export type FromListener =
-  | { readonly v: 1; readonly type: 'ready'; readonly ports: readonly number[]; readonly pid: number }
-  | { readonly v: 1; readonly type: 'failed'; readonly error: IpcError }
-  | ({ readonly v: 1; readonly type: 'pong'; readonly seq: number } & ListenerCounters & TargetsReport)
-  | ({ readonly v: 1; readonly type: 'targets' } & TargetsReport)
-  | { readonly v: 1; readonly type: 'draining'; readonly activeConnections: number }
-  | { readonly v: 1; readonly type: 'drained'; readonly closedByTimeout: number }
-  | { readonly v: 1; readonly type: 'error'; readonly error: IpcError };
+// ---- listener → daemon ---- (unknown keys are dropped, not errors: a pong must never be refused
+// for carrying more than the daemon reads, or a healthy listener would be killed as hung)
+const FROM_LISTENER = messages('strip', {
+  ready: { ports: z.array(z.int().check(z.minimum(1), z.maximum(65535))), pid: count() },
+  failed: { error: IpcErrorSchema },
+  pong: { seq: count(), ...LISTENER_COUNTERS, targets: z.optional(z.array(TargetReportSchema)), panic: z.optional(z.boolean()) },
+  /** Sent when a passive state changes (at most a few per second). */
+  targets: { targets: z.array(TargetReportSchema), panic: z.boolean() },
+  draining: { activeConnections: count() },
+  drained: { closedByTimeout: count() },
+  error: { error: IpcErrorSchema },
+  lease: { seq: count(), app: count(), key: z.nullable(z.string()), slots: count(), tokens: count() },
+  'lease-return': { app: count(), key: z.nullable(z.string()), slots: count(), tokens: count(), recall: z.boolean() },
+});
 
-const TO_LISTENER_TYPES = new Set(['start', 'health', 'ping', 'drain']);
-const FROM_LISTENER_TYPES = new Set(['ready', 'failed', 'pong', 'targets', 'draining', 'drained', 'error']);
+export type ToListener = MessageOf<typeof TO_LISTENER>;
+export type FromListener = MessageOf<typeof FROM_LISTENER>;
 
-function hasType(msg: unknown, types: Set<string>): boolean {
-  if (typeof msg !== 'object' || msg === null) return false;
-  const m = msg as { v?: unknown; type?: unknown };
-  return m.v === IPC_VERSION && typeof m.type === 'string' && types.has(m.type);
+/** A validated message, or why it is not one (`type` set when the type is known but its fields are bad). */
+export type Received<M> =
+  | { readonly ok: true; readonly msg: M }
+  | { readonly ok: false; readonly type: string | undefined; readonly error: IpcError };
+
+/** Validate a message received by a listener. A bad `start` is ERR_SPEC_INVALID (answer `failed`). */
+export function parseToListener(raw: unknown): Received<ToListener> {
+  return receive(TO_LISTENER, raw, (type) => (type === 'start' ? 'ERR_SPEC_INVALID' : 'ERR_IPC_INVALID')) as Received<ToListener>;
 }
 
-/** Narrow a message received by a listener; undefined = reply with an `error`. */
-export function asToListener(msg: unknown): ToListener | undefined {
-  return hasType(msg, TO_LISTENER_TYPES) ? (msg as ToListener) : undefined;
-}
-
-/** Narrow a message received by the daemon; undefined = log it and ignore. */
-export function asFromListener(msg: unknown): FromListener | undefined {
-  return hasType(msg, FROM_LISTENER_TYPES) ? (msg as FromListener) : undefined;
+/** Validate a message received by the daemon; not ok = log it and ignore. */
+export function parseFromListener(raw: unknown): Received<FromListener> {
+  return receive(FROM_LISTENER, raw, () => 'ERR_IPC_INVALID') as Received<FromListener>;
 }
 
 export function describeUnknown(msg: unknown): IpcError {
-  let text: string;
-  try {
-    text = JSON.stringify(msg)?.slice(0, 200) ?? String(msg);
-  } catch {
-    text = String(msg);
+  return { code: 'ERR_IPC_UNKNOWN', message: `Unknown IPC message (expected v=${IPC_VERSION} with a known type): ${preview(msg)}` };
+}
+
+// ---- machinery ----
+
+type Schemas = Record<string, z.ZodMiniType>;
+type MessageSchema<K extends string, F extends z.core.$ZodShape> = z.ZodMiniObject<{ v: z.ZodMiniLiteral<typeof IPC_VERSION>; type: z.ZodMiniLiteral<K> } & F>;
+type MessageOf<M extends Schemas> = { [K in keyof M]: z.output<M[K]> }[keyof M];
+
+/** type name → fields, to type name → schema of `{v, type, ...fields}`. */
+function messages<const M extends Record<string, z.core.$ZodShape>>(unknownKeys: 'strict' | 'strip', fields: M): { [K in keyof M & string]: MessageSchema<K, M[K]> } {
+  const out: Schemas = {};
+  const object = unknownKeys === 'strict' ? z.strictObject : z.object;
+  for (const [type, shape] of Object.entries(fields)) out[type] = object({ v: z.literal(IPC_VERSION), type: z.literal(type), ...shape });
+  return out as { [K in keyof M & string]: MessageSchema<K, M[K]> };
+}
+
+const EN_ERRORS = { error: en().localeError };
+const MAX_ISSUES = 5;
+
+function receive(schemas: Schemas, raw: unknown, invalidCode: (type: string) => string): Received<unknown> {
+  const m = typeof raw === 'object' && raw !== null ? (raw as { v?: unknown; type?: unknown }) : undefined;
+  const type = m?.type;
+  if (m?.v !== IPC_VERSION || typeof type !== 'string' || !Object.hasOwn(schemas, type)) {
+    return { ok: false, type: undefined, error: describeUnknown(raw) };
   }
-  return { code: 'ERR_IPC_UNKNOWN', message: `Unknown IPC message (expected v=${IPC_VERSION} with a known type): ${text}` };
+  const result = schemas[type]!.safeParse(raw, EN_ERRORS);
+  if (result.success) return { ok: true, msg: result.data };
+  const issues = result.error.issues;
+  const listed = issues.slice(0, MAX_ISSUES).map((i) => (i.path.length > 0 ? `${formatPath(i.path)}: ${i.message}` : i.message));
+  if (issues.length > MAX_ISSUES) listed.push(`and ${issues.length - MAX_ISSUES} more`);
+  return { ok: false, type, error: { code: invalidCode(type), message: `Invalid "${type}" IPC message: ${listed.join('; ')}` } };
+}
+
+/** ["spec", "targets", 0, "port"] → "spec.targets[0].port". */
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : out === '' ? String(seg) : `.${String(seg)}`;
+  return out;
+}
+
+function preview(msg: unknown): string {
+  try {
+    return JSON.stringify(msg)?.slice(0, 200) ?? String(msg);
+  } catch {
+    return String(msg);
+  }
 }

@@ -1,7 +1,7 @@
 // Passive health, as a table: a sequence of attempt results at given times → the state after each.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseTarget } from '../spec.ts';
+import { targetSpec } from '../testing.ts';
 import { OutlierDetection, type OutlierSpec } from './outlier-detection.ts';
 import { TargetState, type AttemptResult } from './target-state.ts';
 
@@ -12,7 +12,7 @@ type Step = [atMs: number, result: AttemptResult | 'check', expect: 'up' | 'ejec
 
 function run(steps: Step[], spec: OutlierSpec | null = SPEC): void {
   const od = new OutlierDetection(spec);
-  const s = new TargetState(parseTarget('10.0.0.1:1')!, T0);
+  const s = new TargetState(targetSpec('10.0.0.1:1'), T0);
   s.active = 'up';
   steps.forEach(([at, result, expect, ms], k) => {
     const now = T0 + at;
@@ -49,19 +49,19 @@ for (const [name, steps, spec] of cases) test(name, () => run(steps, spec));
 
 test('records the last error, even when off', () => {
   const od = new OutlierDetection(null);
-  const s = new TargetState(parseTarget('10.0.0.1:1')!, T0);
+  const s = new TargetState(targetSpec('10.0.0.1:1'), T0);
   od.record(s, 'timeout', 'ETIMEDOUT 10.0.0.1:1', T0);
   assert.equal(s.lastError, 'ETIMEDOUT 10.0.0.1:1');
 });
 
 test('MaxEjectPercent caps the share of a pool ejected at once (at least one)', () => {
   const od = new OutlierDetection({ ...SPEC, maxEjectPercent: 50 });
-  const pool = ['a:1', 'b:1', 'c:1', 'd:1'].map((r) => new TargetState(parseTarget(r)!, T0));
+  const pool = ['a:1', 'b:1', 'c:1', 'd:1'].map((r) => new TargetState(targetSpec(r), T0));
   for (const s of pool) s.memberOf.push(pool);
   for (const s of pool) for (let k = 0; k < 3; k++) od.record(s, 'refused', 'ECONNREFUSED', T0);
   assert.deepEqual(pool.map((s) => s.ejected(T0)), [true, true, false, false]);
   const one = new OutlierDetection({ ...SPEC, maxEjectPercent: 10 });
-  const pair = ['e:1', 'f:1'].map((r) => new TargetState(parseTarget(r)!, T0));
+  const pair = ['e:1', 'f:1'].map((r) => new TargetState(targetSpec(r), T0));
   for (const s of pair) s.memberOf.push(pair);
   for (const s of pair) for (let k = 0; k < 3; k++) one.record(s, 'refused', 'ECONNREFUSED', T0);
   assert.deepEqual(pair.map((s) => s.ejected(T0)), [true, false], '10 % of 2 still lets one go');
@@ -69,7 +69,7 @@ test('MaxEjectPercent caps the share of a pool ejected at once (at least one)', 
 
 test('MaxEjectPercent 0 never ejects', () => {
   const od = new OutlierDetection({ ...SPEC, maxEjectPercent: 0 });
-  const s = new TargetState(parseTarget('a:1')!, T0);
+  const s = new TargetState(targetSpec('a:1'), T0);
   s.memberOf.push([s]);
   for (let k = 0; k < 5; k++) od.record(s, 'refused', 'ECONNREFUSED', T0);
   assert.equal(s.ejected(T0), false);

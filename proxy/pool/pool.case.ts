@@ -3,7 +3,8 @@
 // its own specific tests. Pure: a fake clock, no sockets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseTarget, type TargetSpec } from '../spec.ts';
+import type { TargetSpec } from '../spec.ts';
+import { targetSpec } from '../testing.ts';
 import type { StrategyName } from './strategy.ts';
 import type { TargetPool } from './target-pool.ts';
 import { TargetTable } from './target-table.ts';
@@ -20,7 +21,7 @@ export function clock(start = 1_700_000_000_000): Clock {
 }
 
 export function target(raw: string, weight = 1, backup = false): TargetSpec {
-  return { ...parseTarget(raw)!, weight, backup };
+  return { ...targetSpec(raw), weight, backup };
 }
 
 export interface Fixture {

@@ -47,8 +47,8 @@ test('load: a missing file, a non-PEM file or a key of another certificate is ER
   const [a, b] = await Promise.all([makeCert(dir, 'a', ['a.example.test']), makeCert(dir, 'b', ['b.example.test'])]);
   writeFileSync(`${dir}/junk.crt`, 'hello\n');
   const cases: [string, { certPath: string; keyPath: string }, RegExp][] = [
-    ['missing cert', { certPath: `${dir}/nope.crt`, keyPath: a.keyPath }, /Cannot read certificate file ".*nope\.crt": no such file/],
-    ['missing key', { certPath: a.certPath, keyPath: `${dir}/nope.key` }, /Cannot read private key file ".*nope\.key": no such file/],
+    ['missing cert', { certPath: `${dir}/nope.crt`, keyPath: a.keyPath }, /nope\.crt" with key .* does not load: cannot read certificate file ".*nope\.crt": no such file/],
+    ['missing key', { certPath: a.certPath, keyPath: `${dir}/nope.key` }, /does not load: cannot read private key file ".*nope\.key": no such file/],
     ['not PEM', { certPath: `${dir}/junk.crt`, keyPath: a.keyPath }, /junk\.crt.*does not load/],
     ['wrong key', { certPath: a.certPath, keyPath: b.keyPath }, /a\.crt" with key ".*b\.key" does not load/],
   ];
@@ -72,7 +72,7 @@ test('watch: a pair renamed over is reloaded once both files are in; an unchange
   const first = store.certs[0];
 
   const renewed = await makeCert(dir, 'b', ['b.example.test', 'new.example.test']);
-  await waitFor(() => store.reloads === 1, 3000, 'reload');
+  await waitFor(() => store.reloads === 1, 20_000, 'reload');
   assert.equal(store.certs[0], first, 'the untouched pair is the same object');
   assert.equal(store.certs[1]!.fingerprint256, renewed.fingerprint256);
   assert.equal(store.select('new.example.test'), store.certs[1]!.context, 'names re-indexed');
@@ -82,7 +82,7 @@ test('watch: a pair renamed over is reloaded once both files are in; an unchange
   const warned = warnings(); // the key may have been seen before its certificate: that warns too
   writeFileSync(`${dir}/tmp`, '-----BEGIN CERTIFICATE-----\nMIIB\n');
   renameSync(`${dir}/tmp`, b.certPath);
-  await waitFor(() => warnings() > warned, 3000, 'warning');
+  await waitFor(() => warnings() > warned, 20_000, 'warning');
   assert.equal(store.reloads, 1);
   assert.equal(store.certs[1]!.fingerprint256, renewed.fingerprint256);
   // Reloading by hand changes nothing either.

@@ -14,12 +14,14 @@
 // - Watching is cheap: one fs.watch per directory holding a cert or key (a directory watch survives
 //   rename-over writes, certbot's symlink swaps and Kubernetes' ..data swaps, which a file watch
 //   does not), debounced, content-compared so an unrelated change rebuilds nothing. No polling.
-import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import type { Logger } from '../log.ts';
 import type { CertSpec } from '../spec.ts';
+import { parseCertPair, readProblem, type CertPair, type ShownAs } from './cert-pair.ts';
+
+export { certNames } from './cert-pair.ts';
 
 export class CertError extends Error {
   readonly code = 'ERR_TLS_CERT';
@@ -148,9 +150,11 @@ export class CertStore {
       }
       if (certPem.equals(old.certPem) && keyPem.equals(old.keyPem)) return old;
       try {
-        const fresh = buildPair(old.spec, certPem, keyPem);
+        const parsed = parseCertPair(certPem, keyPem, showSpec(old.spec));
+        if (!parsed.ok) throw new Error(parsed.problems.map((p) => p.message).join('; '));
+        const fresh = buildPair(old.spec, certPem, keyPem, parsed.pair);
         swapped++;
-        this.#logger?.info({ cert: old.spec.certPath, names: fresh.names, serial: fresh.serialNumber, was: old.serialNumber }, 'certificate reloaded');
+        this.#logger?.info({ event: 'cert-reloaded', cert: old.spec.certPath, names: fresh.names, serial: fresh.serialNumber, was: old.serialNumber }, 'certificate reloaded');
         return fresh;
       } catch (err) {
         this.#warnKept(old, err);
@@ -193,45 +197,38 @@ export class CertStore {
 }
 
 function loadPair(spec: CertSpec): LoadedCert {
-  const certPem = readPem(spec, spec.certPath, 'certificate');
-  const keyPem = readPem(spec, spec.keyPath, 'private key');
+  const shown = showSpec(spec);
+  const problems: string[] = [];
+  const read = (file: string, what: 'certificate' | 'private key'): Buffer | undefined => {
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      problems.push(readProblem(err, what, `"${file}"`));
+      return undefined;
+    }
+  };
+  const certPem = read(spec.certPath, 'certificate');
+  const keyPem = read(spec.keyPath, 'private key');
+  const parsed = parseCertPair(certPem, keyPem, shown);
+  if (!parsed.ok) problems.push(...parsed.problems.map((p) => p.message));
+  if (problems.length > 0 || !parsed.ok) throw new CertError(spec, doesNotLoad(spec, problems));
   try {
-    return buildPair(spec, certPem, keyPem);
+    return buildPair(spec, certPem!, keyPem!, parsed.pair);
   } catch (err) {
-    throw new CertError(spec, `Certificate "${spec.certPath}" with key "${spec.keyPath}" does not load: ${(err as Error).message} (use a PEM certificate and the unencrypted PEM key it was issued for)`, err);
+    throw new CertError(spec, doesNotLoad(spec, [(err as Error).message]), err);
   }
 }
 
-function readPem(spec: CertSpec, file: string, what: string): Buffer {
-  try {
-    return fs.readFileSync(file);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    const hint = code === 'ENOENT' ? 'no such file' : code === 'EACCES' || code === 'EPERM' ? `${code}: let the fproxy user read it` : code;
-    throw new CertError(spec, `Cannot read ${what} file "${file}": ${hint}`, err);
-  }
+function showSpec(spec: CertSpec): ShownAs {
+  return { cert: `"${spec.certPath}"`, key: `"${spec.keyPath}"` };
 }
 
-/** Throws when the PEMs do not parse or do not belong together. */
-function buildPair(spec: CertSpec, certPem: Buffer, keyPem: Buffer): LoadedCert {
-  const x509 = new X509Certificate(certPem);
-  // createSecureContext checks that the key matches the (first) certificate.
+function doesNotLoad(spec: CertSpec, problems: readonly string[]): string {
+  return `Certificate "${spec.certPath}" with key "${spec.keyPath}" does not load: ${problems.join('; ')}`;
+}
+
+/** Throws when node:tls refuses the pair (parseCertPair has already checked the PEMs and the match). */
+function buildPair(spec: CertSpec, certPem: Buffer, keyPem: Buffer, pair: CertPair): LoadedCert {
   const context = tls.createSecureContext({ cert: certPem, key: keyPem });
-  return { spec, certPem, keyPem, context, names: certNames(x509), serialNumber: x509.serialNumber, fingerprint256: x509.fingerprint256 };
-}
-
-/**
- * The DNS names a certificate serves, lower-cased: its DNS subjectAltNames, or its CN when it has
- * none. Node quotes SAN values holding "," or quotes; such a value is no hostname, so it is skipped.
- */
-export function certNames(x509: X509Certificate): string[] {
-  const names: string[] = [];
-  for (const entry of (x509.subjectAltName ?? '').split(', ')) {
-    if (entry.startsWith('DNS:') && !entry.startsWith('DNS:"')) names.push(entry.slice(4).toLowerCase());
-  }
-  if (names.length > 0) return names;
-  for (const line of x509.subject.split('\n')) {
-    if (line.startsWith('CN=') && !line.startsWith('CN="')) names.push(line.slice(3).toLowerCase());
-  }
-  return names;
+  return { spec, certPem, keyPem, context, names: pair.names, serialNumber: pair.x509.serialNumber, fingerprint256: pair.x509.fingerprint256 };
 }

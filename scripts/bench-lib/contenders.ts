@@ -7,9 +7,9 @@
 // fproxy's pids() also has its spare listeners, forked ahead of need by default).
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { descendants, start } from './proc.ts';
+import { descendants, start, waitFor } from './proc.ts';
 import type { Spawned } from './proc.ts';
-import { NGINX_STREAM_MODULE, freePort } from './tools.ts';
+import { NGINX_STREAM_MODULE, unusedPort } from './tools.ts';
 import { getApps, startDaemon, writeConfigAtomically } from './fproxy.ts';
 
 export const CONTENDERS = ['direct', 'haproxy', 'nginx', 'fproxy'] as const;
@@ -55,7 +55,7 @@ function exitedOf(p: Spawned): () => string | undefined {
 }
 
 async function startHaproxy(o: StartOptions): Promise<Instance> {
-  const port = await freePort();
+  const port = unusedPort();
   const cfg = join(o.dir, 'haproxy.cfg');
   // No global maxconn: HAProxy derives it from the open-files limit (~10k with 20000 fds).
   // Timeouts as fproxy's defaults: 5 s connect, 1 h idle.
@@ -92,7 +92,7 @@ listen bench
 }
 
 async function startNginxStream(o: StartOptions): Promise<Instance> {
-  const port = await freePort();
+  const port = unusedPort();
   const conf = join(o.dir, 'nginx.conf');
   mkdirSync(join(o.dir, 'logs'), { recursive: true });
   const errorLog = join(o.dir, 'logs/error.log');
@@ -125,10 +125,15 @@ stream {
 }
 
 async function startFproxy(o: StartOptions): Promise<Instance> {
-  const port = await freePort();
   const config = join(o.dir, 'config.json');
-  writeConfigAtomically(config, [{ Name: 'bench', Ports: [port], Targets: [`127.0.0.1:${o.upstreamPort}`] }]);
+  // Port 0: the kernel picks it when the app starts; /apps says which.
+  writeConfigAtomically(config, [{ Name: 'bench', Ports: [0], Targets: [`127.0.0.1:${o.upstreamPort}`] }]);
   const d = startDaemon(o.dir, config);
+  const port = await waitFor('the fproxy bench app\'s port in /apps', 60_000, async () => {
+    if (d.proc.child.exitCode !== null) throw new Error(`fproxy daemon exited with ${d.proc.child.exitCode}; log: ${d.logPath}`);
+    const p = (await getApps(await d.admin(60_000))).find((a) => a.name === 'bench')?.ports[0];
+    return p !== undefined && p > 0 ? p : undefined;
+  }, 50);
   return {
     port,
     exited: exitedOf(d.proc),

@@ -74,7 +74,7 @@ export function startDaemon(dir: string, configPath: string, name = 'fproxy'): D
   };
 }
 
-/** The first log line that names the admin endpoint's address. */
+/** The admin address from the daemon's structured `admin-listening` line (its `address` field). */
 function adminFromLog(logPath: string): string | undefined {
   let text = '';
   try {
@@ -83,17 +83,13 @@ function adminFromLog(logPath: string): string | undefined {
     return undefined;
   }
   for (const line of text.split('\n')) {
-    if (!/admin/i.test(line)) continue;
-    const m = /(127\.0\.0\.1|localhost|\[::1\]):(\d{1,5})\b/.exec(line);
-    if (m && Number(m[2]) > 0) return `127.0.0.1:${m[2]}`;
-    let rec: Record<string, unknown>;
+    if (!line.includes('admin-listening')) continue;
     try {
-      rec = JSON.parse(line) as Record<string, unknown>;
+      const rec = JSON.parse(line) as { event?: unknown; address?: unknown };
+      if (rec.event === 'admin-listening' && typeof rec.address === 'string') return rec.address;
     } catch {
-      continue;
+      // not a JSON line
     }
-    const port = (rec.admin as { port?: unknown } | undefined)?.port ?? rec.port;
-    if (typeof port === 'number' && port > 0) return `127.0.0.1:${port}`;
   }
   return undefined;
 }

@@ -209,7 +209,12 @@ export function listeningPorts(pid: number): number[] {
   } catch {
     return [];
   }
-  const ports = new Set<number>();
+  return [...new Set(listeningSockets().filter((s) => inodes.has(s.inode)).map((s) => s.port))];
+}
+
+/** Every TCP socket in LISTEN state on this machine (IPv4 and IPv6), from /proc/net/tcp{,6}. */
+export function listeningSockets(): { port: number; inode: string }[] {
+  const out: { port: number; inode: string }[] = [];
   for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
     let text = '';
     try {
@@ -220,12 +225,12 @@ export function listeningPorts(pid: number): number[] {
     for (const line of text.split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
       // local_address rem_address st … inode(9)
-      if (f[3] !== '0A' || !f[9] || !inodes.has(f[9])) continue;
+      if (f[3] !== '0A' || !f[9]) continue;
       const port = parseInt(f[1]?.split(':')[1] ?? '', 16);
-      if (Number.isFinite(port)) ports.add(port);
+      if (Number.isFinite(port)) out.push({ port, inode: f[9] });
     }
   }
-  return [...ports];
+  return out;
 }
 
 let handlersInstalled = false;

@@ -12,7 +12,7 @@ import type { Options } from './args.ts';
 import { getApps, startDaemon, writeConfigAtomically } from './fproxy.ts';
 import type { AppConfig, AppStatus } from './fproxy.ts';
 import { cpuSeconds, memOf, memSum, sleep, waitFor } from './proc.ts';
-import { freePorts, machine } from './tools.ts';
+import { machine } from './tools.ts';
 import type { Machine } from './tools.ts';
 
 export interface ScaleResult {
@@ -104,10 +104,10 @@ export async function scale(o: Options, tmp: string, log: (s: string) => void): 
   const echo = await startEchoServers({ ports: [0, 0, 0, 0, 0], host: '127.0.0.1', tag: true });
   const targetPorts = echo.ports.slice(0, 4);
   const rolledPort = echo.ports[4] as number;
-  const ports = await freePorts(n * PORTS_PER_APP);
+  // Ports 0: the kernel picks each one and the daemon keeps it; /apps says which (bound below).
   const apps: AppConfig[] = Array.from({ length: n }, (_, i) => ({
     Name: appName(i),
-    Ports: ports.slice(i * PORTS_PER_APP, (i + 1) * PORTS_PER_APP),
+    Ports: Array<number>(PORTS_PER_APP).fill(0),
     Targets: [`127.0.0.1:${targetPorts[i % targetPorts.length]}`],
     Workers: o.scaleWorkers,
   }));
@@ -127,12 +127,13 @@ export async function scale(o: Options, tmp: string, log: (s: string) => void): 
     await waitFor(`all ${n} apps running (GET http://${admin}/apps)`, startBudgetMs, async () => {
       if (d.proc.child.exitCode !== null) throw new Error(`the daemon exited with ${d.proc.child.exitCode}; log: ${d.logPath}`);
       const list = await getApps(admin);
-      return list.length === n && list.every((a) => a.state === 'running') ? true : undefined;
+      return list.length === n && list.every((a) => a.state === 'running' && a.ports.every((p) => p > 0)) ? true : undefined;
     }, 250);
+    const bound = new Map((await getApps(admin)).map((a) => [a.name, [...a.ports]]));
     result.startup.allRunningS = since();
     log(`scale: all ${n} apps running after ${result.startup.allRunningS} s`);
     // … and every port answering through its listener with the right target.
-    const pending = new Set(apps.flatMap((a, i) => a.Ports.map((p) => ({ port: p, tag: String(targetPorts[i % targetPorts.length]) }))));
+    const pending = new Set(apps.flatMap((a, i) => (bound.get(a.Name) ?? []).map((p) => ({ port: p, tag: String(targetPorts[i % targetPorts.length]) }))));
     await waitFor(`all ${n * PORTS_PER_APP} ports serving`, 60_000, async () => {
       await forEachLimited([...pending], 50, async (x) => {
         if ((await tagThrough(x.port)) === x.tag) pending.delete(x);
@@ -198,7 +199,7 @@ export async function scale(o: Options, tmp: string, log: (s: string) => void): 
       return a && a.generation !== old.generation && a.state === 'running' ? true : undefined;
     }, 50);
     rollout.runningS = sinceR();
-    const appPorts = apps[idx]?.Ports ?? [];
+    const appPorts = bound.get(name) ?? [];
     await waitFor(`${name} to serve the new target`, 30_000, async () => {
       for (const p of appPorts) if ((await tagThrough(p)) !== String(rolledPort)) return undefined;
       return true;

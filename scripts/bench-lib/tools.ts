@@ -2,9 +2,8 @@
 // missing ones from Debian, reports versions and the machine; free loopback ports.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, unlinkSync, writeFileSync, chmodSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { Server } from 'node:net';
 import os from 'node:os';
+import { listeningSockets } from './proc.ts';
 
 export const NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
 
@@ -107,12 +106,14 @@ export function nofileLimit(): number {
 }
 
 /**
- * n distinct free TCP ports (bound on every interface at once, then released), taken below the
- * kernel's ephemeral range when there is room: a port from the ephemeral range, once released,
- * is soon taken as the local port of some outgoing connection (wrk opens thousands per second)
- * and the server meant for it then fails with EADDRINUSE.
+ * A TCP port nothing listens on right now (per /proc/net/tcp and tcp6), below the kernel's
+ * ephemeral range when there is room (a port from that range is soon taken as the local port of
+ * some outgoing connection: wrk opens thousands per second). For third-party servers (HAProxy,
+ * nginx, iperf3) that need a number in their config; nothing is bound and released here, and a
+ * server that still loses the port fails its start saying so (iperf3's is retried). fproxy itself
+ * is given port 0 and its real port read back from /apps.
  */
-export async function freePorts(n: number): Promise<number[]> {
+export function unusedPort(): number {
   let lo = 32768;
   try {
     lo = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || lo;
@@ -120,39 +121,10 @@ export async function freePorts(n: number): Promise<number[]> {
     // not Linux: keep the default
   }
   const from = 12_000;
-  const useRange = lo - from >= n * 4;
-  const servers: Server[] = [];
-  const ports = new Set<number>();
-  try {
-    for (let tries = 0; ports.size < n; tries++) {
-      if (tries > n * 50 + 1000) throw new Error(`Cannot find ${n} free ports between ${from} and ${lo}`);
-      const want = useRange ? from + Math.floor(Math.random() * (lo - from)) : 0;
-      if (ports.has(want)) continue;
-      const s = await tryListen(want);
-      if (!s) continue;
-      servers.push(s);
-      ports.add((s.address() as { port: number }).port);
-    }
-    return [...ports];
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  const taken = new Set(listeningSockets().map((l) => l.port));
+  for (let tries = 0; tries < 1000; tries++) {
+    const port = from + Math.floor(Math.random() * Math.max(1, lo - from));
+    if (!taken.has(port)) return port;
   }
-}
-
-/** Listen on every interface (IPv6 and IPv4; IPv4 only without IPv6); undefined when taken. */
-async function tryListen(port: number): Promise<Server | undefined> {
-  for (const host of ['::', '0.0.0.0']) {
-    const s = createServer();
-    const ok = await new Promise<boolean | 'no-family'>((resolve) => {
-      s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EAFNOSUPPORT' || err.code === 'EADDRNOTAVAIL' ? 'no-family' : false));
-      s.listen({ port, host, exclusive: true }, () => resolve(true));
-    });
-    if (ok === true) return s;
-    if (ok === false) return undefined;
-  }
-  return undefined;
-}
-
-export async function freePort(): Promise<number> {
-  return (await freePorts(1))[0] as number;
+  throw new Error(`Cannot find a port nobody listens on between ${from} and ${lo}`);
 }

@@ -8,7 +8,7 @@ import { request } from 'node:http';
 import { connect, createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
-import { freePort } from './tools.ts';
+import { unusedPort } from './tools.ts';
 import { run, start, waitFor } from './proc.ts';
 import type { Spawned } from './proc.ts';
 
@@ -41,7 +41,7 @@ async function waitListening(what: string, port: number, proc?: Spawned): Promis
 // ---- nginx HTTP upstream ----
 
 export async function startHttpUpstream(dir: string, workers: number): Promise<Upstream> {
-  const port = await freePort();
+  const port = unusedPort();
   const prefix = join(dir, 'upstream-nginx');
   mkdirSync(join(prefix, 'logs'), { recursive: true });
   const conf = join(prefix, 'nginx.conf');
@@ -98,7 +98,7 @@ export function httpProbe(port: number, timeoutMs = 2000): Promise<boolean> {
 
 export async function startIperfServer(): Promise<Upstream> {
   for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+    const port = unusedPort();
     // --idle-timeout: a server stuck in a half-finished test restarts by itself.
     const proc = start('iperf3', ['-s', '-B', '127.0.0.1', '-p', String(port), '--idle-timeout', '30']);
     try {

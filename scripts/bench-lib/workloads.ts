@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Instance } from './contenders.ts';
 import { cpuSeconds, memOf, memSum, run, sleep, waitFor } from './proc.ts';
+import { iperfMetrics, round, wrkMetrics } from './tool-output.ts';
 import { echoProbe, httpProbe, iperfProbe } from './upstreams.ts';
 import type { Sink } from './upstreams.ts';
 
@@ -76,18 +77,8 @@ async function withCpu<T>(inst: Instance, fn: () => Promise<T>): Promise<{ value
   return { value, cpuS };
 }
 
-function round(x: number | null, digits: number): number | null {
-  if (x === null || !Number.isFinite(x)) return null;
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
 
 // ---- bulk: iperf3 ----
-
-interface IperfJson {
-  error?: string;
-  end?: { sum_received?: { bytes: number; seconds: number; bits_per_second: number } };
-}
 
 async function bulk(inst: Instance, ctx: WorkloadContext, streams: number): Promise<Metrics> {
   const args = ['-c', '127.0.0.1', '-p', String(inst.port), '-t', String(ctx.durationS), '-P', String(streams), '-J', '--connect-timeout', '3000'];
@@ -102,21 +93,7 @@ async function bulk(inst: Instance, ctx: WorkloadContext, streams: number): Prom
       await sleep(500);
     }
   });
-  let json: IperfJson;
-  try {
-    json = JSON.parse(r.stdout) as IperfJson;
-  } catch {
-    throw new Error(`iperf3 exited with ${r.code} without JSON: ${(r.stderr || r.stdout).slice(0, 300)}`);
-  }
-  const sum = json.end?.sum_received;
-  if (json.error || !sum) throw new Error(`iperf3 failed: ${json.error ?? 'no sum_received'}`);
-  const gb = sum.bytes / 1e9;
-  const p = `bulk${streams}`;
-  return {
-    [`${p}_gbps`]: round(sum.bits_per_second / 1e9, 2),
-    [`${p}_cpu_s_per_gb`]: cpuS === null ? null : round(cpuS / gb, 3),
-    [`${p}_cpu_cores`]: cpuS === null ? null : round(cpuS / sum.seconds, 2),
-  };
+  return iperfMetrics(r, streams, cpuS);
 }
 
 // ---- keepalive / newconn: wrk ----
@@ -128,18 +105,6 @@ const WRK_LUA = `done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
 end
 `;
-
-interface WrkJson {
-  requests: number;
-  duration_us: number;
-  connect: number;
-  read: number;
-  write: number;
-  status: number;
-  timeout: number;
-  p50_us: number;
-  p99_us: number;
-}
 
 function wrkArgs(inst: Instance, ctx: WorkloadContext, close: boolean, seconds: number): string[] {
   const script = join(ctx.dir, 'wrk-report.lua');
@@ -155,19 +120,7 @@ async function wrk(inst: Instance, ctx: WorkloadContext, close: boolean): Promis
   await run('wrk', wrkArgs(inst, ctx, close, 1), 15_000);
   const args = wrkArgs(inst, ctx, close, ctx.durationS);
   const { value: r, cpuS } = await withCpu(inst, () => run('wrk', args, (ctx.durationS + 20) * 1000));
-  const line = r.stdout.split('\n').find((l) => l.startsWith('BENCHJSON '));
-  if (!line) throw new Error(`wrk exited with ${r.code} without a report: ${(r.stderr || r.stdout).slice(0, 300)}`);
-  const j = JSON.parse(line.slice('BENCHJSON '.length)) as WrkJson;
-  const errors = j.connect + j.read + j.write + j.status + j.timeout;
-  if (j.requests === 0) throw new Error(`wrk completed no request (errors: ${errors})`);
-  const p = close ? 'newconn' : 'keepalive';
-  return {
-    [`${p}_rate`]: Math.round(j.requests / (j.duration_us / 1e6)),
-    [`${p}_p50_us`]: round(j.p50_us, 0),
-    [`${p}_p99_us`]: round(j.p99_us, 0),
-    [`${p}_cpu_us_per_req`]: cpuS === null ? null : round((cpuS * 1e6) / j.requests, 1),
-    [`${p}_errors`]: errors,
-  };
+  return wrkMetrics(r, close, cpuS);
 }
 
 // ---- idle connections ----

@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import type net from 'node:net';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import { echo } from '../../ftest/echo-server.ts';
 import { makeFailure } from '../../ftest/failure.ts';
 import type { Failure } from '../../ftest/failure.ts';
 import { tlsExchange } from './tls-load.ts';
@@ -39,7 +40,7 @@ export interface TlsApp {
   /** Undefined if `reply` came from a target `servername` may reach (either set) with that target's certificate. */
   judge(servername: string, reply: TlsReply): Failure | undefined;
   /** The tag of the target that answered a fresh connection to `port` with this SNI, if judge() accepts it ("wrong (…)" / "failed (…)" otherwise). */
-  probe(port: number, servername: string): Promise<string>;
+  probe(port: number, servername: string, timeoutMs: number): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -77,8 +78,8 @@ export async function startTlsApp(dir: string): Promise<TlsApp> {
     }),
     wantedTag: (i, servername) => `${letterOf(servername)}${i % 2}`,
     judge,
-    probe: async (port, servername) => {
-      const r = await tlsExchange({ port, servername, data: Buffer.from('probe'), timeoutMs: 1000 });
+    probe: async (port, servername, timeoutMs) => {
+      const r = await tlsExchange({ port, servername, data: Buffer.from('probe'), timeoutMs });
       if (!r.ok) return `failed (${r.failure.message})`;
       const wrong = judge(servername, r);
       return wrong === undefined ? r.tag : `wrong (${wrong.message})`;
@@ -113,17 +114,7 @@ async function startTarget({ tag, cert, key }: TestCert): Promise<{ port: number
   const server = tls.createServer({ cert, key, allowHalfOpen: true, noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
-    let prefix: Buffer | undefined = Buffer.from(`${tag}:`);
-    socket.on('data', (chunk: Buffer) => {
-      const out = prefix ? Buffer.concat([prefix, chunk]) : chunk;
-      prefix = undefined;
-      if (!socket.write(out)) socket.pause();
-    });
-    socket.on('drain', () => socket.resume());
-    socket.on('end', () => socket.end());
-    // Clients resetting is normal under load; the socket just goes away.
-    socket.on('error', () => socket.destroy());
-    socket.setTimeout(60_000, () => socket.destroy());
+    echo(socket, Buffer.from(`${tag}:`), 60_000);
   });
   // A client that gives up mid-handshake is the client's business (its side counts the failure).
   server.on('tlsClientError', () => {});
