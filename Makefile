@@ -9,7 +9,7 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 deps: node_modules/.installed
-	@bash scripts/ensure-debian.sh openssl python3
+	@bash scripts/ensure-debian.sh openssl python3 chromium
 
 ## Run the daemon on the shipped config.json, with local echo targets on 9001-9003.
 run: deps

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// fproxy: the daemon (no subcommand), `check` a config, or `listen` to serve one app standalone.
+// fproxy: the daemon (no subcommand), `check` a config, `status` of a running daemon, or `listen` to serve one app standalone.
 import path from 'node:path';
 import { Command } from 'commander';
 
@@ -22,6 +22,17 @@ program
   .action(async (file?: string) => {
     const { runCheck } = await import('../daemon/check.ts');
     process.exitCode = await runCheck(file);
+  });
+
+program
+  .command('status')
+  .description('what the running daemon does: apps, workers, connections/s, targets up (or one app\'s targets)')
+  .option('--admin <addr>', 'the daemon\'s admin address (default: $FPROXY_ADMIN_ADDR or 127.0.0.1:9900)')
+  .option('--json', 'print the JSON from GET /stats instead of a table')
+  .option('--app <name>', 'one app: each target\'s health and counters')
+  .action(async (opts: { admin?: string; json?: boolean; app?: string }) => {
+    const { runStatus } = await import('../daemon/status-command.ts');
+    process.exitCode = await runStatus(opts);
   });
 
 program

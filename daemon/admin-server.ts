@@ -1,5 +1,9 @@
 // AdminServer: the daemon's small HTTP status endpoint (node:http). Routes are a table of
-// GET handlers returning JSON, so adding one (metrics, writes later) is one line.
+// GET handlers returning JSON (or a promise of it, or a RawBody with its own content type), so
+// adding one (writes later) is one line.
+//   GET /        → the dashboard page (daemon/dashboard/), /dashboard.js its script
+//   GET /metrics → Prometheus text format, pulled fresh from every listener (daemon/metrics/)
+//   GET /stats   → per app totals, rates, targets, history, and the last rollouts (JSON)
 //   GET /healthz → 200 "ok" while the daemon runs
 //   GET /apps    → [{name, generation, state, pids, ports, [listen], targets, [routes], activeConnections,
 //                   currentError, lastError, lastErrorAt, nextAttemptAt, …,
@@ -15,6 +19,16 @@ import { DaemonError } from './daemon-error.ts';
 export interface AdminAddress {
   readonly host: string;
   readonly port: number;
+}
+
+/** A response body sent as is (HTML, a script, Prometheus text) instead of JSON. */
+export class RawBody {
+  readonly contentType: string;
+  readonly body: string | Buffer;
+  constructor(contentType: string, body: string | Buffer) {
+    this.contentType = contentType;
+    this.body = body;
+  }
 }
 
 export type AdminRoutes = Readonly<Record<string, () => unknown>>;
@@ -67,15 +81,24 @@ export class AdminServer {
     const route = this.#routes[path];
     if (route === undefined) return send(res, 404, { error: { code: 'ERR_NOT_FOUND', message: `No route ${path}; try ${Object.keys(this.#routes).join(', ')}` } });
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: { code: 'ERR_METHOD', message: `${req.method} ${path} is not allowed; use GET` } });
+    const fail = (err: unknown): void => send(res, 500, { error: { code: (err as DaemonError).code ?? 'ERR_INTERNAL', message: (err as Error).message } });
     try {
-      send(res, 200, route());
+      const body = route();
+      if (body instanceof Promise) body.then((b: unknown) => send(res, 200, b), fail);
+      else send(res, 200, body);
     } catch (err) {
-      send(res, 500, { error: { code: (err as DaemonError).code ?? 'ERR_INTERNAL', message: (err as Error).message } });
+      fail(err);
     }
   }
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
+  if (res.destroyed) return;
+  if (body instanceof RawBody) {
+    res.writeHead(status, { 'content-type': body.contentType, 'cache-control': 'no-store' });
+    res.end(body.body);
+    return;
+  }
   const text = typeof body === 'string' ? body + '\n' : JSON.stringify(body) + '\n';
   res.writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain' : 'application/json', 'cache-control': 'no-store' });
   res.end(text);

@@ -7,7 +7,9 @@ import type { ListenerSpec } from '../proxy/index.ts';
 import type { ConfigSource } from './config-source/config-source.ts';
 import { FileSource } from './config-source/file-source.ts';
 import type { LoadedConfig } from './config/load.ts';
-import { AdminServer, DEFAULT_ADMIN_ADDR, parseAdminAddr } from './admin-server.ts';
+import { AdminServer, DEFAULT_ADMIN_ADDR, parseAdminAddr, RawBody } from './admin-server.ts';
+import { dashboardRoutes } from './dashboard/dashboard-routes.ts';
+import { DaemonMetrics } from './metrics/daemon-metrics.ts';
 import type { AdminAddress } from './admin-server.ts';
 import { AppSupervisor } from './app-supervisor.ts';
 import type { AppStatus } from './app-supervisor.ts';
@@ -112,13 +114,14 @@ class DaemonProcess implements Daemon, AppFleet {
   readonly #admin: AdminServer;
   readonly #pipeline: ReloadPipeline;
   readonly #resolveHost: ResolveHost;
+  readonly #metrics = new DaemonMetrics({ apps: () => [...this.#apps.values(), ...this.#retiring] });
   #migrateReq: MigrateReqStatus = { enabled: false, changed: false, reason: 'not checked yet' };
   #stopping: Promise<void> | undefined;
 
   constructor(args: { logger: Logger; source: ConfigSource; options: DaemonOptions; env: NodeJS.ProcessEnv }) {
     this.#log = args.logger;
     this.configPath = args.source.describe();
-    this.#pipeline = new ReloadPipeline({ source: args.source, fleet: this, logger: args.logger });
+    this.#pipeline = new ReloadPipeline({ source: args.source, fleet: this, logger: args.logger, onReload: (result, ok) => this.#metrics.reload(result, ok) });
     this.#timing = { ...SUPERVISION_TIMING, ...args.options.timing };
     this.#entry = args.options.listenerEntry ?? LISTENER_SOURCE;
     this.#env = args.env;
@@ -128,6 +131,9 @@ class DaemonProcess implements Daemon, AppFleet {
       '/healthz': () => 'ok',
       '/apps': () => this.apps(),
       '/status': () => this.status(),
+      '/metrics': async () => new RawBody(this.#metrics.contentType, await this.#metrics.render()),
+      '/stats': async () => ({ pid: process.pid, config: this.status().config, ...(await this.#metrics.stats(this.apps())) }),
+      ...dashboardRoutes(),
     });
   }
 
@@ -191,6 +197,7 @@ class DaemonProcess implements Daemon, AppFleet {
       timing: this.#timing,
       acquire: () => this.#spares?.take() ?? forkListener(this.#entry, this.#env),
       resolveHost: this.#resolveHost,
+      metrics: this.#metrics,
       nextGeneration: () => {
         const n = (this.#generations.get(name) ?? 0) + 1;
         this.#generations.set(name, n);
@@ -225,6 +232,7 @@ class DaemonProcess implements Daemon, AppFleet {
     // A reconcile that was mid-start when we began has seen #stopping and killed what it started.
     await this.#pipeline.settled();
     await this.#admin.close();
+    this.#metrics.close();
     this.#log.info('stopped');
   }
 }

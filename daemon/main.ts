@@ -1,6 +1,7 @@
 // Daemon process entry (`npm start`, and `fproxy` with no subcommand through main()).
 // Owns the process-level concerns: signals, exit codes, and the last-resort error handlers.
 //   SIGHUP          → re-read the config now
+//   SIGUSR1         → passed on to every listener (they reopen FPROXY_ACCESS_LOG, for logrotate)
 //   SIGTERM/SIGINT  → stop accepting everywhere, drain (up to each app's DrainTimeoutMs), exit 0;
 //                     a second one while draining exits 1 at once (listeners then drain by themselves)
 //   invalid config or LOG_LEVEL at start, admin port taken → message on stderr, exit 1
@@ -40,6 +41,18 @@ export async function main(): Promise<void> {
   process.on('SIGHUP', () => {
     log.info('SIGHUP: re-reading the config');
     void daemon?.reload('SIGHUP');
+  });
+  // Handled even before the daemon runs: unhandled, Node would start its inspector on SIGUSR1.
+  process.on('SIGUSR1', () => {
+    for (const app of daemon?.apps() ?? []) {
+      for (const pid of [...app.pids, ...app.drainingPids]) {
+        try {
+          process.kill(pid, 'SIGUSR1');
+        } catch {
+          // Exited since the status was taken.
+        }
+      }
+    }
   });
   process.on('uncaughtException', (err) => {
     // A daemon bug: the listeners notice the IPC disconnect and drain by themselves.

@@ -57,6 +57,8 @@ export class ReloadPipeline {
   readonly #source: ConfigSource;
   readonly #fleet: AppFleet;
   readonly #log: Logger;
+  /** Counts every reload by result (fproxy_config_reloads_total). */
+  readonly #onReload: ((result: 'applied' | 'rejected' | 'unchanged', fullyApplied?: boolean) => void) | undefined;
   #unwatch: Unwatch | undefined;
   #appliedHash: string | undefined;
   #appliedAt: Date | undefined;
@@ -67,7 +69,8 @@ export class ReloadPipeline {
   #wanted: LoadedConfig | undefined;
   #reconciling: Promise<void> | undefined;
 
-  constructor(options: { source: ConfigSource; fleet: AppFleet; logger: Logger }) {
+  constructor(options: { source: ConfigSource; fleet: AppFleet; logger: Logger; onReload?: (result: 'applied' | 'rejected' | 'unchanged', fullyApplied?: boolean) => void }) {
+    this.#onReload = options.onReload;
     this.#source = options.source;
     this.#fleet = options.fleet;
     this.#log = options.logger;
@@ -134,6 +137,7 @@ export class ReloadPipeline {
     // One save can fire more than one event: the same rejection is logged once.
     const repeat = this.#configError?.message === error.message;
     this.#configError = error;
+    this.#onReload?.('rejected');
     if (repeat) return void this.#log.debug({ reason }, 'config still invalid (same issues)');
     this.#log.error({ event: 'config-rejected', reason, path: where, code: error.code, issues: error.issues }, `config rejected; apps keep running as they are:\n${error.message}`);
   }
@@ -148,6 +152,7 @@ export class ReloadPipeline {
       this.#wanted = undefined;
       if (wanted.hash === this.#appliedHash) {
         this.#log.debug({ hash: wanted.hash }, 'config content unchanged; nothing to do');
+        this.#onReload?.('unchanged');
         continue;
       }
       try {
@@ -181,6 +186,7 @@ export class ReloadPipeline {
     const ok = (await Promise.all(applies)).every(Boolean);
     this.#appliedHash = ok ? loaded.hash : undefined;
     this.#appliedAt = new Date();
+    this.#onReload?.('applied', ok);
     this.#log.info({ hash: loaded.hash, ok, ms: Date.now() - started }, ok ? 'config applied' : 'config applied with failures (see currentError in /apps): an app that never started retries by itself with backoff; a failed rollout is retried on the next change or SIGHUP');
   }
 }

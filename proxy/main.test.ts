@@ -33,7 +33,7 @@ function spawnListener(t: { after: (fn: () => unknown) => void }, entry: URL = M
   return { child, messages, next, exited };
 }
 
-test('start → ready with the bound ports; ping → pong with counters; drain → drained and exit 0', async (t) => {
+test('start → ready with the bound ports; ping → pong; metrics → snapshot; drain → drained with the final snapshot and exit 0', async (t) => {
   const echo = await startEcho('t');
   t.after(() => echo.close());
   const { child, next, exited } = spawnListener(t);
@@ -47,10 +47,23 @@ test('start → ready with the bound ports; ping → pong with counters; drain �
   const pong = await next('pong');
   assert.ok(pong.type === 'pong');
   assert.equal(pong.seq, 7);
-  assert.equal(pong.totalConnections, 1);
+  assert.equal(pong.activeConnections, 0);
 
+  child.send({ v: 1, type: 'metrics', seq: 8 });
+  const reply = await next('metrics-snapshot');
+  assert.ok(reply.type === 'metrics-snapshot');
+  assert.equal(reply.seq, 8);
+  assert.deepEqual(reply.snapshot.connections, { ok: 1 });
+  assert.equal(reply.snapshot.bytesIn, 2);
+  assert.deepEqual(reply.snapshot.attempts, { [`127.0.0.1:${echo.port}`]: { ok: 1 } });
+  assert.equal(reply.snapshot.sessionDuration.counts.reduce((a, b) => a + b, 0), 1);
+
+  // A connection after the last scrape still reaches the daemon: in the final snapshot.
+  assert.equal((await exchange(port, 'again')).reply, 't:again');
   child.send({ v: 1, type: 'drain' });
-  await next('drained');
+  const drained = await next('drained');
+  assert.ok(drained.type === 'drained');
+  assert.deepEqual(drained.snapshot?.connections, { ok: 2 });
   assert.equal(await exited, 0);
 });
 

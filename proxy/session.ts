@@ -10,8 +10,8 @@
 //   5. forward: write the prelude (outgoing PROXY header, peeked bytes), then bytes both ways with
 //      backpressure and half-close, until both sides end, either errors, or the idle timeout fires
 //   6. close: fail() records why (the first failure wins: outcome and code, written nowhere else);
-//      finish() runs once: releases the target's connection count, one counter update and, at
-//      debug, one access-log line
+//      finish() runs once: releases the target's connection count, one metrics update and (AccessLog,
+//      or debug) one access-log line
 //
 // Invariants: a plain TCP app without PROXY header goes from 1 straight to 3 (no timer, no buffer);
 // inspecting never copies more than O(bytes received) however the bytes are split, and rejects a
@@ -47,6 +47,13 @@ export class Session {
   /** The accepted TCP socket (its byte counts are the wire's, TLS included). */
   readonly client: net.Socket;
   readonly startedAt: number;
+  /** performance.now() at accept: the timers below count from it (Date.now() is too coarse for them). */
+  readonly t0: number;
+  /** ms from accept to the end of the TLS handshake (ClientHello read, or terminated); -1 = none. */
+  handshakeMs = -1;
+  /** ms from the start of connecting to the upstream's connect; -1 = no upstream. */
+  connectMs = -1;
+  #connectStart = 0;
   upstream: net.Socket | null = null;
   /** Set from a PROXY header; otherwise read lazily (getpeername is a syscall per connection). */
   #clientAddress: string | undefined;
@@ -89,6 +96,7 @@ export class Session {
     this.client = client;
     this.#down = client;
     this.startedAt = Date.now();
+    this.t0 = performance.now();
     this.#proxyDone = !ctx.spec.acceptProxyProtocol;
   }
 
@@ -108,7 +116,11 @@ export class Session {
     c.on('error', onClientEarlyError);
     c.on('close', onClientEarlyClose);
     const tlsMode = this.ctx.spec.tls?.mode;
-    if (this.#proxyDone && tlsMode === undefined) return this.#route(undefined, NO_ALPN);
+    if (this.#proxyDone && tlsMode === undefined) {
+      // Connecting starts now, in this very tick: no second clock read.
+      this.#connectStart = this.t0;
+      return this.#route(undefined, NO_ALPN);
+    }
     // 2. inspect
     this.#timer = setTimeout(onHandshakeTimeout, this.ctx.spec.handshakeTimeoutMs, this);
     if (this.#proxyDone && tlsMode === 'terminate') return this.#terminate(null);
@@ -206,6 +218,7 @@ export class Session {
   #endInspect(prelude: Buffer | null, sni: string | undefined, alpn: readonly string[]): void {
     this.#stopInspecting();
     this.#clearTimer();
+    if (this.ctx.spec.tls !== undefined) this.handshakeMs = performance.now() - this.t0;
     this.#prelude = prelude;
     this.#route(sni, alpn);
   }
@@ -232,6 +245,7 @@ export class Session {
   secured(t: tls.TLSSocket): void {
     if (this.#closed) return;
     this.#clearTimer();
+    this.handshakeMs = performance.now() - this.t0;
     this.sni = t.servername || undefined;
     this.alpn = t.alpnProtocol || undefined;
     // The ALPN callback chose the protocol that leads to the same route as the whole offer did.
@@ -264,6 +278,7 @@ export class Session {
     if (pool.size === 0) return this.#abort('no-route', 'ERR_NO_ROUTE');
     // 4. connect (only source-hash needs the client's address: reading it is a syscall)
     this.#pool = pool;
+    if (this.#connectStart === 0) this.#connectStart = performance.now();
     const key = this.ctx.spec.strategy === 'source-hash' ? this.clientAddress : undefined;
     this.#connect = this.ctx.connector.connect(pool, key, this.startedAt, (err, res) => this.#connected(err, res));
   }
@@ -277,6 +292,7 @@ export class Session {
       this.ctx.onConnectFailed(this, err);
       return this.#abort('connect-failed', 'ERR_CONNECT_EXHAUSTED');
     }
+    this.connectMs = performance.now() - this.#connectStart;
     this.attempts = res.attempts;
     this.target = res.target.raw;
     this.targetState = res.state;
