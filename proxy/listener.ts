@@ -21,6 +21,7 @@ import { TargetTable } from './pool/target-table.ts';
 import type { TargetPool } from './pool/target-pool.ts';
 import type { TargetState } from './pool/target-state.ts';
 import { Router } from './router.ts';
+import { TargetsReporter } from './targets-reporter.ts';
 import { Session } from './session.ts';
 import type { ListenerSpec } from './spec.ts';
 import type { CertStore } from './tls/cert-store.ts';
@@ -66,7 +67,7 @@ export interface ListenerOptions {
   readonly dns?: DnsCache;
   /** Host to bind; default "::" (dual-stack, all interfaces), falling back to 0.0.0.0 without IPv6. */
   readonly host?: string;
-  /** Called (at most every TARGETS_REPORT_MIN_MS) after passive health changed a target. */
+  /** Called (at most every TARGETS_REPORT_MIN_MS) after passive health changed a target (TargetsReporter). */
   readonly onTargets?: (report: TargetsReport) => void;
   /** The daemon's active-check states to start with (a new generation keeps the old one's view). */
   readonly health?: HealthStates;
@@ -131,8 +132,6 @@ function onDecided(t: Ticket, refusal: Refusal | null): void {
   else s.start();
 }
 
-/** A burst of ejections becomes one `targets` message per this many ms at most. */
-export const TARGETS_REPORT_MIN_MS = 250;
 
 export class Listener implements ListenerContext {
   readonly spec: ListenerSpec;
@@ -141,9 +140,7 @@ export class Listener implements ListenerContext {
   readonly logger: Logger;
   readonly dns: DnsCache;
   readonly targets: TargetTable;
-  readonly #onTargets: ((report: TargetsReport) => void) | undefined;
-  #reportTimer: NodeJS.Timeout | null = null;
-  #lastReport = 0;
+  readonly #reporter: TargetsReporter | undefined;
   readonly metrics: ListenerMetrics;
   readonly #accessLog: AccessLog | undefined;
   readonly #servers: net.Server[] = [];
@@ -176,7 +173,8 @@ export class Listener implements ListenerContext {
     this.dns = opts.dns ?? new DnsCache({ onError: (host, err) => { this.#dnsErrors++; this.logger.warn({ host, err: err.message }, 'DNS lookup failed'); } });
     this.metrics = new ListenerMetrics(spec.app);
     this.#accessLog = spec.accessLog ? (opts.accessLog ?? AccessLog.open(spec.app, this.logger, {}, undefined)) : undefined;
-    this.#onTargets = opts.onTargets;
+    const onTargets = opts.onTargets;
+    this.#reporter = onTargets && new TargetsReporter(() => onTargets(this.targetsReport()), () => this.targets.nextExpiry());
     this.targets = new TargetTable({
       strategy: spec.strategy,
       outlierDetection: spec.outlierDetection,
@@ -442,7 +440,8 @@ export class Listener implements ListenerContext {
   /** The daemon's active-check states (IPC `health`): down/drain targets get no new connections. */
   applyHealth(states: HealthStates): void {
     const wentDown = this.targets.applyHealth(states);
-    for (const t of wentDown) this.logger.info({ target: t.raw }, 'target down (active checks)');
+    // The daemon logs active state changes once for all workers; here only at debug.
+    for (const t of wentDown) this.logger.debug({ target: t.raw }, 'target down (active checks)');
     if (wentDown.length === 0 || this.spec.onTargetDown !== 'close') return;
     const down = new Set<TargetState>(wentDown);
     let closed = 0;
@@ -459,33 +458,16 @@ export class Listener implements ListenerContext {
   }
 
   #targetChanged(state: TargetState): void {
-    const now = Date.now();
     const ejected = state.ejected(this.targets.now());
     this.logger.info({ target: state.raw, lastError: state.lastError, until: ejected ? new Date(state.ejectedUntil).toISOString() : undefined }, ejected ? 'target ejected (passive health)' : 'target back in service');
-    if (this.#onTargets === undefined || this.#reportTimer !== null) return;
-    this.#scheduleReport(Math.max(0, this.#lastReport + TARGETS_REPORT_MIN_MS - now));
-  }
-
-  #scheduleReport(ms: number): void {
-    if (this.#reportTimer !== null) clearTimeout(this.#reportTimer);
-    this.#reportTimer = setTimeout(() => this.#sendReport(), ms);
-    this.#reportTimer.unref();
-  }
-
-  /** Sends the report; while a target is ejected, sends another when its ejection runs out. */
-  #sendReport(): void {
-    this.#reportTimer = null;
-    this.#lastReport = Date.now();
-    this.#onTargets?.(this.targetsReport());
-    const next = this.targets.nextExpiry();
-    if (next !== undefined && !this.#draining) this.#scheduleReport(Math.max(TARGETS_REPORT_MIN_MS, next - this.targets.now() + 1));
+    this.#reporter?.changed();
   }
 
   #panicChanged(pool: TargetPool): void {
     // Once per episode each way: the pool enters panic on a pick and stays until a pick finds a usable target.
     if (pool.panic) this.logger.warn({ pool: pool.name, targets: pool.entries.map((e) => e.state.raw) }, 'panic: no usable target in the pool, using all of them');
     else this.logger.info({ pool: pool.name }, 'panic over: the pool has a usable target again');
-    if (this.#onTargets !== undefined && this.#reportTimer === null) this.#scheduleReport(Math.max(0, this.#lastReport + TARGETS_REPORT_MIN_MS - Date.now()));
+    this.#reporter?.changed();
   }
 
   /** The figures the daemon asks for on every scrape: counters so far, gauges right now. */
@@ -524,8 +506,7 @@ export class Listener implements ListenerContext {
   async drain(timeoutMs: number = this.spec.drainTimeoutMs): Promise<{ closedByTimeout: number }> {
     if (this.#draining) return { closedByTimeout: 0 };
     this.#draining = true;
-    if (this.#reportTimer !== null) clearTimeout(this.#reportTimer);
-    this.#reportTimer = null;
+    this.#reporter?.close();
     await this.#closeServers();
     this.#terminator?.close();
     if (this.#sessions.size === 0) {
