@@ -145,7 +145,17 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
           this.#exit({ code: null, signal: null, expected: true });
         }
       });
+      // 'exit' can come before the last IPC messages are read (a `drained` with its final metrics):
+      // handle the exit once the channel has closed too, or after a second at most.
       child.on('exit', (code, signal) => {
+        if (!child.connected) return onExit(code, signal);
+        const timer = setTimeout(() => onExit(code, signal), 1000);
+        child.once('disconnect', () => {
+          clearTimeout(timer);
+          onExit(code, signal);
+        });
+      });
+      const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
         fail(new DaemonError('ERR_LISTENER_EXITED', `Listener for app "${spec.app}" (generation ${generation}, worker ${worker}) exited before ready (code ${code}, signal ${signal})`, { ...context, pid: child.pid }));
         const crashed = !this.#expected;
         this.#exit({
@@ -154,7 +164,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
           expected: !crashed,
           error: this.#hangError ?? (crashed ? new DaemonError('ERR_LISTENER_CRASHED', `Listener for app "${spec.app}" (generation ${generation}, worker ${worker}, pid ${child.pid}) exited unexpectedly (code ${code}, signal ${signal})`, { ...context, pid: child.pid }) : undefined),
         });
-      });
+      };
       child.on('message', (raw) => {
         const received = parseFromListener(raw);
         if (!received.ok) {
