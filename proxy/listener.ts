@@ -9,6 +9,8 @@
 import net from 'node:net';
 import { Connector, type ConnectError } from './connector.ts';
 import { DnsCache } from './dns-cache.ts';
+import { defaultEngine } from './engine/default-engine.ts';
+import type { Engine } from './engine/engine.ts';
 import type { ListenerCounters } from './ipc/protocol.ts';
 import type { ListenerContext } from './listener-context.ts';
 import type { Logger } from './log.ts';
@@ -63,6 +65,8 @@ export class Listener implements ListenerContext {
   readonly connector: Connector;
   readonly logger: Logger;
   readonly dns: DnsCache;
+  /** The socket engine of this process (`engine.kind`: 'native' | 'js'). */
+  readonly engine: Engine;
   readonly #servers: net.Server[] = [];
   readonly #sessions = new Set<Session>();
   readonly #host: string | undefined;
@@ -81,6 +85,9 @@ export class Listener implements ListenerContext {
     this.#host = opts.host;
     this.dns = opts.dns ?? new DnsCache({ onError: (host, err) => this.logger.warn({ host, err: err.message }, 'DNS lookup failed') });
     this.router = new Router(spec.targets, spec.routes);
+    const chosen = defaultEngine();
+    this.engine = chosen.engine;
+    if (chosen.warning !== undefined) this.logger.warn({ engine: this.engine.kind }, chosen.warning);
     this.connector = new Connector({ app: spec.app, dns: this.dns, budgetMs: spec.connectTimeoutMs, attemptTimeoutMs: spec.connectAttemptTimeoutMs });
   }
 
@@ -186,12 +193,15 @@ export class Listener implements ListenerContext {
 
   onSessionClosed(s: Session): void {
     if (!this.#sessions.delete(s)) return;
-    this.#bytesIn += s.client.bytesRead;
-    this.#bytesOut += s.client.bytesWritten;
+    // The client socket's own counts stop at an engine hand-off; the engine reports the rest.
+    const bytesIn = s.client.bytesRead + (s.engineResult?.bytesIn ?? 0);
+    const bytesOut = s.client.bytesWritten + (s.engineResult?.bytesOut ?? 0);
+    this.#bytesIn += bytesIn;
+    this.#bytesOut += bytesOut;
     if (this.logger.isLevelEnabled('debug')) {
       this.logger.debug({
         client: s.clientAddress, sni: s.sni, target: s.target, endpoint: s.endpoint, attempts: s.attempts, outcome: s.outcome,
-        bytesIn: s.client.bytesRead, bytesOut: s.client.bytesWritten, durationMs: Date.now() - s.startedAt,
+        bytesIn, bytesOut, durationMs: Date.now() - s.startedAt,
       }, 'access');
     }
     if (this.#draining && this.#sessions.size === 0) this.#drainWaiter?.();

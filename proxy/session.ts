@@ -22,6 +22,7 @@
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type { ConnectError, ConnectHandle, ConnectResult } from './connector.ts';
+import type { ForwardHandle, ForwardResult } from './engine/engine.ts';
 import type { ListenerContext } from './listener-context.ts';
 import { parseProxyHeader, buildProxyHeaderV1, buildProxyHeaderV2, type ProxyEndpoint } from './proxy-protocol.ts';
 import { parseClientHello } from './tls/client-hello.ts';
@@ -74,6 +75,9 @@ export class Session {
   /** The client's FIN came between inspect and forward; pass it on once forwarding starts. */
   #clientEnded = false;
   #closed = false;
+  /** Set when an engine forwards (native): its handle, then its report (bytes it moved). */
+  #engine: ForwardHandle | null = null;
+  engineResult: ForwardResult | null = null;
 
   constructor(ctx: ListenerContext, client: net.Socket) {
     this.ctx = ctx;
@@ -276,6 +280,8 @@ export class Session {
       c.removeListener('secure', onSecure);
       c.removeListener('end', onClientEarlyEnd);
     }
+    // The native engine takes plain TCP pairs (a TLS socket's fd carries ciphertext).
+    if (c === this.client && this.ctx.engine.kind === 'native') return this.#forwardByEngine(up);
     c[kPeer] = u;
     u[kPeer] = c;
     u[kSession] = this;
@@ -304,6 +310,19 @@ export class Session {
       c.on('timeout', onIdle);
     }
     c.resume();
+  }
+
+  /** 5 by the engine: it owns both sockets from here and reports once; the prelude goes along. */
+  #forwardByEngine(up: net.Socket): void {
+    const send = this.ctx.spec.sendProxyProtocol;
+    const header = send === 'none' ? null : this.#proxyHeaderOut(send);
+    const prelude = header === null ? this.#prelude : this.#prelude === null ? header : Buffer.concat([header, this.#prelude]);
+    this.#prelude = null;
+    this.#engine = this.ctx.engine.forward(this.client, up, { preludeUp: prelude, idleTimeoutMs: this.ctx.spec.idleTimeoutMs }, (r) => {
+      this.engineResult = r;
+      if (this.outcome === 'ok') this.outcome = r.outcome;
+      this.finish();
+    });
   }
 
   /**
@@ -341,6 +360,8 @@ export class Session {
     if (this.#closed) return;
     this.outcome = outcome;
     this.code = 'ERR_DRAINED';
+    // The engine closes its pair and reports; finish() runs then, with its byte counts.
+    if (this.#engine !== null) return this.#engine.close();
     this.#down.destroy();
     this.client.destroy();
     this.upstream?.destroy();

@@ -7,8 +7,9 @@ import { NativeEngine } from './native-engine.ts';
 
 let chosen: { engine: Engine; warning?: string } | undefined;
 
+/** The engine, and on the first call only, a warning to log when it is not the one asked for. */
 export function defaultEngine(env: NodeJS.ProcessEnv = process.env): { engine: Engine; warning?: string } {
-  if (chosen !== undefined) return chosen;
+  if (chosen !== undefined) return { engine: chosen.engine };
   const js = new JsEngine();
   const want = env.FPROXY_ENGINE ?? 'native';
   if (want === 'js') return (chosen = { engine: js });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { engineCase, harness } from './engine.case.ts';
 import { JsEngine } from './js-engine.ts';
 import { findAddon, NativeEngine } from './native-engine.ts';
-import { waitFor } from '../testing.ts';
+import { exchange, listen, makeSpec, startEcho, waitFor } from '../testing.ts';
 
 const addon = findAddon();
 if (addon === undefined) {
@@ -31,4 +31,15 @@ if (addon === undefined) {
     await waitFor(() => e.stats().pairs === 0, 5000, 'pair gone');
   });
 
+
+  test('native: a listener forwards with it (FPROXY_ENGINE unset) and counts the bytes it moved', { skip: process.env.FPROXY_ENGINE === 'js' ? 'FPROXY_ENGINE=js' : false }, async (t) => {
+    const echo = await startEcho('E');
+    t.after(() => echo.close());
+    const { listener, port } = await listen(t, makeSpec([`127.0.0.1:${echo.port}`]));
+    assert.equal(listener.engine.kind, 'native');
+    const r = await exchange(port, 'hello');
+    assert.equal(r.reply, 'E:hello');
+    await waitFor(() => listener.counters().activeConnections === 0, 5000, 'session closed');
+    assert.deepEqual([listener.counters().bytesIn, listener.counters().bytesOut], [5, 7]);
+  });
 }
