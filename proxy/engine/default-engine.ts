@@ -19,6 +19,6 @@ export function defaultEngine(env: NodeJS.ProcessEnv = process.env): { engine: E
   try {
     return (chosen = { engine: NativeEngine.get(js, threads) });
   } catch (err) {
-    return (chosen = { engine: js, warning: `native engine unavailable (${(err as Error).message}); using the js engine` });
+    return (chosen = { engine: js, warning: `native engine unavailable (${(err as Error).message.split('\n')[0]}); using the js engine` });
   }
 }
