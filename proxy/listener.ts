@@ -193,9 +193,9 @@ export class Listener implements ListenerContext {
 
   onSessionClosed(s: Session): void {
     if (!this.#sessions.delete(s)) return;
-    // The client socket's own counts stop at an engine hand-off; the engine reports the rest.
-    const bytesIn = s.client.bytesRead + (s.engineResult?.bytesIn ?? 0);
-    const bytesOut = s.client.bytesWritten + (s.engineResult?.bytesOut ?? 0);
+    // The client socket's own counts stop at a native engine hand-off; the session has the totals.
+    const bytesIn = s.engineTotals?.bytesIn ?? s.client.bytesRead;
+    const bytesOut = s.engineTotals?.bytesOut ?? s.client.bytesWritten;
     this.#bytesIn += bytesIn;
     this.#bytesOut += bytesOut;
     if (this.logger.isLevelEnabled('debug')) {

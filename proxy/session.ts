@@ -75,9 +75,9 @@ export class Session {
   /** The client's FIN came between inspect and forward; pass it on once forwarding starts. */
   #clientEnded = false;
   #closed = false;
-  /** Set when an engine forwards (native): its handle, then its report (bytes it moved). */
+  /** Set when an engine forwards (native): its handle, then the client side's byte totals. */
   #engine: ForwardHandle | null = null;
-  engineResult: ForwardResult | null = null;
+  engineTotals: { bytesIn: number; bytesOut: number } | null = null;
 
   constructor(ctx: ListenerContext, client: net.Socket) {
     this.ctx = ctx;
@@ -318,8 +318,11 @@ export class Session {
     const header = send === 'none' ? null : this.#proxyHeaderOut(send);
     const prelude = header === null ? this.#prelude : this.#prelude === null ? header : Buffer.concat([header, this.#prelude]);
     this.#prelude = null;
-    this.#engine = this.ctx.engine.forward(this.client, up, { preludeUp: prelude, idleTimeoutMs: this.ctx.spec.idleTimeoutMs }, (r) => {
-      this.engineResult = r;
+    // The engine reports what it moved from here on; the socket counted what came before.
+    const readBefore = this.client.bytesRead;
+    const writtenBefore = this.client.bytesWritten;
+    this.#engine = this.ctx.engine.forward(this.client, up, { preludeUp: prelude, idleTimeoutMs: this.ctx.spec.idleTimeoutMs }, (r: ForwardResult) => {
+      this.engineTotals = { bytesIn: readBefore + r.bytesIn, bytesOut: writtenBefore + r.bytesOut };
       if (this.outcome === 'ok') this.outcome = r.outcome;
       this.finish();
     });

@@ -42,4 +42,15 @@ if (addon === undefined) {
     await waitFor(() => listener.counters().activeConnections === 0, 5000, 'session closed');
     assert.deepEqual([listener.counters().bytesIn, listener.counters().bytesOut], [5, 7]);
   });
+
+  test('native: bytes read before the hand-off (a PROXY header) and after it add up in the counters', async (t) => {
+    const echo = await startEcho();
+    t.after(() => echo.close());
+    const { listener, port } = await listen(t, makeSpec([`127.0.0.1:${echo.port}`], { acceptProxyProtocol: true }));
+    const header = 'PROXY TCP4 10.0.0.1 10.0.0.2 1111 2222\r\n';
+    const r = await exchange(port, header + 'payload');
+    assert.equal(r.reply, 'payload');
+    await waitFor(() => listener.counters().activeConnections === 0, 5000, 'session closed');
+    assert.deepEqual([listener.counters().bytesIn, listener.counters().bytesOut], [header.length + 7, 7]);
+  });
 }
