@@ -13,6 +13,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { AccessLog } from './access-log.ts';
 import { Connector, type ConnectError } from './connector.ts';
 import { DnsCache } from './dns-cache.ts';
+import { defaultEngine } from './engine/default-engine.ts';
+import type { Engine } from './engine/engine.ts';
 import type { HealthStates, MetricsSnapshot, TargetsReport } from './ipc/protocol.ts';
 import { ListenerMetrics } from './metrics/listener-metrics.ts';
 import type { ListenerContext } from './listener-context.ts';
@@ -143,6 +145,8 @@ export class Listener implements ListenerContext {
   readonly #reporter: TargetsReporter | undefined;
   readonly metrics: ListenerMetrics;
   readonly #accessLog: AccessLog | undefined;
+  /** The socket engine of this process (`engine.kind`: 'native' | 'js'). */
+  readonly engine: Engine;
   readonly #servers: net.Server[] = [];
   readonly #sessions = new Set<Session>();
   readonly #host: string | undefined;
@@ -183,6 +187,9 @@ export class Listener implements ListenerContext {
       onPanic: (pool) => this.#panicChanged(pool),
     });
     this.router = new Router(spec.targets, spec.routes, this.targets);
+    const chosen = defaultEngine();
+    this.engine = chosen.engine;
+    if (chosen.warning !== undefined) this.logger.warn({ engine: this.engine.kind }, chosen.warning);
     if (opts.health) this.targets.applyHealth(opts.health);
     this.connector = new Connector({ app: spec.app, dns: this.dns, budgetMs: spec.connectTimeoutMs, attemptTimeoutMs: spec.connectAttemptTimeoutMs, metrics: this.metrics });
     this.#admission = Admission.forSpec(spec, opts.leases ?? this.#localLeases());
@@ -418,8 +425,9 @@ export class Listener implements ListenerContext {
         this.#admission.release(t);
       }
     }
-    const bytesIn = s.client.bytesRead;
-    const bytesOut = s.client.bytesWritten;
+    // The client socket's own counts stop at a native engine hand-off; the session has the totals.
+    const bytesIn = s.engineTotals?.bytesIn ?? s.client.bytesRead;
+    const bytesOut = s.engineTotals?.bytesOut ?? s.client.bytesWritten;
     const durationMs = performance.now() - s.t0;
     this.metrics.closed({
       outcome: s.outcome, code: s.code, bytesIn, bytesOut, durationS: durationMs / 1000,

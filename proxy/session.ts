@@ -24,6 +24,7 @@
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type { ConnectError, ConnectHandle, ConnectResult } from './connector.ts';
+import type { EngineOutcome, ForwardHandle, ForwardResult } from './engine/engine.ts';
 import type { ListenerContext } from './listener-context.ts';
 import { parseProxyHeader, buildProxyHeaderV1, buildProxyHeaderV2, type ProxyEndpoint } from './proxy-protocol.ts';
 import { parseClientHello } from './tls/client-hello.ts';
@@ -39,6 +40,13 @@ const kSession = Symbol('session');
 type Peered = net.Socket & { [kPeer]: Peered; [kSession]: Session };
 
 const NO_ALPN: readonly string[] = Object.freeze([]);
+/** The reason codes the JS path gives the same outcomes (the native engine reports no errno). */
+const ENGINE_CODES: Record<Exclude<EngineOutcome, 'ok'>, string> = {
+  'client-error': 'ERR_CLIENT',
+  'upstream-error': 'ERR_UPSTREAM',
+  'idle-timeout': 'ERR_IDLE_TIMEOUT',
+  'drained': 'ERR_DRAINED',
+};
 const EMPTY = Buffer.alloc(0);
 const TLS_RECORD_HEADER = 5;
 
@@ -90,6 +98,9 @@ export class Session {
   /** The client's FIN came between inspect and forward; pass it on once forwarding starts. */
   #clientEnded = false;
   #closed = false;
+  /** Set when an engine forwards (native): its handle, then the client side's byte totals. */
+  #engine: ForwardHandle | null = null;
+  engineTotals: { bytesIn: number; bytesOut: number } | null = null;
 
   constructor(ctx: ListenerContext, client: net.Socket) {
     this.ctx = ctx;
@@ -318,6 +329,8 @@ export class Session {
       c.removeListener('secure', onSecure);
       c.removeListener('end', onClientEarlyEnd);
     }
+    // The native engine takes plain TCP pairs (a TLS socket's fd carries ciphertext).
+    if (c === this.client && this.ctx.engine.kind === 'native') return this.#forwardByEngine(up);
     c[kPeer] = u;
     u[kPeer] = c;
     u[kSession] = this;
@@ -346,6 +359,22 @@ export class Session {
       c.on('timeout', onIdle);
     }
     c.resume();
+  }
+
+  /** 5 by the engine: it owns both sockets from here and reports once; the prelude goes along. */
+  #forwardByEngine(up: net.Socket): void {
+    const send = this.ctx.spec.sendProxyProtocol;
+    const header = send === 'none' ? null : this.#proxyHeaderOut(send);
+    const prelude = header === null ? this.#prelude : this.#prelude === null ? header : Buffer.concat([header, this.#prelude]);
+    this.#prelude = null;
+    // The engine reports what it moved from here on; the socket counted what came before.
+    const readBefore = this.client.bytesRead;
+    const writtenBefore = this.client.bytesWritten;
+    this.#engine = this.ctx.engine.forward(this.client, up, { preludeUp: prelude, idleTimeoutMs: this.ctx.spec.idleTimeoutMs }, (r: ForwardResult) => {
+      this.engineTotals = { bytesIn: readBefore + r.bytesIn, bytesOut: writtenBefore + r.bytesOut };
+      if (r.outcome !== 'ok') this.fail(r.outcome, ENGINE_CODES[r.outcome]);
+      this.finish();
+    });
   }
 
   /**
@@ -384,6 +413,8 @@ export class Session {
   destroy(outcome: Failure, code: string, reset = false): void {
     if (this.#closed) return;
     this.fail(outcome, code);
+    // The engine closes its pair and reports; finish() runs then, with its byte counts.
+    if (this.#engine !== null) return this.#engine.close();
     if (reset) {
       // The TCP sockets only: a TLS socket over the client goes with it (see #abort).
       if (!this.client.destroyed) this.client.resetAndDestroy();
