@@ -30,7 +30,7 @@ export async function main(): Promise<void> {
   let stopSignal: NodeJS.Signals | undefined;
   const onStop = (signal: NodeJS.Signals): void => {
     if (stopSignal !== undefined) {
-      log.warn({ signal }, 'second stop signal while draining; exiting now');
+      log.warn({ event: 'second-stop-signal', signal }, 'second stop signal while draining; exiting now');
       process.exit(1);
     }
     stopSignal = signal;

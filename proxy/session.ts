@@ -42,8 +42,9 @@ type Peered = net.Socket & { [kPeer]: Peered; [kSession]: Session };
 const NO_ALPN: readonly string[] = Object.freeze([]);
 /** The reason codes the JS path gives the same outcomes (the native engine reports no errno). */
 const ENGINE_CODES: Record<Exclude<EngineOutcome, 'ok'>, string> = {
-  'client-error': 'ERR_CLIENT',
-  'upstream-error': 'ERR_UPSTREAM',
+  // The engine reports a failed side, not its errno; a reset is what it sees nearly always.
+  'client-error': 'ECONNRESET',
+  'upstream-error': 'ECONNRESET',
   'idle-timeout': 'ERR_IDLE_TIMEOUT',
   'drained': 'ERR_DRAINED',
 };
@@ -330,7 +331,8 @@ export class Session {
       c.removeListener('end', onClientEarlyEnd);
     }
     // The native engine takes plain TCP pairs (a TLS socket's fd carries ciphertext).
-    if (c === this.client && this.ctx.engine.kind === 'native') return this.#forwardByEngine(up);
+    // FirstByteTimeoutMs reads the client socket's own byte count, which stops at a hand-off.
+    if (c === this.client && this.ctx.engine.kind === 'native' && this.ctx.spec.firstByteTimeoutMs === 0) return this.#forwardByEngine(up);
     c[kPeer] = u;
     u[kPeer] = c;
     u[kSession] = this;
@@ -414,7 +416,7 @@ export class Session {
     if (this.#closed) return;
     this.fail(outcome, code);
     // The engine closes its pair and reports; finish() runs then, with its byte counts.
-    if (this.#engine !== null) return this.#engine.close();
+    if (this.#engine !== null) return this.#engine.close(reset);
     if (reset) {
       // The TCP sockets only: a TLS socket over the client goes with it (see #abort).
       if (!this.client.destroyed) this.client.resetAndDestroy();

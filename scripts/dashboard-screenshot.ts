@@ -4,7 +4,6 @@
 // Usage: node scripts/dashboard-screenshot.ts [out.png]   (needs `make deps` for chromium)
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -20,24 +19,15 @@ if (missing) {
   process.exit(1);
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const echo = await startEchoServers({ ports: [0, 0], host: '127.0.0.1', tag: true });
 const doomed = await startEchoServers({ ports: [0], host: '127.0.0.1', tag: true });
-const [web, db] = [await freePort(), await freePort()];
 const dir = await mkdtemp(join(tmpdir(), 'fproxy-shot-'));
 const configPath = join(dir, 'config.json');
 const config = (drain: number) => ({
   Apps: [
-    { Name: 'web', Ports: [web], Targets: [`127.0.0.1:${echo.ports[0]}`, `127.0.0.1:${echo.ports[1]}`, `127.0.0.1:${doomed.ports[0]}`], Workers: 2, DrainTimeoutMs: drain },
-    { Name: 'db', Ports: [db], Targets: [`127.0.0.1:${echo.ports[1]}`], Workers: 1 },
+    { Name: 'web', Ports: [0], Targets: [`127.0.0.1:${echo.ports[0]}`, `127.0.0.1:${echo.ports[1]}`, `127.0.0.1:${doomed.ports[0]}`], Workers: 2, DrainTimeoutMs: drain },
+    { Name: 'db', Ports: [0], Targets: [`127.0.0.1:${echo.ports[1]}`], Workers: 1 },
   ],
 });
 await writeFile(configPath, JSON.stringify(config(2000)));
@@ -48,11 +38,26 @@ const daemon = spawn(process.execPath, [new URL('../daemon/main.ts', import.meta
 const admin = await new Promise<string>((resolve, reject) => {
   daemon.once('exit', () => reject(new Error('daemon exited')));
   createInterface({ input: daemon.stdout! }).on('line', (line) => {
-    if (line.includes('"admin endpoint listening"')) resolve(String((JSON.parse(line) as { admin: string }).admin));
+    if (!line.startsWith('{')) return;
+    const l = JSON.parse(line) as { event?: string; address?: string };
+    if (l.event === 'admin-listening' && l.address !== undefined) resolve(l.address);
   });
 });
 try {
-  await sleep(1500);
+  // Ports 0: the kernel picks them; /apps says which, once both apps run.
+  const ports = async (): Promise<[number, number] | undefined> => {
+    const apps = (await (await fetch(`http://${admin}/apps`)).json()) as { name: string; state: string; ports: number[] }[];
+    const w = apps.find((a) => a.name === 'web');
+    const d = apps.find((a) => a.name === 'db');
+    return w?.state === 'running' && d?.state === 'running' ? [w.ports[0]!, d.ports[0]!] : undefined;
+  };
+  let found: [number, number] | undefined;
+  for (let i = 0; i < 150 && found === undefined; i++) {
+    found = await ports();
+    if (found === undefined) await sleep(100);
+  }
+  if (found === undefined) throw new Error('the apps did not start within 15 s');
+  const [web, db] = found;
   const load = (port: number, ms: number, c: number) => simulate({ target: parseTarget(`127.0.0.1:${port}`), concurrency: c, durationMs: ms, timeoutMs: 2000 });
   const running = [load(web, 16_000, 6), load(db, 16_000, 2)];
   await sleep(3000);

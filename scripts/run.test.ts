@@ -109,5 +109,5 @@ test('Ctrl-C on `make run` drains the daemon before it stops the echo targets', 
   assert.deepEqual(clientErrors, [], 'the client saw no reset');
   assert.equal(code, 0, stderr);
   await poll(() => !alive(servePid) && !alive(daemonPid), 5000, 'the daemon and the echo targets gone');
-  assert.ok(logs.every((l) => l.msg !== 'second stop signal while draining; exiting now'), 'the daemon saw one stop signal');
+  assert.ok(logs.every((l) => l.event !== 'second-stop-signal'), 'the daemon saw one stop signal');
 });

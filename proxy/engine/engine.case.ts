@@ -263,6 +263,19 @@ export function engineCase(name: string, engine: () => Engine): void {
     assert.equal(reports(), 1);
   });
 
+  test(`${name}: close(true) resets both sides (OnTargetDown "close")`, async (t) => {
+    const pair = await harness(t, engine());
+    const { cli, srv, handle, result } = await pair();
+    cli.write('x');
+    await once(srv, 'data');
+    const closes = [closeOf(cli), closeOf(srv)];
+    handle.close(true);
+    const [c, s] = await Promise.all(closes);
+    assert.equal(c!.error, 'ECONNRESET');
+    assert.equal(s!.error, 'ECONNRESET');
+    assert.equal((await result).outcome, 'drained');
+  });
+
   test(`${name}: the prelude reaches the upstream before the client's bytes`, async (t) => {
     const pair = await harness(t, engine());
     const { cli, srv, result } = await pair({ opts: { preludeUp: Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n') } });

@@ -31,8 +31,8 @@ export interface ForwardOptions {
 }
 
 export interface ForwardHandle {
-  /** Close both sides now (outcome `drained`); onClose still runs once. */
-  close(): void;
+  /** Close both sides now (outcome `drained`), with a FIN, or a RST when `reset`; onClose still runs once. */
+  close(reset?: boolean): void;
 }
 
 export interface Engine {

@@ -30,9 +30,14 @@ class JsPair implements ForwardHandle {
     return s === this.client ? this.upstream : this.client;
   }
 
-  close(): void {
+  close(reset = false): void {
     if (this.done) return;
     if (this.outcome === 'ok') this.outcome = 'drained';
+    if (reset) {
+      this.client.resetAndDestroy();
+      this.upstream.resetAndDestroy();
+      return;
+    }
     this.client.destroy();
     this.upstream.destroy();
   }

@@ -16,7 +16,7 @@ import type { Engine, EngineOutcome, ForwardHandle, ForwardOptions, ForwardResul
 interface Addon {
   start(threads: number, onClosed: (results: Float64Array) => void): void;
   add(id: number, fdClient: number, fdUpstream: number, idleMs: number, preUp: Buffer | null, preDown: Buffer | null): void;
-  close(id: number): void;
+  close(id: number, reset?: boolean): void;
   drainBy(delayMs: number): void;
   stats(): { pairs: number; buffersInUse: number; buffersPooled: number };
   ref(): void;
@@ -54,8 +54,8 @@ class NativePair implements ForwardHandle {
     this.id = id;
     this.onClose = onClose;
   }
-  close(): void {
-    this.addon.close(this.id);
+  close(reset = false): void {
+    this.addon.close(this.id, reset);
   }
 }
 

@@ -76,7 +76,7 @@ typedef struct pair {
   bool closed;
 } pair;
 
-enum { CMD_ADD, CMD_CLOSE, CMD_DRAIN, CMD_STOP };
+enum { CMD_ADD, CMD_CLOSE, CMD_RESET, CMD_DRAIN, CMD_STOP };
 typedef struct cmd {
   struct cmd *next;
   int type;
@@ -179,6 +179,8 @@ static void set_interest(loop *l, pair *p, int i) {
 
 /* ---- closing ---- */
 
+/* reset_side: the side that gets a RST (0 client, 1 upstream), RESET_BOTH, or -1 for none. */
+#define RESET_BOTH 2
 static void close_pair(loop *l, pair *p, int outcome, int reset_side) {
   if (p->closed) return;
   p->closed = true;
@@ -186,7 +188,7 @@ static void close_pair(loop *l, pair *p, int outcome, int reset_side) {
     side *s = &p->s[i];
     if (s->registered) epoll_ctl(l->ep, EPOLL_CTL_DEL, s->fd, NULL);
     s->registered = false;
-    if (i == reset_side) {
+    if (i == reset_side || reset_side == RESET_BOTH) {
       struct linger lg = {.l_onoff = 1, .l_linger = 0};
       setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
@@ -352,10 +354,11 @@ static void run_commands(loop *l, uint64_t now) {
       case CMD_ADD:
         add_pair(l, c->p, now);
         break;
-      case CMD_CLOSE: /* O(open pairs): only drains close pairs one by one */
+      case CMD_CLOSE: /* O(open pairs): only drains and resets close pairs one by one */
+      case CMD_RESET:
         for (pair *p = l->pairs; p != NULL; p = p->next) {
           if (p->id == c->arg) {
-            close_pair(l, p, FE_DRAINED, -1);
+            close_pair(l, p, FE_DRAINED, c->type == CMD_RESET ? RESET_BOTH : -1);
             break;
           }
         }
@@ -565,6 +568,7 @@ static void broadcast(fe_engine *e, int type, uint64_t arg) {
 }
 
 void fe_close(fe_engine *e, uint64_t id) { broadcast(e, CMD_CLOSE, id); }
+void fe_reset(fe_engine *e, uint64_t id) { broadcast(e, CMD_RESET, id); }
 
 void fe_drain_by(fe_engine *e, uint64_t delay_ms) { broadcast(e, CMD_DRAIN, now_ms() + delay_ms + 1); }
 

@@ -54,6 +54,9 @@ int fe_add(fe_engine *e, uint64_t id, int fd_client, int fd_upstream, uint32_t i
 /* Closes pair `id` (outcome FE_DRAINED) if it is still open. Asynchronous. */
 void fe_close(fe_engine *e, uint64_t id);
 
+/* As fe_close, but both sides get a RST (SO_LINGER 0) instead of a FIN. Asynchronous. */
+void fe_reset(fe_engine *e, uint64_t id);
+
 /* Closes every pair open `delay_ms` from now (outcome FE_DRAINED). Asynchronous. */
 void fe_drain_by(fe_engine *e, uint64_t delay_ms);
 

@@ -195,13 +195,23 @@ static napi_value js_add(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* close(id, reset?): a FIN to both sides, or with reset a RST to both. */
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   double id;
+  bool reset = false;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   CHECK(napi_get_value_double(env, argv[0], &id));
-  if (g_engine != NULL) fe_close(g_engine, (uint64_t)id);
+  if (argc > 1) {
+    napi_valuetype t;
+    CHECK(napi_typeof(env, argv[1], &t));
+    if (t == napi_boolean) CHECK(napi_get_value_bool(env, argv[1], &reset));
+  }
+  if (g_engine != NULL) {
+    if (reset) fe_reset(g_engine, (uint64_t)id);
+    else fe_close(g_engine, (uint64_t)id);
+  }
   return NULL;
 }
 
