@@ -46,7 +46,7 @@ run: deps
 	@bash scripts/run.sh
 
 ## Type-check and run every test (what CI runs).
-test: deps typecheck unit test-sanitizers
+test: deps typecheck test-sanitizers unit
 
 typecheck: node_modules/.installed
 	$(TSC) --noEmit -p tsconfig.json
