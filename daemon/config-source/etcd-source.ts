@@ -210,7 +210,9 @@ export class EtcdSource implements ConfigSource {
       }
       res = await this.#client.if(key, 'Mod', '==', ifVersion).then(this.#client.put(key).value(bytes)).else(this.#client.get(key)).options({ deadline }).commit();
     } catch (err) {
-      throw new ConfigSourceError('ERR_CONFIG_WRITE', `Cannot write the config to etcd key ${key} at ${hosts.join(',')}: ${(err as Error).message} (is a quorum of etcd members up and reachable?)`, { cause: err });
+      // Past the deadline grpc says "Deadline exceeded after 0.000s" (the retries used it up): say what it means.
+      const why = Date.now() >= deadline ? `no answer within ${this.#timeoutMs} ms` : (err as Error).message;
+      throw new ConfigSourceError('ERR_CONFIG_WRITE', `Cannot write the config to etcd key ${key} at ${hosts.join(',')}: ${why} (is a quorum of etcd members up and reachable?)`, { cause: err });
     }
     this.#contact(res.header.revision);
     if (!res.succeeded) {
