@@ -2,14 +2,14 @@
 NODE := ./node_modules/.bin/node
 TSC  := ./node_modules/.bin/tsc
 
-.PHONY: run test typecheck unit rollout-check bench bench-check schema deps
+.PHONY: run test typecheck unit rollout-check cluster-check bench bench-check schema deps
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
 deps: node_modules/.installed
-	@bash scripts/ensure-debian.sh openssl python3
+	@bash scripts/ensure-debian.sh openssl python3 etcd-server:etcd
 
 ## Run the daemon on the shipped config.json, with local echo targets on 9001-9003.
 run: deps
@@ -27,6 +27,11 @@ unit: deps
 ## Zero-downtime check: 50+ config rewrites under load, must report 0 failures.
 rollout-check: deps
 	bash scripts/rollout-check
+
+## etcd as the config source, for real: 3 etcd members + 3 daemons, each in its own network namespace
+## (needs root): convergence, a partition under load, quorum loss, a restart from disk; prints the figures.
+cluster-check: deps
+	$(NODE) scripts/cluster-check.ts
 
 ## Side-by-side benchmark against HAProxy and nginx stream (installs them from Debian if missing).
 bench: deps

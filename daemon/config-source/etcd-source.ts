@@ -260,6 +260,8 @@ export class EtcdSource implements ConfigSource {
     }
     this.#servingFrom = 'disk';
     this.#connected = false;
+    // The copy was what etcd held when it was saved: staleness counts from then.
+    this.#lastContact ??= new Date(copy.savedAt);
     this.#disconnectedAt ??= new Date();
     this.#revision = copy.version;
     this.#seen ??= BigInt(copy.version);
