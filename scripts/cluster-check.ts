@@ -19,7 +19,7 @@ try {
   const figures = await runClusterScenario({ after: (fn) => cleanups.push(fn) }, true, (line) => console.log(line));
   const all = figures.convergenceMs.flat().sort((a, b) => a - b);
   console.log(`convergence over ${figures.convergenceMs.length} writes × 3 daemons: min ${all[0]} ms, median ${all[Math.floor(all.length / 2)]} ms, max ${all.at(-1)} ms`);
-  console.log(JSON.stringify(figures, null, 2));
+  console.log(JSON.stringify(figures));
 } catch (err) {
   console.error('cluster-check FAILED:', err);
   code = 1;
