@@ -164,7 +164,7 @@ class DaemonProcess implements Daemon, AppFleet {
     return {
       pid: process.pid,
       config: { path: this.configPath, ...config },
-      source: this.#source.status?.() ?? { kind: 'file', connected: true, revision: null, servingFrom: 'file', lastContactAt: null, disconnectedSince: null, staleMs: 0 },
+      source: this.#source.status(),
       migrateReq: this.#migrateReq,
       spares: this.#spares?.size ?? 0,
       reconciles,

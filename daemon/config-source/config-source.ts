@@ -40,7 +40,7 @@ export interface ConfigSource {
   /** The pipeline applied this content (every app runs it). A source that can become unreachable keeps it (on disk). */
   applied?(snapshot: ConfigSnapshot): Promise<void>;
   /** GET /status `source`: what kind of source, whether it is reachable, how stale the config may be. */
-  status?(): SourceStatus;
+  status(): SourceStatus;
 }
 
 /** GET /status `source` (etcd: {kind, connected, revision, servingFrom, lastContactAt, disconnectedSince, staleMs}). */

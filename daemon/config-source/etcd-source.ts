@@ -62,6 +62,7 @@ export class EtcdSource implements ConfigSource {
   readonly #client: Etcd3;
   readonly #lastGood: LastGood;
   readonly #timeoutMs: number;
+  readonly #retryMaxMs: number;
   #connected = false;
   #servingFrom: 'etcd' | 'disk' | null = null;
   /** mod_revision of the content last read (what the daemon serves once applied). */
@@ -80,6 +81,7 @@ export class EtcdSource implements ConfigSource {
     this.#timeoutMs = options.callTimeoutMs ?? 3000;
     this.#lastGood = new LastGood(options.stateDir, url);
     const retryMaxMs = options.retryMaxMs ?? 1000;
+    this.#retryMaxMs = retryMaxMs;
     const keepaliveMs = options.keepaliveMs ?? 10_000;
     const clientOptions: IOptions = {
       hosts: this.#target.hosts,
@@ -168,13 +170,17 @@ export class EtcdSource implements ConfigSource {
         this.#seen = undefined;
         void watcher.cancel().catch(() => {});
         if (stopped) return;
-        void this.#client.get(this.#target.key).options({ deadline: Date.now() + this.#timeoutMs }).exec()
-          .then((res) => this.#contact(res.header.revision), () => {})
-          .finally(() => {
-            if (stopped) return;
-            start();
-            onChange('etcd watch re-created after compaction');
-          });
+        // Paced, so an etcd that keeps cancelling (permissions) is not asked in a tight loop.
+        setTimeout(() => {
+          if (stopped) return;
+          void this.#client.get(this.#target.key).options({ deadline: Date.now() + this.#timeoutMs }).exec()
+            .then((res) => this.#contact(res.header.revision), () => {})
+            .finally(() => {
+              if (stopped) return;
+              start();
+              onChange('etcd watch re-created after compaction');
+            });
+        }, this.#retryMaxMs).unref();
       });
     };
     start();
