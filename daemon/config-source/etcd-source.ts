@@ -256,7 +256,8 @@ export class EtcdSource implements ConfigSource {
   }
 
   async #readFromDisk(err: unknown): Promise<ConfigSnapshot> {
-    const reason = (err as Error).message ?? String(err);
+    // grpc-js appends an empty "Resolution note:" to connect errors: noise in a message meant for people.
+    const reason = ((err as Error).message ?? String(err)).replace(/\.?\s*Resolution note:\s*$/, '');
     const copy = await this.#lastGood.load();
     if (copy === undefined) {
       throw new ConfigError('ERR_CONFIG_READ', [{ path: '', message: `etcd at ${this.#target.hosts.join(',')} did not answer (${reason}) and there is no last good copy in ${this.#lastGood.path}: start etcd or point FPROXY_CONFIG_PATH at a reachable member` }], { path: this.url, cause: err });

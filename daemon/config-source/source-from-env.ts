@@ -15,14 +15,14 @@ export function sourceFromEnv(pathOrUrl: string, logger: Logger, env: NodeJS.Pro
   if ((cert === undefined) !== (key === undefined)) throw new DaemonError('ERR_ETCD_TLS_INVALID', 'Set both FPROXY_ETCD_CERT and FPROXY_ETCD_KEY (a client certificate and its key), or neither');
   if ((cert !== undefined || key !== undefined) && ca === undefined) throw new DaemonError('ERR_ETCD_TLS_INVALID', 'FPROXY_ETCD_CERT/FPROXY_ETCD_KEY need FPROXY_ETCD_CA (the CA that signed the etcd members\' certificates)');
   if ((user === undefined) !== (password === undefined)) throw new DaemonError('ERR_ETCD_AUTH_INVALID', 'Set both FPROXY_ETCD_USER and FPROXY_ETCD_PASSWORD, or neither');
+  const timing = { ...msOption('keepaliveMs', 'FPROXY_ETCD_KEEPALIVE_MS', env.FPROXY_ETCD_KEEPALIVE_MS), ...msOption('retryMaxMs', 'FPROXY_ETCD_RETRY_MAX_MS', env.FPROXY_ETCD_RETRY_MAX_MS) };
   try {
     return new EtcdSource(pathOrUrl, {
       logger,
       stateDir: env.FPROXY_STATE_DIR || DEFAULT_STATE_DIR,
       ...(ca !== undefined ? { tls: { ca, ...(cert !== undefined ? { cert } : {}), ...(key !== undefined ? { key } : {}) } } : {}),
       ...(user !== undefined && password !== undefined ? { auth: { user, password } } : {}),
-      ...msOption('keepaliveMs', 'FPROXY_ETCD_KEEPALIVE_MS', env.FPROXY_ETCD_KEEPALIVE_MS),
-      ...msOption('retryMaxMs', 'FPROXY_ETCD_RETRY_MAX_MS', env.FPROXY_ETCD_RETRY_MAX_MS),
+      ...timing,
     });
   } catch (err) {
     const e = err as { code?: string; message?: string; issues?: { message: string }[] };

@@ -41,6 +41,7 @@ export class NetnsLab {
 
   /** Builds hub + `members` etcd namespaces + `daemons` daemon namespaces. On failure, undo with dispose(). */
   build(members: number, daemons: number): void {
+    sweepStaleLabs();
     this.#addNs(this.hub);
     ip('-n', this.hub, 'link', 'set', 'lo', 'up');
     for (const [br, addr] of [['bctl', CONTROL_HUB], ['bdata', DATA_HUB]] as const) {
@@ -84,6 +85,11 @@ export class NetnsLab {
     this.#namespaces.length = 0;
   }
 
+  /** Take over an existing namespace of this lab (sweeping a dead run's leftovers). */
+  adopt(ns: string): void {
+    this.#namespaces.push(ns);
+  }
+
   #addNs(ns: string): void {
     ip('netns', 'add', ns);
     this.#namespaces.push(ns);
@@ -102,4 +108,32 @@ export class NetnsLab {
 function ip(...args: string[]): void {
   const r = spawnSync('ip', args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`ip ${args.join(' ')} failed: ${(r.stderr || r.error?.message || '').trim()}`);
+}
+
+/**
+ * Namespaces left by a lab whose process died without cleaning up (killed by a timeout): names
+ * `fxlab<pid>-…` whose pid no longer runs. Only this harness's own names are touched.
+ */
+export function sweepStaleLabs(): void {
+  const names = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout?.split('\n').map((l) => l.split(' ')[0] ?? '') ?? [];
+  const stale = new Map<number, string[]>();
+  for (const name of names) {
+    const m = /^fxlab(\d+)-/.exec(name);
+    if (m === null || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    stale.set(Number(m[1]), [...(stale.get(Number(m[1])) ?? []), name]);
+  }
+  for (const [pid, list] of stale) {
+    const lab = new NetnsLab(`fxlab${pid}`);
+    for (const ns of list) lab.adopt(ns);
+    lab.dispose();
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -4,7 +4,7 @@
 //   1. convergence: a write to etcd is served by all 3 daemons (ms from the write's reply)
 //   2. partition: d3's control link down → it keeps serving its last config; a write made meanwhile
 //      reaches it after the link is back (ms from link up); connections made/failed under load
-//   3. quorum (full form): 2 of 3 members stopped → every daemon serves, writes fail with a clear
+//   3. quorum: 2 of 3 members stopped → every daemon serves, writes fail with a clear
 //      error; a member returns → writes work again and every daemon converges
 //   4. disk: all members stopped, d1 restarted → it serves its last good copy from disk and says
 //      so in /status; members return → it converges on what etcd holds
@@ -19,7 +19,7 @@ export interface ClusterFigures {
   /** Per round: ms from the write's reply until each daemon served the new target. */
   convergenceMs: number[][];
   partition: { catchUpMs: number; load: Counts };
-  quorum?: { writeError: { code: string; message: string }; writeRecoveredMs: number; convergeMs: number[]; load: Counts };
+  quorum: { writeError: { code: string; message: string }; writeRecoveredMs: number; convergeMs: number[]; load: Counts };
   disk: { servingFrom: string; connected: boolean; reconvergeMs: number[] };
 }
 
@@ -69,31 +69,28 @@ export async function runClusterScenario(cleanup: Cleanup, full: boolean, say: (
   }
 
   // 3. no quorum: 2 of 3 members stopped
-  let quorum: ClusterFigures['quorum'];
-  if (full) {
-    await cluster.call('loadStart', { addrs: cluster.appAddrs() });
-    await Promise.all([cluster.stopMember(1), cluster.stopMember(2)]);
-    const writeError = await write('D').then(
-      () => assert.fail('a write without quorum must fail'),
-      (err: Error & { code: string }) => ({ code: err.code, message: err.message }),
-    );
-    assert.equal(writeError.code, 'ERR_CONFIG_WRITE');
-    assert.match(writeError.message, /Cannot write the config to etcd key \/fproxy\/config .*quorum/);
-    for (const i of all) assert.equal(await cluster.probe(i), current, `d${i + 1} keeps serving without quorum`);
-    const backAt = Date.now();
-    cluster.startMember(1);
-    const { at: dAt } = await waitFor(() => write('D').catch(() => undefined), 60_000, 'a write succeeds once a member is back');
-    const writeRecoveredMs = dAt - backAt;
-    const convergeMs = await converge('D', dAt);
-    current = 'D';
-    cluster.startMember(2);
-    await cluster.waitMembersHealthy(all);
-    const load = await cluster.call<Counts>('loadStop');
-    for (const [addr, c] of Object.entries(load)) assert.equal(c.failed, 0, `no connection failed through ${addr} without quorum (${c.lastError ?? ''})`);
-    quorum = { writeError, writeRecoveredMs, convergeMs, load };
-    say(`quorum lost: write failed with ${writeError.code}: ${writeError.message}`);
-    say(`quorum back: first write ok ${writeRecoveredMs} ms after a member restarted; daemons converged in ${convergeMs.join('/')} ms; connections ${JSON.stringify(load)}`);
-  }
+  await cluster.call('loadStart', { addrs: cluster.appAddrs() });
+  await Promise.all([cluster.stopMember(1), cluster.stopMember(2)]);
+  const writeError = await write('D').then(
+    () => assert.fail('a write without quorum must fail'),
+    (err: Error & { code: string }) => ({ code: err.code, message: err.message }),
+  );
+  assert.equal(writeError.code, 'ERR_CONFIG_WRITE');
+  assert.match(writeError.message, /Cannot write the config to etcd key \/fproxy\/config .*quorum/);
+  for (const i of all) assert.equal(await cluster.probe(i), current, `d${i + 1} keeps serving without quorum`);
+  const backAt = Date.now();
+  cluster.startMember(1);
+  const { at: dAt } = await waitFor(() => write('D').catch(() => undefined), 60_000, 'a write succeeds once a member is back');
+  const writeRecoveredMs = dAt - backAt;
+  const convergeMs = await converge('D', dAt);
+  current = 'D';
+  cluster.startMember(2);
+  await cluster.waitMembersHealthy(all);
+  const quorumLoad = await cluster.call<Counts>('loadStop');
+  for (const [addr, c] of Object.entries(quorumLoad)) assert.equal(c.failed, 0, `no connection failed through ${addr} without quorum (${c.lastError ?? ''})`);
+  const quorum = { writeError, writeRecoveredMs, convergeMs, load: quorumLoad };
+  say(`quorum lost: write failed with ${writeError.code}: ${writeError.message}`);
+  say(`quorum back: first write ok ${writeRecoveredMs} ms after a member restarted; daemons converged in ${convergeMs.join('/')} ms; connections ${JSON.stringify(quorumLoad)}`);
 
   // 4. a daemon restarted while etcd is down serves its last good copy from disk
   await Promise.all(all.map((i) => cluster.stopMember(i)));
@@ -121,7 +118,7 @@ export async function runClusterScenario(cleanup: Cleanup, full: boolean, say: (
   return {
     convergenceMs,
     partition: { catchUpMs, load: partitionLoad },
-    ...(quorum ? { quorum } : {}),
+    quorum,
     disk: { servingFrom: fromDisk.source.servingFrom ?? '', connected: fromDisk.source.connected, reconvergeMs },
   };
 }
