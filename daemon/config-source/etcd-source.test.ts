@@ -6,12 +6,14 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Etcd3 } from 'etcd3';
 import { createDaemonLogger } from '../logger.ts';
 import { waitFor } from '../testing.ts';
 import { configSourceCases } from './config-source.case.ts';
 import { EtcdSource, parseEtcdUrl } from './etcd-source.ts';
 import { etcdMissing, startCuttableLink, startTestEtcd } from './etcd-testing.ts';
+import { sourceFromEnv } from './source-from-env.ts';
 import type { TestEtcd } from './etcd-testing.ts';
 
 const logger = createDaemonLogger({ LOG_LEVEL: 'silent' });
@@ -178,5 +180,51 @@ else {
     link.cut();
     await assert.rejects(source.write(Buffer.from('{"Apps": [3]}'), written.version), (err: Error & { code?: string }) => err.code === 'ERR_CONFIG_WRITE' && /Cannot write the config to etcd key .*quorum/.test(err.message));
     assert.equal((await op.get(key).string()), '{"Apps": [1]}');
+  });
+}
+
+if (!skip) {
+  test('EtcdSource over TLS with a client certificate (FPROXY_ETCD_CA/_CERT/_KEY); without one etcd refuses', async (t) => {
+    const dir = await stateDir(t);
+    const cert = (name: string, san: string): { cert: string; key: string } => {
+      const files = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+      const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', `/CN=${name}`, '-addext', `subjectAltName=${san}`, '-keyout', files.key, '-out', files.cert], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      return files;
+    };
+    const server = cert('etcd', 'IP:127.0.0.1');
+    const client = cert('fproxy', 'DNS:fproxy');
+    const cleanups: (() => unknown)[] = [];
+    t.after(async () => {
+      for (const fn of cleanups.reverse()) await fn();
+    });
+    const etcd = await startTestEtcd({ after: (fn) => cleanups.push(fn) }, { tls: { cert: server.cert, key: server.key, clientCa: client.cert } });
+    const url = `etcd://${etcd.endpoint}/fproxy/tls`;
+    const env = { FPROXY_STATE_DIR: dir, FPROXY_ETCD_CA: server.cert, FPROXY_ETCD_CERT: client.cert, FPROXY_ETCD_KEY: client.key };
+    const source = sourceFromEnv(url, logger, env) as EtcdSource;
+    t.after(() => source.close());
+    await waitFor(() => source.write(Buffer.from('{"Apps": ["tls"]}'), undefined).then(() => true, () => false), 15_000, 'a write over TLS');
+    assert.equal((await source.read()).bytes.toString(), '{"Apps": ["tls"]}');
+    const anonymous = sourceFromEnv(url, logger, { FPROXY_STATE_DIR: dir, FPROXY_ETCD_CA: server.cert }) as EtcdSource;
+    t.after(() => anonymous.close());
+    await assert.rejects(anonymous.write(Buffer.from('{}'), undefined), (err: Error & { code?: string }) => err.code === 'ERR_CONFIG_WRITE');
+  });
+
+  test('EtcdSource with etcd auth (FPROXY_ETCD_USER/_PASSWORD); a wrong password is a clear error', async (t) => {
+    const { endpoint } = await startTestEtcd(t);
+    const op = await operator(t, endpoint);
+    await waitFor(() => op.put('/fproxy/auth').value('{"Apps": ["auth"]}').exec().then(() => true, () => false), 15_000, 'etcd up');
+    await op.role('root').create();
+    await op.user('root').create('s3cret');
+    await op.user('root').addRole('root');
+    await op.auth.authEnable();
+    const dir = await stateDir(t);
+    const url = `etcd://${endpoint}/fproxy/auth`;
+    const source = sourceFromEnv(url, logger, { FPROXY_STATE_DIR: dir, FPROXY_ETCD_USER: 'root', FPROXY_ETCD_PASSWORD: 's3cret' }) as EtcdSource;
+    t.after(() => source.close());
+    assert.equal((await source.read()).bytes.toString(), '{"Apps": ["auth"]}');
+    const wrong = sourceFromEnv(url, logger, { FPROXY_STATE_DIR: dir, FPROXY_ETCD_USER: 'root', FPROXY_ETCD_PASSWORD: 'nope' }) as EtcdSource;
+    t.after(() => wrong.close());
+    await assert.rejects(wrong.read(), (err: Error & { code?: string; issues?: { message: string }[] }) => err.code === 'ERR_CONFIG_READ' && /authentication failed/i.test(err.issues?.[0]?.message ?? ''));
   });
 }

@@ -28,11 +28,19 @@ export function etcdMissing(): string | undefined {
 }
 
 /** `t`: a test context, or `{ after }` from node:test to share one etcd across a file. */
-export async function startTestEtcd(t: Cleanup): Promise<TestEtcd> {
+export interface TestEtcdOptions {
+  /** Serve clients over TLS with this server certificate, and require client certificates signed by `clientCa`. */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly clientCa: string };
+}
+
+export async function startTestEtcd(t: Cleanup, options: TestEtcdOptions = {}): Promise<TestEtcd> {
   const dir = await mkdtemp(join(tmpdir(), 'fproxy-etcd-'));
+  const { tls } = options;
+  const scheme = tls ? 'https' : 'http';
   const child: ChildProcess = spawn('etcd', [
+    ...(tls ? ['--cert-file', tls.cert, '--key-file', tls.key, '--client-cert-auth', '--trusted-ca-file', tls.clientCa] : []),
     '--name', 'solo', '--data-dir', join(dir, 'data'),
-    '--listen-client-urls', 'http://127.0.0.1:0', '--advertise-client-urls', 'http://127.0.0.1:2379',
+    '--listen-client-urls', `${scheme}://127.0.0.1:0`, '--advertise-client-urls', `${scheme}://127.0.0.1:2379`,
     // A single member never dials its peer URL; the advertised one only has to match initial-cluster.
     '--listen-peer-urls', 'http://127.0.0.1:0', '--initial-advertise-peer-urls', 'http://127.0.0.1:2380',
     '--initial-cluster', 'solo=http://127.0.0.1:2380', '--log-level', 'error', '--logger', 'zap',
@@ -51,12 +59,18 @@ export async function startTestEtcd(t: Cleanup): Promise<TestEtcd> {
   const pid = child.pid!;
   const port = await waitFor(async () => {
     if (child.exitCode !== null) throw new Error(`etcd exited (${child.exitCode}): ${stderr}`);
-    for (const p of listeningPorts(pid)) {
+    const ports = listeningPorts(pid);
+    if (tls) {
+      // The peer port answers plain HTTP; the TLS client port answers it with 400 (ready or not: callers retry).
+      const plain = await Promise.all(ports.map((p) => fetch(`http://127.0.0.1:${p}/version`).then((r) => r.ok, () => false)));
+      return ports.length === 2 && plain.filter(Boolean).length === 1 ? ports[plain.indexOf(false)] : undefined;
+    }
+    for (const p of ports) {
       const ok = await fetch(`http://127.0.0.1:${p}/health`).then((r) => r.ok, () => false);
       if (ok) return p;
     }
     return undefined;
-  }, 20_000, 'etcd answering /health');
+  }, 20_000, 'etcd answering');
   return { endpoint: `127.0.0.1:${port}`, pid, stop };
 }
 
