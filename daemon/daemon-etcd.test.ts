@@ -53,7 +53,10 @@ test('daemon on an etcd source: burst → last write, invalid → kept, last goo
   const d = await startTestDaemon(t, '{}', { env });
   const [port] = await d.ports('web');
   assert.equal(await ask(port!), 'A');
-  const up = await waitFor(async () => ((await d.status()).source.connected ? d.status() : undefined), 10_000, 'source connected');
+  const up = await waitFor(async () => {
+    const s = await d.status();
+    return s.source.connected && s.source.revision !== null ? s : undefined;
+  }, 10_000, 'source connected, the applied revision known');
   assert.equal(up.config.path, env.FPROXY_CONFIG_PATH);
   assert.deepEqual({ kind: up.source.kind, servingFrom: up.source.servingFrom, staleMs: up.source.staleMs }, { kind: 'etcd', servingFrom: 'etcd', staleMs: 0 });
   assert.equal(up.source.revision, (await op.get(KEY).exec()).kvs[0]!.mod_revision);

@@ -63,10 +63,17 @@ export class EtcdSource implements ConfigSource {
   readonly #lastGood: LastGood;
   readonly #timeoutMs: number;
   readonly #retryMaxMs: number;
+  /** etcd answered the last read (undefined: no read yet). */
+  #readOk: boolean | undefined;
+  /** The watch stream is established. */
+  #watchUp = false;
+  /** Derived from the two above by #update(): reads work and, once watching, the watch is up. */
   #connected = false;
   #servingFrom: 'etcd' | 'disk' | null = null;
-  /** mod_revision of the content last read (what the daemon serves once applied). */
+  /** mod_revision of the config the daemon serves (applied, or the copy on disk it starts from). */
   #revision: string | null = null;
+  /** While reads fail under a watch: ask the pipeline to read again, with backoff, until etcd answers. */
+  #retry: { onChange: (reason: string) => void; attempt: number; timer: NodeJS.Timeout | undefined } | undefined;
   /** Newest cluster revision seen (read header or watch event): where a new watch starts after. */
   #seen: bigint | undefined;
   #lastContact: Date | undefined;
@@ -117,21 +124,27 @@ export class EtcdSource implements ConfigSource {
     try {
       res = await this.#client.get(key).options({ deadline: Date.now() + this.#timeoutMs }).exec();
     } catch (err) {
+      this.#readOk = false;
+      this.#update((err as Error).message);
+      this.#retryLater();
       return this.#readFromDisk(err);
     }
     this.#contact(res.header.revision);
+    this.#readOk = true;
+    if (this.#retry) this.#retry.attempt = 0;
+    this.#update();
     const kv = res.kvs[0];
     if (kv === undefined) {
       throw new ConfigError('ERR_CONFIG_READ', [{ path: '', message: `etcd key ${key} does not exist: put the config there (etcdctl --endpoints=${this.#target.hosts.join(',')} put ${key} "$(cat config.json)")` }], { path: this.url });
     }
     if (this.#servingFrom === 'disk') this.#log.info({ event: 'config-source-etcd', revision: kv.mod_revision }, 'etcd answers again; reading the config from etcd');
     this.#servingFrom = 'etcd';
-    this.#revision = kv.mod_revision;
     return { bytes: Buffer.from(kv.value), baseDir: this.#baseDir(), version: kv.mod_revision };
   }
 
   async watch(onChange: (reason: string) => void, onGone?: (message: string) => void): Promise<Unwatch> {
     let stopped = false;
+    this.#retry = { onChange, attempt: 0, timer: undefined };
     let connectedOnce: () => void = () => {};
     const firstConnect = new Promise<void>((r) => (connectedOnce = r));
     const start = (): void => {
@@ -141,9 +154,8 @@ export class EtcdSource implements ConfigSource {
       this.#watcher = watcher;
       watcher.on('connected', (res) => {
         this.#contact(res.header?.revision);
-        this.#connected = true;
-        if (this.#disconnectedAt !== undefined) this.#log.info({ event: 'etcd-connected', downMs: Date.now() - this.#disconnectedAt.getTime() }, 'etcd watch reconnected');
-        this.#disconnectedAt = undefined;
+        this.#watchUp = true;
+        this.#update();
         connectedOnce();
         // After a reconnect or a start from disk: one read converges on what etcd holds now.
         onChange('etcd watch connected');
@@ -158,15 +170,15 @@ export class EtcdSource implements ConfigSource {
         onGone?.(`etcd key ${this.#target.key} was deleted: apps keep running as they are until it is put back`);
       });
       watcher.on('disconnected', (err) => {
-        if (this.#connected) this.#log.warn({ event: 'etcd-disconnected', err: err.message }, 'lost the etcd watch; apps keep running, reconnecting with backoff');
-        if (this.#connected || this.#disconnectedAt === undefined) this.#disconnectedAt = new Date();
-        this.#connected = false;
+        this.#watchUp = false;
+        this.#update(err.message);
       });
       watcher.on('error', (err) => {
         // Cancelled by etcd (typically: our start revision was compacted). Read what etcd holds now
         // (the pipeline diffs it) and watch on from there.
         this.#log.warn({ event: 'etcd-watch-cancelled', err: err.message }, 'etcd watch cancelled; re-reading the config');
-        this.#connected = false;
+        this.#watchUp = false;
+        this.#update(err.message);
         this.#seen = undefined;
         void watcher.cancel().catch(() => {});
         if (stopped) return;
@@ -189,9 +201,12 @@ export class EtcdSource implements ConfigSource {
     if (this.#seen === undefined) await Promise.race([firstConnect, new Promise((r) => setTimeout(r, this.#timeoutMs).unref())]);
     return async () => {
       stopped = true;
+      clearTimeout(this.#retry?.timer);
+      this.#retry = undefined;
       // Cancel watchers before close(), or the process may not exit (DEPENDENCIES.md).
       await this.#watcher?.cancel().catch(() => {});
       this.#watcher = undefined;
+      this.#watchUp = false;
       this.#connected = false;
       // Unwatching is the daemon stopping: release the connection too (open gRPC channels keep a process alive).
       this.close();
@@ -230,6 +245,7 @@ export class EtcdSource implements ConfigSource {
   }
 
   async applied(snapshot: ConfigSnapshot): Promise<void> {
+    this.#revision = snapshot.version;
     try {
       await this.#lastGood.save(snapshot.bytes, snapshot.version);
     } catch (err) {
@@ -262,17 +278,43 @@ export class EtcdSource implements ConfigSource {
     if (copy === undefined) {
       throw new ConfigError('ERR_CONFIG_READ', [{ path: '', message: `etcd at ${this.#target.hosts.join(',')} did not answer (${reason}) and there is no last good copy in ${this.#lastGood.path}: start etcd or point FPROXY_CONFIG_PATH at a reachable member` }], { path: this.url, cause: err });
     }
-    if (this.#servingFrom !== 'disk') {
+    // Already serving this very content (applied from etcd): it still came from etcd, which is just
+    // not answering now. Anything else (a start while etcd is down) is served from the disk copy.
+    if (!(this.#servingFrom === 'etcd' && this.#revision === copy.version) && this.#servingFrom !== 'disk') {
       this.#log.warn({ event: 'config-from-disk', path: this.#lastGood.path, revision: copy.version, savedAt: copy.savedAt, err: reason }, 'etcd does not answer: serving the last good config from disk; retrying etcd with backoff');
+      this.#servingFrom = 'disk';
+      this.#revision = copy.version;
     }
-    this.#servingFrom = 'disk';
-    this.#connected = false;
     // The copy was what etcd held when it was saved: staleness counts from then.
     this.#lastContact ??= new Date(copy.savedAt);
     this.#disconnectedAt ??= new Date();
-    this.#revision = copy.version;
     this.#seen ??= BigInt(copy.version);
     return { bytes: copy.bytes, baseDir: this.#baseDir(), version: copy.version };
+  }
+
+  /** Recompute `connected`; log and time-stamp a change (once per change, not per failed attempt). */
+  #update(why?: string): void {
+    const connected = this.#readOk !== false && (this.#watcher !== undefined ? this.#watchUp : this.#readOk === true);
+    if (connected === this.#connected) return;
+    this.#connected = connected;
+    if (!connected) {
+      this.#disconnectedAt = new Date();
+      this.#log.warn({ event: 'etcd-disconnected', err: why }, 'etcd does not answer; apps keep running, retrying with backoff');
+    } else {
+      if (this.#disconnectedAt !== undefined) this.#log.info({ event: 'etcd-connected', downMs: Date.now() - this.#disconnectedAt.getTime() }, 'etcd answers again');
+      this.#disconnectedAt = undefined;
+    }
+  }
+
+  /** A read failed while watching: signal a re-read after a backoff (100 ms doubling, up to retryMaxMs) until one works. */
+  #retryLater(): void {
+    const retry = this.#retry;
+    if (retry === undefined || retry.timer !== undefined) return;
+    const delay = Math.min(this.#retryMaxMs, 100 * 2 ** retry.attempt++);
+    retry.timer = setTimeout(() => {
+      retry.timer = undefined;
+      if (this.#retry === retry) retry.onChange('retrying etcd');
+    }, delay).unref();
   }
 
   #contact(revision: string | undefined): void {
