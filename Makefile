@@ -2,14 +2,14 @@
 NODE := ./node_modules/.bin/node
 TSC  := ./node_modules/.bin/tsc
 
-.PHONY: run test typecheck unit rollout-check bench bench-check schema deps native test-sanitizers
+.PHONY: run test typecheck unit rollout-check cluster-check bench bench-check schema deps native test-sanitizers
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
 deps: node_modules/.installed native
-	@bash scripts/ensure-debian.sh openssl python3 chromium
+	@bash scripts/ensure-debian.sh openssl python3 chromium etcd-server:etcd
 
 ## The native socket engine (proxy/engine/native/) into build/native/ (git-ignored). No C compiler:
 ## one warning, and listeners use the JS engine.
@@ -57,6 +57,11 @@ unit: deps
 ## Zero-downtime check: 50+ config rewrites under load, must report 0 failures.
 rollout-check: deps
 	bash scripts/rollout-check
+
+## etcd as the config source, for real: 3 etcd members + 3 daemons, each in its own network namespace
+## (needs root): convergence, a partition under load, quorum loss, a restart from disk; prints the figures.
+cluster-check: deps
+	$(NODE) scripts/cluster-check.ts
 
 ## Side-by-side benchmark against HAProxy and nginx stream (installs them from Debian if missing).
 bench: deps

@@ -2,10 +2,9 @@
 // the reload pipeline over the config source, and the admin endpoint. The pipeline
 // (reload-pipeline.ts) turns source content into plans; this module carries them out with
 // supervisors and answers status.
-import { resolve } from 'node:path';
 import type { ListenerSpec } from '../proxy/index.ts';
-import type { ConfigSource } from './config-source/config-source.ts';
-import { FileSource } from './config-source/file-source.ts';
+import type { ConfigSource, SourceStatus } from './config-source/config-source.ts';
+import { sourceFromEnv } from './config-source/source-from-env.ts';
 import type { LoadedConfig } from './config/load.ts';
 import { AdminServer, DEFAULT_ADMIN_ADDR, parseAdminAddr, RawBody } from './admin-server.ts';
 import { dashboardRoutes } from './dashboard/dashboard-routes.ts';
@@ -53,6 +52,8 @@ export type { ConfigErrorStatus };
 export interface DaemonStatus {
   readonly pid: number;
   readonly config: { readonly path: string; readonly hash: string | null; readonly appliedAt: string | null; readonly error: ConfigErrorStatus | null };
+  /** Where the config comes from and whether it is reachable (etcd: {kind, connected, revision, servingFrom, staleMs …}). */
+  readonly source: SourceStatus;
   readonly migrateReq: MigrateReqStatus;
   /** Idle listeners forked ahead of need, right now. */
   readonly spares: number;
@@ -74,7 +75,7 @@ export interface Daemon {
 export async function runDaemon(options: DaemonOptions = {}): Promise<Daemon> {
   const env = options.env ?? process.env;
   const logger = options.logger ?? createDaemonLogger(env);
-  const source = options.source ?? new FileSource(resolve(options.configPath ?? env.FPROXY_CONFIG_PATH ?? 'config.json'), { logger });
+  const source = options.source ?? sourceFromEnv(options.configPath ?? env.FPROXY_CONFIG_PATH ?? 'config.json', logger, env);
   const adminAddr = parseAdminAddr(options.adminAddr ?? env.FPROXY_ADMIN_ADDR ?? DEFAULT_ADMIN_ADDR);
   const spares = options.spares ?? parseSpares(env.FPROXY_SPARE_LISTENERS);
   const heartbeatMs = parseHeartbeat(env.FPROXY_HEARTBEAT_MS);
@@ -115,12 +116,14 @@ class DaemonProcess implements Daemon, AppFleet {
   readonly #pipeline: ReloadPipeline;
   readonly #resolveHost: ResolveHost;
   readonly #metrics = new DaemonMetrics({ apps: () => [...this.#apps.values(), ...this.#retiring] });
+  readonly #source: ConfigSource;
   #migrateReq: MigrateReqStatus = { enabled: false, changed: false, reason: 'not checked yet' };
   #stopping: Promise<void> | undefined;
 
   constructor(args: { logger: Logger; source: ConfigSource; options: DaemonOptions; env: NodeJS.ProcessEnv }) {
     this.#log = args.logger;
     this.configPath = args.source.describe();
+    this.#source = args.source;
     this.#pipeline = new ReloadPipeline({ source: args.source, fleet: this, logger: args.logger, onReload: (result, ok) => this.#metrics.reload(result, ok) });
     this.#timing = { ...SUPERVISION_TIMING, ...args.options.timing };
     this.#entry = args.options.listenerEntry ?? LISTENER_SOURCE;
@@ -167,6 +170,7 @@ class DaemonProcess implements Daemon, AppFleet {
     return {
       pid: process.pid,
       config: { path: this.configPath, ...config },
+      source: this.#source.status(),
       migrateReq: this.#migrateReq,
       spares: this.#spares?.size ?? 0,
       reconciles,

@@ -5,7 +5,8 @@
 //   SIGTERM/SIGINT  → stop accepting everywhere, drain (up to each app's DrainTimeoutMs), exit 0;
 //                     a second one while draining exits 1 at once (listeners then drain by themselves)
 //   invalid config or LOG_LEVEL at start, admin port taken → message on stderr, exit 1
-// Environment: FPROXY_CONFIG_PATH (default ./config.json), FPROXY_ADMIN_ADDR (default
+// Environment: FPROXY_CONFIG_PATH (default ./config.json; or etcd://host1:2379,host2:2379/key, see
+// daemon/config-source/source-from-env.ts for FPROXY_ETCD_* and FPROXY_STATE_DIR), FPROXY_ADMIN_ADDR (default
 // 127.0.0.1:9900; ":0" = any free port, the bound address is logged), FPROXY_SPARE_LISTENERS
 // (idle listeners forked ahead of need, default 2, 0 = none), LOG_LEVEL (default info);
 // FPROXY_DNS_SERVERS and the rest pass through to the listeners.

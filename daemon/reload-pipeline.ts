@@ -48,10 +48,13 @@ export interface PipelineStatus {
 }
 
 /** Read and validate a source's current content. Throws a ConfigError. */
-export async function loadFromSource(source: ConfigSource): Promise<LoadedConfig> {
+export async function loadFromSource(source: ConfigSource): Promise<SourcedConfig> {
   const snapshot = await source.read();
-  return loadConfig(snapshot.bytes, snapshot.baseDir, source.describe());
+  return { ...(await loadConfig(snapshot.bytes, snapshot.baseDir, source.describe())), version: snapshot.version };
 }
+
+/** A loaded config and the source's version of it. */
+export type SourcedConfig = LoadedConfig & { readonly version?: string };
 
 export class ReloadPipeline {
   readonly #source: ConfigSource;
@@ -66,7 +69,7 @@ export class ReloadPipeline {
   #reconciles = 0;
   #loadChain: Promise<void> = Promise.resolve();
   #queuedLoad: Promise<void> | undefined;
-  #wanted: LoadedConfig | undefined;
+  #wanted: SourcedConfig | undefined;
   #reconciling: Promise<void> | undefined;
 
   constructor(options: { source: ConfigSource; fleet: AppFleet; logger: Logger; onReload?: (result: 'applied' | 'rejected' | 'unchanged', fullyApplied?: boolean) => void }) {
@@ -77,7 +80,7 @@ export class ReloadPipeline {
   }
 
   /** Watch the source, then apply `initial` (already loaded, so a bad first config fails start-up). */
-  async start(initial: LoadedConfig): Promise<void> {
+  async start(initial: SourcedConfig): Promise<void> {
     this.#unwatch = await this.#source.watch((reason) => void this.reload(reason), (message) => this.#configGone(message));
     this.#want(initial);
     await this.#reconciling;
@@ -114,7 +117,7 @@ export class ReloadPipeline {
   }
 
   async #load(reason: string): Promise<void> {
-    let loaded: LoadedConfig;
+    let loaded: SourcedConfig;
     try {
       loaded = await loadFromSource(this.#source);
     } catch (err) {
@@ -142,7 +145,7 @@ export class ReloadPipeline {
     this.#log.error({ event: 'config-rejected', reason, path: where, code: error.code, issues: error.issues }, `config rejected; apps keep running as they are:\n${error.message}`);
   }
 
-  #want(loaded: LoadedConfig): void {
+  #want(loaded: SourcedConfig): void {
     this.#wanted = loaded;
     this.#reconciling ??= this.#reconcileLoop().finally(() => (this.#reconciling = undefined));
   }
@@ -165,7 +168,7 @@ export class ReloadPipeline {
     }
   }
 
-  async #reconcile(loaded: LoadedConfig): Promise<void> {
+  async #reconcile(loaded: SourcedConfig): Promise<void> {
     let next: Map<string, ListenerSpec>;
     try {
       next = toListenerSpecs(loaded.config, loaded.baseDir);
@@ -187,6 +190,8 @@ export class ReloadPipeline {
     this.#appliedHash = ok ? loaded.hash : undefined;
     this.#appliedAt = new Date();
     this.#onReload?.('applied', ok);
+    // The source keeps what every app now runs (etcd: on disk, served if it is unreachable at start).
+    if (ok && loaded.version !== undefined) await this.#source.applied?.({ bytes: Buffer.from(loaded.text, 'utf8'), baseDir: loaded.baseDir, version: loaded.version });
     this.#log.info({ hash: loaded.hash, ok, ms: Date.now() - started }, ok ? 'config applied' : 'config applied with failures (see currentError in /apps): an app that never started retries by itself with backoff; a failed rollout is retried on the next change or SIGHUP');
   }
 }

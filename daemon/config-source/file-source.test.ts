@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDaemonLogger } from '../logger.ts';
@@ -42,4 +42,22 @@ test('FileSource: the base directory is the file\'s; a missing file is ERR_CONFI
   });
   await writeFile(join(dir, 'nope.json'), '{}');
   assert.equal((await source.read()).baseDir, dir);
+});
+
+test('FileSource.write: an atomic rename that keeps the file mode and leaves no temp file behind', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'config.json');
+  await writeFile(path, '{"Apps": []}', { mode: 0o640 });
+  const source = new FileSource(path, { logger });
+  const before = (await stat(path)).ino;
+  await source.write(Buffer.from('{"Apps": [1]}'), undefined);
+  const after = await stat(path);
+  assert.notEqual(after.ino, before, 'a new inode: renamed over, not written in place');
+  assert.equal(after.mode & 0o777, 0o640);
+  assert.deepEqual(await readdir(dir), ['config.json']);
+});
+
+test('FileSource.write into a directory it cannot write is ERR_CONFIG_WRITE naming the path', async (t) => {
+  const source = new FileSource(join(await tempDir(t), 'no-such-dir', 'config.json'), { logger });
+  await assert.rejects(source.write(Buffer.from('{}'), undefined), (err: { code?: string; message?: string }) => err.code === 'ERR_CONFIG_WRITE' && /no-such-dir/.test(err.message!));
 });
