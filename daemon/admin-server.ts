@@ -1,6 +1,10 @@
 // AdminServer: the daemon's HTTP admin endpoint (node:http) over a small Router (admin/router.ts:
 // params, body limit, bearer auth, async handlers, problem+json). Reads are a table of GET
-// handlers, so adding one is one line; writes and their shapes are in admin/ (contract.ts).
+// handlers (returning JSON, a promise of it, or a RawBody with its own content type), so adding
+// one is one line; writes and their shapes are in admin/ (contract.ts).
+//   GET /        → the dashboard page (daemon/dashboard/), /dashboard.js its script
+//   GET /metrics → Prometheus text format, pulled fresh from every listener (daemon/metrics/)
+//   GET /stats   → per app totals, rates, targets, history, and the last rollouts (JSON)
 //   GET /healthz → 200 "ok" while the daemon runs
 //   GET /apps    → [{name, generation, state, pids, ports, [listen], targets, [routes], activeConnections,
 //                   currentError, lastError, lastErrorAt, nextAttemptAt, …,
@@ -18,6 +22,8 @@ import { AdminAuth } from './admin/admin-auth.ts';
 import { REQUEST_TIMEOUT_MS } from './admin/contract.ts';
 import { Router } from './admin/router.ts';
 import type { Handler, Route } from './admin/router.ts';
+
+export { RawBody } from './admin/router.ts';
 
 export interface AdminAddress {
   readonly host: string;

@@ -20,12 +20,14 @@ import { summarizeError } from './daemon-error.ts';
 import type { ErrorSummary } from './daemon-error.ts';
 import { Generation } from './generation.ts';
 import type { SupervisionTiming } from './generation.ts';
+import type { ListenerProcess } from './listener-process.ts';
 import type { Logger } from './logger.ts';
 import { configuredTargets, HealthChecker } from './health/health-checker.ts';
 import type { ResolveHost } from './health/resolve-host.ts';
 import { targetStatus } from './health/target-status.ts';
 import type { AppHealth, TargetStatus } from './health/target-status.ts';
 import { AppLimits } from './limits/app-limits.ts';
+import type { AppMetricsSink } from './metrics/daemon-metrics.ts';
 
 export type AppState = 'starting' | 'running' | 'rolling-out' | 'draining' | 'failed';
 
@@ -75,6 +77,8 @@ export interface AppSupervisorOptions {
   readonly nextGeneration: () => number;
   /** How health probes resolve target names (one per daemon, as its listeners resolve them). */
   readonly resolveHost?: ResolveHost;
+  /** Told about exits (to fold their final counts), restarts and rollouts. */
+  readonly metrics?: AppMetricsSink;
 }
 
 export class AppSupervisor {
@@ -170,6 +174,14 @@ export class AppSupervisor {
     this.limits.close();
   }
 
+  /** Every live listener process of this app: serving, rolling out and draining generations. */
+  processes(): ListenerProcess[] {
+    const gens = new Set<Generation>(this.#draining);
+    if (this.#current !== undefined) gens.add(this.#current);
+    if (this.#pending !== undefined) gens.add(this.#pending);
+    return [...gens].flatMap((g) => g.processes());
+  }
+
   status(): AppStatus {
     const current = this.#current;
     const pending = this.#pending;
@@ -237,6 +249,11 @@ export class AppSupervisor {
     this.#checker.track(old === undefined ? [spec] : [old.spec, spec]);
     const gen = new Generation({ spec: { ...spec, ports }, number: this.#options.nextGeneration(), logger, timing, acquire, limits: this.limits, health: () => this.#healthStates() });
     this.#lastAttempt = gen.number;
+    const metrics = this.#options.metrics;
+    if (metrics !== undefined) {
+      gen.on('workerExit', (p) => metrics.listenerExited(p));
+      gen.on('restarted', () => metrics.listenerRestarted(this.name));
+    }
     this.#pending = gen;
     this.#log.info({ gen: gen.number, workers: gen.workers, ports, from: old?.number }, old ? 'rolling out a new generation' : 'starting app');
     const startedAt = Date.now();
@@ -253,6 +270,7 @@ export class AppSupervisor {
       // The old spec keeps serving (or the new one keeps being retried): check what that needs.
       this.#checker.track([old?.spec ?? spec]);
       if (old !== undefined) {
+        metrics?.rolloutDone(this.name, gen.number, 'failed', Date.now() - startedAt);
         this.#log.error({ event: 'rollout-failed', gen: gen.number, code, err: message, keeping: old.number }, 'new generation failed to start; the old generation keeps serving');
       } else {
         const attempt = ++this.#retryAttempt;
@@ -299,6 +317,7 @@ export class AppSupervisor {
     this.#log.info({ gen: gen.number, listenerPids: gen.pids(), ms: Date.now() - startedAt }, old ? 'new generation ready; draining the old one' : 'app ready');
     if (old !== undefined) {
       this.rollouts++;
+      metrics?.rolloutDone(this.name, gen.number, 'completed', Date.now() - startedAt);
       await this.#retire(old);
     }
     return true;

@@ -2,12 +2,13 @@
 // the reload pipeline over the config source, and the admin endpoint. The pipeline
 // (reload-pipeline.ts) turns source content into plans; this module carries them out with
 // supervisors and answers status.
-import { resolve } from 'node:path';
 import type { ListenerSpec } from '../proxy/index.ts';
-import type { ConfigSource } from './config-source/config-source.ts';
-import { FileSource } from './config-source/file-source.ts';
+import type { ConfigSource, SourceStatus } from './config-source/config-source.ts';
+import { sourceFromEnv } from './config-source/source-from-env.ts';
 import type { LoadedConfig } from './config/load.ts';
-import { AdminServer, DEFAULT_ADMIN_ADDR, parseAdminAddr } from './admin-server.ts';
+import { AdminServer, DEFAULT_ADMIN_ADDR, parseAdminAddr, RawBody } from './admin-server.ts';
+import { dashboardRoutes } from './dashboard/dashboard-routes.ts';
+import { DaemonMetrics } from './metrics/daemon-metrics.ts';
 import type { AdminAddress } from './admin-server.ts';
 import { AppSupervisor } from './app-supervisor.ts';
 import type { AppStatus } from './app-supervisor.ts';
@@ -55,6 +56,8 @@ export type { ConfigErrorStatus };
 export interface DaemonStatus {
   readonly pid: number;
   readonly config: { readonly path: string; readonly hash: string | null; readonly appliedAt: string | null; readonly error: ConfigErrorStatus | null };
+  /** Where the config comes from and whether it is reachable (etcd: {kind, connected, revision, servingFrom, staleMs …}). */
+  readonly source: SourceStatus;
   readonly migrateReq: MigrateReqStatus;
   /** Idle listeners forked ahead of need, right now. */
   readonly spares: number;
@@ -76,7 +79,7 @@ export interface Daemon {
 export async function runDaemon(options: DaemonOptions = {}): Promise<Daemon> {
   const env = options.env ?? process.env;
   const logger = options.logger ?? createDaemonLogger(env);
-  const source = options.source ?? new FileSource(resolve(options.configPath ?? env.FPROXY_CONFIG_PATH ?? 'config.json'), { logger });
+  const source = options.source ?? sourceFromEnv(options.configPath ?? env.FPROXY_CONFIG_PATH ?? 'config.json', logger, env);
   const adminAddr = parseAdminAddr(options.adminAddr ?? env.FPROXY_ADMIN_ADDR ?? DEFAULT_ADMIN_ADDR);
   const spares = options.spares ?? parseSpares(env.FPROXY_SPARE_LISTENERS);
   const heartbeatMs = parseHeartbeat(env.FPROXY_HEARTBEAT_MS);
@@ -121,13 +124,16 @@ class DaemonProcess implements Daemon, AppFleet {
   readonly #admin: AdminServer;
   readonly #pipeline: ReloadPipeline;
   readonly #resolveHost: ResolveHost;
+  readonly #metrics = new DaemonMetrics({ apps: () => [...this.#apps.values(), ...this.#retiring] });
+  readonly #source: ConfigSource;
   #migrateReq: MigrateReqStatus = { enabled: false, changed: false, reason: 'not checked yet' };
   #stopping: Promise<void> | undefined;
 
   constructor(args: { logger: Logger; source: ConfigSource; auth: AdminAuth; options: DaemonOptions; env: NodeJS.ProcessEnv }) {
     this.#log = args.logger;
     this.configPath = args.source.describe();
-    this.#pipeline = new ReloadPipeline({ source: args.source, fleet: this, logger: args.logger });
+    this.#source = args.source;
+    this.#pipeline = new ReloadPipeline({ source: args.source, fleet: this, logger: args.logger, onReload: (result, ok) => this.#metrics.reload(result, ok) });
     this.#timing = { ...SUPERVISION_TIMING, ...args.options.timing };
     this.#entry = args.options.listenerEntry ?? LISTENER_SOURCE;
     this.#env = args.env;
@@ -146,6 +152,9 @@ class DaemonProcess implements Daemon, AppFleet {
       '/healthz': () => 'ok',
       '/apps': () => this.apps(),
       '/status': () => this.status(),
+      '/metrics': async () => new RawBody(this.#metrics.contentType, await this.#metrics.render()),
+      '/stats': async () => ({ pid: process.pid, config: this.status().config, ...(await this.#metrics.stats(this.apps())) }),
+      ...dashboardRoutes(),
     }, {
       auth: args.auth,
       routes: adminRoutes({
@@ -190,6 +199,7 @@ class DaemonProcess implements Daemon, AppFleet {
     return {
       pid: process.pid,
       config: { path: this.configPath, ...config },
+      source: this.#source.status(),
       migrateReq: this.#migrateReq,
       spares: this.#spares?.size ?? 0,
       reconciles,
@@ -220,6 +230,7 @@ class DaemonProcess implements Daemon, AppFleet {
       timing: this.#timing,
       acquire: () => this.#spares?.take() ?? forkListener(this.#entry, this.#env),
       resolveHost: this.#resolveHost,
+      metrics: this.#metrics,
       nextGeneration: () => {
         const n = (this.#generations.get(name) ?? 0) + 1;
         this.#generations.set(name, n);
@@ -261,6 +272,7 @@ class DaemonProcess implements Daemon, AppFleet {
     // A reconcile that was mid-start when we began has seen #stopping and killed what it started.
     await this.#pipeline.settled();
     await this.#admin.close();
+    this.#metrics.close();
     this.#log.info('stopped');
   }
 }

@@ -43,7 +43,7 @@ interface WorkerSlot {
   restartTimer: NodeJS.Timeout | undefined;
 }
 
-export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted: [ListenerProcess] }> {
+export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted: [ListenerProcess]; workerExit: [ListenerProcess] }> {
   /** What the workers run: the given spec, with any 0 port replaced by the real one once worker 0 is ready. */
   spec: ListenerSpec;
   readonly number: number;
@@ -128,7 +128,7 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
 
   activeConnections(): number {
     let sum = 0;
-    for (const p of this.#live) sum += p.counters?.activeConnections ?? 0;
+    for (const p of this.#live) sum += p.activeConnections;
     return sum;
   }
 
@@ -148,6 +148,11 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
     return [result!, ...(await Promise.allSettled(rest.map((slot) => this.#startWorker(slot))))];
   }
 
+  /** Every live process of this generation (starting, ready or draining): what a metrics scrape asks. */
+  processes(): ListenerProcess[] {
+    return [...this.#live];
+  }
+
   #startWorker(slot: WorkerSlot): Promise<void> {
     const { number, logger, timing, acquire, health, limits } = this.#options;
     const spec = this.spec;
@@ -160,6 +165,7 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
 
   #onWorkerExit(slot: WorkerSlot, proc: ListenerProcess, exit: ListenerExit): void {
     this.#live.delete(proc);
+    this.emit('workerExit', proc);
     if (exit.expected || this.state !== 'serving' || slot.process !== proc) return;
     const err = exit.error ?? new DaemonError('ERR_LISTENER_CRASHED', `Listener for app "${this.spec.app}" exited unexpectedly`, { app: this.spec.app, generation: this.number, worker: slot.index });
     this.emit('failure', err);

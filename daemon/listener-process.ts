@@ -1,6 +1,6 @@
 // ListenerProcess: the daemon's handle on one forked listener (one worker of one app generation).
 // It owns the child's IPC lifecycle (proxy/ipc/protocol.ts): start → ready|failed within
-// readyTimeoutMs, heartbeats, drain, and the kill that follows a missed deadline.
+// readyTimeoutMs, heartbeats, metrics requests, drain, and the kill that follows a missed deadline.
 // Invariants: `exited` settles exactly once, when the child is gone; every path that gives up on
 // a child (failed start, missed heartbeats, drain past its deadline) SIGKILLs it, so no listener
 // outlives the daemon's interest in it; sends to a dead channel are dropped, never thrown.
@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { ListenerSpec } from '../proxy/index.ts';
 import { IPC_VERSION, parseFromListener } from '../proxy/index.ts';
-import type { FromListener, HealthStates, ListenerCounters, TargetReport, ToListener } from '../proxy/index.ts';
+import type { FromListener, HealthStates, MetricsSnapshot, TargetReport, ToListener } from '../proxy/index.ts';
 import { DaemonError } from './daemon-error.ts';
 import type { Logger } from './logger.ts';
 import type { AppLimits, LimitHolder } from './limits/app-limits.ts';
@@ -68,9 +68,13 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   readonly exited: Promise<ListenerExit>;
   state: ListenerState = 'starting';
   /** From the latest pong (or `draining`). */
-  counters: ListenerCounters | undefined;
+  activeConnections = 0;
+  /** The latest metrics the listener sent (a scrape reply, or its final one with `drained`). */
+  lastSnapshot: MetricsSnapshot | undefined;
   /** From the latest pong or `targets` message that carried them. */
   targets: ListenerTargets | undefined;
+  /** lastSnapshot is the final one (sent with `drained`): nothing more will be counted. */
+  finalSnapshot = false;
   readyAt: number | undefined;
   /** The ports the listener bound, from its `ready` (in spec.ports order; a 0 there is the kernel's pick here). */
   boundPorts: readonly number[] = [];
@@ -87,6 +91,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
   #resolveExit!: (exit: ListenerExit) => void;
   #onDrainAck: (() => void) | undefined;
   #limits: LimitHolder | undefined;
+  readonly #metricsWaiters = new Map<number, (s: MetricsSnapshot | undefined) => void>();
 
   constructor(options: ListenerProcessOptions) {
     super();
@@ -140,7 +145,17 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
           this.#exit({ code: null, signal: null, expected: true });
         }
       });
+      // 'exit' can come before the last IPC messages are read (a `drained` with its final metrics):
+      // handle the exit once the channel has closed too, or after a second at most.
       child.on('exit', (code, signal) => {
+        if (!child.connected) return onExit(code, signal);
+        const timer = setTimeout(() => onExit(code, signal), 1000);
+        child.once('disconnect', () => {
+          clearTimeout(timer);
+          onExit(code, signal);
+        });
+      });
+      const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
         fail(new DaemonError('ERR_LISTENER_EXITED', `Listener for app "${spec.app}" (generation ${generation}, worker ${worker}) exited before ready (code ${code}, signal ${signal})`, { ...context, pid: child.pid }));
         const crashed = !this.#expected;
         this.#exit({
@@ -149,7 +164,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
           expected: !crashed,
           error: this.#hangError ?? (crashed ? new DaemonError('ERR_LISTENER_CRASHED', `Listener for app "${spec.app}" (generation ${generation}, worker ${worker}, pid ${child.pid}) exited unexpectedly (code ${code}, signal ${signal})`, { ...context, pid: child.pid }) : undefined),
         });
-      });
+      };
       child.on('message', (raw) => {
         const received = parseFromListener(raw);
         if (!received.ok) {
@@ -212,6 +227,28 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
     this.#send({ v: IPC_VERSION, type: 'health', states });
   }
 
+  /**
+   * Ask for a fresh metrics snapshot. Resolves with it, or with undefined when no reply comes within
+   * timeoutMs or the process exits first (a late reply still updates lastSnapshot).
+   */
+  requestMetrics(timeoutMs: number): Promise<MetricsSnapshot | undefined> {
+    const child = this.#child;
+    if (this.state === 'exited' || child === undefined || !child.connected) return Promise.resolve(undefined);
+    const seq = ++this.#seq;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#metricsWaiters.delete(seq);
+        resolve(undefined);
+      }, timeoutMs);
+      this.#metricsWaiters.set(seq, (snapshot) => {
+        clearTimeout(timer);
+        this.#metricsWaiters.delete(seq);
+        resolve(snapshot);
+      });
+      this.#send({ v: IPC_VERSION, type: 'metrics', seq });
+    });
+  }
+
   /** Kill at once (a failed rollout, shutdown past its deadline). Expected: no restart follows. */
   kill(): void {
     this.#expected = true;
@@ -220,24 +257,32 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
 
   #onMessage(msg: FromListener): void {
     switch (msg.type) {
-      case 'pong': {
+      case 'pong':
         this.#unanswered = 0;
-        const { activeConnections, totalConnections, failedConnections, bytesIn, bytesOut } = msg;
-        this.counters = { activeConnections, totalConnections, failedConnections, bytesIn, bytesOut };
+        this.activeConnections = msg.activeConnections;
         // Listeners without a target pool do not send these: nothing ejected, no panic.
         if (Array.isArray(msg.targets)) this.targets = { targets: msg.targets, panic: msg.panic === true };
         return;
-      }
       case 'targets':
         this.targets = { targets: msg.targets, panic: msg.panic };
         return;
+      case 'metrics-snapshot':
+        this.lastSnapshot = msg.snapshot;
+        this.activeConnections = msg.snapshot.activeConnections;
+        this.#metricsWaiters.get(msg.seq)?.(msg.snapshot);
+        return;
       case 'draining':
-        this.counters = { ...(this.counters ?? { totalConnections: 0, failedConnections: 0, bytesIn: 0, bytesOut: 0 }), activeConnections: msg.activeConnections };
+        this.activeConnections = msg.activeConnections;
         this.#log.info({ listenerPid: this.pid, activeConnections: msg.activeConnections }, 'listener stopped accepting; draining');
         this.#onDrainAck?.();
         this.#onDrainAck = undefined;
         return;
       case 'drained':
+        if (msg.snapshot !== undefined) {
+          this.lastSnapshot = msg.snapshot;
+          this.finalSnapshot = true;
+        }
+        this.activeConnections = 0;
         this.#log.info({ listenerPid: this.pid, closedByTimeout: msg.closedByTimeout }, 'listener drained');
         return;
       case 'error':
@@ -298,6 +343,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
     clearTimeout(this.#killTimer);
     this.#onDrainAck?.();
     this.#onDrainAck = undefined;
+    for (const waiter of [...this.#metricsWaiters.values()]) waiter(undefined);
     this.#resolveExit(exit);
     this.emit('exit', exit);
   }

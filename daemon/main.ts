@@ -1,11 +1,13 @@
 // Daemon process entry (`npm start`, and `fproxy` with no subcommand through main()).
 // Owns the process-level concerns: signals, exit codes, and the last-resort error handlers.
 //   SIGHUP          → re-read the config now
+//   SIGUSR1         → passed on to every listener (they reopen FPROXY_ACCESS_LOG, for logrotate)
 //   SIGTERM/SIGINT  → stop accepting everywhere, drain (up to each app's DrainTimeoutMs), exit 0;
 //                     a second one while draining exits 1 at once (listeners then drain by themselves)
 //   invalid config or LOG_LEVEL at start, admin port taken, a non-loopback admin address without
 //   an admin token → message on stderr, exit 1
-// Environment: FPROXY_CONFIG_PATH (default ./config.json), FPROXY_ADMIN_ADDR (default
+// Environment: FPROXY_CONFIG_PATH (default ./config.json; or etcd://host1:2379,host2:2379/key, see
+// daemon/config-source/source-from-env.ts for FPROXY_ETCD_* and FPROXY_STATE_DIR), FPROXY_ADMIN_ADDR (default
 // 127.0.0.1:9900; ":0" = any free port, the bound address is logged), FPROXY_ADMIN_TOKEN or
 // FPROXY_ADMIN_TOKEN_FILE (bearer token for admin API writes; none = writes disabled), FPROXY_SPARE_LISTENERS
 // (idle listeners forked ahead of need, default 2, 0 = none), LOG_LEVEL (default info);
@@ -31,7 +33,7 @@ export async function main(): Promise<void> {
   let stopSignal: NodeJS.Signals | undefined;
   const onStop = (signal: NodeJS.Signals): void => {
     if (stopSignal !== undefined) {
-      log.warn({ signal }, 'second stop signal while draining; exiting now');
+      log.warn({ event: 'second-stop-signal', signal }, 'second stop signal while draining; exiting now');
       process.exit(1);
     }
     stopSignal = signal;
@@ -42,6 +44,18 @@ export async function main(): Promise<void> {
   process.on('SIGHUP', () => {
     log.info('SIGHUP: re-reading the config');
     void daemon?.reload('SIGHUP');
+  });
+  // Handled even before the daemon runs: unhandled, Node would start its inspector on SIGUSR1.
+  process.on('SIGUSR1', () => {
+    for (const app of daemon?.apps() ?? []) {
+      for (const pid of [...app.pids, ...app.drainingPids]) {
+        try {
+          process.kill(pid, 'SIGUSR1');
+        } catch {
+          // Exited since the status was taken.
+        }
+      }
+    }
   });
   process.on('uncaughtException', (err) => {
     // A daemon bug: the listeners notice the IPC disconnect and drain by themselves.

@@ -66,15 +66,20 @@ export interface PipelineStatus {
 }
 
 /** Read and validate a source's current content. Throws a ConfigError. */
-export async function loadFromSource(source: ConfigSource): Promise<LoadedConfig> {
+export async function loadFromSource(source: ConfigSource): Promise<SourcedConfig> {
   const snapshot = await source.read();
-  return loadConfig(snapshot.bytes, snapshot.baseDir, source.describe());
+  return { ...(await loadConfig(snapshot.bytes, snapshot.baseDir, source.describe())), version: snapshot.version };
 }
+
+/** A loaded config and the source's version of it. */
+export type SourcedConfig = LoadedConfig & { readonly version?: string };
 
 export class ReloadPipeline {
   readonly #source: ConfigSource;
   readonly #fleet: AppFleet;
   readonly #log: Logger;
+  /** Counts every reload by result (fproxy_config_reloads_total). */
+  readonly #onReload: ((result: 'applied' | 'rejected' | 'unchanged', fullyApplied?: boolean) => void) | undefined;
   #unwatch: Unwatch | undefined;
   #appliedHash: string | undefined;
   #appliedAt: Date | undefined;
@@ -82,21 +87,22 @@ export class ReloadPipeline {
   #reconciles = 0;
   #loadChain: Promise<void> = Promise.resolve();
   #queuedLoad: Promise<void> | undefined;
-  #wanted: LoadedConfig | undefined;
+  #wanted: SourcedConfig | undefined;
   #reconciling: Promise<void> | undefined;
   /** Callers of apply() waiting for their content's reconcile. */
-  readonly #waiters = new Map<LoadedConfig, (outcome: ApplyOutcome) => void>();
+  readonly #waiters = new Map<SourcedConfig, (outcome: ApplyOutcome) => void>();
   /** The content apply() last took: the source's change event for it is not a new change. */
   #directHash: string | undefined;
 
-  constructor(options: { source: ConfigSource; fleet: AppFleet; logger: Logger }) {
+  constructor(options: { source: ConfigSource; fleet: AppFleet; logger: Logger; onReload?: (result: 'applied' | 'rejected' | 'unchanged', fullyApplied?: boolean) => void }) {
+    this.#onReload = options.onReload;
     this.#source = options.source;
     this.#fleet = options.fleet;
     this.#log = options.logger;
   }
 
   /** Watch the source, then apply `initial` (already loaded, so a bad first config fails start-up). */
-  async start(initial: LoadedConfig): Promise<void> {
+  async start(initial: SourcedConfig): Promise<void> {
     this.#unwatch = await this.#source.watch((reason) => void this.reload(reason), (message) => this.#configGone(message));
     this.#want(initial);
     // `initial` was read before the watch began: an edit in between raised no event, so read once
@@ -125,7 +131,7 @@ export class ReloadPipeline {
    * (every affected app's new generation serving, or failed). Serialize calls: a newer want
    * replaces an older one that has not started (then the older resolves with `skipped`).
    */
-  apply(loaded: LoadedConfig): Promise<ApplyOutcome> {
+  apply(loaded: SourcedConfig): Promise<ApplyOutcome> {
     this.#directHash = loaded.hash;
     if (this.#configError !== null) this.#log.info({ reason: 'admin write' }, 'config is valid again');
     this.#configError = null;
@@ -150,7 +156,7 @@ export class ReloadPipeline {
   }
 
   async #load(reason: string): Promise<void> {
-    let loaded: LoadedConfig;
+    let loaded: SourcedConfig;
     try {
       loaded = await loadFromSource(this.#source);
     } catch (err) {
@@ -175,11 +181,12 @@ export class ReloadPipeline {
     // One save can fire more than one event: the same rejection is logged once.
     const repeat = this.#configError?.message === error.message;
     this.#configError = error;
+    this.#onReload?.('rejected');
     if (repeat) return void this.#log.debug({ reason }, 'config still invalid (same issues)');
     this.#log.error({ event: 'config-rejected', reason, path: where, code: error.code, issues: error.issues }, `config rejected; apps keep running as they are:\n${error.message}`);
   }
 
-  #want(loaded: LoadedConfig): void {
+  #want(loaded: SourcedConfig): void {
     const replaced = this.#wanted;
     if (replaced !== undefined && replaced !== loaded) this.#settle(replaced, skipped(replaced, 'a newer config replaced it before it was applied'));
     this.#wanted = loaded;
@@ -190,7 +197,7 @@ export class ReloadPipeline {
     });
   }
 
-  #settle(loaded: LoadedConfig, outcome: ApplyOutcome): void {
+  #settle(loaded: SourcedConfig, outcome: ApplyOutcome): void {
     const resolve = this.#waiters.get(loaded);
     if (resolve === undefined) return;
     this.#waiters.delete(loaded);
@@ -202,6 +209,7 @@ export class ReloadPipeline {
       this.#wanted = undefined;
       if (wanted.hash === this.#appliedHash) {
         this.#log.debug({ hash: wanted.hash }, 'config content unchanged; nothing to do');
+        this.#onReload?.('unchanged');
         this.#settle(wanted, { applied: true, hash: wanted.hash, started: [], rolledOut: [], stopped: [], failed: [] });
         continue;
       }
@@ -216,7 +224,7 @@ export class ReloadPipeline {
     }
   }
 
-  async #reconcile(loaded: LoadedConfig): Promise<ApplyOutcome> {
+  async #reconcile(loaded: SourcedConfig): Promise<ApplyOutcome> {
     let next: Map<string, ListenerSpec>;
     try {
       next = toListenerSpecs(loaded.config, loaded.baseDir);
@@ -239,12 +247,15 @@ export class ReloadPipeline {
     const failed = [...plan.rollout, ...plan.start].filter((_, i) => !results[i]);
     this.#appliedHash = ok ? loaded.hash : undefined;
     this.#appliedAt = new Date();
+    this.#onReload?.('applied', ok);
+    // The source keeps what every app now runs (etcd: on disk, served if it is unreachable at start).
+    if (ok && loaded.version !== undefined) await this.#source.applied?.({ bytes: Buffer.from(loaded.text, 'utf8'), baseDir: loaded.baseDir, version: loaded.version });
     this.#log.info({ hash: loaded.hash, ok, ms: Date.now() - started }, ok ? 'config applied' : 'config applied with failures (see currentError in /apps): an app that never started retries by itself with backoff; a failed rollout is retried on the next change or SIGHUP');
     return { applied: ok, hash: loaded.hash, started: plan.start, rolledOut: plan.rollout, stopped: plan.stop, failed };
   }
 }
 
-function skipped(loaded: LoadedConfig, why: string): ApplyOutcome {
+function skipped(loaded: SourcedConfig, why: string): ApplyOutcome {
   return { applied: false, hash: loaded.hash, started: [], rolledOut: [], stopped: [], failed: [], skipped: why };
 }
 

@@ -15,6 +15,7 @@
 // cancel() came first; a warm DNS cache means no promise and no await on this path.
 import net from 'node:net';
 import type { DnsCache } from './dns-cache.ts';
+import type { ListenerMetrics } from './metrics/listener-metrics.ts';
 import type { TargetPool } from './pool/target-pool.ts';
 import type { AttemptResult, TargetState } from './pool/target-state.ts';
 import type { TargetSpec } from './spec.ts';
@@ -60,6 +61,8 @@ export interface ConnectorOptions {
   readonly dns: DnsCache;
   readonly budgetMs: number;
   readonly attemptTimeoutMs: number;
+  /** Counts every settled attempt by target and result (fproxy_connect_attempts_total). */
+  readonly metrics?: Pick<ListenerMetrics, 'attemptAs'>;
 }
 
 const kJob = Symbol('connectJob');
@@ -168,6 +171,7 @@ class ConnectJob {
       const state = this.#state!;
       this.#state = null;
       this.#pool.report(state, this.#endpoint, 'ok');
+      this.#opts.metrics?.attemptAs(state.raw, 'ok');
       socket.setKeepAlive(true, 60_000);
       this.#cb(null, { socket, target: this.#target!, state, endpoint: this.#endpoint!, attempts: this.#attempts });
       return;
@@ -178,6 +182,7 @@ class ConnectJob {
 
   #attemptFailed(err: unknown, result: AttemptResult): void {
     if (this.#done) return;
+    this.#opts.metrics?.attemptAs(this.#target!.raw, result);
     this.#lastError = err;
     const state = this.#state;
     if (state !== null) {

@@ -13,3 +13,4 @@ export { cidrProblem } from './protect/cidr-list.ts';
 export { LimitAuthority } from './protect/limit-authority.ts';
 export type { LimitSettings, ToHolder } from './protect/lease-messages.ts';
 export type { PerSourceSpec } from './spec.ts';
+export { DURATION_BUCKETS, emptyHistogram } from './metrics/fixed-histogram.ts';

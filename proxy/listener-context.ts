@@ -1,6 +1,7 @@
 // ListenerContext: what a Session may use of its listener. Kept to an interface so a Session never
 // reaches into the listener's bookkeeping.
 import type { ConnectError, Connector } from './connector.ts';
+import type { Engine } from './engine/engine.ts';
 import type { Logger } from './log.ts';
 import type { Router } from './router.ts';
 import type { Session } from './session.ts';
@@ -12,6 +13,8 @@ export interface ListenerContext {
   readonly router: Router;
   readonly connector: Connector;
   readonly logger: Logger;
+  /** Who forwards once a session is connected: `js` or `native` (plain TCP client sides only). */
+  readonly engine: Engine;
   /** Set while a Tls "terminate" app is started. */
   readonly terminator: TlsTerminator | undefined;
   /**

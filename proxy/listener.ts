@@ -2,7 +2,7 @@
 // bind address — dual-stack `::` unless the spec lists addresses — each with SO_REUSEPORT so
 // another generation or worker can bind the same ports), the target pools and their per-target
 // state (TargetTable: the daemon's health states, passive health, connections per target), the DNS
-// cache, the open sessions and the counters; for a Tls "terminate" app, the certificates (loaded at
+// cache, the open sessions and their metrics; for a Tls "terminate" app, the certificates (loaded at
 // start, watched until drain).
 //
 // Invariants: start() either binds every port or binds none (it closes what it bound and throws
@@ -10,15 +10,20 @@
 // session is closed, forcing the rest closed at drainTimeoutMs.
 import net from 'node:net';
 import { readdirSync, readFileSync } from 'node:fs';
+import { AccessLog } from './access-log.ts';
 import { Connector, type ConnectError } from './connector.ts';
 import { DnsCache } from './dns-cache.ts';
-import type { HealthStates, ListenerCounters, TargetsReport } from './ipc/protocol.ts';
+import { defaultEngine } from './engine/default-engine.ts';
+import type { Engine } from './engine/engine.ts';
+import type { HealthStates, MetricsSnapshot, TargetsReport } from './ipc/protocol.ts';
+import { ListenerMetrics } from './metrics/listener-metrics.ts';
 import type { ListenerContext } from './listener-context.ts';
 import type { Logger } from './log.ts';
 import { TargetTable } from './pool/target-table.ts';
 import type { TargetPool } from './pool/target-pool.ts';
 import type { TargetState } from './pool/target-state.ts';
 import { Router } from './router.ts';
+import { TargetsReporter } from './targets-reporter.ts';
 import { Session } from './session.ts';
 import type { ListenerSpec } from './spec.ts';
 import type { CertStore } from './tls/cert-store.ts';
@@ -64,7 +69,7 @@ export interface ListenerOptions {
   readonly dns?: DnsCache;
   /** Host to bind; default "::" (dual-stack, all interfaces), falling back to 0.0.0.0 without IPv6. */
   readonly host?: string;
-  /** Called (at most every TARGETS_REPORT_MIN_MS) after passive health changed a target. */
+  /** Called (at most every TARGETS_REPORT_MIN_MS) after passive health changed a target (TargetsReporter). */
   readonly onTargets?: (report: TargetsReport) => void;
   /** The daemon's active-check states to start with (a new generation keeps the old one's view). */
   readonly health?: HealthStates;
@@ -75,6 +80,19 @@ export interface ListenerOptions {
    * authority (`fproxy listen`, tests), so the limits hold for this one process.
    */
   readonly leases?: AdmissionTransport;
+  /** Where access lines go when spec.accessLog is set; default: through `logger`. */
+  readonly accessLog?: AccessLog;
+}
+
+/** A summary of the metrics for tests and logs (the daemon reads MetricsSnapshot instead). */
+export interface ListenerCounters {
+  readonly activeConnections: number;
+  /** Connections accepted since start (closed + open). */
+  readonly totalConnections: number;
+  /** Closed with outcome connect-failed (no target reachable). */
+  readonly failedConnections: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
 }
 
 const FD_EPISODE_QUIET_MS = 2000;
@@ -116,8 +134,6 @@ function onDecided(t: Ticket, refusal: Refusal | null): void {
   else s.start();
 }
 
-/** A burst of ejections becomes one `targets` message per this many ms at most. */
-export const TARGETS_REPORT_MIN_MS = 250;
 
 export class Listener implements ListenerContext {
   readonly spec: ListenerSpec;
@@ -126,22 +142,21 @@ export class Listener implements ListenerContext {
   readonly logger: Logger;
   readonly dns: DnsCache;
   readonly targets: TargetTable;
-  readonly #onTargets: ((report: TargetsReport) => void) | undefined;
-  #reportTimer: NodeJS.Timeout | null = null;
-  #lastReport = 0;
+  readonly #reporter: TargetsReporter | undefined;
+  readonly metrics: ListenerMetrics;
+  readonly #accessLog: AccessLog | undefined;
+  /** The socket engine of this process (`engine.kind`: 'native' | 'js'). */
+  readonly engine: Engine;
   readonly #servers: net.Server[] = [];
   readonly #sessions = new Set<Session>();
   readonly #host: string | undefined;
-  #total = 0;
-  #failed = 0;
-  #bytesIn = 0;
-  #bytesOut = 0;
+  #dnsErrors = 0;
   #draining = false;
   #drainWaiter: (() => void) | null = null;
   #lastConnectErrorLog = 0;
   #terminator: TlsTerminator | undefined;
-  /** Access lines are debug: with debug off, no per-connection work is spent on them. */
-  readonly #accessLog: boolean;
+  /** Debug access lines (no AccessLog): with debug off, no per-connection work is spent on them. */
+  readonly #debugAccess: boolean;
   /** null: no ACL and no limits, and accept() pays nothing for protection. */
   readonly #admission: Admission | null;
   readonly #tickets = new Map<Session, SessionTicket>();
@@ -157,10 +172,13 @@ export class Listener implements ListenerContext {
   constructor(spec: ListenerSpec, opts: ListenerOptions) {
     this.spec = spec;
     this.logger = opts.logger;
-    this.#accessLog = opts.logger.isLevelEnabled('debug');
+    this.#debugAccess = opts.logger.isLevelEnabled('debug');
     this.#host = opts.host;
-    this.dns = opts.dns ?? new DnsCache({ onError: (host, err) => this.logger.warn({ host, err: err.message }, 'DNS lookup failed') });
-    this.#onTargets = opts.onTargets;
+    this.dns = opts.dns ?? new DnsCache({ onError: (host, err) => { this.#dnsErrors++; this.logger.warn({ host, err: err.message }, 'DNS lookup failed'); } });
+    this.metrics = new ListenerMetrics(spec.app);
+    this.#accessLog = spec.accessLog ? (opts.accessLog ?? AccessLog.open(spec.app, this.logger, {}, undefined)) : undefined;
+    const onTargets = opts.onTargets;
+    this.#reporter = onTargets && new TargetsReporter(() => onTargets(this.targetsReport()), () => this.targets.nextExpiry());
     this.targets = new TargetTable({
       strategy: spec.strategy,
       outlierDetection: spec.outlierDetection,
@@ -169,8 +187,11 @@ export class Listener implements ListenerContext {
       onPanic: (pool) => this.#panicChanged(pool),
     });
     this.router = new Router(spec.targets, spec.routes, this.targets);
+    const chosen = defaultEngine();
+    this.engine = chosen.engine;
+    if (chosen.warning !== undefined) this.logger.warn({ engine: this.engine.kind }, chosen.warning);
     if (opts.health) this.targets.applyHealth(opts.health);
-    this.connector = new Connector({ app: spec.app, dns: this.dns, budgetMs: spec.connectTimeoutMs, attemptTimeoutMs: spec.connectAttemptTimeoutMs });
+    this.connector = new Connector({ app: spec.app, dns: this.dns, budgetMs: spec.connectTimeoutMs, attemptTimeoutMs: spec.connectAttemptTimeoutMs, metrics: this.metrics });
     this.#admission = Admission.forSpec(spec, opts.leases ?? this.#localLeases());
     this.admit = this.#admission !== null && spec.acceptProxyProtocol ? (s) => this.#admit(s, s.clientAddress ?? '') : undefined;
   }
@@ -365,13 +386,13 @@ export class Listener implements ListenerContext {
   #accept(socket: net.Socket): void {
     if (this.#draining) {
       socket.destroy();
+      this.metrics.closed({ outcome: 'drained', code: 'ERR_DRAINING', bytesIn: 0, bytesOut: 0, durationS: 0, connectS: -1, handshakeS: -1 });
       return;
     }
-    this.#total++;
-    // The access line is logged after the socket is destroyed, when Node can no longer ask the
-    // kernel for the peer; reading it now caches it on the socket (one getpeername, debug only).
-    if (this.#accessLog) void socket.remoteAddress;
     if (this.#fdEpisode) this.#endFdEpisode();
+    // The peer address is read lazily (a syscall) and is gone once the socket closes: the access
+    // line needs it, so read it now (Node caches it on the socket).
+    if (this.#accessLog !== undefined || this.#debugAccess) void socket.remoteAddress;
     const s = new Session(this, socket);
     this.#sessions.add(s);
     // Each session needs two descriptors; refusing here beats libuv closing whatever is pending.
@@ -384,7 +405,6 @@ export class Listener implements ListenerContext {
   }
 
   onConnectFailed(session: Session, err: ConnectError | null): void {
-    this.#failed++;
     const cause = (err?.cause as NodeJS.ErrnoException | undefined)?.code;
     // Out of descriptors for the upstream socket: one episode, not a dead pool.
     if (cause === 'EMFILE' || cause === 'ENFILE') return this.#fdExhausted(undefined, cause);
@@ -405,13 +425,22 @@ export class Listener implements ListenerContext {
         this.#admission.release(t);
       }
     }
-    this.#bytesIn += s.client.bytesRead;
-    this.#bytesOut += s.client.bytesWritten;
-    if (this.#accessLog) {
-      this.logger.debug({
-        event: 'access', client: s.clientAddress, sni: s.sni, target: s.target, endpoint: s.endpoint, attempts: s.attempts, outcome: s.outcome,
-        bytesIn: s.client.bytesRead, bytesOut: s.client.bytesWritten, durationMs: Date.now() - s.startedAt,
-      }, 'access');
+    // The client socket's own counts stop at a native engine hand-off; the session has the totals.
+    const bytesIn = s.engineTotals?.bytesIn ?? s.client.bytesRead;
+    const bytesOut = s.engineTotals?.bytesOut ?? s.client.bytesWritten;
+    const durationMs = performance.now() - s.t0;
+    this.metrics.closed({
+      outcome: s.outcome, code: s.code, bytesIn, bytesOut, durationS: durationMs / 1000,
+      connectS: s.connectMs < 0 ? -1 : s.connectMs / 1000, handshakeS: s.handshakeMs < 0 ? -1 : s.handshakeMs / 1000,
+    });
+    const access = this.#accessLog;
+    if (access !== undefined || this.#debugAccess) {
+      const record = {
+        client: s.clientAddress, sni: s.sni, alpn: s.alpn, target: s.target, endpoint: s.endpoint, attempts: s.attempts, outcome: s.outcome,
+        code: s.code, bytesIn, bytesOut, connectMs: s.connectMs, durationMs,
+      };
+      if (access !== undefined) access.write(record);
+      else this.logger.debug({ event: 'access', ...record }, 'access');
     }
     if (this.#draining && this.#sessions.size === 0) this.#drainWaiter?.();
   }
@@ -419,7 +448,8 @@ export class Listener implements ListenerContext {
   /** The daemon's active-check states (IPC `health`): down/drain targets get no new connections. */
   applyHealth(states: HealthStates): void {
     const wentDown = this.targets.applyHealth(states);
-    for (const t of wentDown) this.logger.info({ target: t.raw }, 'target down (active checks)');
+    // The daemon logs active state changes once for all workers; here only at debug.
+    for (const t of wentDown) this.logger.debug({ target: t.raw }, 'target down (active checks)');
     if (wentDown.length === 0 || this.spec.onTargetDown !== 'close') return;
     const down = new Set<TargetState>(wentDown);
     let closed = 0;
@@ -436,37 +466,44 @@ export class Listener implements ListenerContext {
   }
 
   #targetChanged(state: TargetState): void {
-    const now = Date.now();
     const ejected = state.ejected(this.targets.now());
     this.logger.info({ target: state.raw, lastError: state.lastError, until: ejected ? new Date(state.ejectedUntil).toISOString() : undefined }, ejected ? 'target ejected (passive health)' : 'target back in service');
-    if (this.#onTargets === undefined || this.#reportTimer !== null) return;
-    this.#scheduleReport(Math.max(0, this.#lastReport + TARGETS_REPORT_MIN_MS - now));
-  }
-
-  #scheduleReport(ms: number): void {
-    if (this.#reportTimer !== null) clearTimeout(this.#reportTimer);
-    this.#reportTimer = setTimeout(() => this.#sendReport(), ms);
-    this.#reportTimer.unref();
-  }
-
-  /** Sends the report; while a target is ejected, sends another when its ejection runs out. */
-  #sendReport(): void {
-    this.#reportTimer = null;
-    this.#lastReport = Date.now();
-    this.#onTargets?.(this.targetsReport());
-    const next = this.targets.nextExpiry();
-    if (next !== undefined && !this.#draining) this.#scheduleReport(Math.max(TARGETS_REPORT_MIN_MS, next - this.targets.now() + 1));
+    this.#reporter?.changed();
   }
 
   #panicChanged(pool: TargetPool): void {
     // Once per episode each way: the pool enters panic on a pick and stays until a pick finds a usable target.
     if (pool.panic) this.logger.warn({ pool: pool.name, targets: pool.entries.map((e) => e.state.raw) }, 'panic: no usable target in the pool, using all of them');
     else this.logger.info({ pool: pool.name }, 'panic over: the pool has a usable target again');
-    if (this.#onTargets !== undefined && this.#reportTimer === null) this.#scheduleReport(Math.max(0, this.#lastReport + TARGETS_REPORT_MIN_MS - Date.now()));
+    this.#reporter?.changed();
+  }
+
+  /** The figures the daemon asks for on every scrape: counters so far, gauges right now. */
+  metricsSnapshot(): MetricsSnapshot {
+    // Per-target gauges and states from the target table (O(targets), not O(sessions)).
+    const reports = this.targets.reports();
+    const targetActive: Record<string, number> = {};
+    for (const r of reports) targetActive[r.target] = r.activeConnections;
+    const d = this.dns.stats();
+    const snap = this.metrics.snapshot({
+      activeConnections: this.#sessions.size,
+      targetActive,
+      dns: { hit: d.hits, miss: d.queries, stale: d.staleServed, error: this.#dnsErrors },
+    });
+    // Without active checks nothing will ever decide 'unknown': such a target is up until ejected.
+    const checked = this.spec.healthCheck !== null;
+    return { ...snap, targets: reports.map((r) => ({ target: r.target, state: r.state === 'unknown' && !checked ? 'up' : r.state })) };
   }
 
   counters(): ListenerCounters {
-    return { activeConnections: this.#sessions.size, totalConnections: this.#total, failedConnections: this.#failed, bytesIn: this.#bytesIn, bytesOut: this.#bytesOut };
+    const m = this.metrics.snapshot({ activeConnections: this.#sessions.size, targetActive: {}, dns: { hit: 0, miss: 0, stale: 0, error: 0 } });
+    let closed = 0;
+    for (const n of Object.values(m.connections)) closed += n;
+    return { activeConnections: m.activeConnections, totalConnections: closed + m.activeConnections, failedConnections: m.connections['connect-failed'] ?? 0, bytesIn: m.bytesIn, bytesOut: m.bytesOut };
+  }
+
+  get activeConnections(): number {
+    return this.#sessions.size;
   }
 
   get draining(): boolean {
@@ -477,13 +514,12 @@ export class Listener implements ListenerContext {
   async drain(timeoutMs: number = this.spec.drainTimeoutMs): Promise<{ closedByTimeout: number }> {
     if (this.#draining) return { closedByTimeout: 0 };
     this.#draining = true;
-    if (this.#reportTimer !== null) clearTimeout(this.#reportTimer);
-    this.#reportTimer = null;
+    this.#reporter?.close();
     await this.#closeServers();
     this.#terminator?.close();
     if (this.#sessions.size === 0) {
       this.#stopSweeps();
-      return { closedByTimeout: 0 };
+      return await this.#drained(0);
     }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, timeoutMs);
@@ -495,7 +531,12 @@ export class Listener implements ListenerContext {
     const left = [...this.#sessions];
     for (const s of left) s.destroy('drained', 'ERR_DRAINED');
     this.#stopSweeps();
-    return { closedByTimeout: left.length };
+    return await this.#drained(left.length);
+  }
+
+  async #drained(closedByTimeout: number): Promise<{ closedByTimeout: number }> {
+    await this.#accessLog?.close();
+    return { closedByTimeout };
   }
 
   #stopSweeps(): void {

@@ -5,7 +5,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import type { FromListener } from './ipc/protocol.ts';
-import { exchange, makeSpec, startEcho, waitFor } from './testing.ts';
+import { closedPort, exchange, makeSpec, startEcho, waitFor } from './testing.ts';
 import { buildListenerEntry } from './bundle.ts';
 
 const MAIN = new URL('./main.ts', import.meta.url);
@@ -33,7 +33,7 @@ function spawnListener(t: { after: (fn: () => unknown) => void }, entry: URL = M
   return { child, messages, next, exited };
 }
 
-test('start → ready with the bound ports; ping → pong with counters; drain → drained and exit 0', async (t) => {
+test('start → ready with the bound ports; ping → pong; metrics → snapshot; drain → drained with the final snapshot and exit 0', async (t) => {
   const echo = await startEcho('t');
   t.after(() => echo.close());
   const { child, next, exited } = spawnListener(t);
@@ -47,10 +47,23 @@ test('start → ready with the bound ports; ping → pong with counters; drain �
   const pong = await next('pong');
   assert.ok(pong.type === 'pong');
   assert.equal(pong.seq, 7);
-  assert.equal(pong.totalConnections, 1);
+  assert.equal(pong.activeConnections, 0);
 
+  child.send({ v: 1, type: 'metrics', seq: 8 });
+  const reply = await next('metrics-snapshot');
+  assert.ok(reply.type === 'metrics-snapshot');
+  assert.equal(reply.seq, 8);
+  assert.deepEqual(reply.snapshot.connections, { ok: 1 });
+  assert.equal(reply.snapshot.bytesIn, 2);
+  assert.deepEqual(reply.snapshot.attempts, { [`127.0.0.1:${echo.port}`]: { ok: 1 } });
+  assert.equal(reply.snapshot.sessionDuration.counts.reduce((a, b) => a + b, 0), 1);
+
+  // A connection after the last scrape still reaches the daemon: in the final snapshot.
+  assert.equal((await exchange(port, 'again')).reply, 't:again');
   child.send({ v: 1, type: 'drain' });
-  await next('drained');
+  const drained = await next('drained');
+  assert.ok(drained.type === 'drained');
+  assert.deepEqual(drained.snapshot?.connections, { ok: 2 });
   assert.equal(await exited, 0);
 });
 
@@ -123,4 +136,39 @@ test('the bundled JavaScript entry (what the daemon forks) serves the same contr
   assert.equal((await exchange(port, 'js')).reply, 'b:js');
   child.send({ v: 1, type: 'drain' });
   assert.equal(await exited, 0);
+});
+
+test('health: start.health and `health` messages steer new connections; pong reports targets; a passive ejection sends `targets`', async (t) => {
+  const a = await startEcho('a');
+  const b = await startEcho('b');
+  t.after(() => Promise.all([a.close(), b.close()]));
+  const A = `127.0.0.1:${a.port}`;
+  const B = `127.0.0.1:${b.port}`;
+  const dead = `127.0.0.1:${await closedPort(t)}`;
+  const { child, messages, next } = spawnListener(t);
+  child.send({ v: 1, type: 'start', spec: makeSpec([A, B, dead]), generation: 1, worker: 0, health: { [A]: 'down' } });
+  const ready = await next('ready');
+  const port = ready.type === 'ready' ? ready.ports[0]! : 0;
+  for (let k = 0; k < 3; k++) assert.equal((await exchange(port, 'x')).reply, 'b:x');
+
+  child.send({ v: 1, type: 'health', states: { [A]: 'up', [B]: 'drain' } });
+  await waitFor(async () => (await exchange(port, 'x')).reply === 'a:x', 5000, 'A back, B drained');
+  for (let k = 0; k < 3; k++) assert.equal((await exchange(port, 'x')).reply, 'a:x');
+
+  // Connections keep trying the dead target in turn; after three refusals it is ejected.
+  await waitFor(async () => (await exchange(port, 'x'), messages.some((m) => m.type === 'targets')), 5000, 'a targets message');
+  const targets = await next('targets');
+  assert.ok(targets.type === 'targets');
+  assert.deepEqual(targets.targets.find((r) => r.target === dead)?.state, 'ejected');
+  assert.equal(targets.panic, false);
+
+  child.send({ v: 1, type: 'ping', seq: 2 });
+  await waitFor(() => messages.some((m) => m.type === 'pong' && m.seq === 2), 5000, 'pong 2');
+  const pong = messages.find((m) => m.type === 'pong' && m.seq === 2);
+  assert.ok(pong?.type === 'pong');
+  const reports = pong.targets ?? [];
+  assert.deepEqual(reports.map((r) => [r.target, r.state]), [[A, 'up'], [B, 'drain'], [dead, 'ejected']]);
+  assert.match(reports[2]!.lastError ?? '', /^ECONNREFUSED /);
+  assert.ok(reports.every((r) => typeof r.since === 'number' && r.activeConnections === 0));
+  assert.equal(pong.panic, false);
 });

@@ -5,6 +5,7 @@
 // SIGTERM/SIGINT) drains once and exits 0; nothing a client or target does exits the process, and
 // no message the daemon sends does either: every one is validated first (ipc/protocol.ts), a bad
 // one answered with its reason.
+import { AccessLog } from './access-log.ts';
 import { IPC_VERSION, parseToListener, type FromListener, type HealthStates } from './ipc/protocol.ts';
 import { Listener } from './listener.ts';
 import { createLogger, logLevelFromEnv, type LogLevel, type Logger } from './log.ts';
@@ -15,6 +16,7 @@ let listener: Listener | undefined;
 // and report an invalid LOG_LEVEL themselves, as one clean line (the daemon checks it before it
 // forks any listener).
 let logger: Logger = createLogger({ proc: 'listener' }, levelOrInfo());
+let accessLog: AccessLog | undefined;
 
 function levelOrInfo(): LogLevel {
   try {
@@ -31,13 +33,15 @@ function send(msg: FromListener): void {
 
 async function start(spec: ListenerSpec, generation: number, worker: number, health: HealthStates | undefined): Promise<void> {
   if (listener) return send({ v: IPC_VERSION, type: 'error', error: { code: 'ERR_ALREADY_STARTED', message: 'start received twice' } });
-  logger = createLogger({ proc: 'listener', app: spec.app, gen: generation, worker });
+  const bindings = { proc: 'listener', app: spec.app, gen: generation, worker };
+  logger = createLogger(bindings);
   // What `ps` and `top` show instead of the bundle's path (as nginx and HAProxy name their workers).
   process.title = `fproxy: listener app=${spec.app} gen=${generation} worker=${worker}`;
   try {
     // Inside the try: whatever the constructor throws is answered as `failed`, not a crash.
     listener = new Listener(spec, {
       logger,
+      accessLog: openAccessLog(spec, bindings),
       ...(health ? { health } : {}),
       onTargets: (r) => send({ v: IPC_VERSION, type: 'targets', targets: [...r.targets], panic: r.panic }),
       // Limits are the daemon's (they hold for the app, across workers and generations): lease over IPC.
@@ -62,12 +66,12 @@ async function drainAndExit(reason: string): Promise<void> {
   if (exiting) return;
   exiting = true;
   if (!listener) return exit(0);
-  const active = listener.counters().activeConnections;
+  const active = listener.activeConnections;
   logger.info({ reason, activeConnections: active }, 'draining');
   send({ v: IPC_VERSION, type: 'draining', activeConnections: active });
   const { closedByTimeout } = await listener.drain();
   logger.info({ closedByTimeout }, 'drained');
-  send({ v: IPC_VERSION, type: 'drained', closedByTimeout });
+  send({ v: IPC_VERSION, type: 'drained', closedByTimeout, snapshot: listener.metricsSnapshot() });
   exit(0);
 }
 
@@ -97,11 +101,14 @@ function onMessage(raw: unknown): void {
       listener?.applyHealth(msg.states);
       break;
     case 'ping': {
-      const c = listener?.counters() ?? { activeConnections: 0, totalConnections: 0, failedConnections: 0, bytesIn: 0, bytesOut: 0 };
       const t = listener?.targetsReport() ?? { targets: [], panic: false };
-      send({ v: IPC_VERSION, type: 'pong', seq: msg.seq, ...c, targets: [...t.targets], panic: t.panic });
+      send({ v: IPC_VERSION, type: 'pong', seq: msg.seq, activeConnections: listener?.activeConnections ?? 0, targets: [...t.targets], panic: t.panic });
       break;
     }
+    case 'metrics':
+      // Before `start` there is nothing to count: no reply, and the daemon's scrape timeout covers it.
+      if (listener !== undefined) send({ v: IPC_VERSION, type: 'metrics-snapshot', seq: msg.seq, snapshot: listener.metricsSnapshot() });
+      break;
     case 'drain':
       void drainAndExit('daemon asked');
       break;
@@ -117,11 +124,13 @@ function onMessage(raw: unknown): void {
 /** Serve one spec in this process until SIGTERM/SIGINT (`fproxy listen`). */
 export async function runStandalone(spec: ListenerSpec): Promise<Listener> {
   process.on('uncaughtException', onUncaught);
+  process.on('SIGUSR1', onReopen);
   process.once('SIGTERM', () => void drainAndExit('SIGTERM'));
   process.once('SIGINT', () => void drainAndExit('SIGINT'));
-  logger = createLogger({ proc: 'listener', app: spec.app, gen: 0 });
+  const bindings = { proc: 'listener', app: spec.app, gen: 0 };
+  logger = createLogger(bindings);
   process.title = `fproxy: listen app=${spec.app}`;
-  listener = new Listener(spec, { logger });
+  listener = new Listener(spec, { logger, accessLog: openAccessLog(spec, bindings) });
   const ports = await listener.start();
   logger.info(listeningFields(spec, ports), 'listening');
   return listener;
@@ -137,6 +146,20 @@ export function listeningFields(spec: ListenerSpec, ports: readonly number[]): R
   };
 }
 
+/** The app's access log: FPROXY_ACCESS_LOG's file, else the process logger (undefined when the app has none). */
+function openAccessLog(spec: ListenerSpec, bindings: Record<string, unknown>): AccessLog | undefined {
+  accessLog = spec.accessLog ? AccessLog.open(spec.app, logger, bindings, process.env.FPROXY_ACCESS_LOG) : undefined;
+  return accessLog;
+}
+
+/**
+ * SIGUSR1 (logrotate, or the daemon passing its own on): reopen the access log file. Always
+ * handled: without a listener Node would start its inspector on SIGUSR1.
+ */
+function onReopen(): void {
+  accessLog?.reopen();
+}
+
 function onUncaught(err: Error): void {
   // A bug, not a client: log it with its stack and exit; the daemon restarts us.
   logger.fatal({ err }, 'uncaught exception');
@@ -146,6 +169,7 @@ function onUncaught(err: Error): void {
 if (import.meta.main) {
   process.title = 'fproxy: listener (spare)';
   process.on('uncaughtException', onUncaught);
+  process.on('SIGUSR1', onReopen);
   process.on('message', onMessage);
   // The daemon is gone (even SIGKILLed): do not linger holding its ports.
   process.on('disconnect', () => void drainAndExit('daemon disconnected'));

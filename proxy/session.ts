@@ -10,8 +10,8 @@
 //   5. forward: write the prelude (outgoing PROXY header, peeked bytes), then bytes both ways with
 //      backpressure and half-close, until both sides end, either errors, or the idle timeout fires
 //   6. close: fail() records why (the first failure wins: outcome and code, written nowhere else);
-//      finish() runs once: releases the target's connection count, one counter update and, at
-//      debug, one access-log line
+//      finish() runs once: releases the target's connection count, one metrics update and (AccessLog,
+//      or debug) one access-log line
 //
 // Invariants: a plain TCP app without PROXY header goes from 1 straight to 3 (no timer, no buffer);
 // inspecting never copies more than O(bytes received) however the bytes are split, and rejects a
@@ -24,6 +24,7 @@
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type { ConnectError, ConnectHandle, ConnectResult } from './connector.ts';
+import type { EngineOutcome, ForwardHandle, ForwardResult } from './engine/engine.ts';
 import type { ListenerContext } from './listener-context.ts';
 import { parseProxyHeader, buildProxyHeaderV1, buildProxyHeaderV2, type ProxyEndpoint } from './proxy-protocol.ts';
 import { parseClientHello } from './tls/client-hello.ts';
@@ -39,6 +40,14 @@ const kSession = Symbol('session');
 type Peered = net.Socket & { [kPeer]: Peered; [kSession]: Session };
 
 const NO_ALPN: readonly string[] = Object.freeze([]);
+/** The reason codes the JS path gives the same outcomes (the native engine reports no errno). */
+const ENGINE_CODES: Record<Exclude<EngineOutcome, 'ok'>, string> = {
+  // The engine reports a failed side, not its errno; a reset is what it sees nearly always.
+  'client-error': 'ECONNRESET',
+  'upstream-error': 'ECONNRESET',
+  'idle-timeout': 'ERR_IDLE_TIMEOUT',
+  'drained': 'ERR_DRAINED',
+};
 const EMPTY = Buffer.alloc(0);
 const TLS_RECORD_HEADER = 5;
 
@@ -47,6 +56,13 @@ export class Session {
   /** The accepted TCP socket (its byte counts are the wire's, TLS included). */
   readonly client: net.Socket;
   readonly startedAt: number;
+  /** performance.now() at accept: the timers below count from it (Date.now() is too coarse for them). */
+  readonly t0: number;
+  /** ms from accept to the end of the TLS handshake (ClientHello read, or terminated); -1 = none. */
+  handshakeMs = -1;
+  /** ms from the start of connecting to the upstream's connect; -1 = no upstream. */
+  connectMs = -1;
+  #connectStart = 0;
   upstream: net.Socket | null = null;
   /** Set from a PROXY header; otherwise read lazily (getpeername is a syscall per connection). */
   #clientAddress: string | undefined;
@@ -83,12 +99,16 @@ export class Session {
   /** The client's FIN came between inspect and forward; pass it on once forwarding starts. */
   #clientEnded = false;
   #closed = false;
+  /** Set when an engine forwards (native): its handle, then the client side's byte totals. */
+  #engine: ForwardHandle | null = null;
+  engineTotals: { bytesIn: number; bytesOut: number } | null = null;
 
   constructor(ctx: ListenerContext, client: net.Socket) {
     this.ctx = ctx;
     this.client = client;
     this.#down = client;
     this.startedAt = Date.now();
+    this.t0 = performance.now();
     this.#proxyDone = !ctx.spec.acceptProxyProtocol;
   }
 
@@ -108,7 +128,11 @@ export class Session {
     c.on('error', onClientEarlyError);
     c.on('close', onClientEarlyClose);
     const tlsMode = this.ctx.spec.tls?.mode;
-    if (this.#proxyDone && tlsMode === undefined) return this.#route(undefined, NO_ALPN);
+    if (this.#proxyDone && tlsMode === undefined) {
+      // Connecting starts now, in this very tick: no second clock read.
+      this.#connectStart = this.t0;
+      return this.#route(undefined, NO_ALPN);
+    }
     // 2. inspect
     this.#timer = setTimeout(onHandshakeTimeout, this.ctx.spec.handshakeTimeoutMs, this);
     if (this.#proxyDone && tlsMode === 'terminate') return this.#terminate(null);
@@ -206,6 +230,7 @@ export class Session {
   #endInspect(prelude: Buffer | null, sni: string | undefined, alpn: readonly string[]): void {
     this.#stopInspecting();
     this.#clearTimer();
+    if (this.ctx.spec.tls !== undefined) this.handshakeMs = performance.now() - this.t0;
     this.#prelude = prelude;
     this.#route(sni, alpn);
   }
@@ -232,6 +257,7 @@ export class Session {
   secured(t: tls.TLSSocket): void {
     if (this.#closed) return;
     this.#clearTimer();
+    this.handshakeMs = performance.now() - this.t0;
     this.sni = t.servername || undefined;
     this.alpn = t.alpnProtocol || undefined;
     // The ALPN callback chose the protocol that leads to the same route as the whole offer did.
@@ -264,6 +290,7 @@ export class Session {
     if (pool.size === 0) return this.#abort('no-route', 'ERR_NO_ROUTE');
     // 4. connect (only source-hash needs the client's address: reading it is a syscall)
     this.#pool = pool;
+    if (this.#connectStart === 0) this.#connectStart = performance.now();
     const key = this.ctx.spec.strategy === 'source-hash' ? this.clientAddress : undefined;
     this.#connect = this.ctx.connector.connect(pool, key, this.startedAt, (err, res) => this.#connected(err, res));
   }
@@ -277,6 +304,7 @@ export class Session {
       this.ctx.onConnectFailed(this, err);
       return this.#abort('connect-failed', 'ERR_CONNECT_EXHAUSTED');
     }
+    this.connectMs = performance.now() - this.#connectStart;
     this.attempts = res.attempts;
     this.target = res.target.raw;
     this.targetState = res.state;
@@ -302,6 +330,9 @@ export class Session {
       c.removeListener('secure', onSecure);
       c.removeListener('end', onClientEarlyEnd);
     }
+    // The native engine takes plain TCP pairs (a TLS socket's fd carries ciphertext).
+    // FirstByteTimeoutMs reads the client socket's own byte count, which stops at a hand-off.
+    if (c === this.client && this.ctx.engine.kind === 'native' && this.ctx.spec.firstByteTimeoutMs === 0) return this.#forwardByEngine(up);
     c[kPeer] = u;
     u[kPeer] = c;
     u[kSession] = this;
@@ -330,6 +361,22 @@ export class Session {
       c.on('timeout', onIdle);
     }
     c.resume();
+  }
+
+  /** 5 by the engine: it owns both sockets from here and reports once; the prelude goes along. */
+  #forwardByEngine(up: net.Socket): void {
+    const send = this.ctx.spec.sendProxyProtocol;
+    const header = send === 'none' ? null : this.#proxyHeaderOut(send);
+    const prelude = header === null ? this.#prelude : this.#prelude === null ? header : Buffer.concat([header, this.#prelude]);
+    this.#prelude = null;
+    // The engine reports what it moved from here on; the socket counted what came before.
+    const readBefore = this.client.bytesRead;
+    const writtenBefore = this.client.bytesWritten;
+    this.#engine = this.ctx.engine.forward(this.client, up, { preludeUp: prelude, idleTimeoutMs: this.ctx.spec.idleTimeoutMs }, (r: ForwardResult) => {
+      this.engineTotals = { bytesIn: readBefore + r.bytesIn, bytesOut: writtenBefore + r.bytesOut };
+      if (r.outcome !== 'ok') this.fail(r.outcome, ENGINE_CODES[r.outcome]);
+      this.finish();
+    });
   }
 
   /**
@@ -368,6 +415,8 @@ export class Session {
   destroy(outcome: Failure, code: string, reset = false): void {
     if (this.#closed) return;
     this.fail(outcome, code);
+    // The engine closes its pair and reports; finish() runs then, with its byte counts.
+    if (this.#engine !== null) return this.#engine.close(reset);
     if (reset) {
       // The TCP sockets only: a TLS socket over the client goes with it (see #abort).
       if (!this.client.destroyed) this.client.resetAndDestroy();

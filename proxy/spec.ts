@@ -113,6 +113,8 @@ export interface ListenerSpec {
   readonly acceptProxyProtocol: boolean;
   /** Send a PROXY header to the upstream. Default none. */
   readonly sendProxyProtocol: 'none' | 'v1' | 'v2';
+  /** One info line per closed connection (proxy/access-log.ts). Default false. */
+  readonly accessLog: boolean;
   /** Listener processes for this app (SO_REUSEPORT group). Default: number of CPUs. */
   readonly workers: number;
   /** Active health checks, run by the daemon (the listener ignores this). Default null = none. */
@@ -174,6 +176,7 @@ export const SPEC_DEFAULTS = {
   maxConnectionDurationMs: 0,
   firstByteTimeoutMs: 0,
   healthCheck: null,
+  accessLog: false,
 } as const;
 
 /** Defaults inside HealthCheck (timeoutMs is also capped at intervalMs). */
@@ -271,6 +274,7 @@ const ListenerSpecShape = z.strictObject({
   perSource: z.nullable(PerSourceSpecSchema),
   maxConnectionDurationMs: ms(0),
   firstByteTimeoutMs: ms(0),
+  accessLog: z.boolean(),
 });
 
 /**

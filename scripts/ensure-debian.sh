@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages named on the command line when their command is missing.
-# Usage: scripts/ensure-debian.sh openssl python3 ...   (package name = command name here)
+# Usage: scripts/ensure-debian.sh openssl python3 etcd-server:etcd ...
+#   (package name = command name, or package:command when they differ)
 set -euo pipefail
 missing=()
-for pkg in "$@"; do command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+for arg in "$@"; do
+  pkg="${arg%%:*}"; cmd="${arg#*:}"
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${missing[*]}" >&2
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

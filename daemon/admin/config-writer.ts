@@ -12,14 +12,14 @@ import { loadConfig } from '../config/load.ts';
 import type { LoadedConfig } from '../config/load.ts';
 import type { ConfigSource } from '../config-source/config-source.ts';
 import type { Logger } from '../logger.ts';
-import type { ApplyOutcome } from '../reload-pipeline.ts';
+import type { ApplyOutcome, SourcedConfig } from '../reload-pipeline.ts';
 import { parseJsonText } from '../config/json-text.ts';
 import type { ApplyResponse } from './contract.ts';
 import { AdminError } from './router.ts';
 
 export interface ConfigWriterOptions {
   readonly source: ConfigSource;
-  readonly apply: (loaded: LoadedConfig) => Promise<ApplyOutcome>;
+  readonly apply: (loaded: SourcedConfig) => Promise<ApplyOutcome>;
   /** The generation app `name` serves now, and what is wrong with it (for 409s). */
   readonly app: (name: string) => { generation: number; error: string | null } | undefined;
   readonly logger: Logger;
@@ -85,7 +85,7 @@ export class ConfigWriter {
     }
     const written = await this.#store(bytes, snapshot.version);
     logger.info({ event: 'admin-write', what, hash: loaded.hash }, 'admin write stored; applying');
-    const outcome = await this.#options.apply(loaded);
+    const outcome = await this.#options.apply({ ...loaded, version: written.version });
     if (outcome.applied) {
       const apps: ApplyResponse['apps'] = {};
       for (const name of [...outcome.started, ...outcome.rolledOut]) {
@@ -118,8 +118,8 @@ export class ConfigWriter {
   async #restore(previous: Buffer, version: string, baseDir: string): Promise<void> {
     const { source, logger } = this.#options;
     try {
-      await source.write(previous, version);
-      await this.#options.apply(await loadConfig(previous, baseDir, source.describe()));
+      const restored = await source.write(previous, version);
+      await this.#options.apply({ ...(await loadConfig(previous, baseDir, source.describe())), version: restored.version });
     } catch (err) {
       // The previous content was valid when read; failing here is a source problem (disk, etcd) or a concurrent edit.
       logger.error({ err, event: 'admin-restore-failed' }, 'could not restore the previous config after a failed admin write');

@@ -14,15 +14,19 @@ export interface Operation {
   readonly summary: string;
   readonly write: boolean;
   readonly body?: z.ZodType;
-  /** Status → schema (undefined: text/plain). */
-  readonly responses: Readonly<Record<number, z.ZodType | 'text' | 'problem'>>;
+  /** Status → a JSON schema, 'problem' (problem+json), or the media type of a body sent as is ("text/plain"). */
+  readonly responses: Readonly<Record<number, z.ZodType | 'problem' | `${string}/${string}`>>;
 }
 
 const WRITE = { 400: 'problem', 401: 'problem', 403: 'problem', 404: 'problem', 409: 'problem', 412: 'problem', 413: 'problem', 503: 'problem' } as const;
 const RUNTIME = { 400: 'problem', 401: 'problem', 403: 'problem', 404: 'problem' } as const;
 
 export const OPERATIONS: readonly Operation[] = [
-  { method: 'get', path: '/healthz', summary: 'Liveness: "ok" while the daemon runs', write: false, responses: { 200: 'text' } },
+  { method: 'get', path: '/healthz', summary: 'Liveness: "ok" while the daemon runs', write: false, responses: { 200: 'text/plain' } },
+  { method: 'get', path: '/', summary: 'The dashboard page (polls GET /stats)', write: false, responses: { 200: 'text/html' } },
+  { method: 'get', path: '/dashboard.js', summary: 'The dashboard\'s script', write: false, responses: { 200: 'text/javascript' } },
+  { method: 'get', path: '/metrics', summary: 'Prometheus text format, pulled fresh from every listener', write: false, responses: { 200: 'text/plain' } },
+  { method: 'get', path: '/stats', summary: 'Per app totals, rates, targets, history and the last rollouts (the dashboard\'s data)', write: false, responses: { 200: z.looseObject({ pid: z.int(), config: z.looseObject({}) }) } },
   { method: 'get', path: '/apps', summary: 'Every app: generation, state, pids, ports, targets and their health (a drained target shows state "drain")', write: false, responses: { 200: AppsResponseSchema } },
   { method: 'get', path: '/status', summary: 'The daemon: pid, config applied (hash, error), apps', write: false, responses: { 200: StatusResponseSchema } },
   { method: 'get', path: '/config', summary: 'The config document as stored, with ETag: "<hash>"', write: false, responses: { 200: ConfigDocumentSchema, 503: 'problem' } },
@@ -56,9 +60,9 @@ function build(): unknown {
     const params = [...op.path.matchAll(/\{(\w+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
     const responses: Record<string, unknown> = {};
     for (const [status, schema] of Object.entries(op.responses)) {
-      if (schema === 'text') responses[status] = { description: 'OK', content: { 'text/plain': { schema: { type: 'string' } } } };
+      if (typeof schema === 'string' && schema.includes('/')) responses[status] = { description: 'OK', content: { [schema]: { schema: { type: 'string' } } } };
       else if (schema === 'problem') responses[status] = { description: PROBLEM_TEXT[Number(status)] ?? 'Error', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
-      else responses[status] = { description: 'OK', content: { 'application/json': { schema: jsonSchema(schema) } } };
+      else responses[status] = { description: 'OK', content: { 'application/json': { schema: jsonSchema(schema as z.ZodType) } } };
     }
     paths[op.path] ??= {};
     paths[op.path]![op.method] = {

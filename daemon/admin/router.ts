@@ -55,6 +55,16 @@ export interface Route {
   readonly handler: Handler;
 }
 
+/** A response body sent as is (HTML, a script, Prometheus text) instead of JSON. */
+export class RawBody {
+  readonly contentType: string;
+  readonly body: string | Buffer;
+  constructor(contentType: string, body: string | Buffer) {
+    this.contentType = contentType;
+    this.body = body;
+  }
+}
+
 export class AdminError extends Error {
   readonly status: number;
   readonly code: string;
@@ -257,7 +267,9 @@ function send(res: ServerResponse, r: Reply): void {
   const { headers } = r;
   let text: string | Buffer;
   let type: string;
-  if (Buffer.isBuffer(r.body)) [text, type] = [r.body, headers['content-type'] ?? 'application/octet-stream'];
+  if (res.destroyed) return;
+  if (r.body instanceof RawBody) [text, type] = [r.body.body, r.body.contentType];
+  else if (Buffer.isBuffer(r.body)) [text, type] = [r.body, headers['content-type'] ?? 'application/octet-stream'];
   else if (typeof r.body === 'string' && headers['content-type'] !== undefined) [text, type] = [r.body, headers['content-type']];
   else if (typeof r.body === 'string') [text, type] = [r.body + '\n', 'text/plain'];
   else [text, type] = [JSON.stringify(r.body) + '\n', 'application/json'];

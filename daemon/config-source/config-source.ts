@@ -37,6 +37,25 @@ export interface ConfigSource {
   write(bytes: Buffer, ifVersion: string | undefined): Promise<ConfigSnapshot>;
   /** For logs, errors and /status: the file's absolute path, an etcd key … */
   describe(): string;
+  /** The pipeline applied this content (every app runs it). A source that can become unreachable keeps it (on disk). */
+  applied?(snapshot: ConfigSnapshot): Promise<void>;
+  /** GET /status `source`: what kind of source, whether it is reachable, how stale the config may be. */
+  status(): SourceStatus;
+}
+
+/** GET /status `source` (etcd: {kind, connected, revision, servingFrom, lastContactAt, disconnectedSince, staleMs}). */
+export interface SourceStatus {
+  readonly kind: string;
+  /** False while the source cannot be reached (apps keep running what they have). */
+  readonly connected: boolean;
+  /** The source's version of the config being served (etcd: the key's mod_revision). */
+  readonly revision: string | null;
+  /** Where the served config was read from: the source itself, or the last good copy on disk. */
+  readonly servingFrom: 'etcd' | 'file' | 'disk' | null;
+  readonly lastContactAt: string | null;
+  readonly disconnectedSince: string | null;
+  /** Milliseconds since the source last answered (0 while connected; null: never reached). */
+  readonly staleMs: number | null;
 }
 
 export type ConfigSourceErrorCode = 'ERR_CONFIG_CONFLICT' | 'ERR_CONFIG_WRITE';

@@ -14,7 +14,7 @@ import { watch } from 'chokidar';
 import { readConfigFile } from '../config/load.ts';
 import type { Logger } from '../logger.ts';
 import { ConfigSourceError } from './config-source.ts';
-import type { ConfigSnapshot, ConfigSource, Unwatch } from './config-source.ts';
+import type { ConfigSnapshot, ConfigSource, SourceStatus, Unwatch } from './config-source.ts';
 
 export interface FileSourceOptions {
   readonly logger: Logger;
@@ -106,5 +106,9 @@ export class FileSource implements ConfigSource {
 
   describe(): string {
     return this.path;
+  }
+
+  status(): SourceStatus {
+    return { kind: 'file', connected: true, revision: null, servingFrom: 'file', lastContactAt: null, disconnectedSince: null, staleMs: 0 };
   }
 }

@@ -250,6 +250,9 @@ export const AppSchema = z
     PerSource: PerSourceSchema.optional(),
     MaxConnectionDurationMs: millis(0, 'Close connections older than this, in ms. 0 or absent = never.'),
     FirstByteTimeoutMs: millis(0, 'Plain TCP apps: close a client that sent nothing this long after connecting, in ms. 0 or absent = never (server-speaks-first protocols such as SMTP or MySQL are normal). TLS and PROXY apps use HandshakeTimeoutMs.'),
+    AccessLog: z.boolean().optional().meta({
+      description: `One JSON line per closed connection (client, sni, alpn, target, endpoint, attempts, outcome, code, bytes, timings), at info on stdout, or in the file FPROXY_ACCESS_LOG names. Default ${SPEC_DEFAULTS.accessLog}.`,
+    }),
   })
   .meta({
     description: 'One app: a set of ports proxied to a set of targets, served by its own listener processes.',

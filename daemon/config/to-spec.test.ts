@@ -36,6 +36,7 @@ describe('toListenerSpec', () => {
       routes: [],
       acceptProxyProtocol: false,
       sendProxyProtocol: 'none',
+      accessLog: false,
       workers: Math.min(64, availableParallelism()),
       healthCheck: null,
       allow: null,

@@ -29,6 +29,7 @@ export function toListenerSpec(app: AppConfig, configDir: string): ListenerSpec 
     ...(app.Tls === undefined ? {} : { tls: toTls(app.Tls, configDir) }),
     routes: (app.Routes ?? []).map((r) => toRoute(r, app.Name)),
     acceptProxyProtocol: app.AcceptProxyProtocol ?? SPEC_DEFAULTS.acceptProxyProtocol,
+    accessLog: app.AccessLog ?? SPEC_DEFAULTS.accessLog,
     sendProxyProtocol: app.SendProxyProtocol ?? SPEC_DEFAULTS.sendProxyProtocol,
     workers: app.Workers ?? Math.min(MAX_WORKERS, availableParallelism()),
     allow: app.Allow === undefined ? SPEC_DEFAULTS.allow : [...app.Allow],

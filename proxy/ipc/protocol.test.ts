@@ -14,7 +14,7 @@ test('valid messages in both directions parse to themselves', () => {
   const fromListener = [
     { v: 1, type: 'ready', ports: [9000], pid: 12 },
     { v: 1, type: 'failed', error: { code: 'ERR_BIND', message: 'EADDRINUSE' } },
-    { v: 1, type: 'pong', seq: 4, activeConnections: 1, totalConnections: 2, failedConnections: 0, bytesIn: 10, bytesOut: 2 ** 40 },
+    { v: 1, type: 'pong', seq: 4, activeConnections: 1, targets: [{ target: 'a:1', state: 'ejected', since: 1, lastError: 'ECONNREFUSED', activeConnections: 2 ** 40 }], panic: false },
     { v: 1, type: 'draining', activeConnections: 3 },
     { v: 1, type: 'drained', closedByTimeout: 0 },
     { v: 1, type: 'error', error: { code: 'ERR_IPC_UNKNOWN', message: 'x' } },
@@ -66,7 +66,7 @@ test('a malformed start is ERR_SPEC_INVALID naming the bad path', () => {
 test('the listener refuses unknown keys; the daemon drops them (a pong is never refused for carrying more)', () => {
   const ping = parseToListener({ v: 1, type: 'ping', seq: 1, extra: true });
   assert.ok(!ping.ok && ping.error.code === 'ERR_IPC_INVALID' && /Unrecognized key: "extra"/.test(ping.error.message));
-  const pong = { v: 1, type: 'pong', seq: 4, activeConnections: 0, totalConnections: 0, failedConnections: 0, bytesIn: 0, bytesOut: 0 };
+  const pong = { v: 1, type: 'pong', seq: 4, activeConnections: 0 };
   assert.deepEqual(parseFromListener({ ...pong, later: [1] }), { ok: true, msg: pong });
 });
 
@@ -74,9 +74,9 @@ test('other known messages with bad fields are ERR_IPC_INVALID; issues are cappe
   const ping = parseToListener({ v: 1, type: 'ping', seq: 'one' });
   assert.ok(!ping.ok && ping.type === 'ping' && ping.error.code === 'ERR_IPC_INVALID');
   assert.match(ping.error.message, /seq: /);
-  const pong = parseFromListener({ v: 1, type: 'pong', seq: 1 });
+  const pong = parseFromListener({ v: 1, type: 'pong', seq: 1, targets: [{}, {}, {}] });
   assert.ok(!pong.ok && pong.error.code === 'ERR_IPC_INVALID');
-  assert.match(pong.error.message, /activeConnections: .*; totalConnections: .*; failedConnections: .*; bytesIn: .*; bytesOut: /);
+  assert.match(pong.error.message, /activeConnections: .*; targets\[0\]\.target: .*; targets\[0\]\.state: .*; targets\[0\]\.since: .*; targets\[0\]\.lastError: .*; and \d+ more/);
   const many = parseToListener({ ...start, spec: {} });
   assert.ok(!many.ok);
   assert.match(many.error.message, /; and \d+ more$/);

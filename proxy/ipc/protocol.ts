@@ -10,12 +10,14 @@
 //   listener: resolves targets (warm DNS), binds every port with reusePort → `ready` {ports}
 //             or `failed` {error} and exits 1 (a `start` that fails validation: `failed`, and the
 //             process stays up waiting for a valid one)
-//   daemon: `ping` every heartbeat interval → listener `pong` {activeConnections, …, targets?, panic?}
+//   daemon: `ping` every heartbeat interval → listener `pong` {activeConnections, targets?, panic?}
+//   daemon: `metrics` {seq} (on every scrape / stats sample) → listener `metrics-snapshot` {seq, snapshot}
+//           (and `drained` carries the final snapshot, so nothing counted before the exit is lost)
 //   daemon: `health` {states} whenever an active health state changes (`start.health` carries the
 //           states known when the process is forked, so a new generation starts with them)
 //   listener: `targets` {targets, panic} when a passive (outlier) state changes, at most a few a second
 //   daemon: `drain` → listener closes its servers, `draining`, waits for open connections up to
-//           spec.drainTimeoutMs, then `drained` and exits 0
+//           spec.drainTimeoutMs, then `drained` {snapshot: its final counts} and exits 0
 //   daemon gone (IPC 'disconnect') → the listener drains and exits by itself.
 //
 // Limits (issue 12; only for apps with MaxConnections or PerSource limits): the daemon owns each
@@ -32,6 +34,9 @@ import * as z from 'zod/mini';
 // English issue messages without zod/mini's global config (the daemon's zod keeps its own).
 import en from 'zod/v4/locales/en.js';
 import { ListenerSpecSchema } from '../spec.ts';
+import type { HistogramSnapshot } from '../metrics/fixed-histogram.ts';
+
+export type { HistogramSnapshot };
 
 export const IPC_VERSION = 1;
 
@@ -44,17 +49,71 @@ export const IpcErrorSchema = z.object({
 });
 export type IpcError = z.output<typeof IpcErrorSchema>;
 
-const LISTENER_COUNTERS = {
-  /** Connections open right now (client side). */
+/** The `result` of one connect attempt: connected, or why not. */
+export type AttemptResult = 'ok' | 'refused' | 'timeout' | 'unreachable' | 'dns';
+
+/** DNS cache answers since start: fresh (hit), resolver queries (miss), past TTL (stale), failed queries (error). */
+export interface DnsLookupCounts {
+  readonly hit: number;
+  readonly miss: number;
+  readonly stale: number;
+  readonly error: number;
+}
+
+/**
+ * One listener process's figures since it started (counters only grow; the daemon adds the
+ * snapshots of every live process to the retired processes' final ones). Durations in seconds,
+ * histograms over DURATION_BUCKETS (proxy/metrics/fixed-histogram.ts).
+ */
+export interface MetricsSnapshot {
+  readonly app: string;
+  /** Client connections open right now (gauge). */
+  readonly activeConnections: number;
+  /** Closed client connections by session outcome: ok, connect-failed, no-route, handshake-timeout, … */
+  readonly connections: Readonly<Record<string, number>>;
+  /** Failed connections by reason code: ERR_NO_ROUTE, ERR_CONNECT_EXHAUSTED, ERR_TLS_HANDSHAKE, … */
+  readonly failures: Readonly<Record<string, number>>;
+  /** Bytes from clients (in) and to clients (out), on the wire, of closed connections. */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  /** Connect attempts per target (as written in config) by result. */
+  readonly attempts: Readonly<Record<string, Readonly<Partial<Record<AttemptResult, number>>>>>;
+  /** Open upstream connections per target right now (gauge). */
+  readonly targetActive: Readonly<Record<string, number>>;
+  readonly connectDuration: HistogramSnapshot;
+  /** Inspect (ClientHello read) or terminate (handshake done), from accept. */
+  readonly tlsHandshakeDuration: HistogramSnapshot;
+  readonly sessionDuration: HistogramSnapshot;
+  readonly dns: DnsLookupCounts;
+  /**
+   * Per-target state when the listener has a target pool that reports it (contracts.md
+   * TargetReport: only `target` and `state` are read here); absent = every target counts as up.
+   */
+  readonly targets?: readonly { readonly target: string; readonly state: string }[];
+}
+
+const HistogramSchema = z.object({ counts: z.array(z.number()), sum: z.number() });
+const CountsSchema = z.record(z.string(), z.number());
+/**
+ * The shape is checked field by field, then typed as the MetricsSnapshot interface (whose fields are
+ * readonly; zod's output is not): the listener's own bookkeeping, read only by the daemon's metrics.
+ */
+const MetricsSnapshotShape = z.object({
+  app: z.string(),
   activeConnections: count(),
-  /** Connections accepted since start. */
-  totalConnections: count(),
-  /** Connections that ended in a reset because no target could be reached. */
-  failedConnections: count(),
-  bytesIn: count(),
-  bytesOut: count(),
-};
-export type ListenerCounters = z.output<z.ZodMiniObject<typeof LISTENER_COUNTERS>>;
+  connections: CountsSchema,
+  failures: CountsSchema,
+  bytesIn: z.number(),
+  bytesOut: z.number(),
+  attempts: z.record(z.string(), CountsSchema),
+  targetActive: CountsSchema,
+  connectDuration: HistogramSchema,
+  tlsHandshakeDuration: HistogramSchema,
+  sessionDuration: HistogramSchema,
+  dns: z.object({ hit: z.number(), miss: z.number(), stale: z.number(), error: z.number() }),
+  targets: z.optional(z.array(z.object({ target: z.string(), state: z.string() }))),
+});
+const MetricsSnapshotSchema = MetricsSnapshotShape as unknown as z.ZodMiniType<MetricsSnapshot>;
 
 /** The daemon's view of a target from active checks (and operator drain), by target as written in config. */
 const ActiveHealthSchema = z.enum(['up', 'down', 'unknown', 'drain']);
@@ -86,6 +145,8 @@ export interface TargetsReport {
 const TO_LISTENER = messages('strict', {
   start: { spec: ListenerSpecSchema, generation: count(), worker: count(), health: z.optional(HealthStatesSchema) },
   ping: { seq: count() },
+  /** Asked on every scrape / stats sample; answered with `metrics-snapshot`. */
+  metrics: { seq: count() },
   drain: {},
   /** Sent to every live process of the app (all workers and generations) whenever a state changes. */
   health: { states: HealthStatesSchema },
@@ -98,11 +159,13 @@ const TO_LISTENER = messages('strict', {
 const FROM_LISTENER = messages('strip', {
   ready: { ports: z.array(z.int().check(z.minimum(1), z.maximum(65535))), pid: count() },
   failed: { error: IpcErrorSchema },
-  pong: { seq: count(), ...LISTENER_COUNTERS, targets: z.optional(z.array(TargetReportSchema)), panic: z.optional(z.boolean()) },
+  pong: { seq: count(), activeConnections: count(), targets: z.optional(z.array(TargetReportSchema)), panic: z.optional(z.boolean()) },
+  'metrics-snapshot': { seq: count(), snapshot: MetricsSnapshotSchema },
   /** Sent when a passive state changes (at most a few per second). */
   targets: { targets: z.array(TargetReportSchema), panic: z.boolean() },
   draining: { activeConnections: count() },
-  drained: { closedByTimeout: count() },
+  /** `snapshot`: the final counts, so nothing counted between the last scrape and the exit is lost. */
+  drained: { closedByTimeout: count(), snapshot: z.optional(MetricsSnapshotSchema) },
   error: { error: IpcErrorSchema },
   lease: { seq: count(), app: count(), key: z.nullable(z.string()), slots: count(), tokens: count() },
   'lease-return': { app: count(), key: z.nullable(z.string()), slots: count(), tokens: count(), recall: z.boolean() },

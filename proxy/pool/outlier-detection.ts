@@ -1,8 +1,9 @@
 // OutlierDetection: passive health from connect attempts (Envoy's consecutive_5xx for L4, HAProxy's
 // `observe layer4`, nginx's max_fails). A target that fails `consecutiveFailures` attempts in a row
 // is ejected for `ejectMs`, doubled on each ejection in a row up to `maxEjectMs`; when that runs
-// out it gets traffic again, on probation: its first attempt decides (a success returns it to up
-// and resets the doubling; a failure ejects it again, for twice as long). Probation is stricter than
+// out it gets traffic again, on probation: one trial attempt at a time (the pool marks it
+// `probing`, half-open as a circuit breaker), and that attempt decides: a success returns it to up
+// and resets the doubling, a failure ejects it again for twice as long. Probation is stricter than
 // counting again from zero: a blackholed target costs one attempt timeout per ejection, not N.
 // `maxEjectPercent` caps the share of any pool the target is in that may be ejected at once (at
 // least one target may always be ejected unless it is 0).
@@ -28,6 +29,7 @@ export class OutlierDetection {
 
   /** Feed one attempt's result; true when the target's passive state changed (ejected, or back up). */
   record(s: TargetState, result: AttemptResult, error: string | null, now: number): boolean {
+    s.probing = false;
     if (result === 'ok') {
       s.failures = 0;
       const wasEjected = s.ejectedUntil > now;

@@ -125,6 +125,34 @@ export function runPoolCases(strategy: StrategyName, opts: CaseOptions): void {
     else assert.equal(pickRaw(f.pool), A);
   });
 
+  test(`${strategy}: back from an ejection, a target gets one trial attempt at a time; its result decides`, () => {
+    const f = fixture(strategy, [A, B]);
+    fail(f, A, 3);
+    f.clock.t += 10_000;
+    const a = f.table.get(A)!;
+    // Picks (other targets' connections end at once) until one lands on A: that is its trial.
+    const pickA = (round: number): boolean => {
+      for (let k = 0; k < 50; k++) {
+        const i = f.pool.pick(`10.${round}.0.${k}`, null);
+        if (f.pool.entries[i]!.state === a) return true;
+        f.pool.release(f.pool.entries[i]!.state);
+      }
+      return false;
+    };
+    assert.ok(pickA(3), 'A is picked again once its ejection ran out');
+    assert.ok(a.probing);
+    assert.equal(spread(f.pool, 100).get(A), undefined, 'no second attempt while the trial runs');
+    f.pool.report(a, '127.0.0.1:1001', 'timeout', 'ETIMEDOUT');
+    assert.equal(a.state(f.clock.t), 'ejected', 'a failed trial ejects it again');
+    assert.equal(a.ejectedUntil - f.clock.t, 20_000, 'for twice as long');
+    f.clock.t += 20_000;
+    assert.ok(pickA(4));
+    f.pool.report(a, '127.0.0.1:1001', 'ok');
+    assert.equal(a.probing, false);
+    assert.equal(a.ejections, 0, 'a good trial resets the doubling');
+    assert.ok(a.usable(f.clock.t));
+  });
+
   test(`${strategy}: panic: when no target is usable the pool uses all of them, and says so once`, () => {
     const f = fixture(strategy, [A, B, C]);
     f.table.applyHealth({ [A]: 'down', [B]: 'drain' });

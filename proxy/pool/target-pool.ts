@@ -11,7 +11,8 @@
 //
 // Invariants: pick() allocates nothing (one candidate array per pool, reused; single-threaded);
 // each pick counts one connection on the chosen target until report() says it failed or release()
-// says the session closed, so strategies see connections in progress too.
+// says the session closed, so strategies see connections in progress too; a target on probation
+// (back from an ejection, see outlier-detection.ts) gets one trial attempt at a time.
 import type { Strategy, PoolEntry } from './strategy.ts';
 import type { AttemptResult, TargetState } from './target-state.ts';
 
@@ -71,7 +72,10 @@ export class TargetPool {
       this.#host.panicChanged(this);
     }
     const i = this.#strategy.pick(this.#candidate, count, key);
-    this.entries[i]!.state.activeConnections++;
+    const state = this.entries[i]!.state;
+    state.activeConnections++;
+    // Back from an ejection: this attempt is its trial; no other until it ends.
+    if (state.ejections > 0) state.probing = true;
     return i;
   }
 
@@ -84,6 +88,7 @@ export class TargetPool {
   /** The session (or a cancelled attempt) that pick() counted is gone. */
   release(state: TargetState): void {
     state.activeConnections--;
+    state.probing = false;
   }
 
   #fill(now: number, mode: number, tried: Uint8Array | null): number {

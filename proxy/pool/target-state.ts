@@ -28,6 +28,8 @@ export class TargetState {
   ejections = 0;
   /** Epoch ms until which the target is ejected; 0 = never ejected. */
   ejectedUntil = 0;
+  /** Back from an ejection with its one trial attempt in flight: no other connection until it ends. */
+  probing = false;
   lastError: string | null = null;
   /** Epoch ms of the last change of the reported state (passive or active). */
   since: number;
@@ -40,9 +42,9 @@ export class TargetState {
     this.since = now;
   }
 
-  /** May get new connections: not down or drained by the daemon, not ejected. */
+  /** May get new connections: not down or drained by the daemon, not ejected, not being probed. */
   usable(now: number): boolean {
-    return this.active !== 'down' && this.active !== 'drain' && now >= this.ejectedUntil;
+    return this.active !== 'down' && this.active !== 'drain' && now >= this.ejectedUntil && !this.probing;
   }
 
   ejected(now: number): boolean {

@@ -45,7 +45,7 @@ export class TargetTable implements PoolHost {
 
   constructor(opts: TargetTableOptions) {
     this.#opts = opts;
-    this.#outlier = new OutlierDetection(opts.outlierDetection);
+    this.#outlier = new OutlierDetection(opts.outlierDetection ?? null);
     this.now = opts.now ?? Date.now;
   }
 
@@ -62,7 +62,9 @@ export class TargetTable implements PoolHost {
     });
     const members = [...new Set(entries.map((e) => e.state))];
     for (const s of members) s.memberOf.push(members);
-    const pool = new TargetPool(name, entries, STRATEGIES[this.#opts.strategy](entries, this.#opts), this);
+    // A spec from an older daemon has no strategy: the default, as before strategies existed.
+    const strategy = STRATEGIES[this.#opts.strategy] ?? STRATEGIES['round-robin'];
+    const pool = new TargetPool(name, entries, strategy(entries, this.#opts), this);
     this.#pools.push(pool);
     return pool;
   }

@@ -1,7 +1,7 @@
 // Command-line flags of scripts/bench.ts (node:util parseArgs), validated with messages that
 // name the value and the fix.
 import { parseArgs } from 'node:util';
-import { CONTENDERS } from './contenders.ts';
+import { CONTENDERS, DEFAULT_CONTENDERS } from './contenders.ts';
 import type { ContenderName } from './contenders.ts';
 import { WORKLOADS } from './workloads.ts';
 import type { WorkloadName } from './workloads.ts';
@@ -97,7 +97,7 @@ export function parseOptions(argv: readonly string[]): Options {
     },
   });
   // Keep the report's column order whatever order --only lists them in.
-  const picked = values.only ? list<ContenderName>(values.only, CONTENDERS, '--only') : [...CONTENDERS];
+  const picked = values.only ? list<ContenderName>(values.only, CONTENDERS, '--only') : [...DEFAULT_CONTENDERS];
   return {
     durationS: parseDurationS(values.duration, '--duration'),
     runs: positiveInt(values.runs, '--runs'),

@@ -38,7 +38,7 @@ export function plannedMeasurements(o: Options): { contender: ContenderName; wor
 
 export function estimateSeconds(o: Options): number {
   let s = 5;
-  for (const m of plannedMeasurements(o)) s += o.durationS + OVERHEAD_S[m.workload] + (m.contender === 'fproxy' ? 2 : 0);
+  for (const m of plannedMeasurements(o)) s += o.durationS + OVERHEAD_S[m.workload] + (m.contender.startsWith('fproxy') ? 2 : 0);
   return s * o.runs;
 }
 

@@ -12,8 +12,10 @@ import type { Spawned } from './proc.ts';
 import { NGINX_STREAM_MODULE, unusedPort } from './tools.ts';
 import { getApps, startDaemon, writeConfigAtomically } from './fproxy.ts';
 
-export const CONTENDERS = ['direct', 'haproxy', 'nginx', 'fproxy'] as const;
+export const CONTENDERS = ['direct', 'haproxy', 'nginx', 'fproxy', 'fproxy-js'] as const;
 export type ContenderName = (typeof CONTENDERS)[number];
+/** Run when --only is not given. fproxy-js (FPROXY_ENGINE=js: the native engine off) on request. */
+export const DEFAULT_CONTENDERS: readonly ContenderName[] = ['direct', 'haproxy', 'nginx', 'fproxy'];
 
 export interface Instance {
   /** Where the load goes. */
@@ -47,6 +49,8 @@ export async function startContender(name: ContenderName, o: StartOptions): Prom
       return startNginxStream(o);
     case 'fproxy':
       return startFproxy(o);
+    case 'fproxy-js':
+      return startFproxy(o, { FPROXY_ENGINE: 'js' });
   }
 }
 
@@ -124,11 +128,11 @@ stream {
   };
 }
 
-async function startFproxy(o: StartOptions): Promise<Instance> {
+async function startFproxy(o: StartOptions, env: NodeJS.ProcessEnv = {}): Promise<Instance> {
   const config = join(o.dir, 'config.json');
   // Port 0: the kernel picks it when the app starts; /apps says which.
   writeConfigAtomically(config, [{ Name: 'bench', Ports: [0], Targets: [`127.0.0.1:${o.upstreamPort}`] }]);
-  const d = startDaemon(o.dir, config);
+  const d = startDaemon(o.dir, config, 'fproxy', env);
   const port = await waitFor('the fproxy bench app\'s port in /apps', 60_000, async () => {
     if (d.proc.child.exitCode !== null) throw new Error(`fproxy daemon exited with ${d.proc.child.exitCode}; log: ${d.logPath}`);
     const p = (await getApps(await d.admin(60_000))).find((a) => a.name === 'bench')?.ports[0];

@@ -44,10 +44,10 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-export function startDaemon(dir: string, configPath: string, name = 'fproxy'): Daemon {
+export function startDaemon(dir: string, configPath: string, name = 'fproxy', extraEnv: NodeJS.ProcessEnv = {}): Daemon {
   const logPath = join(dir, `${name}.log`);
   const fd = openSync(logPath, 'a');
-  const env: NodeJS.ProcessEnv = { ...process.env, FPROXY_CONFIG_PATH: configPath, FPROXY_ADMIN_ADDR: '127.0.0.1:0' };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extraEnv, FPROXY_CONFIG_PATH: configPath, FPROXY_ADMIN_ADDR: '127.0.0.1:0' };
   delete env.NODE_TEST_CONTEXT; // when run from the smoke test, don't look like a test child
   let proc: Spawned;
   try {

@@ -1,0 +1,169 @@
+// GET /metrics on a real daemon: every listener process is asked on each scrape, exited ones are
+// folded into the app's totals, so the numbers add up across workers and rollouts and never go back.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import { closedPort, exchange, startEcho } from '../../proxy/testing.ts';
+import { appConfig, waitFor as poll, startTestDaemon } from '../testing.ts';
+import type { TestDaemon } from '../testing.ts';
+import { parsePrometheusText, sumSamples } from './prometheus-text.ts';
+
+async function scrape(d: TestDaemon): Promise<ReturnType<typeof parsePrometheusText>> {
+  const res = await d.get('/metrics');
+  assert.equal(res.status, 200);
+  return parsePrometheusText(res.body);
+}
+
+const connectionsTotal = async (d: TestDaemon, app: string) => sumSamples(await scrape(d), 'fproxy_connections_total', { app });
+
+/** Open a connection through the proxy and keep it open (a first exchange proves it reached a target). */
+async function holdOpen(port: number): Promise<net.Socket> {
+  const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  await once(s, 'connect');
+  s.write('hold');
+  await once(s, 'data');
+  return s;
+}
+
+test('N connections through 2 workers with two rollouts in the middle: fproxy_connections_total = N, never going back', async (t) => {
+  const echo = await startEcho('e');
+  t.after(() => echo.close());
+  const app = (drain: number) => appConfig('web', [0], [echo.port], { Workers: 2, DrainTimeoutMs: drain });
+  const d = await startTestDaemon(t, { Apps: [app(30_000)] });
+  await poll(async () => (await d.app('web'))?.pids.length === 2, 15_000, 'two workers');
+  const [port] = await d.ports('web');
+
+  let ok = 0;
+  let last = 0;
+  const scrapes: number[] = [];
+  const check = async () => {
+    const v = await connectionsTotal(d, 'web');
+    assert.ok(v >= last, `fproxy_connections_total went back from ${last} to ${v}`);
+    last = v;
+    scrapes.push(v);
+  };
+  const burst = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const r = await exchange(port!, 'x');
+      assert.equal(r.error, undefined, `connection failed: ${r.error?.message}`);
+      assert.equal(r.reply, 'e:x');
+      ok++;
+      if (i % 10 === 0) await check();
+    }
+  };
+  // Held across both rollouts: counted by generation 1 when they close, after it stopped accepting.
+  const held = await Promise.all([holdOpen(port!), holdOpen(port!), holdOpen(port!)]);
+  await burst(30);
+  for (const [gen, drain] of [[2, 30_001], [3, 30_002]] as const) {
+    await d.writeConfig({ Apps: [app(drain)] });
+    await poll(async () => {
+      const a = await d.app('web');
+      return a?.generation === gen && a.state === 'running' && a.pids.length === 2;
+    }, 20_000, `generation ${gen} serving`);
+    await check();
+    await burst(30);
+  }
+  for (const s of held) s.end();
+  await Promise.all(held.map((s) => once(s, 'close')));
+  const n = ok + held.length;
+  // Generation 1 exits once its held connections close; its final snapshot is folded in then.
+  await poll(async () => (await d.apps()).every((a) => a.drainingPids.length === 0), 15_000, 'old generations gone');
+  const families = await scrape(d);
+  t.diagnostic(`N = ${n}; scrapes saw ${scrapes.join(' ')} … ${sumSamples(families, 'fproxy_connections_total', { app: 'web' })}`);
+  assert.equal(sumSamples(families, 'fproxy_connections_total', { app: 'web' }), n);
+  assert.equal(sumSamples(families, 'fproxy_connections_total', { app: 'web', outcome: 'ok' }), n);
+  assert.equal(sumSamples(families, 'fproxy_session_duration_seconds_count', { app: 'web' }), n);
+  assert.equal(sumSamples(families, 'fproxy_connect_attempts_total', { app: 'web', result: 'ok' }), n);
+  assert.equal(sumSamples(families, 'fproxy_rollouts_total', { app: 'web', result: 'completed' }), 2);
+  assert.equal(sumSamples(families, 'fproxy_app_generation', { app: 'web' }), 3);
+  assert.equal(sumSamples(families, 'fproxy_active_connections', { app: 'web' }), 0);
+  // Each exchange sends 1 byte and gets 3 back ("e:x"); each held one 4 and 6 ("e:hold").
+  assert.equal(sumSamples(families, 'fproxy_bytes_total', { app: 'web', direction: 'in' }), ok + 4 * held.length);
+  assert.equal(sumSamples(families, 'fproxy_bytes_total', { app: 'web', direction: 'out' }), 3 * ok + 6 * held.length);
+  assert.equal(await connectionsTotal(d, 'web'), n, 'a second scrape gives the same total');
+});
+
+test('/metrics is valid Prometheus text with every metric the issue names, HELP and TYPE included', async (t) => {
+  const echo = await startEcho('e');
+  t.after(() => echo.close());
+  const dead = await closedPort(t);
+  const d = await startTestDaemon(t, { Apps: [appConfig('web', [0], [`127.0.0.1:${dead}`, `127.0.0.1:${echo.port}`])] });
+  const [port] = await d.ports('web');
+  await poll(async () => (await d.app('web'))?.state === 'running', 15_000, 'web running');
+  for (let i = 0; i < 4; i++) assert.equal((await exchange(port!, 'x')).reply, 'e:x');
+  // A rejected edit counts; the app keeps running.
+  await d.writeConfig('{"Apps": [');
+  await poll(async () => (await d.status()).config.error !== null, 10_000, 'the rejected config');
+
+  const res = await d.get('/metrics');
+  const families = parsePrometheusText(res.body);
+  const expect: Record<string, string> = {
+    fproxy_connections_total: 'counter', fproxy_active_connections: 'gauge', fproxy_connect_attempts_total: 'counter',
+    fproxy_target_up: 'gauge', fproxy_target_active_connections: 'gauge', fproxy_bytes_total: 'counter',
+    fproxy_connect_duration_seconds: 'histogram', fproxy_tls_handshake_duration_seconds: 'histogram', fproxy_session_duration_seconds: 'histogram',
+    fproxy_dns_lookups_total: 'counter', fproxy_config_reloads_total: 'counter', fproxy_config_last_reload_success_timestamp_seconds: 'gauge',
+    fproxy_rollouts_total: 'counter', fproxy_rollout_duration_seconds: 'histogram', fproxy_listener_restarts_total: 'counter',
+    fproxy_app_generation: 'gauge', fproxy_scrape_errors_total: 'counter', process_cpu_seconds_total: 'counter', process_resident_memory_bytes: 'gauge',
+  };
+  for (const [name, type] of Object.entries(expect)) {
+    const f = families.get(name);
+    assert.ok(f, `${name} is exposed`);
+    assert.equal(f.type, type, `${name} is a ${type}`);
+    assert.ok(f.help.length > 0, `${name} has HELP`);
+  }
+  assert.equal(sumSamples(families, 'fproxy_connections_total', { app: 'web', outcome: 'ok' }), 4);
+  // Round-robin starts on the dead target for some connections: refused, then the next one.
+  assert.ok(sumSamples(families, 'fproxy_connect_attempts_total', { app: 'web', target: `127.0.0.1:${dead}`, result: 'refused' }) >= 1);
+  assert.equal(sumSamples(families, 'fproxy_connect_attempts_total', { app: 'web', target: `127.0.0.1:${echo.port}`, result: 'ok' }), 4);
+  assert.equal(sumSamples(families, 'fproxy_target_up', { app: 'web' }), 2, 'no target report says otherwise: both up');
+  assert.equal(sumSamples(families, 'fproxy_config_reloads_total', { result: 'applied' }), 1);
+  assert.ok(sumSamples(families, 'fproxy_config_reloads_total', { result: 'rejected' }) >= 1);
+  assert.ok(sumSamples(families, 'fproxy_config_last_reload_success_timestamp_seconds') > 1.7e9);
+  assert.match(res.body, /^fproxy_session_duration_seconds_bucket\{app="web",le="0\.0001"\} \d+$/m);
+  assert.match(res.body, /^fproxy_session_duration_seconds_bucket\{app="web",le="3600"\} 4$/m);
+});
+
+test('a listener that does not answer is left out after ~1 s and counted in fproxy_scrape_errors_total; totals do not drop', async (t) => {
+  const echo = await startEcho('e');
+  t.after(() => echo.close());
+  const d = await startTestDaemon(t, { Apps: [appConfig('web', [0], [echo.port], { Workers: 2 })] });
+  const [port] = await d.ports('web');
+  const a = await poll(async () => {
+    const x = await d.app('web');
+    return x?.pids.length === 2 ? x : undefined;
+  }, 15_000, 'two workers');
+  for (let i = 0; i < 6; i++) assert.equal((await exchange(port!, 'x')).reply, 'e:x');
+  const before = await poll(async () => ((await connectionsTotal(d, 'web')) === 6 ? 6 : undefined), 5000, 'six counted');
+  const victim = a.pids[0]!;
+  process.kill(victim, 'SIGSTOP');
+  t.after(() => {
+    try {
+      process.kill(victim, 'SIGCONT');
+    } catch {}
+  });
+  const families = await scrape(d);
+  assert.ok(sumSamples(families, 'fproxy_scrape_errors_total') >= 1, 'the stopped listener counted as a scrape error');
+  assert.equal(sumSamples(families, 'fproxy_connections_total', { app: 'web' }), before, 'its last known counts still in');
+});
+
+test('a worker killed with SIGKILL keeps the counts it had reported', async (t) => {
+  const echo = await startEcho('e');
+  t.after(() => echo.close());
+  const d = await startTestDaemon(t, { Apps: [appConfig('web', [0], [echo.port], { Workers: 2 })] });
+  const [port] = await d.ports('web');
+  const a = await poll(async () => {
+    const x = await d.app('web');
+    return x?.pids.length === 2 ? x : undefined;
+  }, 15_000, 'two workers');
+  for (let i = 0; i < 10; i++) assert.equal((await exchange(port!, 'x')).reply, 'e:x');
+  await poll(async () => (await connectionsTotal(d, 'web')) === 10, 5000, 'ten counted');
+  process.kill(a.pids[0]!, 'SIGKILL');
+  await poll(async () => {
+    const x = await d.app('web');
+    return x?.pids.length === 2 && !x.pids.includes(a.pids[0]!);
+  }, 10_000, 'a replacement worker');
+  const families = await scrape(d);
+  assert.equal(sumSamples(families, 'fproxy_connections_total', { app: 'web' }), 10);
+  assert.equal(sumSamples(families, 'fproxy_listener_restarts_total', { app: 'web' }), 1);
+});

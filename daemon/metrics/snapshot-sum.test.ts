@@ -1,0 +1,36 @@
+// Adding snapshots of many listener processes: counters and histograms add, gauges of retired
+// processes do not count.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ListenerMetrics } from '../../proxy/metrics/listener-metrics.ts';
+import { addSnapshots, connectionsTotal, countersOnly, emptySnapshot } from './snapshot-sum.ts';
+
+function snapshot(outcomes: string[], active: number, target = 'a:1') {
+  const m = new ListenerMetrics('web');
+  for (const o of outcomes) {
+    m.attempt(target, o === 'ok' ? null : Object.assign(new Error(), { code: 'ECONNREFUSED' }));
+    m.closed({ outcome: o, code: o === 'ok' ? undefined : 'ERR_CONNECT_EXHAUSTED', bytesIn: 1, bytesOut: 2, durationS: 0.01, connectS: o === 'ok' ? 0.001 : -1, handshakeS: -1 });
+  }
+  return m.snapshot({ activeConnections: active, targetActive: { [target]: active }, dns: { hit: 1, miss: 1, stale: 0, error: 0 } });
+}
+
+test('two workers add up: outcomes, reasons, bytes, attempts per target, histograms, gauges', () => {
+  const sum = addSnapshots(addSnapshots(emptySnapshot('web'), snapshot(['ok', 'ok'], 1)), snapshot(['ok', 'connect-failed'], 2, 'b:2'));
+  assert.deepEqual(sum.connections, { ok: 3, 'connect-failed': 1 });
+  assert.deepEqual(sum.failures, { ERR_CONNECT_EXHAUSTED: 1 });
+  assert.deepEqual(sum.attempts, { 'a:1': { ok: 2 }, 'b:2': { ok: 1, refused: 1 } });
+  assert.equal(sum.bytesIn, 4);
+  assert.equal(sum.activeConnections, 3);
+  assert.deepEqual(sum.targetActive, { 'a:1': 1, 'b:2': 2 });
+  assert.equal(sum.sessionDuration.counts.reduce((a, b) => a + b, 0), 4);
+  assert.equal(sum.connectDuration.counts.reduce((a, b) => a + b, 0), 3);
+  assert.deepEqual(sum.dns, { hit: 2, miss: 2, stale: 0, error: 0 });
+  assert.equal(connectionsTotal(sum), 4);
+});
+
+test('a retired process brings its counters, not its gauges', () => {
+  const retired = countersOnly(snapshot(['ok'], 5));
+  assert.equal(retired.activeConnections, 0);
+  assert.deepEqual(retired.targetActive, {});
+  assert.deepEqual(retired.connections, { ok: 1 });
+});

@@ -1,0 +1,148 @@
+// NativeEngine: Node accepts and connects; a C thread (native/forwarder.c over engine-core.c,
+// epoll, recv/send, 16 KiB pooled buffers) forwards. forward() reads the two fds, lets the addon
+// dup() them, and destroys the JS sockets: closing one descriptor of a shared file description
+// sends nothing while the dup stays open. Bytes the JS sockets had already read go along as
+// preludes. The addon keeps one engine per process, so this module keeps one NativeEngine.
+//
+// Not for TLS-terminated clients (a TLSSocket's fd carries ciphertext) or sockets without an fd:
+// those pairs go to the JS engine given as fallback.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import type net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { Engine, EngineOutcome, ForwardHandle, ForwardOptions, ForwardResult } from './engine.ts';
+
+interface Addon {
+  start(threads: number, onClosed: (results: Float64Array) => void): void;
+  add(id: number, fdClient: number, fdUpstream: number, idleMs: number, preUp: Buffer | null, preDown: Buffer | null): void;
+  close(id: number, reset?: boolean): void;
+  drainBy(delayMs: number): void;
+  stats(): { pairs: number; buffersInUse: number; buffersPooled: number };
+  ref(): void;
+  unref(): void;
+}
+
+/** Indexed by the addon's outcome code (engine-core.h enum fe_outcome). */
+const OUTCOMES: readonly EngineOutcome[] = ['ok', 'client-error', 'upstream-error', 'idle-timeout', 'drained'];
+const ADDON_FILE = 'build/native/forwarder.node';
+
+/**
+ * Where the built addon is: FPROXY_ENGINE_ADDON, else `build/native/forwarder.node` in the first
+ * directory above this module that has one (the source tree, or the repo above the listener
+ * bundle in node_modules/.cache/fproxy/).
+ */
+export function findAddon(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.FPROXY_ENGINE_ADDON) return env.FPROXY_ENGINE_ADDON;
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 8; i++) {
+    const candidate = path.join(dir, ADDON_FILE);
+    if (existsSync(candidate)) return candidate;
+    const up = path.dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  return undefined;
+}
+
+class NativePair implements ForwardHandle {
+  readonly addon: Addon;
+  readonly id: number;
+  readonly onClose: (r: ForwardResult) => void;
+  constructor(addon: Addon, id: number, onClose: (r: ForwardResult) => void) {
+    this.addon = addon;
+    this.id = id;
+    this.onClose = onClose;
+  }
+  close(reset = false): void {
+    this.addon.close(this.id, reset);
+  }
+}
+
+let instance: NativeEngine | undefined;
+
+export class NativeEngine implements Engine {
+  readonly kind = 'native' as const;
+  readonly #addon: Addon;
+  readonly #fallback: Engine;
+  readonly #pairs = new Map<number, NativePair>();
+  #nextId = 0;
+
+  /** The process's native engine (the addon is loaded and started once). Throws if it cannot load. */
+  static get(fallback: Engine, threads = 1, addonPath: string | undefined = findAddon()): NativeEngine {
+    if (instance !== undefined) return instance;
+    if (addonPath === undefined) throw Object.assign(new Error(`native engine not built (no ${ADDON_FILE}; run make native)`), { code: 'ERR_ENGINE_NOT_BUILT' });
+    const addon = createRequire(import.meta.url)(addonPath) as Addon;
+    instance = new NativeEngine(addon, fallback, threads);
+    return instance;
+  }
+
+  private constructor(addon: Addon, fallback: Engine, threads: number) {
+    this.#addon = addon;
+    this.#fallback = fallback;
+    addon.start(threads, (results) => this.#closed(results));
+  }
+
+  get open(): number {
+    return this.#pairs.size + this.#fallback.open;
+  }
+
+  /** Buffers and pairs as the C side counts them (tests: an idle pair holds no buffer). */
+  stats(): { pairs: number; buffersInUse: number; buffersPooled: number } {
+    return this.#addon.stats();
+  }
+
+  forward(client: net.Socket, upstream: net.Socket, opts: ForwardOptions, onClose: (r: ForwardResult) => void): ForwardHandle {
+    const fc = fdOf(client);
+    const fu = fdOf(upstream);
+    if (fc < 0 || fu < 0 || (client as { encrypted?: boolean }).encrypted === true) return this.#fallback.forward(client, upstream, opts, onClose);
+    // Whatever the streams hold already (read ahead, not consumed) must not be lost.
+    const pendingUp = unread(client);
+    const preUp = opts.preludeUp != null && opts.preludeUp.length > 0 ? (pendingUp === null ? opts.preludeUp : Buffer.concat([opts.preludeUp, pendingUp])) : pendingUp;
+    const preDown = unread(upstream);
+    const id = ++this.#nextId;
+    this.#addon.add(id, fc, fu, opts.idleTimeoutMs, preUp, preDown);
+    // The addon holds dups now: closing Node's descriptors sends neither FIN nor RST.
+    client.destroy();
+    upstream.destroy();
+    const p = new NativePair(this.#addon, id, onClose);
+    this.#pairs.set(id, p);
+    // Keep the process alive while pairs are open (the addon's callback is unref'd when idle).
+    if (this.#pairs.size === 1) this.#addon.ref();
+    return p;
+  }
+
+  drainBy(delayMs: number): void {
+    this.#addon.drainBy(delayMs);
+    this.#fallback.drainBy(delayMs);
+  }
+
+  #closed(results: Float64Array): void {
+    for (let i = 0; i + 3 < results.length; i += 4) {
+      const p = this.#pairs.get(results[i]!);
+      if (p === undefined) continue;
+      this.#pairs.delete(p.id);
+      try {
+        p.onClose({ bytesIn: results[i + 1]!, bytesOut: results[i + 2]!, outcome: OUTCOMES[results[i + 3]!] ?? 'drained' });
+      } catch (err) {
+        // One caller's bug must not lose the other results of this batch.
+        queueMicrotask(() => { throw err; });
+      }
+    }
+    if (this.#pairs.size === 0) this.#addon.unref();
+  }
+}
+
+function fdOf(s: net.Socket): number {
+  const fd = (s as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+  return typeof fd === 'number' ? fd : -1;
+}
+
+/** Bytes a stream has read from its socket that nobody consumed yet. */
+function unread(s: net.Socket): Buffer | null {
+  if (s.readableLength === 0) return null;
+  const chunks: Buffer[] = [];
+  let c: Buffer | null;
+  while ((c = s.read() as Buffer | null) !== null) chunks.push(c);
+  return chunks.length === 0 ? null : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}

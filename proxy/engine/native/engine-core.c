@@ -1,0 +1,593 @@
+/*
+ * engine-core: epoll loop threads that forward bytes between the two sockets of each pair.
+ *
+ * Ownership (who may touch what):
+ *   - fe_engine fields set in fe_start (loops, nloops, cb, ctx) are written once before any loop
+ *     thread starts and only read afterwards. `next_loop` and the stats counters are atomics.
+ *   - loop.mu guards loop.q_head/q_tail (the command queue, filled by any thread, emptied by the
+ *     loop thread).
+ *   - Everything else in a loop (its epoll set, its pairs list, its buffer pool, its deadline) and
+ *     every pair after its ADD command is taken off the queue belong to that loop's thread alone.
+ *     Before that, a pair belongs to the thread calling fe_add, which does not touch it once queued.
+ *
+ * Invariants:
+ *   - Only the loop thread calls epoll_ctl on its epoll set, and always EPOLL_CTL_DEL before
+ *     close(): a registration belongs to the open file description, not the fd number, so a
+ *     dup() elsewhere would otherwise keep delivering events for a closed fd.
+ *   - A closed pair is unlinked at once but freed only at the end of the epoll batch: both of its
+ *     sockets may have events in the same batch (they are skipped via `closed`).
+ *   - dir[i].b != NULL exactly while bytes read from side i wait to be sent to side 1-i; side i is
+ *     not read meanwhile (backpressure), and an idle pair holds no buffer.
+ *   - A FIN read from side i becomes shutdown(SHUT_WR) on side 1-i once dir[i] is flushed; the
+ *     other direction keeps flowing. Sockets arrive connected, so shutdown never hits a socket
+ *     still connecting (which would abort it).
+ *   - An error on one side closes it and resets the other (SO_LINGER 0, then close).
+ *   - send() always uses MSG_NOSIGNAL: a SIGPIPE would kill the host process.
+ */
+#define _GNU_SOURCE
+#include "engine-core.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUF_SIZE 16384   /* 64 KiB showed an unexplained bulk dip in the prototype; 16 did not */
+#define POOL_MAX 256     /* free buffers kept per loop (4 MiB) */
+#define MAX_EVENTS 256
+#define READS_PER_EVENT 4 /* recv/send rounds per readiness event while the peer keeps up */
+
+typedef struct buf {
+  struct buf *next; /* pool link */
+  uint32_t cap;
+  char data[];
+} buf;
+
+typedef struct dirn { /* bytes read from side i, waiting for side 1-i */
+  buf *b;
+  uint32_t start, end;
+} dirn;
+
+typedef struct side {
+  int fd;
+  uint32_t mask;   /* events currently registered */
+  bool registered; /* in the epoll set */
+  bool rd_eof;     /* its FIN was read */
+  bool wr_shut;    /* we sent it our FIN (shutdown SHUT_WR) */
+  bool hup;        /* EPOLLHUP seen while not reading it: only re-registered when there is work */
+} side;
+
+typedef struct pair {
+  struct pair *prev, *next; /* the loop's list of open pairs; `next` also links the dead list */
+  uint64_t id;
+  uint64_t last_ms; /* last byte either way */
+  uint64_t rd[2];   /* bytes received from side i */
+  uint64_t wr[2];   /* bytes sent to side i */
+  uint32_t idle_ms;
+  side s[2]; /* 0: client, 1: upstream */
+  dirn d[2];
+  bool closed;
+} pair;
+
+enum { CMD_ADD, CMD_CLOSE, CMD_RESET, CMD_DRAIN, CMD_STOP };
+typedef struct cmd {
+  struct cmd *next;
+  int type;
+  uint64_t arg; /* CLOSE: id; DRAIN: absolute deadline (ms, monotonic) */
+  pair *p;      /* ADD */
+} cmd;
+
+typedef struct loop {
+  struct fe_engine *eng;
+  pthread_t thr;
+  int ep, evfd;
+  pthread_mutex_t mu; /* guards q_head/q_tail */
+  cmd *q_head, *q_tail;
+  /* loop thread only: */
+  pair *pairs;
+  pair *dead;
+  buf *pool;
+  size_t npool;
+  uint64_t deadline_ms; /* 0: none */
+  uint64_t next_scan_ms;
+  uint32_t min_idle_ms; /* smallest idle_ms among open pairs at the last scan or add (0: none) */
+  bool stop;
+  cmd stop_cmd; /* pushed by fe_stop: stopping needs no allocation */
+} loop;
+
+struct fe_engine {
+  loop *loops;
+  int nloops;
+  atomic_uint next_loop;
+  fe_done_cb cb;
+  void *ctx;
+  atomic_uint_fast64_t pairs, bufs_in_use, bufs_pooled;
+};
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- buffers (pool: loop thread only) ---- */
+
+static buf *buf_alloc(fe_engine *e, uint32_t cap) {
+  buf *b = malloc(sizeof(buf) + cap);
+  if (b == NULL) return NULL;
+  b->cap = cap;
+  b->next = NULL;
+  atomic_fetch_add_explicit(&e->bufs_in_use, 1, memory_order_relaxed);
+  return b;
+}
+
+static buf *buf_get(loop *l) {
+  buf *b = l->pool;
+  if (b == NULL) return buf_alloc(l->eng, BUF_SIZE);
+  l->pool = b->next;
+  l->npool--;
+  atomic_fetch_sub_explicit(&l->eng->bufs_pooled, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&l->eng->bufs_in_use, 1, memory_order_relaxed);
+  return b;
+}
+
+static void buf_put(loop *l, buf *b) {
+  if (b == NULL) return;
+  atomic_fetch_sub_explicit(&l->eng->bufs_in_use, 1, memory_order_relaxed);
+  if (b->cap != BUF_SIZE || l->npool >= POOL_MAX) {
+    free(b);
+    return;
+  }
+  b->next = l->pool;
+  l->pool = b;
+  l->npool++;
+  atomic_fetch_add_explicit(&l->eng->bufs_pooled, 1, memory_order_relaxed);
+}
+
+/* ---- epoll registration (loop thread only) ---- */
+
+static void *tag(pair *p, int i) { return (void *)((uintptr_t)p | (uintptr_t)i); }
+
+static void set_interest(loop *l, pair *p, int i) {
+  side *s = &p->s[i];
+  uint32_t want = 0;
+  if (!s->rd_eof && p->d[i].b == NULL) want |= EPOLLIN;
+  if (p->d[1 - i].b != NULL) want |= EPOLLOUT;
+  /* EPOLLHUP/ERR cannot be masked: a side with nothing to do that would keep reporting HUP
+     (both directions shut, or HUP while we hold its bytes back) leaves the set until it has. */
+  if (want == 0 && (s->hup || (s->rd_eof && s->wr_shut))) {
+    if (s->registered) {
+      epoll_ctl(l->ep, EPOLL_CTL_DEL, s->fd, NULL);
+      s->registered = false;
+    }
+    return;
+  }
+  if (s->registered && want == s->mask) return;
+  struct epoll_event ev = {.events = want, .data.ptr = tag(p, i)};
+  if (epoll_ctl(l->ep, s->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s->fd, &ev) == 0) {
+    s->registered = true;
+    s->mask = want;
+  }
+}
+
+/* ---- closing ---- */
+
+/* reset_side: the side that gets a RST (0 client, 1 upstream), RESET_BOTH, or -1 for none. */
+#define RESET_BOTH 2
+static void close_pair(loop *l, pair *p, int outcome, int reset_side) {
+  if (p->closed) return;
+  p->closed = true;
+  for (int i = 0; i < 2; i++) {
+    side *s = &p->s[i];
+    if (s->registered) epoll_ctl(l->ep, EPOLL_CTL_DEL, s->fd, NULL);
+    s->registered = false;
+    if (i == reset_side || reset_side == RESET_BOTH) {
+      struct linger lg = {.l_onoff = 1, .l_linger = 0};
+      setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    close(s->fd);
+    s->fd = -1;
+    buf_put(l, p->d[i].b);
+    p->d[i].b = NULL;
+  }
+  if (p->prev != NULL) p->prev->next = p->next;
+  else l->pairs = p->next;
+  if (p->next != NULL) p->next->prev = p->prev;
+  p->prev = NULL;
+  p->next = l->dead; /* freed at the end of the batch */
+  l->dead = p;
+  atomic_fetch_sub_explicit(&l->eng->pairs, 1, memory_order_relaxed);
+  fe_result r = {.id = p->id, .bytes_in = p->rd[0], .bytes_out = p->wr[0], .outcome = outcome};
+  l->eng->cb(&r, l->eng->ctx);
+}
+
+/* Side i failed: close it, reset the other. */
+static void fail(loop *l, pair *p, int i) {
+  close_pair(l, p, i == 0 ? FE_CLIENT_ERROR : FE_UPSTREAM_ERROR, 1 - i);
+}
+
+/* ---- forwarding ---- */
+
+/* Sends what waits in dir[from] to the other side; passes a FIN on once it is empty.
+   Returns false if the pair closed. */
+static bool flush(loop *l, pair *p, int from, uint64_t now) {
+  dirn *d = &p->d[from];
+  int to = 1 - from;
+  while (d->b != NULL && d->start < d->end) {
+    ssize_t n = send(p->s[to].fd, d->b->data + d->start, d->end - d->start, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      d->start += (uint32_t)n;
+      p->wr[to] += (uint64_t)n;
+      p->last_ms = now;
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      break;
+    } else {
+      fail(l, p, to);
+      return false;
+    }
+  }
+  if (d->b != NULL && d->start == d->end) {
+    buf_put(l, d->b);
+    d->b = NULL;
+  }
+  if (d->b == NULL && p->s[from].rd_eof && !p->s[to].wr_shut) {
+    p->s[to].wr_shut = true;
+    shutdown(p->s[to].fd, SHUT_WR); /* an error here shows up as an event on that side */
+  }
+  if (p->s[0].rd_eof && p->s[1].rd_eof && p->s[0].wr_shut && p->s[1].wr_shut) {
+    close_pair(l, p, FE_OK, -1);
+    return false;
+  }
+  return true;
+}
+
+/* Side i is readable (or hung up): read once or a few times, forwarding as we go. */
+static bool read_side(loop *l, pair *p, int i, uint64_t now) {
+  dirn *d = &p->d[i];
+  for (int round = 0; round < READS_PER_EVENT && d->b == NULL && !p->s[i].rd_eof; round++) {
+    buf *b = buf_get(l);
+    if (b == NULL) return true; /* out of memory: try again on the next event */
+    size_t cap = b->cap; /* b may be back in the pool (or freed) once flushed */
+    ssize_t n = recv(p->s[i].fd, b->data, cap, MSG_DONTWAIT);
+    if (n > 0) {
+      p->rd[i] += (uint64_t)n;
+      p->last_ms = now;
+      d->b = b;
+      d->start = 0;
+      d->end = (uint32_t)n;
+      if (!flush(l, p, i, now)) return false;
+      if ((size_t)n < cap) break; /* the socket is (probably) empty: back to epoll */
+    } else if (n == 0) {
+      buf_put(l, b);
+      p->s[i].rd_eof = true;
+      if (!flush(l, p, i, now)) return false;
+    } else {
+      buf_put(l, b);
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+      fail(l, p, i);
+      return false;
+    }
+  }
+  return true;
+}
+
+static void on_event(loop *l, pair *p, int i, uint32_t ev, uint64_t now) {
+  if (ev & EPOLLERR) {
+    fail(l, p, i);
+    return;
+  }
+  if (ev & (EPOLLIN | EPOLLHUP)) {
+    if (!p->s[i].rd_eof && p->d[i].b == NULL) {
+      if (!read_side(l, p, i, now)) return;
+    } else if (ev & EPOLLHUP) {
+      p->s[i].hup = true;
+    }
+  }
+  if (ev & EPOLLOUT) {
+    if (!flush(l, p, 1 - i, now)) return;
+    /* the side we held back may be readable again */
+    if (p->d[1 - i].b == NULL && !p->s[1 - i].rd_eof) {
+      if (!read_side(l, p, 1 - i, now)) return;
+    }
+  }
+  set_interest(l, p, 0);
+  set_interest(l, p, 1);
+}
+
+/* ---- commands (queue: any thread → loop) ---- */
+
+static void push_cmd(loop *l, cmd *c) {
+  c->next = NULL;
+  pthread_mutex_lock(&l->mu);
+  bool was_empty = l->q_head == NULL;
+  if (l->q_tail != NULL) l->q_tail->next = c;
+  else l->q_head = c;
+  l->q_tail = c;
+  pthread_mutex_unlock(&l->mu);
+  /* The loop drains the whole queue after reading the eventfd, so one wake-up per batch will do. */
+  if (was_empty) {
+    uint64_t one = 1;
+    ssize_t w;
+    do w = write(l->evfd, &one, sizeof one);
+    while (w < 0 && errno == EINTR);
+  }
+}
+
+static void add_pair(loop *l, pair *p, uint64_t now) {
+  p->next = l->pairs;
+  if (l->pairs != NULL) l->pairs->prev = p;
+  l->pairs = p;
+  p->last_ms = now;
+  if (p->idle_ms > 0 && (l->min_idle_ms == 0 || p->idle_ms < l->min_idle_ms)) {
+    l->min_idle_ms = p->idle_ms;
+    l->next_scan_ms = 0;
+  }
+  /* Preludes first, then register what is left to do. */
+  for (int i = 0; i < 2; i++) {
+    if (p->d[i].b != NULL && !flush(l, p, i, now)) return;
+  }
+  set_interest(l, p, 0);
+  set_interest(l, p, 1);
+}
+
+static void run_commands(loop *l, uint64_t now) {
+  uint64_t v;
+  ssize_t r;
+  do r = read(l->evfd, &v, sizeof v);
+  while (r < 0 && errno == EINTR);
+  pthread_mutex_lock(&l->mu);
+  cmd *c = l->q_head;
+  l->q_head = l->q_tail = NULL;
+  pthread_mutex_unlock(&l->mu);
+  while (c != NULL) {
+    cmd *next = c->next;
+    switch (c->type) {
+      case CMD_ADD:
+        add_pair(l, c->p, now);
+        break;
+      case CMD_CLOSE: /* O(open pairs): only drains and resets close pairs one by one */
+      case CMD_RESET:
+        for (pair *p = l->pairs; p != NULL; p = p->next) {
+          if (p->id == c->arg) {
+            close_pair(l, p, FE_DRAINED, c->type == CMD_RESET ? RESET_BOTH : -1);
+            break;
+          }
+        }
+        break;
+      case CMD_DRAIN:
+        l->deadline_ms = c->arg;
+        break;
+      case CMD_STOP:
+        l->stop = true;
+        break;
+    }
+    if (c != &l->stop_cmd) free(c);
+    c = next;
+  }
+}
+
+/* Idle timeouts and the drain deadline. */
+static void run_timers(loop *l, uint64_t now) {
+  if (l->deadline_ms != 0 && now >= l->deadline_ms) {
+    l->deadline_ms = 0;
+    while (l->pairs != NULL) close_pair(l, l->pairs, FE_DRAINED, -1);
+  }
+  if (l->min_idle_ms == 0 || now < l->next_scan_ms) return;
+  uint32_t min_idle = 0;
+  for (pair *p = l->pairs, *next; p != NULL; p = next) {
+    next = p->next;
+    if (p->idle_ms == 0) continue;
+    if (now - p->last_ms >= p->idle_ms) {
+      close_pair(l, p, FE_IDLE_TIMEOUT, -1);
+      continue;
+    }
+    if (min_idle == 0 || p->idle_ms < min_idle) min_idle = p->idle_ms;
+  }
+  l->min_idle_ms = min_idle;
+  /* Checked 8 times per the shortest idle timeout (5 ms .. 1 s apart): late by at most 1/8. */
+  uint64_t step = min_idle / 8;
+  if (step < 5) step = 5;
+  if (step > 1000) step = 1000;
+  l->next_scan_ms = now + step;
+}
+
+static int wait_timeout(loop *l, uint64_t now) {
+  uint64_t until = UINT64_MAX;
+  if (l->deadline_ms != 0) until = l->deadline_ms;
+  if (l->min_idle_ms != 0 && l->next_scan_ms < until) until = l->next_scan_ms;
+  if (until == UINT64_MAX) return -1;
+  if (until <= now) return 0;
+  uint64_t ms = until - now;
+  return ms > 60000 ? 60000 : (int)ms;
+}
+
+static void free_dead(loop *l) {
+  while (l->dead != NULL) {
+    pair *p = l->dead;
+    l->dead = p->next;
+    free(p);
+  }
+}
+
+static void *loop_main(void *arg) {
+  loop *l = arg;
+  struct epoll_event evs[MAX_EVENTS];
+  while (!l->stop) {
+    int n = epoll_wait(l->ep, evs, MAX_EVENTS, wait_timeout(l, now_ms()));
+    if (n < 0) n = 0; /* EINTR */
+    uint64_t now = now_ms();
+    for (int k = 0; k < n; k++) {
+      void *ptr = evs[k].data.ptr;
+      if (ptr == NULL) {
+        run_commands(l, now);
+        continue;
+      }
+      pair *p = (pair *)((uintptr_t)ptr & ~(uintptr_t)1);
+      if (p->closed) continue;
+      on_event(l, p, (int)((uintptr_t)ptr & 1), evs[k].events, now);
+    }
+    run_timers(l, now);
+    free_dead(l);
+  }
+  while (l->pairs != NULL) close_pair(l, l->pairs, FE_DRAINED, -1);
+  free_dead(l);
+  return NULL;
+}
+
+/* ---- public API ---- */
+
+static void free_loop(loop *l) {
+  /* loop thread joined: whatever is still queued (never seen by it) is ours now */
+  for (cmd *c = l->q_head, *next; c != NULL; c = next) {
+    next = c->next;
+    if (c->type == CMD_ADD) {
+      for (int i = 0; i < 2; i++) {
+        close(c->p->s[i].fd);
+        buf_put(l, c->p->d[i].b);
+      }
+      atomic_fetch_sub_explicit(&l->eng->pairs, 1, memory_order_relaxed);
+      free(c->p);
+    }
+    if (c != &l->stop_cmd) free(c);
+  }
+  while (l->pool != NULL) {
+    buf *b = l->pool;
+    l->pool = b->next;
+    free(b);
+    atomic_fetch_sub_explicit(&l->eng->bufs_pooled, 1, memory_order_relaxed);
+  }
+  if (l->ep >= 0) close(l->ep);
+  if (l->evfd >= 0) close(l->evfd);
+  pthread_mutex_destroy(&l->mu);
+}
+
+fe_engine *fe_start(int threads, fe_done_cb cb, void *ctx) {
+  if (threads < 1 || threads > 64 || cb == NULL) {
+    errno = EINVAL;
+    return NULL;
+  }
+  fe_engine *e = calloc(1, sizeof *e);
+  if (e == NULL) return NULL;
+  e->loops = calloc((size_t)threads, sizeof(loop));
+  if (e->loops == NULL) {
+    free(e);
+    return NULL;
+  }
+  e->cb = cb;
+  e->ctx = ctx;
+  atomic_init(&e->next_loop, 0);
+  atomic_init(&e->pairs, 0);
+  atomic_init(&e->bufs_in_use, 0);
+  atomic_init(&e->bufs_pooled, 0);
+  int started = 0, err = 0;
+  for (; started < threads; started++) {
+    loop *l = &e->loops[started];
+    l->eng = e;
+    l->ep = epoll_create1(EPOLL_CLOEXEC);
+    l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pthread_mutex_init(&l->mu, NULL);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (l->ep < 0 || l->evfd < 0 || epoll_ctl(l->ep, EPOLL_CTL_ADD, l->evfd, &ev) != 0 ||
+        (err = pthread_create(&l->thr, NULL, loop_main, l)) != 0) {
+      if (err == 0) err = errno;
+      free_loop(l);
+      break;
+    }
+  }
+  e->nloops = started;
+  if (started < threads) {
+    fe_stop(e);
+    errno = err;
+    return NULL;
+  }
+  return e;
+}
+
+static buf *copy_buf(fe_engine *e, const void *data, size_t len) {
+  if (data == NULL || len == 0) return NULL;
+  buf *b = buf_alloc(e, len > BUF_SIZE ? (uint32_t)len : BUF_SIZE);
+  if (b != NULL) memcpy(b->data, data, len);
+  return b;
+}
+
+int fe_add(fe_engine *e, uint64_t id, int fd_client, int fd_upstream, uint32_t idle_ms,
+           const void *pre_up, size_t pre_up_len, const void *pre_down, size_t pre_down_len) {
+  pair *p = calloc(1, sizeof *p);
+  cmd *c = calloc(1, sizeof *c);
+  if (pre_up_len > UINT32_MAX || pre_down_len > UINT32_MAX) {
+    free(p);
+    free(c);
+    close(fd_client);
+    close(fd_upstream);
+    return -EINVAL;
+  }
+  buf *up = copy_buf(e, pre_up, pre_up_len), *down = copy_buf(e, pre_down, pre_down_len);
+  if (p == NULL || c == NULL || (pre_up_len > 0 && up == NULL) || (pre_down_len > 0 && down == NULL)) {
+    free(p);
+    free(c);
+    /* not from any loop's pool: plain frees, counted back */
+    if (up != NULL) atomic_fetch_sub_explicit(&e->bufs_in_use, 1, memory_order_relaxed);
+    if (down != NULL) atomic_fetch_sub_explicit(&e->bufs_in_use, 1, memory_order_relaxed);
+    free(up);
+    free(down);
+    close(fd_client);
+    close(fd_upstream);
+    return -ENOMEM;
+  }
+  p->id = id;
+  p->idle_ms = idle_ms;
+  p->s[0].fd = fd_client;
+  p->s[1].fd = fd_upstream;
+  p->d[0] = (dirn){.b = up, .start = 0, .end = (uint32_t)pre_up_len};
+  p->d[1] = (dirn){.b = down, .start = 0, .end = (uint32_t)pre_down_len};
+  c->type = CMD_ADD;
+  c->p = p;
+  atomic_fetch_add_explicit(&e->pairs, 1, memory_order_relaxed);
+  unsigned k = atomic_fetch_add_explicit(&e->next_loop, 1, memory_order_relaxed);
+  push_cmd(&e->loops[k % (unsigned)e->nloops], c);
+  return 0;
+}
+
+static void broadcast(fe_engine *e, int type, uint64_t arg) {
+  for (int i = 0; i < e->nloops; i++) {
+    cmd *c = calloc(1, sizeof *c);
+    if (c == NULL) continue;
+    c->type = type;
+    c->arg = arg;
+    push_cmd(&e->loops[i], c);
+  }
+}
+
+void fe_close(fe_engine *e, uint64_t id) { broadcast(e, CMD_CLOSE, id); }
+void fe_reset(fe_engine *e, uint64_t id) { broadcast(e, CMD_RESET, id); }
+
+void fe_drain_by(fe_engine *e, uint64_t delay_ms) { broadcast(e, CMD_DRAIN, now_ms() + delay_ms + 1); }
+
+void fe_get_stats(fe_engine *e, fe_stats *out) {
+  out->pairs = atomic_load_explicit(&e->pairs, memory_order_relaxed);
+  out->buffers_in_use = atomic_load_explicit(&e->bufs_in_use, memory_order_relaxed);
+  out->buffers_pooled = atomic_load_explicit(&e->bufs_pooled, memory_order_relaxed);
+}
+
+void fe_stop(fe_engine *e) {
+  if (e == NULL) return;
+  for (int i = 0; i < e->nloops; i++) {
+    e->loops[i].stop_cmd.type = CMD_STOP;
+    push_cmd(&e->loops[i], &e->loops[i].stop_cmd);
+  }
+  for (int i = 0; i < e->nloops; i++) {
+    pthread_join(e->loops[i].thr, NULL);
+    free_loop(&e->loops[i]);
+  }
+  free(e->loops);
+  free(e);
+}

@@ -1,0 +1,68 @@
+/*
+ * engine-core: the native socket engine's forwarding loops, without any Node API (so a plain C
+ * test driver can run it under ASan/TSan). A caller hands over a pair of connected, non-blocking
+ * sockets (fds the engine then owns); a loop thread forwards bytes both ways until the pair ends,
+ * then reports one fe_result through the done callback, on that loop thread.
+ *
+ * Threads: fe_start/fe_add/fe_close/fe_drain_by/fe_stats/fe_stop may be called from any one
+ * "owner" thread (Node's main thread in the addon); fe_add may also be called from several threads
+ * at once (the stress driver does). Everything else happens on the loop threads.
+ */
+#ifndef FPROXY_ENGINE_CORE_H
+#define FPROXY_ENGINE_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum fe_outcome {
+  FE_OK = 0,             /* both sides sent FIN and every byte was handed to the kernel */
+  FE_CLIENT_ERROR = 1,   /* the client side failed (reset, error): the upstream was reset */
+  FE_UPSTREAM_ERROR = 2, /* the upstream side failed: the client was reset */
+  FE_IDLE_TIMEOUT = 3,   /* no byte either way for idle_ms: both closed */
+  FE_DRAINED = 4,        /* closed by fe_close, the drain deadline or fe_stop */
+};
+
+typedef struct fe_result {
+  uint64_t id;
+  uint64_t bytes_in;  /* bytes received from the client side */
+  uint64_t bytes_out; /* bytes sent to the client side (preludes included) */
+  int outcome;        /* enum fe_outcome */
+} fe_result;
+
+/* Called on a loop thread, once per closed pair; must not call back into the engine. */
+typedef void (*fe_done_cb)(const fe_result *r, void *ctx);
+
+typedef struct fe_stats {
+  uint64_t pairs;          /* pairs open (added and not yet reported) */
+  uint64_t buffers_in_use; /* user-space buffers held by pairs (0 when every pair is idle) */
+  uint64_t buffers_pooled; /* free buffers kept for reuse */
+} fe_stats;
+
+typedef struct fe_engine fe_engine;
+
+/* Starts `threads` loop threads. NULL with errno set on failure. */
+fe_engine *fe_start(int threads, fe_done_cb cb, void *ctx);
+
+/*
+ * Hands a pair over: the engine owns both fds from here (closes them, also on failure).
+ * pre_up: bytes to send to the upstream before anything read from the client; pre_down: bytes
+ * to send to the client first (both copied). idle_ms 0 = no idle timeout. Returns 0 or -errno.
+ */
+int fe_add(fe_engine *e, uint64_t id, int fd_client, int fd_upstream, uint32_t idle_ms,
+           const void *pre_up, size_t pre_up_len, const void *pre_down, size_t pre_down_len);
+
+/* Closes pair `id` (outcome FE_DRAINED) if it is still open. Asynchronous. */
+void fe_close(fe_engine *e, uint64_t id);
+
+/* As fe_close, but both sides get a RST (SO_LINGER 0) instead of a FIN. Asynchronous. */
+void fe_reset(fe_engine *e, uint64_t id);
+
+/* Closes every pair open `delay_ms` from now (outcome FE_DRAINED). Asynchronous. */
+void fe_drain_by(fe_engine *e, uint64_t delay_ms);
+
+void fe_get_stats(fe_engine *e, fe_stats *out);
+
+/* Closes every pair (reported as FE_DRAINED), joins the threads, frees everything. */
+void fe_stop(fe_engine *e);
+
+#endif

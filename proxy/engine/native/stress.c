@@ -1,0 +1,290 @@
+/*
+ * stress: a seeded stress of engine-core over real loopback TCP pairs, meant to run under ASan and
+ * TSan (make test-sanitizers). Each round opens PAIRS pairs (test client A <-> engine <-> test
+ * server B); each pair, driven by its own thread, plays a random scenario: full exchange with the
+ * client or the server half-closing first, a reset from either side, a close by id mid-transfer,
+ * or an idle timeout; some rounds also set a drain deadline that cuts everything still open.
+ * Checks: bytes arrive exactly (or, when cut, as an uncorrupted prefix), resets propagate, every
+ * pair is reported exactly once with the expected outcome and counts, no buffer is left in use.
+ *
+ * usage: stress [first_seed] [seeds] [rounds]     exit 0 = all passed
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine-core.h"
+
+#define PAIRS 48
+
+enum { SC_CLIENT_FIRST, SC_SERVER_FIRST, SC_CLIENT_RESET, SC_SERVER_RESET, SC_CLOSE_BY_ID, SC_IDLE, SC_COUNT };
+
+typedef struct job {
+  int id;
+  int scenario;
+  bool cut; /* a drain deadline may end it early */
+  int a, b; /* the test's client and server sockets */
+  size_t up_len, down_len;
+  uint32_t close_after_us;
+  fe_engine *eng;
+  /* results (written by the pair thread, read by main after join) */
+  char err[200];
+  /* written by the engine's loop thread in on_done, under g_mu */
+  int reports;
+  fe_result res;
+} job;
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static job g_jobs[PAIRS];
+
+static void on_done(const fe_result *r, void *ctx) {
+  (void)ctx;
+  pthread_mutex_lock(&g_mu);
+  if (r->id < PAIRS) {
+    g_jobs[r->id].reports++;
+    g_jobs[r->id].res = *r;
+  }
+  pthread_mutex_unlock(&g_mu);
+}
+
+static uint64_t rng_state;
+static uint32_t rnd(void) { /* xorshift64*, main thread only */
+  rng_state ^= rng_state >> 12;
+  rng_state ^= rng_state << 25;
+  rng_state ^= rng_state >> 27;
+  return (uint32_t)((rng_state * 2685821657736338717ull) >> 32);
+}
+
+static uint8_t pattern(int id, int dir, size_t k) { return (uint8_t)(id * 31 + (int)k * 7 + dir * 13 + (int)(k >> 9)); }
+
+static uint64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void reset_close(int fd) {
+  struct linger lg = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(fd);
+}
+
+/* One direction's bookkeeping on the test side. */
+typedef struct end {
+  int fd;
+  int dir; /* pattern of what it sends */
+  size_t to_send, sent, got;
+  bool shut, eof, reset, corrupt;
+} end;
+
+static void pump(job *j, end *e, int peer_dir, bool may_send) {
+  char buf[16384];
+  if (may_send && !e->shut && e->sent < e->to_send) {
+    size_t n = e->to_send - e->sent;
+    if (n > sizeof buf) n = sizeof buf;
+    for (size_t k = 0; k < n; k++) buf[k] = (char)pattern(j->id, e->dir, e->sent + k);
+    ssize_t w = send(e->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0) e->sent += (size_t)w;
+    else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) e->reset = true;
+  }
+  if (!e->eof && !e->reset) {
+    ssize_t r = recv(e->fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (r > 0) {
+      for (ssize_t k = 0; k < r; k++)
+        if ((uint8_t)buf[k] != pattern(j->id, peer_dir, e->got + (size_t)k)) e->corrupt = true;
+      e->got += (size_t)r;
+    } else if (r == 0) {
+      e->eof = true;
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      e->reset = true;
+    }
+  }
+}
+
+static void *run_job(void *arg) {
+  job *j = arg;
+  end a = {.fd = j->a, .dir = 0, .to_send = j->up_len}, b = {.fd = j->b, .dir = 1, .to_send = j->down_len};
+  uint64_t start = now_us(), deadline = start + 20u * 1000000u;
+  bool closed_by_id = false, reset_done = false;
+  for (;;) {
+    if (now_us() > deadline) {
+      snprintf(j->err, sizeof j->err, "timed out (a sent %zu got %zu eof %d reset %d; b sent %zu got %zu eof %d reset %d)", a.sent, a.got, a.eof, a.reset, b.sent, b.got, b.eof, b.reset);
+      break;
+    }
+    bool idle = j->scenario == SC_IDLE;
+    pump(j, &a, 1, !idle);
+    pump(j, &b, 0, !idle && (j->scenario != SC_CLIENT_FIRST || a.shut));
+    /* half-closes: who shuts first */
+    if (!a.shut && a.sent == a.to_send && (j->scenario != SC_SERVER_FIRST || b.shut) && j->scenario <= SC_SERVER_FIRST) {
+      shutdown(a.fd, SHUT_WR);
+      a.shut = true;
+    }
+    if (!b.shut && b.sent == b.to_send && (j->scenario != SC_CLIENT_FIRST || a.shut) && j->scenario <= SC_SERVER_FIRST) {
+      shutdown(b.fd, SHUT_WR);
+      b.shut = true;
+    }
+    if (j->scenario == SC_CLOSE_BY_ID && !closed_by_id && now_us() - start >= j->close_after_us) {
+      fe_close(j->eng, (uint64_t)j->id);
+      closed_by_id = true;
+    }
+    if ((j->scenario == SC_CLIENT_RESET || j->scenario == SC_SERVER_RESET) && !reset_done && (a.sent + b.sent >= (j->up_len + j->down_len) / 2)) {
+      end *who = j->scenario == SC_CLIENT_RESET ? &a : &b;
+      reset_close(who->fd);
+      who->fd = -1;
+      who->eof = who->reset = true; /* it is gone */
+      reset_done = true;
+    }
+    bool finished;
+    if (j->scenario <= SC_SERVER_FIRST && !j->cut) finished = a.eof && b.eof;
+    else finished = (a.eof || a.reset) && (b.eof || b.reset);
+    if (finished) break;
+    struct pollfd p[2] = {{.fd = a.fd, .events = POLLIN}, {.fd = b.fd, .events = POLLIN}};
+    if (!a.shut && a.sent < a.to_send && !idle) p[0].events |= POLLOUT;
+    if (!b.shut && b.sent < b.to_send && !idle) p[1].events |= POLLOUT;
+    if (a.eof || a.reset) p[0].fd = -1;
+    if (b.eof || b.reset) p[1].fd = -1;
+    poll(p, 2, 5);
+  }
+  if (j->err[0] == 0) {
+    if (a.corrupt || b.corrupt) snprintf(j->err, sizeof j->err, "corrupt bytes (a %d b %d)", a.corrupt, b.corrupt);
+    else if (j->scenario <= SC_SERVER_FIRST && !j->cut && (a.got != j->down_len || b.got != j->up_len))
+      snprintf(j->err, sizeof j->err, "short: client got %zu/%zu, server got %zu/%zu", a.got, j->down_len, b.got, j->up_len);
+    else if (j->scenario == SC_CLIENT_RESET && !j->cut && !b.reset) snprintf(j->err, sizeof j->err, "client reset did not reset the server side");
+    else if (j->scenario == SC_SERVER_RESET && !j->cut && !a.reset) snprintf(j->err, sizeof j->err, "server reset did not reset the client side");
+  }
+  if (a.fd >= 0) close(a.fd);
+  if (b.fd >= 0) close(b.fd);
+  return NULL;
+}
+
+static int listener(uint16_t *port) {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof sa;
+  if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(l, 512) != 0 || getsockname(l, (struct sockaddr *)&sa, &len) != 0) {
+    perror("listener");
+    exit(2);
+  }
+  *port = sa.sin_port;
+  return l;
+}
+
+/* A connected pair of sockets: *outer (test side) and *inner (handed to the engine, non-blocking). */
+static void tcp_pair(int l, uint16_t port, int *outer, int *inner) {
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = port, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int o = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (o < 0 || connect(o, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    perror("connect");
+    exit(2);
+  }
+  int i = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (i < 0) {
+    perror("accept");
+    exit(2);
+  }
+  int one = 1;
+  setsockopt(i, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  *outer = o;
+  *inner = i;
+}
+
+static const char *names[] = {"client-first", "server-first", "client-reset", "server-reset", "close-by-id", "idle"};
+
+int main(int argc, char **argv) {
+  unsigned first = argc > 1 ? (unsigned)atoi(argv[1]) : 1;
+  unsigned seeds = argc > 2 ? (unsigned)atoi(argv[2]) : 4;
+  unsigned rounds = argc > 3 ? (unsigned)atoi(argv[3]) : 3;
+  uint16_t port;
+  int l = listener(&port);
+  int failures = 0;
+  unsigned long pairs_run = 0;
+  for (unsigned seed = first; seed < first + seeds; seed++) {
+    rng_state = 0x9E3779B97F4A7C15ull * (seed + 1);
+    fe_engine *eng = fe_start(1 + (int)(rnd() % 3), on_done, NULL);
+    if (eng == NULL) {
+      perror("fe_start");
+      return 2;
+    }
+    for (unsigned round = 0; round < rounds; round++) {
+      bool drain = rnd() % 4 == 0;
+      memset(g_jobs, 0, sizeof g_jobs);
+      pthread_t thr[PAIRS];
+      for (int id = 0; id < PAIRS; id++) {
+        job *j = &g_jobs[id];
+        int ci, ui;
+        j->id = id;
+        j->eng = eng;
+        j->scenario = (int)(rnd() % SC_COUNT);
+        j->cut = drain;
+        j->up_len = rnd() % 3 == 0 ? rnd() % 64 : rnd() % (512 * 1024);
+        j->down_len = rnd() % 3 == 0 ? rnd() % 64 : rnd() % (512 * 1024);
+        if (j->scenario == SC_CLIENT_RESET || j->scenario == SC_SERVER_RESET) {
+          if (j->up_len + j->down_len < 2) j->up_len = 2;
+        }
+        j->close_after_us = rnd() % 20000;
+        tcp_pair(l, port, &j->a, &ci);
+        tcp_pair(l, port, &j->b, &ui);
+        uint32_t idle = j->scenario == SC_IDLE ? 20 + rnd() % 40 : 0;
+        if (fe_add(eng, (uint64_t)id, ci, ui, idle, NULL, 0, NULL, 0) != 0) {
+          fprintf(stderr, "fe_add failed\n");
+          return 2;
+        }
+      }
+      if (drain) fe_drain_by(eng, rnd() % 30);
+      for (int id = 0; id < PAIRS; id++) pthread_create(&thr[id], NULL, run_job, &g_jobs[id]);
+      for (int id = 0; id < PAIRS; id++) pthread_join(thr[id], NULL);
+      /* every pair reports once; wait for the loop threads to get there */
+      for (int tries = 0; tries < 2000; tries++) {
+        fe_stats st;
+        fe_get_stats(eng, &st);
+        if (st.pairs == 0) break;
+        usleep(5000);
+      }
+      for (int id = 0; id < PAIRS; id++) {
+        job *j = &g_jobs[id];
+        pthread_mutex_lock(&g_mu);
+        int reports = j->reports;
+        fe_result r = j->res;
+        pthread_mutex_unlock(&g_mu);
+        char why[260] = "";
+        if (j->err[0]) snprintf(why, sizeof why, "%s", j->err);
+        else if (reports != 1) snprintf(why, sizeof why, "reported %d times", reports);
+        else if (!j->cut) {
+          int want = j->scenario <= SC_SERVER_FIRST ? FE_OK : j->scenario == SC_CLIENT_RESET ? FE_CLIENT_ERROR : j->scenario == SC_SERVER_RESET ? FE_UPSTREAM_ERROR : j->scenario == SC_IDLE ? FE_IDLE_TIMEOUT : FE_DRAINED;
+          bool ok = r.outcome == want || (j->scenario == SC_CLOSE_BY_ID && r.outcome == FE_OK);
+          if (!ok) snprintf(why, sizeof why, "outcome %d, want %d", r.outcome, want);
+          else if (want == FE_OK && (r.bytes_in != j->up_len || r.bytes_out != j->down_len))
+            snprintf(why, sizeof why, "counts in %llu/%zu out %llu/%zu", (unsigned long long)r.bytes_in, j->up_len, (unsigned long long)r.bytes_out, j->down_len);
+        }
+        if (why[0]) {
+          failures++;
+          fprintf(stderr, "seed %u round %u pair %d (%s%s, up %zu down %zu): %s\n", seed, round, id, names[j->scenario], j->cut ? ", drain" : "", j->up_len, j->down_len, why);
+        }
+        pairs_run++;
+      }
+    }
+    fe_stats st;
+    fe_get_stats(eng, &st);
+    if (st.buffers_in_use != 0) {
+      failures++;
+      fprintf(stderr, "seed %u: %llu buffers still in use\n", seed, (unsigned long long)st.buffers_in_use);
+    }
+    fe_stop(eng);
+  }
+  close(l);
+  printf("stress: seeds %u..%u, %u rounds each, %lu pairs, %d failures\n", first, first + seeds - 1, rounds, pairs_run, failures);
+  return failures == 0 ? 0 : 1;
+}
