@@ -2,6 +2,7 @@
 // own network namespace of a NetnsLab, plus the agent in the hub (targets, probes, etcd writes).
 // Every process is started by pid and stopped by that pid; dispose() also sweeps the namespaces.
 // Fixed ports are fine here: each namespace is new and private to this run.
+import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { openSync, closeSync, readFileSync } from 'node:fs';
@@ -18,6 +19,8 @@ const DAEMON_MAIN = fileURLToPath(new URL('../../daemon/main.ts', import.meta.ur
 const AGENT = fileURLToPath(new URL('./agent.ts', import.meta.url));
 export const APP_PORT = 8000;
 const ADMIN_PORT = 9900;
+/** A token for the daemons' non-loopback admin endpoints (one per run). */
+const ADMIN_TOKEN = `cluster-${randomBytes(12).toString('hex')}`;
 export const KEY = '/fproxy/config';
 /** Target names and their ports on the hub's data address. */
 export const TARGETS = ['A', 'B', 'C', 'D', 'E', 'F'].map((name, i) => ({ name, host: DATA_HUB, port: 7001 + i }));
@@ -112,6 +115,9 @@ export class Cluster {
         FPROXY_CONFIG_PATH: this.etcdUrl,
         FPROXY_STATE_DIR: join(this.#dir, `d${i + 1}-state`),
         FPROXY_ADMIN_ADDR: `${node.data}:${ADMIN_PORT}`,
+        // The admin endpoint is on the namespace's data address, not loopback: the daemon then
+        // requires a token (writes need it; reads, which this harness uses, stay open).
+        FPROXY_ADMIN_TOKEN: ADMIN_TOKEN,
         FPROXY_ETCD_KEEPALIVE_MS: '1000',
         FPROXY_ETCD_RETRY_MAX_MS: '500',
         FPROXY_SPARE_LISTENERS: '1',
