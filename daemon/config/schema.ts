@@ -65,6 +65,11 @@ export const TargetObjectSchema = z
       description: `Relative share of new connections (1–${MAX_WEIGHT}) for round-robin, least-connections, random-two and source-hash. Default 1.`,
     }),
     Backup: z.boolean().optional().meta({ description: 'Send connections here only when no primary (non-backup) target of the pool is usable. Default false.' }),
+    MaxConnections: z.int().min(1).optional().meta({
+      description:
+        'Concurrent connections to this target per listener process (per worker). A full target is skipped like an unhealthy one; ' +
+        'when every target of the pool is full, QueueTimeoutMs holds the connection for a free slot, else it is refused. Default no limit.',
+    }),
   })
   .meta({ description: 'A target with options.' });
 
