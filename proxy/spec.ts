@@ -130,7 +130,7 @@ export interface ListenerSpec {
   readonly deny: readonly string[];
   /** Concurrent connections of the whole app (every worker and generation). 0 = no limit (default). */
   readonly maxConnections: number;
-  /** Over maxConnections, hold a new connection (not read, not connected) this long for a free slot. 0 = refuse at once (default). */
+  /** Over maxConnections, or with every target of the pool at its maxConnections, hold a new connection (not read, not connected) this long for a free slot. 0 = refuse at once (default). */
   readonly queueTimeoutMs: number;
   /** Default null (no per-source limits). */
   readonly perSource: PerSourceSpec | null;
