@@ -210,8 +210,8 @@ function checkHealthCheck(app: Json, at: (...rest: PathSegment[]) => PathSegment
 
 /** Keys that only mean something beside another one: say so instead of silently ignoring them. */
 function checkLimits(app: Json, at: (...rest: PathSegment[]) => PathSegment[], issues: PathIssue[]): void {
-  if (typeof app.QueueTimeoutMs === 'number' && app.QueueTimeoutMs > 0 && !(typeof app.MaxConnections === 'number' && app.MaxConnections > 0)) {
-    issues.push({ path: at('QueueTimeoutMs'), message: 'queues connections over MaxConnections, so it needs "MaxConnections": add it or remove QueueTimeoutMs' });
+  if (typeof app.QueueTimeoutMs === 'number' && app.QueueTimeoutMs > 0 && !(typeof app.MaxConnections === 'number' && app.MaxConnections > 0) && !hasTargetLimit(app)) {
+    issues.push({ path: at('QueueTimeoutMs'), message: 'queues connections over MaxConnections, so it needs "MaxConnections" (on the app or on a target): add it or remove QueueTimeoutMs' });
   }
   const p = app.PerSource;
   if (isObject(p) && p.Burst !== undefined && !(typeof p.RatePerSecond === 'number' && p.RatePerSecond > 0)) {
@@ -220,6 +220,12 @@ function checkLimits(app: Json, at: (...rest: PathSegment[]) => PathSegment[], i
   if (app.FirstByteTimeoutMs !== undefined && app.FirstByteTimeoutMs !== 0 && (app.Tls !== undefined || app.AcceptProxyProtocol === true)) {
     issues.push({ path: at('FirstByteTimeoutMs'), message: 'applies to plain TCP apps only; TLS and PROXY-protocol apps already close silent clients after HandshakeTimeoutMs: use that instead' });
   }
+}
+
+/** Some target of the app (in Targets or a route) has its own MaxConnections. */
+function hasTargetLimit(app: Json): boolean {
+  const limited = (targets: unknown) => Array.isArray(targets) && targets.some((t) => isObject(t) && typeof t.MaxConnections === 'number');
+  return limited(app.Targets) || (Array.isArray(app.Routes) && app.Routes.some((r) => isObject(r) && limited(r.Targets)));
 }
 
 function appLabel(app: unknown, index: number): string {

@@ -44,6 +44,9 @@ describe('validateConfig accepts', () => {
         Tls: { Mode: 'passthrough' }, Routes: [{ Sni: ['a.test'], Targets: [{ Address: 'y:1', Weight: 100 }] }],
       })],
     }],
+    ['QueueTimeoutMs with MaxConnections on a route\'s target only', {
+      Apps: [app({ QueueTimeoutMs: 500, Tls: { Mode: 'passthrough' }, Routes: [{ Sni: ['a.test'], Targets: [{ Address: 'y:1', MaxConnections: 10 }] }] })],
+    }],
     ['the same target in two pools', { Apps: [app({ Targets: ['x:1'], Tls: { Mode: 'passthrough' }, Routes: [{ Sni: ['a.test'], Targets: [{ Address: 'x:1', Weight: 2 }] }] })] }],
     ['every protection key', {
       Apps: [app({
