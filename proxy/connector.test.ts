@@ -20,6 +20,9 @@ function recordingPool(raws: string[]): { pool: TargetPool; records: Recorded[];
     now: Date.now,
     record: (state, _endpoint, result) => void records.push({ at: performance.now(), target: state.raw, result }),
     panicChanged: () => {},
+    slotFreed: () => {},
+    waitForSlot: () => {},
+    cancelWait: () => {},
   };
   return { pool: new TargetPool('test', entries, new RoundRobin(entries), host), records, states };
 }

@@ -9,6 +9,10 @@
 // budget is spent or after max(3, 2 × pool size) attempts, whichever comes first: a dead pool
 // answers fast. Within one target, DnsCache rotates over its endpoints.
 //
+// When the pool answers FULL (every target it may use is at its MaxConnections), the job waits in
+// the pool's queue up to queueTimeoutMs for a slot (the wait does not count against the connect
+// budget), else fails at once with ERR_TARGETS_FULL. Pools without such limits never answer FULL.
+//
 // Invariants: every attempt settles exactly once (error, connect or timeout; first wins, the
 // others are ignored and the losing socket destroyed) and is reported to the pool exactly once
 // (a cancelled attempt is released, not reported); the callback fires exactly once unless
@@ -16,20 +20,31 @@
 import net from 'node:net';
 import type { DnsCache } from './dns-cache.ts';
 import type { ListenerMetrics } from './metrics/listener-metrics.ts';
-import type { TargetPool } from './pool/target-pool.ts';
+import { FULL, type SlotWaiter, type TargetPool } from './pool/target-pool.ts';
 import type { AttemptResult, TargetState } from './pool/target-state.ts';
 import type { TargetSpec } from './spec.ts';
 
 export class ConnectError extends Error {
-  readonly code = 'ERR_CONNECT_EXHAUSTED';
+  /** ERR_TARGETS_FULL: every target was at its MaxConnections (after queueing, if configured). */
+  readonly code: 'ERR_CONNECT_EXHAUSTED' | 'ERR_TARGETS_FULL';
   readonly app: string;
   readonly attempts: number;
   readonly lastTarget: string | undefined;
   readonly lastEndpoint: string | undefined;
-  constructor(app: string, attempts: number, elapsedMs: number, lastTarget: string | undefined, lastEndpoint: string | undefined, cause: unknown) {
+  constructor(app: string, attempts: number, elapsedMs: number, lastTarget: string | undefined, lastEndpoint: string | undefined, cause: unknown, full = false) {
+    if (full) {
+      super(`Every target of app "${app}" is at its MaxConnections after ${elapsedMs} ms (${attempts} attempt(s)); raise MaxConnections or QueueTimeoutMs`);
+      this.code = 'ERR_TARGETS_FULL';
+      this.app = app;
+      this.attempts = attempts;
+      this.lastTarget = lastTarget;
+      this.lastEndpoint = lastEndpoint;
+      return;
+    }
     const why = cause instanceof Error ? ((cause as NodeJS.ErrnoException).code ?? cause.message) : 'no targets';
     const where = lastTarget ? ` last target "${lastTarget}"${lastEndpoint ? ` (${lastEndpoint})` : ''}: ${why}` : `: ${why}`;
     super(`Cannot connect app "${app}" to any target after ${attempts} attempt(s) in ${elapsedMs} ms;${where}`, { cause });
+    this.code = 'ERR_CONNECT_EXHAUSTED';
     this.app = app;
     this.attempts = attempts;
     this.lastTarget = lastTarget;
@@ -63,18 +78,23 @@ export interface ConnectorOptions {
   readonly attemptTimeoutMs: number;
   /** Counts every settled attempt by target and result (fproxy_connect_attempts_total). */
   readonly metrics?: Pick<ListenerMetrics, 'attemptAs'>;
+  /** All targets full: wait this long for a slot. 0 (default) = fail at once with ERR_TARGETS_FULL. */
+  readonly queueTimeoutMs?: number;
 }
 
 const kJob = Symbol('connectJob');
 type JobSocket = net.Socket & { [kJob]?: ConnectJob };
 
 /** One in-flight connect for one client; create through Connector.connect. */
-class ConnectJob {
+class ConnectJob implements SlotWaiter {
   readonly #opts: ConnectorOptions;
   readonly #pool: TargetPool;
   readonly #key: string | undefined;
   readonly #cb: ConnectCallback;
-  readonly #deadline: number;
+  /** Moves later by the time spent queued for a slot. */
+  #deadline: number;
+  /** performance.now() when the job started waiting for a slot; -1 = not waiting. */
+  #queuedAt = -1;
   readonly #startedAt: number;
   readonly #maxAttempts: number;
   #attempts = 0;
@@ -108,6 +128,7 @@ class ConnectJob {
   cancel(): void {
     if (this.#done) return;
     this.#done = true;
+    this.#unqueue();
     this.#clearAttempt(true);
     this.#release();
   }
@@ -116,8 +137,56 @@ class ConnectJob {
     if (this.#done) return;
     const remaining = this.#deadline - Date.now();
     if (remaining <= 0 || this.#attempts >= this.#maxAttempts) return this.#fail();
+    const i = this.#pool.pick(this.#key, this.#tried);
+    if (i === FULL) return this.#full();
+    this.#attemptAt(i, remaining);
+  }
+
+  /** Every target is at its MaxConnections: queue for a slot, or fail. */
+  #full(): void {
+    const ms = this.#opts.queueTimeoutMs ?? 0;
+    if (ms <= 0) return this.#fail(true);
+    this.#queuedAt = performance.now();
+    this.#pool.waitForSlot(this);
+    this.#timer = setTimeout(onQueueTimeout, ms, this);
+  }
+
+  /** @internal SlotWaiter: called by the pool's table, in order of waiting. */
+  slotFreed(): boolean {
+    if (this.#done) return true;
+    const i = this.#pool.pick(this.#key, this.#tried);
+    if (i === FULL) return false;
+    // The table drops us from its queue on `true`: don't cancel the wait here.
+    this.#dequeued();
+    this.#attemptAt(i, this.#deadline - Date.now());
+    return true;
+  }
+
+  /** @internal */
+  queueTimedOut(): void {
+    this.#timer = null;
+    this.#pool.cancelWait(this);
+    this.#queuedAt = -1;
+    this.#fail(true);
+  }
+
+  #dequeued(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    this.#deadline += Math.round(performance.now() - this.#queuedAt);
+    this.#queuedAt = -1;
+  }
+
+  #unqueue(): void {
+    if (this.#queuedAt < 0) return;
+    this.#pool.cancelWait(this);
+    this.#queuedAt = -1;
+  }
+
+  #attemptAt(i: number, remaining: number): void {
     const pool = this.#pool;
-    const i = pool.pick(this.#key, this.#tried);
     const state = pool.entries[i]!.state;
     this.#entry = i;
     this.#state = state;
@@ -236,12 +305,12 @@ class ConnectJob {
     }
   }
 
-  #fail(): void {
+  #fail(full = false): void {
     if (this.#done) return;
     this.#done = true;
     this.#clearAttempt(true);
     this.#release();
-    const err = new ConnectError(this.#opts.app, this.#attempts, Date.now() - this.#startedAt, this.#target?.raw, this.#endpoint, this.#lastError);
+    const err = new ConnectError(this.#opts.app, this.#attempts, Date.now() - this.#startedAt, this.#target?.raw, this.#endpoint, this.#lastError, full);
     this.#cb(err, null);
   }
 
@@ -279,6 +348,9 @@ function onAttemptTimeout(job: ConnectJob, ms: number): void {
 }
 function onBackoffDone(job: ConnectJob): void {
   job.resume();
+}
+function onQueueTimeout(job: ConnectJob): void {
+  job.queueTimedOut();
 }
 function ignore(): void {}
 

@@ -191,7 +191,7 @@ export class Listener implements ListenerContext {
     this.engine = chosen.engine;
     if (chosen.warning !== undefined) this.logger.warn({ engine: this.engine.kind }, chosen.warning);
     if (opts.health) this.targets.applyHealth(opts.health);
-    this.connector = new Connector({ app: spec.app, dns: this.dns, budgetMs: spec.connectTimeoutMs, attemptTimeoutMs: spec.connectAttemptTimeoutMs, metrics: this.metrics });
+    this.connector = new Connector({ app: spec.app, dns: this.dns, budgetMs: spec.connectTimeoutMs, attemptTimeoutMs: spec.connectAttemptTimeoutMs, metrics: this.metrics, queueTimeoutMs: spec.queueTimeoutMs });
     this.#admission = Admission.forSpec(spec, opts.leases ?? this.#localLeases());
     this.admit = this.#admission !== null && spec.acceptProxyProtocol ? (s) => this.#admit(s, s.clientAddress ?? '') : undefined;
   }

@@ -7,6 +7,7 @@
 //         handshake's SNI and ALPN decide the route
 //   3. route: pick the target pool (SNI/ALPN route or the app's default pool); none → RST
 //   4. connect: Connector tries the pool's targets within the budget; failure → RST to the client
+//      (every target at its MaxConnections: queued up to queueTimeoutMs, then over-limit)
 //   5. forward: write the prelude (outgoing PROXY header, peeked bytes), then bytes both ways with
 //      backpressure and half-close, until both sides end, either errors, or the idle timeout fires
 //   6. close: fail() records why (the first failure wins: outcome and code, written nowhere else);
@@ -301,6 +302,8 @@ export class Session {
       this.attempts = err?.attempts ?? 0;
       this.target = err?.lastTarget;
       this.endpoint = err?.lastEndpoint;
+      // Every target at its MaxConnections (after the queue, if any): a refusal, not a dead pool.
+      if (err?.code === 'ERR_TARGETS_FULL') return this.#abort('over-limit', 'ERR_TARGETS_FULL');
       this.ctx.onConnectFailed(this, err);
       return this.#abort('connect-failed', 'ERR_CONNECT_EXHAUSTED');
     }

@@ -19,6 +19,11 @@ export interface TargetSpec {
   readonly weight?: number;
   /** Gets connections only when no primary target of its pool is usable. Default false. */
   readonly backup?: boolean;
+  /**
+   * Concurrent connections to this target per listener process (a full target is skipped like an
+   * unhealthy one; all full → queueTimeoutMs applies, else the connection is refused). Absent = no limit.
+   */
+  readonly maxConnections?: number;
 }
 
 /** A target pool selected by SNI (and optionally ALPN) on a TLS app. */
@@ -125,7 +130,7 @@ export interface ListenerSpec {
   readonly deny: readonly string[];
   /** Concurrent connections of the whole app (every worker and generation). 0 = no limit (default). */
   readonly maxConnections: number;
-  /** Over maxConnections, hold a new connection (not read, not connected) this long for a free slot. 0 = refuse at once (default). */
+  /** Over maxConnections, or with every target of the pool at its maxConnections, hold a new connection (not read, not connected) this long for a free slot. 0 = refuse at once (default). */
   readonly queueTimeoutMs: number;
   /** Default null (no per-source limits). */
   readonly perSource: PerSourceSpec | null;
@@ -203,6 +208,7 @@ const TargetSpecSchema = z.strictObject({
   port: port(1),
   weight: z.optional(z.int().check(z.minimum(1))),
   backup: z.optional(z.boolean()),
+  maxConnections: z.optional(z.int().check(z.minimum(1))),
 });
 
 const OutlierDetectionSpecSchema = z.strictObject({

@@ -1,6 +1,7 @@
 // Config rules that span several keys or apps, checked beside the schema: an app needs targets or
 // routes, routes need Tls, Certs go with Mode "terminate" only, a port or app name is used once,
-// an SNI name is not routed twice for the same ALPN, a pool lists a target once, MaxEjectMs is at
+// an SNI name is not routed twice for the same ALPN, a pool lists a target once, a target listed in
+// several pools has the same MaxConnections in each, MaxEjectMs is at
 // least EjectMs, a HealthCheck is one kind of probe with a timeout within its interval. Pure.
 // Invariant: these run on the raw JSON even when the schema found problems (so one run reports
 // everything), so every read is defensive, and a value the schema rejects (a bad port, a bad SNI
@@ -24,6 +25,7 @@ export function checkRules(json: unknown): PathIssue[] {
     checkTargetsOrRoutes(app, at, issues);
     checkDuplicateTargets(app.Targets, at('Targets'), issues);
     if (Array.isArray(app.Routes)) app.Routes.forEach((r, k) => { if (isObject(r)) checkDuplicateTargets(r.Targets, at('Routes', k, 'Targets'), issues); });
+    checkTargetLimits(app, at, issues);
     checkOutlierDetection(app.OutlierDetection, at('OutlierDetection'), issues);
     checkTls(app, at, issues);
     checkSniOverlap(app, at, issues);
@@ -97,6 +99,35 @@ function checkDuplicateTargets(targets: unknown, at: PathSegment[], issues: Path
     }
     issues.push({ path: [...at, i], message: `target "${address}" is listed twice in this pool (also ${formatPath([at[at.length - 1]!, first])}): remove one, or give it a "Weight"` });
   });
+}
+
+/**
+ * A target's connections are counted once per process, whichever pool picked it, so it has one
+ * MaxConnections: every pool that lists it says the same (or none everywhere).
+ */
+function checkTargetLimits(app: Json, at: (...rest: PathSegment[]) => PathSegment[], issues: PathIssue[]): void {
+  const pools: { targets: unknown; path: PathSegment[] }[] = [{ targets: app.Targets, path: at('Targets') }];
+  if (Array.isArray(app.Routes)) app.Routes.forEach((r, k) => { if (isObject(r)) pools.push({ targets: r.Targets, path: at('Routes', k, 'Targets') }); });
+  const seen = new Map<string, { max: unknown; path: PathSegment[] }>();
+  for (const { targets, path } of pools) {
+    if (!Array.isArray(targets)) continue;
+    targets.forEach((t, i) => {
+      const address = typeof t === 'string' ? t : isObject(t) && typeof t.Address === 'string' ? t.Address : undefined;
+      if (address === undefined || !parseTarget(address).ok) return;
+      const max = isObject(t) ? t.MaxConnections : undefined;
+      const first = seen.get(address);
+      if (first === undefined) {
+        seen.set(address, { max, path: [...path, i] });
+        return;
+      }
+      if (first.max === max) return;
+      const say = (v: unknown) => (v === undefined ? 'no MaxConnections' : `MaxConnections ${String(v)}`);
+      issues.push({
+        path: [...path, i],
+        message: `target "${address}" has ${say(max)} here but ${say(first.max)} in ${formatPath(first.path)}: a target's connections are counted once whichever pool picks it, so give it the same MaxConnections everywhere`,
+      });
+    });
+  }
 }
 
 function checkOutlierDetection(o: unknown, at: PathSegment[], issues: PathIssue[]): void {
@@ -179,8 +210,8 @@ function checkHealthCheck(app: Json, at: (...rest: PathSegment[]) => PathSegment
 
 /** Keys that only mean something beside another one: say so instead of silently ignoring them. */
 function checkLimits(app: Json, at: (...rest: PathSegment[]) => PathSegment[], issues: PathIssue[]): void {
-  if (typeof app.QueueTimeoutMs === 'number' && app.QueueTimeoutMs > 0 && !(typeof app.MaxConnections === 'number' && app.MaxConnections > 0)) {
-    issues.push({ path: at('QueueTimeoutMs'), message: 'queues connections over MaxConnections, so it needs "MaxConnections": add it or remove QueueTimeoutMs' });
+  if (typeof app.QueueTimeoutMs === 'number' && app.QueueTimeoutMs > 0 && !(typeof app.MaxConnections === 'number' && app.MaxConnections > 0) && !hasTargetLimit(app)) {
+    issues.push({ path: at('QueueTimeoutMs'), message: 'queues connections over MaxConnections, so it needs "MaxConnections" (on the app or on a target): add it or remove QueueTimeoutMs' });
   }
   const p = app.PerSource;
   if (isObject(p) && p.Burst !== undefined && !(typeof p.RatePerSecond === 'number' && p.RatePerSecond > 0)) {
@@ -189,6 +220,12 @@ function checkLimits(app: Json, at: (...rest: PathSegment[]) => PathSegment[], i
   if (app.FirstByteTimeoutMs !== undefined && app.FirstByteTimeoutMs !== 0 && (app.Tls !== undefined || app.AcceptProxyProtocol === true)) {
     issues.push({ path: at('FirstByteTimeoutMs'), message: 'applies to plain TCP apps only; TLS and PROXY-protocol apps already close silent clients after HandshakeTimeoutMs: use that instead' });
   }
+}
+
+/** Some target of the app (in Targets or a route) has its own MaxConnections. */
+function hasTargetLimit(app: Json): boolean {
+  const limited = (targets: unknown) => Array.isArray(targets) && targets.some((t) => isObject(t) && typeof t.MaxConnections === 'number');
+  return limited(app.Targets) || (Array.isArray(app.Routes) && app.Routes.some((r) => isObject(r) && limited(r.Targets)));
 }
 
 function appLabel(app: unknown, index: number): string {

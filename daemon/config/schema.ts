@@ -65,6 +65,11 @@ export const TargetObjectSchema = z
       description: `Relative share of new connections (1–${MAX_WEIGHT}) for round-robin, least-connections, random-two and source-hash. Default 1.`,
     }),
     Backup: z.boolean().optional().meta({ description: 'Send connections here only when no primary (non-backup) target of the pool is usable. Default false.' }),
+    MaxConnections: z.int().min(1).optional().meta({
+      description:
+        'Concurrent connections to this target per listener process (per worker). A full target is skipped like an unhealthy one; ' +
+        'when every target of the pool is full, QueueTimeoutMs holds the connection for a free slot, else it is refused. Default no limit.',
+    }),
   })
   .meta({ description: 'A target with options.' });
 
@@ -246,7 +251,7 @@ export const AppSchema = z
     MaxConnections: z.int().min(0).optional().meta({
       description: 'Concurrent connections of the whole app (every worker and generation together). Over it: RST, or a wait of up to QueueTimeoutMs. 0 or absent = no limit.',
     }),
-    QueueTimeoutMs: millis(0, 'Over MaxConnections, hold a new connection (not read, not connected) up to this long for a free slot, then RST. 0 = refuse at once. Default 0.'),
+    QueueTimeoutMs: millis(0, 'Over MaxConnections (or with every target of the pool at its own MaxConnections), hold a new connection (not read, not connected) up to this long for a free slot, then RST. 0 = refuse at once. Default 0.'),
     PerSource: PerSourceSchema.optional(),
     MaxConnectionDurationMs: millis(0, 'Close connections older than this, in ms. 0 or absent = never.'),
     FirstByteTimeoutMs: millis(0, 'Plain TCP apps: close a client that sent nothing this long after connecting, in ms. 0 or absent = never (server-speaks-first protocols such as SMTP or MySQL are normal). TLS and PROXY apps use HandshakeTimeoutMs.'),

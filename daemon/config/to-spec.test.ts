@@ -106,15 +106,16 @@ describe('toListenerSpec', () => {
     assert.deepEqual(spec.targets, [{ raw: '[::1]:9000', host: '::1', port: 9000, weight: 1, backup: false }]);
   });
 
-  test('maps target objects, Strategy, OutlierDetection and OnTargetDown', () => {
+  test('maps target objects (MaxConnections too), Strategy, OutlierDetection and OnTargetDown', () => {
     const spec = toListenerSpec(validApp({
       Name: 'a', Ports: [1], Strategy: 'least-connections', OnTargetDown: 'close',
-      Targets: ['x:1', { Address: 'y:2', Weight: 3 }, { Address: '[::1]:3', Backup: true }],
+      Targets: ['x:1', { Address: 'y:2', Weight: 3, MaxConnections: 100 }, { Address: '[::1]:3', Backup: true }],
       OutlierDetection: { ConsecutiveFailures: 5, EjectMs: 400_000 },
     }), '/');
+    // MaxConnections absent = no limit (no key at all: such a pool keeps its unlimited path).
     assert.deepEqual(spec.targets, [
       { raw: 'x:1', host: 'x', port: 1, weight: 1, backup: false },
-      { raw: 'y:2', host: 'y', port: 2, weight: 3, backup: false },
+      { raw: 'y:2', host: 'y', port: 2, weight: 3, backup: false, maxConnections: 100 },
       { raw: '[::1]:3', host: '::1', port: 3, weight: 1, backup: true },
     ]);
     assert.equal(spec.strategy, 'least-connections');

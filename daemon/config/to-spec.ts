@@ -68,7 +68,10 @@ function toTargets(targets: readonly TargetConfig[], app: string): TargetSpec[] 
     const address = typeof t === 'string' ? t : t.Address;
     const parsed = parseTarget(address);
     if (!parsed.ok) throw new Error(`BUG: app "${app}" reached toListenerSpec with unparsable target "${address}" (${parsed.reason}); validate the config first`);
-    return typeof t === 'string' ? { ...parsed.target, weight: 1, backup: false } : { ...parsed.target, weight: t.Weight ?? 1, backup: t.Backup ?? false };
+    if (typeof t === 'string') return { ...parsed.target, weight: 1, backup: false };
+    const spec: TargetSpec = { ...parsed.target, weight: t.Weight ?? 1, backup: t.Backup ?? false };
+    // Absent = no limit: the pool of a target without one keeps its unlimited fast path.
+    return t.MaxConnections === undefined ? spec : { ...spec, maxConnections: t.MaxConnections };
   });
 }
 

@@ -40,9 +40,12 @@ describe('validateConfig accepts', () => {
     ['OutlierDetection false, and an empty object (all defaults)', { Apps: [app({ Name: 'a', OutlierDetection: false }), app({ Name: 'b', Ports: [2], OutlierDetection: {} })] }],
     ['target objects beside strings, in Targets and in Routes', {
       Apps: [app({
-        Targets: ['x:1', { Address: 'db2:5432', Weight: 3, Backup: true }, { Address: '[::1]:1' }],
+        Targets: ['x:1', { Address: 'db2:5432', Weight: 3, Backup: true, MaxConnections: 100 }, { Address: '[::1]:1' }],
         Tls: { Mode: 'passthrough' }, Routes: [{ Sni: ['a.test'], Targets: [{ Address: 'y:1', Weight: 100 }] }],
       })],
+    }],
+    ['QueueTimeoutMs with MaxConnections on a route\'s target only', {
+      Apps: [app({ QueueTimeoutMs: 500, Tls: { Mode: 'passthrough' }, Routes: [{ Sni: ['a.test'], Targets: [{ Address: 'y:1', MaxConnections: 10 }] }] })],
     }],
     ['the same target in two pools', { Apps: [app({ Targets: ['x:1'], Tls: { Mode: 'passthrough' }, Routes: [{ Sni: ['a.test'], Targets: [{ Address: 'x:1', Weight: 2 }] }] })] }],
     ['every protection key', {
@@ -131,6 +134,8 @@ describe('validateConfig reports, with the exact path', () => {
     ['a target that is neither string nor object', { Apps: [app({ Targets: [9000] })] }, 'Apps[0].Targets[0]', /must be "host:port" or an object such as/],
     ['a misspelt target key, with "did you mean"', { Apps: [app({ Targets: [{ Address: 'x:1', Wieght: 2 }] })] }, 'Apps[0].Targets[0].Wieght', /did you mean "Weight"\?/],
     ['a zero weight', { Apps: [app({ Targets: [{ Address: 'x:1', Weight: 0 }] })] }, 'Apps[0].Targets[0].Weight', /must be at least 1, got 0/],
+    ['a zero target MaxConnections', { Apps: [app({ Targets: [{ Address: 'x:1', MaxConnections: 0 }] })] }, 'Apps[0].Targets[0].MaxConnections', /must be at least 1, got 0/],
+    ['one target with two MaxConnections in two pools', { Apps: [app({ Targets: [{ Address: 'x:1', MaxConnections: 5 }], Tls: { Mode: 'passthrough' }, Routes: [{ Sni: ['a.test'], Targets: ['x:1'] }] })] }, 'Apps[0].Routes[0].Targets[0]', /has no MaxConnections here but MaxConnections 5 in Apps\[0\]\.Targets\[0\]/],
     ['a target listed twice in one pool (string and object)', { Apps: [app({ Targets: ['x:1', 'y:1', { Address: 'x:1', Backup: true }] })] }, 'Apps[0].Targets[2]', /"x:1" is listed twice in this pool \(also Targets\[0\]\): remove one, or give it a "Weight"/],
     ['a target listed twice in a route', { Apps: [app({ Tls: { Mode: 'passthrough' }, Routes: [{ Sni: ['a.test'], Targets: ['y:1', 'y:1'] }] })] }, 'Apps[0].Routes[0].Targets[1]', /listed twice/],
     ['OutlierDetection true', { Apps: [app({ OutlierDetection: true })] }, 'Apps[0].OutlierDetection', /must be false \(off\) or an object/],

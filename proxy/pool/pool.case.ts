@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { TargetSpec } from '../spec.ts';
 import { targetSpec } from '../testing.ts';
 import type { StrategyName } from './strategy.ts';
-import type { TargetPool } from './target-pool.ts';
+import { FULL, type TargetPool } from './target-pool.ts';
 import { TargetTable } from './target-table.ts';
 import { prng as prngFor } from '../testing.ts';
 
@@ -20,8 +20,9 @@ export function clock(start = 1_700_000_000_000): Clock {
   return c;
 }
 
-export function target(raw: string, weight = 1, backup = false): TargetSpec {
-  return { ...targetSpec(raw), weight, backup };
+export function target(raw: string, weight = 1, backup = false, maxConnections?: number): TargetSpec {
+  const t = { ...targetSpec(raw), weight, backup };
+  return maxConnections === undefined ? t : { ...t, maxConnections };
 }
 
 export interface Fixture {
@@ -232,6 +233,86 @@ export function runPoolCases(strategy: StrategyName, opts: CaseOptions): void {
     assert.equal(s.activeConnections, 1, 'the failed attempt is no connection; the ok one is');
     f.pool.release(s);
     assert.equal(s.activeConnections, 0);
+  });
+
+  test(`${strategy}: a target at its MaxConnections is skipped; the others take the rest`, () => {
+    const f = fixture(strategy, [target(A, 1, false, 2), target(B)]);
+    const held = spread(f.pool, 50, true);
+    // Unlimited, every strategy would give A far more than 2 of 50 held connections.
+    assert.deepEqual([held.get(A), held.get(B)], [2, 48]);
+    assert.equal(f.table.get(A)!.activeConnections, 2);
+    assert.equal(f.pool.panic, false, 'a full target is no panic');
+  });
+
+  test(`${strategy}: every target full → FULL (no panic, nothing counted); a release makes room again`, () => {
+    const f = fixture(strategy, [target(A, 1, false, 2), target(B, 1, false, 1)]);
+    const held = spread(f.pool, 3, true);
+    assert.deepEqual([held.get(A), held.get(B)], [2, 1]);
+    assert.equal(f.pool.pick('10.9.0.1', null), FULL);
+    assert.equal(f.pool.pick('10.9.0.1', new Uint8Array([1, 0])), FULL, 'also on a retry');
+    assert.equal(f.pool.panic, false);
+    assert.deepEqual(f.panics, []);
+    assert.equal(f.table.get(A)!.activeConnections + f.table.get(B)!.activeConnections, 3);
+    f.pool.release(f.table.get(B)!);
+    assert.equal(pickRaw(f.pool, '10.9.0.2'), B, 'the freed slot is used');
+  });
+
+  test(`${strategy}: a full backup is skipped too; all full → FULL`, () => {
+    const f = fixture(strategy, [target(A, 1, false, 1), target(B, 1, true, 1)]);
+    assert.deepEqual([...spread(f.pool, 2, true).keys()].sort(), [A, B]);
+    assert.equal(f.pool.pick(undefined, null), FULL);
+  });
+
+  test(`${strategy}: healthy targets full and the rest down → FULL, not panic onto the down ones`, () => {
+    const f = fixture(strategy, [target(A, 1, false, 1), target(B)]);
+    f.table.applyHealth({ [A]: 'up', [B]: 'down' });
+    assert.equal(spread(f.pool, 1, true).get(A), 1);
+    assert.equal(f.pool.pick(undefined, null), FULL);
+    assert.equal(f.pool.panic, false);
+  });
+
+  test(`${strategy}: panic never overloads a full target: it uses the others, and FULL when all are full`, () => {
+    const f = fixture(strategy, [target(A, 1, false, 1), target(B, 1, false, 1), target(C)]);
+    f.table.applyHealth({ [A]: 'down', [B]: 'down', [C]: 'down' });
+    const held = spread(f.pool, 30, true);
+    assert.ok(f.pool.panic);
+    assert.ok((held.get(A) ?? 0) <= 1 && (held.get(B) ?? 0) <= 1, `A ${held.get(A)}, B ${held.get(B)}: limit 1 each`);
+    const g = fixture(strategy, [target(A, 1, false, 1), target(B, 1, false, 1)]);
+    g.table.applyHealth({ [A]: 'down', [B]: 'down' });
+    spread(g.pool, 2, true);
+    assert.equal(g.pool.pick(undefined, null), FULL);
+  });
+
+  test(`${strategy}: a waiter is woken when a slot frees (oldest first), and when a target comes back up`, () => {
+    const f = fixture(strategy, [target(A, 1, false, 1), target(B)]);
+    f.table.applyHealth({ [A]: 'up', [B]: 'down' });
+    spread(f.pool, 1, true);
+    const got: string[] = [];
+    const waiter = (name: string) => ({
+      slotFreed: () => {
+        const i = f.pool.pick(undefined, null);
+        if (i === FULL) return false;
+        got.push(`${name}:${f.pool.entries[i]!.state.raw}`);
+        return true;
+      },
+    });
+    assert.equal(f.pool.pick(undefined, null), FULL);
+    f.pool.waitForSlot(waiter('w1'));
+    f.pool.waitForSlot(waiter('w2'));
+    const w3 = waiter('w3');
+    f.pool.waitForSlot(w3);
+    f.pool.cancelWait(w3);
+    assert.equal(f.table.waiting, 2);
+    f.pool.release(f.table.get(A)!);
+    assert.deepEqual(got, [`w1:${A}`], 'one slot, one waiter');
+    f.table.applyHealth({ [A]: 'up', [B]: 'up' });
+    assert.deepEqual(got, [`w1:${A}`, `w2:${B}`]);
+    assert.equal(f.table.waiting, 0);
+  });
+
+  test(`${strategy}: a pool without MaxConnections never answers FULL`, () => {
+    const f = fixture(strategy, [A, B]);
+    for (let k = 0; k < 500; k++) assert.ok(f.pool.pick(`10.3.${k >> 8}.${k & 255}`, null) >= 0);
   });
 
   if (opts.weighted) {

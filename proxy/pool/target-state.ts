@@ -22,6 +22,8 @@ export class TargetState {
   active: ActiveState = 'unknown';
   /** Sessions connected or connecting to this target in this process. */
   activeConnections = 0;
+  /** The target's MaxConnections in this process; 0 = no limit. */
+  readonly maxConnections: number;
   /** Failed attempts in a row (passive health). */
   failures = 0;
   /** Ejections in a row with no success between them: the ejection time doubles with each. */
@@ -39,12 +41,18 @@ export class TargetState {
   constructor(spec: TargetSpec, now: number) {
     this.spec = spec;
     this.raw = spec.raw;
+    this.maxConnections = spec.maxConnections ?? 0;
     this.since = now;
   }
 
   /** May get new connections: not down or drained by the daemon, not ejected, not being probed. */
   usable(now: number): boolean {
     return this.active !== 'down' && this.active !== 'drain' && now >= this.ejectedUntil && !this.probing;
+  }
+
+  /** At its MaxConnections: no new connection until one of its own ends. */
+  full(): boolean {
+    return this.maxConnections !== 0 && this.activeConnections >= this.maxConnections;
   }
 
   ejected(now: number): boolean {

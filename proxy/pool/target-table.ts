@@ -15,7 +15,7 @@ import { RandomTwo } from './random-two.ts';
 import { RoundRobin } from './round-robin.ts';
 import { SourceHash } from './source-hash.ts';
 import type { PoolEntry, StrategyFactory, StrategyName, StrategyOptions } from './strategy.ts';
-import { TargetPool, type PoolHost } from './target-pool.ts';
+import { TargetPool, type PoolHost, type SlotWaiter } from './target-pool.ts';
 import { TargetState, type ActiveState, type AttemptResult } from './target-state.ts';
 
 export const STRATEGIES: Readonly<Record<StrategyName, StrategyFactory>> = {
@@ -41,6 +41,8 @@ export class TargetTable implements PoolHost {
   readonly #pools: TargetPool[] = [];
   readonly #opts: TargetTableOptions;
   readonly #outlier: OutlierDetection;
+  /** Connections waiting for a slot on a full target, oldest first (targets are shared by pools, so one list). */
+  readonly #waiters: SlotWaiter[] = [];
   readonly now: () => number;
 
   constructor(opts: TargetTableOptions) {
@@ -93,6 +95,38 @@ export class TargetTable implements PoolHost {
     this.#opts.onPanic?.(pool);
   }
 
+  /** @internal PoolHost: the oldest waiter that gets a slot (or gives up) leaves the queue. */
+  slotFreed(): void {
+    this.#wakeOne();
+  }
+
+  #wakeOne(): boolean {
+    const w = this.#waiters;
+    for (let i = 0; i < w.length; i++) {
+      if (w[i]!.slotFreed()) {
+        w.splice(i, 1);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** @internal PoolHost */
+  waitForSlot(w: SlotWaiter): void {
+    this.#waiters.push(w);
+  }
+
+  /** @internal PoolHost */
+  cancelWait(w: SlotWaiter): void {
+    const i = this.#waiters.indexOf(w);
+    if (i >= 0) this.#waiters.splice(i, 1);
+  }
+
+  /** Connections waiting for a slot (for tests and reports). */
+  get waiting(): number {
+    return this.#waiters.length;
+  }
+
   /**
    * The daemon's active states (targets absent from `states` are 'unknown'). Returns the targets
    * that just went down, for OnTargetDown "close".
@@ -107,6 +141,8 @@ export class TargetTable implements PoolHost {
       s.since = now;
       if (next === 'down') wentDown.push(s);
     }
+    // A target back up may have room for a waiting connection.
+    while (this.#waiters.length > 0 && this.#wakeOne());
     return wentDown;
   }
 
