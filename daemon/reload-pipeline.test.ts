@@ -99,7 +99,7 @@ test('an apply replaced by a newer one before its reconcile started resolves as 
   let open!: () => void;
   fleet.gate = new Promise((r) => (open = r));
   const first = pipeline.apply(await write(doc(['a', 1002])));
-  await waitFor(() => fleet.calls.includes('rollout a'), 5000, 'the first reconcile under way');
+  await waitFor(() => fleet.calls.includes('rollout a'), 20_000, 'the first reconcile under way');
   const second = pipeline.apply(await write(doc(['a', 1003])));
   const third = pipeline.apply(await write(doc(['a', 1004])));
   open();

@@ -152,18 +152,18 @@ test('health: start.health and `health` messages steer new connections; pong rep
   for (let k = 0; k < 3; k++) assert.equal((await exchange(port, 'x')).reply, 'b:x');
 
   child.send({ v: 1, type: 'health', states: { [A]: 'up', [B]: 'drain' } });
-  await waitFor(async () => (await exchange(port, 'x')).reply === 'a:x', 5000, 'A back, B drained');
+  await waitFor(async () => (await exchange(port, 'x')).reply === 'a:x', 20_000, 'A back, B drained');
   for (let k = 0; k < 3; k++) assert.equal((await exchange(port, 'x')).reply, 'a:x');
 
   // Connections keep trying the dead target in turn; after three refusals it is ejected.
-  await waitFor(async () => (await exchange(port, 'x'), messages.some((m) => m.type === 'targets')), 5000, 'a targets message');
+  await waitFor(async () => (await exchange(port, 'x'), messages.some((m) => m.type === 'targets')), 20_000, 'a targets message');
   const targets = await next('targets');
   assert.ok(targets.type === 'targets');
   assert.deepEqual(targets.targets.find((r) => r.target === dead)?.state, 'ejected');
   assert.equal(targets.panic, false);
 
   child.send({ v: 1, type: 'ping', seq: 2 });
-  await waitFor(() => messages.some((m) => m.type === 'pong' && m.seq === 2), 5000, 'pong 2');
+  await waitFor(() => messages.some((m) => m.type === 'pong' && m.seq === 2), 20_000, 'pong 2');
   const pong = messages.find((m) => m.type === 'pong' && m.seq === 2);
   assert.ok(pong?.type === 'pong');
   const reports = pong.targets ?? [];

@@ -26,7 +26,7 @@ async function start(t: { after: (fn: () => unknown) => void }, spec: ListenerSp
 }
 
 async function ended(listener: RecordingListener): Promise<{ outcome: string; code: string | undefined }> {
-  await waitFor(() => listener.closed.length > 0, 5000, 'the session to close');
+  await waitFor(() => listener.closed.length > 0, 20_000, 'the session to close');
   const s = listener.closed[0]!;
   return { outcome: s.outcome, code: s.code };
 }

@@ -50,7 +50,7 @@ test('every target full: the next connection is reset with outcome over-limit (E
   const a = await echo(t);
   const b = await echo(t);
   const { logger, lines } = await captureLogger('debug');
-  const { port } = await listen(t, spec([limited(a.port, 1), limited(b.port, 1)]), logger);
+  const { port, listener } = await listen(t, spec([limited(a.port, 1), limited(b.port, 1)]), logger);
   const held: Held[] = [];
   holdAll(t, held);
   for (let i = 0; i < 2; i++) {
@@ -62,11 +62,14 @@ test('every target full: the next connection is reset with outcome over-limit (E
   assert.equal(over.verdict, 'reset');
   assert.equal((await over.held.closed).error, 'ECONNRESET');
   assert.equal(a.connections + b.connections, 2, 'no upstream connect for the refused client');
-  await waitFor(() => lines.some((l) => l.msg === 'access' && l.outcome === 'over-limit'), 5000, 'access line with outcome over-limit');
-  const line = lines.find((l) => l.msg === 'access' && l.outcome === 'over-limit')!;
+  await waitFor(() => lines.some((l) => l.event === 'access' && l.outcome === 'over-limit'), 20_000, 'access line with outcome over-limit');
+  const line = lines.find((l) => l.event === 'access' && l.outcome === 'over-limit')!;
   assert.equal(line.code, 'ERR_TARGETS_FULL');
   // A slot frees: the next one is served again.
   await held.shift()!.close();
+  // The proxy hears of that close on its own schedule (the engine reports it): wait for the slot.
+  const active = () => [a.port, b.port].map((p) => listener.targets.get(`127.0.0.1:${p}`)!.activeConnections);
+  await waitFor(() => active().some((n) => n === 0), 10_000, 'a free slot');
   const next = await connectFrom(port);
   held.push(next.held);
   assert.equal(next.verdict, 'served');
@@ -81,7 +84,7 @@ test('QueueTimeoutMs: with every target full a connection waits (not connected) 
   holdAll(t, [second.held]);
   assert.deepEqual([first.verdict, second.verdict], ['served', 'served']);
   const queued = connectFrom(port, '127.0.0.1', 'third');
-  await waitFor(() => listener.targets.waiting === 1, 5000, 'the third connection to wait for a slot');
+  await waitFor(() => listener.targets.waiting === 1, 20_000, 'the third connection to wait for a slot');
   assert.equal(a.connections + b.connections, 2, 'held, not connected');
   await first.held.close();
   const third = await queued;
@@ -100,7 +103,7 @@ test('QueueTimeoutMs: past the timeout a waiting connection is reset with outcom
   assert.equal(first.verdict, 'served');
   const second = await connectFrom(port);
   assert.equal(second.verdict, 'reset');
-  await waitFor(() => lines.some((l) => l.msg === 'access' && l.outcome === 'over-limit' && l.code === 'ERR_TARGETS_FULL'), 5000, 'over-limit access line');
+  await waitFor(() => lines.some((l) => l.event === 'access' && l.outcome === 'over-limit' && l.code === 'ERR_TARGETS_FULL'), 20_000, 'over-limit access line');
   assert.equal(a.connections, 1);
   assert.equal(listener.targets.waiting, 0, 'the timed-out waiter left the queue');
 });

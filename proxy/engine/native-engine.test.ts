@@ -22,13 +22,13 @@ if (addon === undefined) {
     cli.write(Buffer.alloc(256 * 1024, 1));
     cli.on('data', () => {});
     srv.write(Buffer.alloc(256 * 1024, 2));
-    await waitFor(() => e.stats().buffersInUse === 0 && srv.bytesRead === 256 * 1024 && cli.bytesRead === 256 * 1024, 5000, 'transfer done');
+    await waitFor(() => e.stats().buffersInUse === 0 && srv.bytesRead === 256 * 1024 && cli.bytesRead === 256 * 1024, 20_000, 'transfer done');
     assert.equal(e.stats().pairs, 1);
     assert.equal(e.stats().buffersInUse, 0);
     cli.end();
     srv.end();
     assert.equal((await result).outcome, 'ok');
-    await waitFor(() => e.stats().pairs === 0, 5000, 'pair gone');
+    await waitFor(() => e.stats().pairs === 0, 20_000, 'pair gone');
   });
 
 
@@ -39,7 +39,7 @@ if (addon === undefined) {
     assert.equal(listener.engine.kind, 'native');
     const r = await exchange(port, 'hello');
     assert.equal(r.reply, 'E:hello');
-    await waitFor(() => listener.counters().activeConnections === 0, 5000, 'session closed');
+    await waitFor(() => listener.counters().activeConnections === 0, 20_000, 'session closed');
     assert.deepEqual([listener.counters().bytesIn, listener.counters().bytesOut], [5, 7]);
   });
 
@@ -50,7 +50,7 @@ if (addon === undefined) {
     const header = 'PROXY TCP4 10.0.0.1 10.0.0.2 1111 2222\r\n';
     const r = await exchange(port, header + 'payload');
     assert.equal(r.reply, 'payload');
-    await waitFor(() => listener.counters().activeConnections === 0, 5000, 'session closed');
+    await waitFor(() => listener.counters().activeConnections === 0, 20_000, 'session closed');
     assert.deepEqual([listener.counters().bytesIn, listener.counters().bytesOut], [header.length + 7, 7]);
   });
 }

@@ -14,7 +14,7 @@ test('a plain TCP app: sessions and connects timed, no handshake; refused attemp
   const dead = await closedPort(t);
   const { listener, port } = await listen(t, makeSpec([`127.0.0.1:${dead}`, `127.0.0.1:${echo.port}`]));
   for (let i = 0; i < 4; i++) assert.equal((await exchange(port, 'x')).reply, 'e:x');
-  await waitFor(() => listener.activeConnections === 0, 2000, 'sessions closed');
+  await waitFor(() => listener.activeConnections === 0, 20_000, 'sessions closed');
   const s = listener.metricsSnapshot();
   assert.deepEqual(s.connections, { ok: 4 });
   assert.equal(s.attempts[`127.0.0.1:${echo.port}`]?.ok, 4);
@@ -32,7 +32,7 @@ test('a passthrough TLS app counts one handshake (ClientHello read) per connecti
   t.after(() => target.close());
   const { listener, port } = await listen(t, makeSpec([`127.0.0.1:${target.port}`], { tls: { mode: 'passthrough', certs: [] } }));
   for (let i = 0; i < 3; i++) assert.equal((await tlsExchange(port, 'hi', { servername: 'a.example.test' })).reply, 'A:hi');
-  await waitFor(() => listener.activeConnections === 0, 2000, 'sessions closed');
+  await waitFor(() => listener.activeConnections === 0, 20_000, 'sessions closed');
   const s = listener.metricsSnapshot();
   assert.equal(count(s.tlsHandshakeDuration.counts), 3);
   assert.deepEqual(s.connections, { ok: 3 });
@@ -49,7 +49,7 @@ test('an open connection shows in the per-target gauge, and leaves it when it cl
   assert.equal(open.activeConnections, 1);
   assert.deepEqual(open.targetActive, { [`127.0.0.1:${echo.port}`]: 1 });
   c.end();
-  await waitFor(() => listener.activeConnections === 0, 2000, 'session closed');
+  await waitFor(() => listener.activeConnections === 0, 20_000, 'session closed');
   assert.deepEqual(listener.metricsSnapshot().targetActive, { [`127.0.0.1:${echo.port}`]: 0 });
   c.destroy();
 });

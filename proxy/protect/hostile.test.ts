@@ -39,7 +39,7 @@ test('EMFILE: over the descriptor limit the listener resets new clients, keeps f
   // Open connections keep forwarding.
   const s = served[0]!.held.socket;
   s.write('again');
-  await waitFor(() => s.bytesRead > 0 && !s.destroyed, 5000, 'echo on an open connection');
+  await waitFor(() => s.bytesRead > 0 && !s.destroyed, 20_000, 'echo on an open connection');
   const [reply] = await Promise.race([once(s, 'data'), new Promise<[Buffer]>((r) => setTimeout(() => r([Buffer.from('none')]), 5000))]);
   assert.match(String(reply), /again/);
 

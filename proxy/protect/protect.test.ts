@@ -32,8 +32,8 @@ test('a denied address gets a reset and the target sees no connection; an allowe
   holdAll(t, [ok.held]);
   assert.equal(ok.verdict, 'served');
   assert.equal(target.connections, 1);
-  await waitFor(() => lines.some((l) => l.msg === 'access' && l.outcome === 'denied'), 5000, 'access line with outcome denied');
-  const line = lines.find((l) => l.msg === 'access' && l.outcome === 'denied')!;
+  await waitFor(() => lines.some((l) => l.event === 'access' && l.outcome === 'denied'), 20_000, 'access line with outcome denied');
+  const line = lines.find((l) => l.event === 'access' && l.outcome === 'denied')!;
   assert.equal(line.client, '::ffff:127.0.0.2');
 });
 
@@ -51,7 +51,7 @@ test('MaxConnections: the N+1-th connection is refused, the next one after a clo
   assert.equal(over.verdict, 'reset');
   assert.equal(target.connections, 3);
   await held.shift()!.close();
-  await waitFor(() => listener.counters().activeConnections === 2, 5000, 'the closed connection to be gone');
+  await waitFor(() => listener.counters().activeConnections === 2, 20_000, 'the closed connection to be gone');
   const next = await connectFrom(port);
   held.push(next.held);
   assert.equal(next.verdict, 'served');
@@ -81,7 +81,7 @@ test('QueueTimeoutMs: past the timeout a queued connection is reset with outcome
   holdAll(t, [first.held]);
   const second = await connectFrom(port);
   assert.equal(second.verdict, 'reset');
-  await waitFor(() => lines.some((l) => l.msg === 'access' && l.outcome === 'queue-timeout'), 5000, 'queue-timeout access line');
+  await waitFor(() => lines.some((l) => l.event === 'access' && l.outcome === 'queue-timeout'), 20_000, 'queue-timeout access line');
 });
 
 test('PerSource MaxConnections counts per source address; over it: reset with outcome over-limit', async (t) => {
@@ -114,7 +114,7 @@ test('PerSource RatePerSecond: the burst passes at once, the next is rate-limite
   const other = await connectFrom(port, '127.0.0.5');
   holdAll(t, [other.held]);
   assert.equal(other.verdict, 'served', 'another source has its own bucket');
-  await waitFor(() => lines.some((l) => l.msg === 'access' && l.outcome === 'rate-limited'), 5000, 'rate-limited access line');
+  await waitFor(() => lines.some((l) => l.event === 'access' && l.outcome === 'rate-limited'), 20_000, 'rate-limited access line');
 });
 
 test('AcceptProxyProtocol: the ACL applies to the address in the PROXY header', async (t) => {
@@ -154,14 +154,14 @@ test('MaxConnectionDurationMs closes older connections; FirstByteTimeoutMs close
   const c = await connectFrom(port);
   assert.equal(c.verdict, 'served');
   await c.held.closed;
-  await waitFor(() => lines.some((l) => l.msg === 'access' && l.outcome === 'max-duration'), 5000, 'max-duration access line');
+  await waitFor(() => lines.some((l) => l.event === 'access' && l.outcome === 'max-duration'), 20_000, 'max-duration access line');
 
   const fb = await listen(t, makeSpec([`127.0.0.1:${target.port}`], { firstByteTimeoutMs: 300 }), logger);
   const silent = net.connect(fb.port, '127.0.0.1');
   silent.on('error', () => {});
   t.after(() => silent.destroy());
   await once(silent, 'close');
-  await waitFor(() => lines.some((l) => l.msg === 'access' && l.outcome === 'first-byte-timeout'), 5000, 'first-byte-timeout access line');
+  await waitFor(() => lines.some((l) => l.event === 'access' && l.outcome === 'first-byte-timeout'), 20_000, 'first-byte-timeout access line');
   const talker = await connectFrom(fb.port);
   holdAll(t, [talker.held]);
   assert.equal(talker.verdict, 'served');
