@@ -13,7 +13,7 @@
 // It never throws on a bad request: unknown path → 404, other methods → 405.
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import { DaemonError } from './daemon-error.ts';
 
 export interface AdminAddress {
@@ -48,6 +48,7 @@ export function parseAdminAddr(raw: string): AdminAddress {
 export class AdminServer {
   readonly #server: Server;
   readonly #routes: AdminRoutes;
+  #adopted: NetServer | undefined;
 
   constructor(routes: AdminRoutes) {
     this.#routes = routes;
@@ -71,9 +72,29 @@ export class AdminServer {
 
   close(): Promise<void> {
     return new Promise((resolve) => {
+      this.#adopted?.close();
       this.#server.close(() => resolve());
       this.#server.closeAllConnections();
+      // An adopted socket's server never listened itself: close() would wait for nothing.
+      if (this.#adopted !== undefined) resolve();
     });
+  }
+
+  /** The listening server, to hand to a successor daemon over IPC (daemon/upgrade/). */
+  get listening(): NetServer | undefined {
+    return this.#adopted ?? (this.#server.listening ? this.#server : undefined);
+  }
+
+  /**
+   * Serve on a listening socket received from a predecessor daemon (daemon upgrade): both
+   * processes accept on the same socket until the predecessor closes its copy, so no request is
+   * refused in between. Resolves with its address.
+   */
+  adopt(server: NetServer): AdminAddress {
+    this.#adopted = server;
+    server.on('connection', (socket) => this.#server.emit('connection', socket));
+    const bound = server.address() as AddressInfo;
+    return { host: bound.address, port: bound.port };
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {

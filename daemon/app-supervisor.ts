@@ -23,6 +23,7 @@ import { configuredTargets, HealthChecker } from './health/health-checker.ts';
 import type { ResolveHost } from './health/resolve-host.ts';
 import { targetStatus } from './health/target-status.ts';
 import type { TargetStatus } from './health/target-status.ts';
+import type { TargetHealth } from './health/target-health.ts';
 import { AppLimits } from './limits/app-limits.ts';
 import type { AppMetricsSink } from './metrics/daemon-metrics.ts';
 
@@ -76,6 +77,14 @@ export interface AppSupervisorOptions {
   readonly resolveHost?: ResolveHost;
   /** Told about exits (to fold their final counts), restarts and rollouts. */
   readonly metrics?: AppMetricsSink;
+  /** What a predecessor daemon ran for this app (daemon upgrade): its ports and health states. */
+  readonly carried?: AppCarry;
+}
+
+/** Carried over a daemon upgrade: the ports bound (so a configured 0 keeps the kernel's pick) and the health states. */
+export interface AppCarry {
+  readonly ports: readonly number[];
+  readonly health: Readonly<Record<string, TargetHealth>>;
 }
 
 export class AppSupervisor {
@@ -115,7 +124,17 @@ export class AppSupervisor {
       logger: options.logger,
       onChange: (states) => this.#pushHealth(states),
       ...(options.resolveHost === undefined ? {} : { resolveHost: options.resolveHost }),
+      ...(options.carried === undefined ? {} : { carried: options.carried.health }),
     });
+    // Every index: only those configured as 0 are read (in #apply).
+    options.carried?.ports.forEach((p, i) => this.#picked.set(i, p));
+  }
+
+  /** What a successor daemon needs to carry on this app (undefined while no generation serves). */
+  carry(): AppCarry | undefined {
+    const current = this.#current;
+    if (current === undefined) return undefined;
+    return { ports: [...current.spec.ports], health: this.#checker.carry() };
   }
 
   /** The spec this app runs (or keeps trying to start), as configured: what the next config is diffed against. */
