@@ -2,7 +2,7 @@
 NODE := ./node_modules/.bin/node
 TSC  := ./node_modules/.bin/tsc
 
-.PHONY: run test typecheck unit rollout-check bench bench-check schema deps
+.PHONY: run test typecheck unit rollout-check upgrade-check bench bench-check schema deps
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -27,6 +27,10 @@ unit: deps
 ## Zero-downtime check: 50+ config rewrites under load, must report 0 failures.
 rollout-check: deps
 	bash scripts/rollout-check
+
+## Zero-downtime daemon upgrade: 10 upgrades (fproxy upgrade) under load, must report 0 failures.
+upgrade-check: deps
+	bash scripts/upgrade-check
 
 ## Side-by-side benchmark against HAProxy and nginx stream (installs them from Debian if missing).
 bench: deps
