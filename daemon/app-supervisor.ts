@@ -232,6 +232,14 @@ export class AppSupervisor {
     const gen = new Generation({ spec: { ...spec, ports }, number: this.#options.nextGeneration(), logger, timing, acquire, limits: this.limits, health: () => this.#checker.states() });
     this.#lastAttempt = gen.number;
     const metrics = this.#options.metrics;
+    gen.on('handover', (part) => {
+      // To the generation serving now (the one that replaced `gen`); none ready: the connection is closed.
+      const to = this.#current;
+      if (to === undefined || to === gen || !to.adopt(part)) {
+        this.#log.warn({ gen: gen.number, id: part.id }, 'no ready worker to hand a connection to; it is closed');
+        part.socket.destroy();
+      }
+    });
     if (metrics !== undefined) {
       gen.on('workerExit', (p) => metrics.listenerExited(p));
       gen.on('restarted', () => metrics.listenerRestarted(this.name));
@@ -298,7 +306,7 @@ export class AppSupervisor {
     if (old !== undefined) {
       this.rollouts++;
       metrics?.rolloutDone(this.name, gen.number, 'completed', Date.now() - startedAt);
-      await this.#retire(old);
+      await this.#retire(old, true);
     }
     return true;
   }
@@ -315,9 +323,9 @@ export class AppSupervisor {
   }
 
   /** Drain `gen`; resolves once it stopped accepting and forgets it once it has exited. */
-  async #retire(gen: Generation): Promise<void> {
+  async #retire(gen: Generation, handOver = false): Promise<void> {
     this.#draining.add(gen);
-    await gen.drain();
+    await gen.drain(handOver);
     void gen.exited().then(() => {
       this.#draining.delete(gen);
       this.#log.info({ gen: gen.number }, 'generation drained and exited');
