@@ -17,7 +17,7 @@ import { summarizeError } from './daemon-error.ts';
 import type { ErrorSummary } from './daemon-error.ts';
 import { Generation } from './generation.ts';
 import type { SupervisionTiming } from './generation.ts';
-import type { ListenerProcess } from './listener-process.ts';
+import type { HandoverPart, ListenerProcess } from './listener-process.ts';
 import type { Logger } from './logger.ts';
 import { configuredTargets, HealthChecker } from './health/health-checker.ts';
 import type { ResolveHost } from './health/resolve-host.ts';
@@ -156,14 +156,25 @@ export class AppSupervisor {
     return run;
   }
 
-  /** Stop accepting on every generation; resolves when all have stopped accepting. Use exited() to wait for the drain. */
-  async stop(): Promise<void> {
+  /** Set for a daemon upgrade: where this app's connections go when it stops (stop(true)). */
+  handOverTo: ((app: string, part: HandoverPart) => boolean) | undefined;
+
+  /**
+   * Stop accepting on every generation; resolves when all have stopped accepting. Use exited() to
+   * wait for the drain. handOver (a daemon upgrade, with handOverTo set): move established connections.
+   */
+  async stop(handOver = false): Promise<void> {
     this.#retiring = true;
     clearTimeout(this.#retryTimer);
     this.#checker.stop();
     this.#pending?.kill();
     const current = this.#current;
-    if (current !== undefined) await this.#retire(current);
+    if (current !== undefined) await this.#retire(current, handOver && this.handOverTo !== undefined);
+  }
+
+  /** A connection handed over by the old daemon's listeners (daemon upgrade): to a worker of the serving generation. */
+  adopt(part: HandoverPart): boolean {
+    return this.#current?.adopt(part) ?? false;
   }
 
   /** Resolves when no process of this app is alive (after stop()). */
@@ -233,9 +244,11 @@ export class AppSupervisor {
     this.#lastAttempt = gen.number;
     const metrics = this.#options.metrics;
     gen.on('handover', (part) => {
-      // To the generation serving now (the one that replaced `gen`); none ready: the connection is closed.
+      // To the generation serving now (the one that replaced `gen`), or, when the whole app stops for
+      // a daemon upgrade, to the new daemon; nobody to take it: the connection is closed.
       const to = this.#current;
-      if (to === undefined || to === gen || !to.adopt(part)) {
+      const taken = to !== undefined && to !== gen ? to.adopt(part) : (this.handOverTo?.(this.name, part) ?? false);
+      if (!taken) {
         this.#log.warn({ gen: gen.number, id: part.id }, 'no ready worker to hand a connection to; it is closed');
         part.socket.destroy();
       }

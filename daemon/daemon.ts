@@ -10,6 +10,8 @@ import type { LoadedConfig } from './config/load.ts';
 import { AdminServer, DEFAULT_ADMIN_ADDR, parseAdminAddr, RawBody } from './admin-server.ts';
 import { dashboardRoutes } from './dashboard/dashboard-routes.ts';
 import { DaemonMetrics } from './metrics/daemon-metrics.ts';
+import { connectionsTotal } from './metrics/snapshot-sum.ts';
+import type { MetricsSnapshot } from '../proxy/index.ts';
 import type { AdminAddress } from './admin-server.ts';
 import { AppSupervisor } from './app-supervisor.ts';
 import type { AppStatus } from './app-supervisor.ts';
@@ -217,11 +219,16 @@ class DaemonProcess implements Daemon, AppFleet {
     this.#upgrade = { state: 'took-over', at: new Date().toISOString(), from };
     const failed = await notifySystemd(this.#env, { mainPid: process.pid, ready: true });
     if (failed !== undefined) this.#log.warn({ err: failed }, 'cannot tell systemd the new main pid; a Type=notify unit may take the old daemon\'s exit for a stop');
-    takeover.tookOver((totals) => this.#carryMetrics(totals));
+    takeover.tookOver((totals) => this.#carryMetrics(totals), (app, part) => {
+      const taken = this.#apps.get(app)?.adopt(part) ?? false;
+      if (!taken) this.#log.warn({ event: 'handover-dropped', app, from: part.from, id: part.id }, 'no ready worker for a connection the old daemon handed over; it is closed');
+      return taken;
+    });
     this.#logAdmin({ upgradedFrom: from });
   }
 
   #carryMetrics(totals: readonly unknown[]): void {
+    this.#log.info({ event: 'upgrade-metrics', connections: (totals as MetricsSnapshot[]).map((s) => [s.app, connectionsTotal(s)]) }, 'metrics totals from the old daemon');
     try {
       this.#metrics.carryOver(totals as Parameters<DaemonMetrics['carryOver']>[0]);
     } catch (err) {
@@ -248,6 +255,10 @@ class DaemonProcess implements Daemon, AppFleet {
 
   async #runUpgrade(): Promise<boolean> {
     this.#upgrade = { state: 'in-progress', at: new Date().toISOString() };
+    if (this.#takeover !== undefined) {
+      // Our own predecessor may still drain: its final totals must reach us before we hand ours on.
+      await this.#takeover.settled;
+    }
     this.#log.info({ event: 'upgrade-started' }, 'upgrading: starting a new daemon from the code on disk beside this one');
     const apps: Record<string, AppCarry> = {};
     for (const [name, sup] of this.#apps) {
@@ -274,8 +285,13 @@ class DaemonProcess implements Daemon, AppFleet {
     this.#log.info({ event: 'upgrade-handed-over', to: successor.pid }, 'the new daemon serves every app; draining this one');
     // Its admin copy first: from now on only the new daemon answers (same socket, nothing refused).
     await this.#admin.close();
-    await this.stop('upgrade');
-    await successor.finish(await this.#metrics.totals());
+    // Established connections go to the new daemon's workers (issue 16 §2), through it.
+    for (const sup of this.#apps.values()) sup.handOverTo = (app, part) => successor.relay(app, part);
+    this.#stopping ??= this.#stop('upgrade', true);
+    await this.#stopping;
+    const final = await this.#metrics.totals();
+    this.#log.info({ event: 'upgrade-final-metrics', connections: final.map((s) => [s.app, connectionsTotal(s)]) }, 'final totals to the new daemon');
+    await successor.finish(final);
     return true;
   }
 
@@ -356,12 +372,12 @@ class DaemonProcess implements Daemon, AppFleet {
     void sup.exited().then(() => this.#retiring.delete(sup));
   }
 
-  async #stop(reason: string): Promise<void> {
+  async #stop(reason: string, handOver = false): Promise<void> {
     this.#log.info({ reason }, 'stopping: draining every listener');
     this.#spares?.close();
     await this.#pipeline.stopWatching();
     const all = [...this.#apps.values(), ...this.#retiring];
-    await Promise.all(all.map((s) => s.stop()));
+    await Promise.all(all.map((s) => s.stop(handOver)));
     this.#log.info({ event: 'drain-started', apps: all.length }, 'every listener stopped accepting; waiting for open connections');
     await Promise.all(all.map((s) => s.exited()));
     // A reconcile that was mid-start when we began has seen #stopping and killed what it started.

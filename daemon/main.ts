@@ -58,11 +58,18 @@ export async function main(): Promise<void> {
       }
     }
   });
-  process.on('SIGUSR2', () => {
+  // A SIGUSR2 that comes while the daemon is still starting is carried out once it runs.
+  let upgradeWanted = false;
+  const upgrade = (): void => {
     if (daemon === undefined || stopSignal !== undefined) return;
     void daemon.upgrade().then((handedOver) => {
       if (handedOver) process.exit(0);
     });
+  };
+  process.on('SIGUSR2', () => {
+    log.info({ event: 'upgrade-signal', starting: daemon === undefined }, daemon === undefined ? 'SIGUSR2: upgrading once started' : 'SIGUSR2: upgrading');
+    upgradeWanted = daemon === undefined;
+    upgrade();
   });
   process.on('uncaughtException', (err) => {
     // A daemon bug: the listeners notice the IPC disconnect and drain by themselves.
@@ -87,6 +94,7 @@ export async function main(): Promise<void> {
     process.exit(1);
   }
   if (stopSignal !== undefined) void shutdown(daemon, stopSignal, log);
+  else if (upgradeWanted) upgrade();
 }
 
 async function shutdown(daemon: Daemon, signal: NodeJS.Signals, log: Logger): Promise<void> {

@@ -512,8 +512,8 @@ export class Listener implements ListenerContext {
    * to HANDOVER_WINDOW_MS (one not at a clean point yet — pending writes, still inspecting — is
    * tried again); what cannot move (TLS terminated, half-closed, inspecting) drains as before.
    */
-  async drain(timeoutMs: number = this.spec.drainTimeoutMs, handOver?: (h: HandOff) => void): Promise<{ closedByTimeout: number; handedOver: number }> {
-    if (this.#draining) return { closedByTimeout: 0, handedOver: 0 };
+  async drain(timeoutMs: number = this.spec.drainTimeoutMs, handOver?: (h: HandOff) => void): Promise<{ closedByTimeout: number; handedOver?: number }> {
+    if (this.#draining) return { closedByTimeout: 0 };
     this.#draining = true;
     this.#reporter?.close();
     await this.#closeServers();
@@ -533,7 +533,7 @@ export class Listener implements ListenerContext {
     }
     if (this.#sessions.size === 0) {
       this.#stopSweeps();
-      return { ...(await this.#drained(0)), handedOver };
+      return { ...(await this.#drained(0)), ...(handOver === undefined ? {} : { handedOver }) };
     }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, timeoutMs);
@@ -545,7 +545,7 @@ export class Listener implements ListenerContext {
     const left = [...this.#sessions];
     for (const s of left) s.destroy('drained', 'ERR_DRAINED');
     this.#stopSweeps();
-    return { ...(await this.#drained(left.length)), handedOver };
+    return { ...(await this.#drained(left.length)), ...(handOver === undefined ? {} : { handedOver }) };
   }
 
   /**
@@ -554,13 +554,10 @@ export class Listener implements ListenerContext {
    * app's limits (it was admitted once already).
    */
   adopt(client: net.Socket, upstream: net.Socket, state: HandoverSession, fromUpstream: Buffer): void {
-    if (this.#draining) {
-      client.destroy();
-      upstream.destroy();
-      return;
-    }
     const s = Session.adopt(this, client, upstream, state, fromUpstream);
     this.#sessions.add(s);
+    // Arrived while this worker drains in turn: closed, but counted (one count per connection, here).
+    if (this.#draining) return s.destroy('drained', 'ERR_DRAINING');
     if (this.spec.onTargetRemoved === 'close' && !this.#configured().has(state.target)) s.destroy('drained', 'ERR_TARGET_REMOVED');
   }
 

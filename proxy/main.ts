@@ -74,7 +74,9 @@ async function drainAndExit(reason: string, handOver = false): Promise<void> {
   const { closedByTimeout, handedOver } = await listener.drain(undefined, handOver && process.connected ? sendHandOff : undefined);
   await handOffsSent();
   logger.info({ closedByTimeout, handedOver }, 'drained');
-  send({ v: IPC_VERSION, type: 'drained', closedByTimeout, snapshot: listener.metricsSnapshot() });
+  const drained: FromListener = { v: IPC_VERSION, type: 'drained', closedByTimeout, snapshot: listener.metricsSnapshot() };
+  // Behind handed-over sockets this message waits in Node's queue for their ACKs: exit once it is out.
+  if (process.connected) await new Promise<void>((resolve) => process.send!(drained, undefined, {}, () => resolve()));
   exit(0);
 }
 
@@ -100,7 +102,8 @@ function sendHandOff(h: HandOff): void {
     const msg: FromListener = { v: IPC_VERSION, type: 'handover', id, part, session: { ...h.state, pending: pending.toString('base64') } };
     // Destroying our copy once sent settles the server's connection count; the handle is already gone.
     handOffsInFlight++;
-    process.send!(msg, socket, {}, () => {
+    process.send!(msg, socket, {}, (err) => {
+      if (err) logger.warn({ err, id, part }, 'a handed-over connection could not be sent to the daemon; it is closed');
       socket.destroy();
       if (--handOffsInFlight === 0) handOffsFlushed?.();
     });

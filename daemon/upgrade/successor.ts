@@ -13,6 +13,7 @@ import type { Server as NetServer } from 'node:net';
 import type { MetricsSnapshot } from '../../proxy/index.ts';
 import { DaemonError } from '../daemon-error.ts';
 import type { Logger } from '../logger.ts';
+import type { HandoverPart } from '../listener-process.ts';
 import { parseFromSuccessor, UPGRADE_FROM_ENV, UPGRADE_VERSION } from './upgrade-protocol.ts';
 import type { FromSuccessor, ToSuccessor, UpgradeCarry } from './upgrade-protocol.ts';
 
@@ -32,6 +33,8 @@ export interface SuccessorOptions {
 
 export interface Successor {
   readonly pid: number;
+  /** Pass a connection one of our draining listeners handed over to the new daemon; false if it is gone. */
+  relay(app: string, part: HandoverPart): boolean;
   /** Send our final totals (after our listeners exited) and let go of the IPC channel. */
   finish(totals: readonly MetricsSnapshot[]): Promise<void>;
 }
@@ -69,6 +72,14 @@ export async function startSuccessor(options: SuccessorOptions): Promise<Success
   inbox.close();
   return {
     pid: child.pid!,
+    relay(app, part) {
+      if (!child.connected) return false;
+      const msg: ToSuccessor = { v: UPGRADE_VERSION, type: 'adopt', app, from: part.from, id: part.id, part: part.part, session: part.session };
+      child.send(msg, part.socket, {}, (err) => {
+        if (err) part.socket.destroy();
+      });
+      return true;
+    },
     async finish(final) {
       await new Promise<void>((resolve) => {
         if (!child.connected) return resolve();

@@ -5,7 +5,8 @@
 // admin socket → tookOver() → the old daemon's final totals arrive through onMetrics.
 // The channel is unref'd: the old daemon's exit (or its IPC going away) never stops this one.
 import type { Server as NetServer } from 'node:net';
-import type { MetricsSnapshot } from '../../proxy/index.ts';
+import type net from 'node:net';
+import type { HandoverSession, MetricsSnapshot } from '../../proxy/index.ts';
 import { DaemonError } from '../daemon-error.ts';
 import { parseToSuccessor, UPGRADE_FROM_ENV, UPGRADE_VERSION } from './upgrade-protocol.ts';
 import type { FromSuccessor, UpgradeCarry } from './upgrade-protocol.ts';
@@ -14,10 +15,14 @@ const CARRY_TIMEOUT_MS = 10_000;
 
 export class Takeover {
   readonly carry: UpgradeCarry;
+  /** Resolves once the predecessor has sent its final totals or gone: only then may this daemon upgrade in turn (its totals must include them). */
+  readonly settled: Promise<void>;
+  #settle!: () => void;
   #onMetrics: ((totals: readonly MetricsSnapshot[]) => void) | undefined;
 
   private constructor(carry: UpgradeCarry) {
     this.carry = carry;
+    this.settled = new Promise((resolve) => (this.#settle = resolve));
   }
 
   /** In a successor: wait for the predecessor's `carry`. Undefined in a normal start. */
@@ -38,14 +43,25 @@ export class Takeover {
     return { admin: handle as NetServer | undefined, metrics: (msg as { metrics: readonly MetricsSnapshot[] }).metrics };
   }
 
-  /** We answer on the admin socket now; later totals from the predecessor go to onMetrics. */
-  tookOver(onMetrics: (totals: readonly MetricsSnapshot[]) => void): void {
+  /**
+   * We answer on the admin socket now; later totals from the predecessor go to onMetrics, and the
+   * connections its draining listeners hand over to onAdopt (false: nobody took it, it is closed).
+   */
+  tookOver(onMetrics: (totals: readonly MetricsSnapshot[]) => void, onAdopt: (app: string, part: AdoptedPart) => boolean): void {
     this.#onMetrics = onMetrics;
-    process.on('message', (raw) => {
+    process.on('message', (raw, handle) => {
+      // Node made a socket of the handle and started reading it: stop in this tick (see ListenerProcess).
+      (handle as { _handle?: { readStop?: () => void } } | undefined)?._handle?.readStop?.();
       const msg = parseToSuccessor(raw);
-      if (msg?.type === 'metrics') this.#onMetrics?.(msg.metrics);
+      if (msg?.type === 'metrics') {
+        this.#onMetrics?.(msg.metrics);
+        this.#settle();
+      } else if (msg?.type === 'adopt' && handle !== undefined) {
+        const socket = handle as net.Socket;
+        if (!onAdopt(msg.app, { from: msg.from, id: msg.id, part: msg.part, session: msg.session, socket })) socket.destroy();
+      } else if (handle !== undefined) (handle as net.Socket).destroy?.();
     });
-    process.on('disconnect', () => undefined);
+    process.on('disconnect', () => this.#settle());
     reply({ v: UPGRADE_VERSION, type: 'took-over', pid: process.pid });
     process.channel?.unref();
   }
@@ -58,6 +74,15 @@ export class Takeover {
       process.send!({ v: UPGRADE_VERSION, type: 'failed', error: { code: e.code ?? 'ERR_INTERNAL', message: e.message ?? String(err) } } satisfies FromSuccessor, undefined, {}, () => resolve());
     });
   }
+}
+
+/** Same shape as a listener's HandoverPart (daemon/listener-process.ts). */
+export interface AdoptedPart {
+  readonly from: number;
+  readonly id: number;
+  readonly part: 'client' | 'upstream';
+  readonly session: HandoverSession;
+  readonly socket: net.Socket;
 }
 
 function reply(msg: FromSuccessor): void {

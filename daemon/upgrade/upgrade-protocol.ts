@@ -4,11 +4,13 @@
 //   new → old  ready                   every app the old daemon serves is serving in the new one
 //   old → new  admin      + handle     the old daemon's listening admin socket, and its metrics totals
 //   new → old  took-over               the new daemon answers on the admin socket; the old one drains
+//   old → new  adopt      + handle     a connection one of the old listeners handed over while draining
+//                                      (issue 16 §2): the new daemon gives it to a worker of that app
 //   old → new  metrics                 the old daemon's final totals, once its listeners have exited
 //   new → old  failed                  {code, message}: the new daemon gave up (it drains what it started)
 // Both sides may run different versions of fproxy: every message carries `v`, and a side that gets
 // a message it does not know fails the upgrade (the old daemon keeps serving) rather than guessing.
-import type { MetricsSnapshot } from '../../proxy/index.ts';
+import type { HandoverSession, MetricsSnapshot } from '../../proxy/index.ts';
 import type { AppCarry } from '../app-supervisor.ts';
 
 export const UPGRADE_VERSION = 1;
@@ -25,7 +27,8 @@ export interface UpgradeCarry {
 export type ToSuccessor =
   | { readonly v: number; readonly type: 'carry'; readonly carry: UpgradeCarry }
   | { readonly v: number; readonly type: 'admin'; readonly metrics: readonly MetricsSnapshot[] }
-  | { readonly v: number; readonly type: 'metrics'; readonly metrics: readonly MetricsSnapshot[] };
+  | { readonly v: number; readonly type: 'metrics'; readonly metrics: readonly MetricsSnapshot[] }
+  | { readonly v: number; readonly type: 'adopt'; readonly app: string; readonly from: number; readonly id: number; readonly part: 'client' | 'upstream'; readonly session: HandoverSession };
 
 export type FromSuccessor =
   | { readonly v: number; readonly type: 'ready'; readonly pid: number }
@@ -52,5 +55,6 @@ export function parseToSuccessor(raw: unknown): ToSuccessor | undefined {
   const m = raw as Record<string, unknown>;
   if (m.type === 'carry' && typeof m.carry === 'object' && m.carry !== null && typeof (m.carry as UpgradeCarry).apps === 'object') return m as ToSuccessor;
   if ((m.type === 'admin' || m.type === 'metrics') && Array.isArray(m.metrics)) return m as ToSuccessor;
+  if (m.type === 'adopt' && typeof m.app === 'string' && typeof m.from === 'number' && typeof m.id === 'number' && (m.part === 'client' || m.part === 'upstream') && typeof m.session === 'object' && m.session !== null) return m as ToSuccessor;
   return undefined;
 }
