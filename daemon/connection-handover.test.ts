@@ -9,7 +9,9 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
-import { makeCert, tempDir } from '../proxy/testing.ts';
+import { makeCert, startEcho, tempDir } from '../proxy/testing.ts';
+import { simulate } from '../ftest/simulate.ts';
+import { parsePrometheusText, sumSamples } from './metrics/prometheus-text.ts';
 import { appConfig, startTestDaemon, waitFor } from './testing.ts';
 import { CounterClient, startPlainEcho } from './testing-streams.ts';
 import type { TestDaemon } from './testing.ts';
@@ -104,4 +106,35 @@ test('"HandOver": false keeps today\'s drain: the old generation keeps its conne
   await c.stop();
   assert.equal(c.problem, undefined);
   await oldGenerationsGone(d, 'plain');
+});
+
+test('6 rollouts under c=50 short connections (a new one per exchange): 0 failures, every connection counted once, none left open', async (t) => {
+  const echo = await startEcho('one');
+  t.after(() => echo.close());
+  const config = (n: number) => ({ Apps: [appConfig('web', [0], [echo.port], { Workers: 2, ConnectTimeoutMs: 5000 + n })] });
+  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4' } });
+  const [port] = await d.ports('web');
+  await d.running('web');
+  const abort = new AbortController();
+  t.after(() => abort.abort());
+  const failures: string[] = [];
+  const load = simulate({ target: { host: '127.0.0.1', port: port!, label: `127.0.0.1:${port}` }, concurrency: 50, durationMs: 600_000, signal: abort.signal, onError: (f) => failures.push(f.message) });
+  for (let i = 1; i <= 6; i++) {
+    // Let each generation take connections before it is replaced (bounded: at most 10 s each).
+    const before = (await d.app('web'))!.generation;
+    await waitFor(async () => sumSamples(parsePrometheusText((await d.get('/metrics')).body), 'fproxy_connections_total', { app: 'web' }) > i * 200, 10_000, 'connections flowing');
+    await d.writeConfig(config(i));
+    await d.running('web', before + 1);
+  }
+  abort.abort();
+  const summary = await load;
+  assert.equal(summary.errors, 0, failures.slice(0, 5).join('; '));
+  // A session handed over just as both ends closed must still finish (and be counted) in its new worker.
+  const total = await waitFor(async () => {
+    const v = sumSamples(parsePrometheusText((await d.get('/metrics')).body), 'fproxy_connections_total', { app: 'web' });
+    return v >= summary.exchanges ? v : undefined;
+  }, 20_000, `every one of the exchanges counted`);
+  assert.equal(total, summary.exchanges);
+  await waitFor(async () => (await d.app('web'))?.activeConnections === 0, 20_000, 'no connection left open');
+  t.diagnostic(`${summary.exchanges} exchanges over 6 rollouts, all counted`);
 });

@@ -45,9 +45,7 @@ test('two upgrades under load at c=50 (a new connection per exchange): 0 failure
   t.after(() => stream.close());
   const d = await startTestDaemon(t, {
     Apps: [
-      // HandOver false on the short-connection app: a handed-over session is, rarely, never closed
-      // in its new worker (a known defect of issue 16 §2, see the README), which would lose its count.
-      appConfig('web', [0], [echo.port], { Workers: 2, HandOver: false, HealthCheck: { IntervalMs: 200, Rise: 1 } }),
+      appConfig('web', [0], [echo.port], { Workers: 2, HealthCheck: { IntervalMs: 200, Rise: 1 } }),
       appConfig('long', [0], [stream.port], { Workers: 2, DrainTimeoutMs: 60_000 }),
     ],
   }, { env: { FPROXY_SPARE_LISTENERS: '2' } });

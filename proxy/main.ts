@@ -116,6 +116,12 @@ const adopting = new Map<string, { client?: net.Socket; upstream?: net.Socket; s
 function onAdopt(from: number, id: number, part: 'client' | 'upstream', session: HandoverSession, socket: net.Socket | undefined): void {
   if (socket === undefined) return;
   if (listener === undefined) return void socket.destroy();
+  // A socket made from a received handle reads at once and, at EOF with nothing buffered, emits
+  // 'end' even while paused — and without half-open it would end its write side too. Until the
+  // session takes it (its other half may come later): half-open, and errors held (Session.adopt
+  // looks at readableEnded / destroyed).
+  socket.allowHalfOpen = true;
+  socket.on('error', heldError);
   const key = `${from}:${id}`;
   const entry = adopting.get(key) ?? {};
   if (part === 'client') {
@@ -128,6 +134,10 @@ function onAdopt(from: number, id: number, part: 'client' | 'upstream', session:
   if (entry.client === undefined || entry.upstream === undefined) return void adopting.set(key, entry);
   adopting.delete(key);
   listener.adopt(entry.client, entry.upstream, entry.session!, entry.fromUpstream!);
+}
+
+function heldError(): void {
+  // Before adoption: the socket is destroyed, which Session.adopt sees.
 }
 
 function exit(code: number): void {

@@ -442,9 +442,21 @@ export class Session {
     const fromClient = Buffer.from(state.pending, 'base64');
     s.#prelude = fromClient.length > 0 ? fromClient : null;
     (client as Peered)[kSession] = s;
+    // Reset or closed while waiting to be adopted: the other side goes too (counted here).
+    if (client.destroyed || upstream.destroyed) {
+      s.upstream = upstream;
+      s.fail(client.destroyed ? 'client-error' : 'upstream-error', client.destroyed ? 'ERR_CLIENT' : 'ERR_UPSTREAM');
+      client.destroy();
+      upstream.destroy();
+      s.finish();
+      return s;
+    }
     // Older than anything the upstream sends from now on (its data events come in a later tick).
     if (fromUpstream.length > 0) client.write(fromUpstream);
+    // An 'end' that came before adoption (see proxy/main.ts onAdopt) is passed on as forward would.
+    s.#clientEnded = client.readableEnded;
     s.#forward(upstream, true);
+    if (upstream.readableEnded) client.end();
     return s;
   }
 
