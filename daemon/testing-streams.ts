@@ -25,6 +25,8 @@ export class CounterClient {
   problem: string | undefined;
   readonly #socket: net.Socket;
   #timer: NodeJS.Timeout | undefined;
+  /** Set by stop(): the close that follows is ours, not a cut. */
+  #stopping = false;
 
   constructor(socket: net.Socket, name: string) {
     this.#socket = socket;
@@ -34,8 +36,12 @@ export class CounterClient {
       const expected = Array.from({ length: this.sent }, (_, i) => `${i}\n`).join('');
       if (!expected.startsWith(this.received)) this.problem ??= `${name}: stream corrupted: got ${JSON.stringify(this.received.slice(-40))} after ${this.sent} sent`;
     });
-    socket.on('error', (err) => (this.problem ??= `${name}: error ${err.message}`));
-    socket.on('close', () => (this.problem ??= `${name}: closed after ${this.sent} sent`));
+    socket.on('error', (err) => {
+      if (!this.#stopping) this.problem ??= `${name}: error ${err.message}`;
+    });
+    socket.on('close', () => {
+      if (!this.#stopping) this.problem ??= `${name}: closed after ${this.sent} sent`;
+    });
   }
 
   start(): void {
@@ -45,8 +51,10 @@ export class CounterClient {
   /** Stop sending; resolves once every byte sent has come back (or a problem). */
   async stop(): Promise<void> {
     clearInterval(this.#timer);
+    if (this.#stopping) return;
     const want = Array.from({ length: this.sent }, (_, i) => `${i}\n`).join('');
     await waitFor(() => this.received === want || this.problem !== undefined, 10_000, 'the last echoes').catch(() => (this.problem ??= `only ${this.received.length} of ${want.length} bytes came back`));
+    this.#stopping = true;
     this.#socket.destroy();
   }
 }
