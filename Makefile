@@ -2,7 +2,7 @@
 NODE := ./node_modules/.bin/node
 TSC  := ./node_modules/.bin/tsc
 
-.PHONY: run test typecheck unit rollout-check cluster-check bench bench-check schema deps native test-sanitizers
+.PHONY: run test typecheck unit rollout-check cluster-check upgrade-check bench bench-check schema deps native test-sanitizers
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -62,6 +62,10 @@ rollout-check: deps
 ## (needs root): convergence, a partition under load, quorum loss, a restart from disk; prints the figures.
 cluster-check: deps
 	$(NODE) scripts/cluster-check.ts
+
+## Zero-downtime daemon upgrade: 10 upgrades (fproxy upgrade) under load, must report 0 failures.
+upgrade-check: deps
+	bash scripts/upgrade-check
 
 ## Side-by-side benchmark against HAProxy and nginx stream (installs them from Debian if missing).
 bench: deps

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// fproxy: the daemon (no subcommand), `check` a config, `status` of a running daemon, `listen` to
-// serve one app standalone, or change a running daemon through its admin API: `apps`,
-// `targets add|rm|drain|enable`, `reload`.
+// fproxy: the daemon (no subcommand), `check` a config, `status` of a running daemon, `upgrade` it in
+// place, `listen` to serve one app standalone, or change a running daemon through its admin API:
+// `apps`, `targets add|rm|drain|enable`, `reload`.
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 
@@ -35,6 +35,16 @@ program
   .action(async (opts: { admin?: string; json?: boolean; app?: string }) => {
     const { runStatus } = await import('../daemon/status-command.ts');
     process.exitCode = await runStatus(opts);
+  });
+
+program
+  .command('upgrade')
+  .description('replace the running daemon with one started from the code on disk, dropping no connection (SIGUSR2)')
+  .option('--admin <addr>', 'the daemon\'s admin address (default: $FPROXY_ADMIN_ADDR or 127.0.0.1:9900)')
+  .option('--timeout-ms <ms>', 'give up waiting after this long (the daemon keeps serving either way)', (v) => Number(v), 120_000)
+  .action(async (opts: { admin?: string; timeoutMs: number }) => {
+    const { runUpgrade } = await import('../daemon/upgrade-command.ts');
+    process.exitCode = await runUpgrade(opts);
   });
 
 program

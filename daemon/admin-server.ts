@@ -16,7 +16,7 @@
 // each as application/problem+json (RFC 9457).
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import { DaemonError } from './daemon-error.ts';
 import { AdminAuth } from './admin/admin-auth.ts';
 import { REQUEST_TIMEOUT_MS } from './admin/contract.ts';
@@ -47,6 +47,8 @@ export function parseAdminAddr(raw: string): AdminAddress {
 export class AdminServer {
   readonly #server: Server;
   readonly router: Router;
+  /** A listening socket received from a predecessor daemon (upgrade), served instead of listen(). */
+  #adopted: NetServer | undefined;
 
   /**
    * @param routes plain GET routes, one line each ('/apps': () => status): a string answers
@@ -79,8 +81,28 @@ export class AdminServer {
 
   close(): Promise<void> {
     return new Promise((resolve) => {
+      this.#adopted?.close();
       this.#server.close(() => resolve());
       this.#server.closeAllConnections();
+      // An adopted socket's server never listened itself: close() would wait for nothing.
+      if (this.#adopted !== undefined) resolve();
     });
+  }
+
+  /** The listening server, to hand to a successor daemon over IPC (daemon/upgrade/). */
+  get listening(): NetServer | undefined {
+    return this.#adopted ?? (this.#server.listening ? this.#server : undefined);
+  }
+
+  /**
+   * Serve on a listening socket received from a predecessor daemon (daemon upgrade): both
+   * processes accept on the same socket until the predecessor closes its copy, so no request is
+   * refused in between. Resolves with its address.
+   */
+  adopt(server: NetServer): AdminAddress {
+    this.#adopted = server;
+    server.on('connection', (socket) => this.#server.emit('connection', socket));
+    const bound = server.address() as AddressInfo;
+    return { host: bound.address, port: bound.port };
   }
 }

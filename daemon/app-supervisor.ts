@@ -20,12 +20,13 @@ import { summarizeError } from './daemon-error.ts';
 import type { ErrorSummary } from './daemon-error.ts';
 import { Generation } from './generation.ts';
 import type { SupervisionTiming } from './generation.ts';
-import type { ListenerProcess } from './listener-process.ts';
+import type { HandoverPart, ListenerProcess } from './listener-process.ts';
 import type { Logger } from './logger.ts';
 import { configuredTargets, HealthChecker } from './health/health-checker.ts';
 import type { ResolveHost } from './health/resolve-host.ts';
 import { targetStatus } from './health/target-status.ts';
 import type { AppHealth, TargetStatus } from './health/target-status.ts';
+import type { TargetHealth } from './health/target-health.ts';
 import { AppLimits } from './limits/app-limits.ts';
 import type { AppMetricsSink } from './metrics/daemon-metrics.ts';
 
@@ -79,6 +80,14 @@ export interface AppSupervisorOptions {
   readonly resolveHost?: ResolveHost;
   /** Told about exits (to fold their final counts), restarts and rollouts. */
   readonly metrics?: AppMetricsSink;
+  /** What a predecessor daemon ran for this app (daemon upgrade): its ports and health states. */
+  readonly carried?: AppCarry;
+}
+
+/** Carried over a daemon upgrade: the ports bound (so a configured 0 keeps the kernel's pick) and the health states. */
+export interface AppCarry {
+  readonly ports: readonly number[];
+  readonly health: Readonly<Record<string, TargetHealth>>;
 }
 
 export class AppSupervisor {
@@ -120,7 +129,17 @@ export class AppSupervisor {
       logger: options.logger,
       onChange: () => this.#pushHealth(),
       ...(options.resolveHost === undefined ? {} : { resolveHost: options.resolveHost }),
+      ...(options.carried === undefined ? {} : { carried: options.carried.health }),
     });
+    // Every index: only those configured as 0 are read (in #apply).
+    options.carried?.ports.forEach((p, i) => this.#picked.set(i, p));
+  }
+
+  /** What a successor daemon needs to carry on this app (undefined while no generation serves). */
+  carry(): AppCarry | undefined {
+    const current = this.#current;
+    if (current === undefined) return undefined;
+    return { ports: [...current.spec.ports], health: this.#checker.carry() };
   }
 
   /** The spec this app runs (or keeps trying to start), as configured: what the next config is diffed against. */
@@ -157,14 +176,25 @@ export class AppSupervisor {
     this.#pushHealth();
   }
 
-  /** Stop accepting on every generation; resolves when all have stopped accepting. Use exited() to wait for the drain. */
-  async stop(): Promise<void> {
+  /** Set for a daemon upgrade: where this app's connections go when it stops (stop(true)). */
+  handOverTo: ((app: string, part: HandoverPart) => boolean) | undefined;
+
+  /**
+   * Stop accepting on every generation; resolves when all have stopped accepting. Use exited() to
+   * wait for the drain. handOver (a daemon upgrade, with handOverTo set): move established connections.
+   */
+  async stop(handOver = false): Promise<void> {
     this.#retiring = true;
     clearTimeout(this.#retryTimer);
     this.#checker.stop();
     this.#pending?.kill();
     const current = this.#current;
-    if (current !== undefined) await this.#retire(current);
+    if (current !== undefined) await this.#retire(current, handOver && this.handOverTo !== undefined);
+  }
+
+  /** A connection handed over by the old daemon's listeners (daemon upgrade): to a worker of the serving generation. */
+  adopt(part: HandoverPart): boolean {
+    return this.#current?.adopt(part) ?? false;
   }
 
   /** Resolves when no process of this app is alive (after stop()). */
@@ -250,6 +280,16 @@ export class AppSupervisor {
     const gen = new Generation({ spec: { ...spec, ports }, number: this.#options.nextGeneration(), logger, timing, acquire, limits: this.limits, health: () => this.#healthStates() });
     this.#lastAttempt = gen.number;
     const metrics = this.#options.metrics;
+    gen.on('handover', (part) => {
+      // To the generation serving now (the one that replaced `gen`), or, when the whole app stops for
+      // a daemon upgrade, to the new daemon; nobody to take it: the connection is closed.
+      const to = this.#current;
+      const taken = to !== undefined && to !== gen ? to.adopt(part) : (this.handOverTo?.(this.name, part) ?? false);
+      if (!taken) {
+        this.#log.warn({ gen: gen.number, id: part.id }, 'no ready worker to hand a connection to; it is closed');
+        part.socket.destroy();
+      }
+    });
     if (metrics !== undefined) {
       gen.on('workerExit', (p) => metrics.listenerExited(p));
       gen.on('restarted', () => metrics.listenerRestarted(this.name));
@@ -318,7 +358,7 @@ export class AppSupervisor {
     if (old !== undefined) {
       this.rollouts++;
       metrics?.rolloutDone(this.name, gen.number, 'completed', Date.now() - startedAt);
-      await this.#retire(old);
+      await this.#retire(old, true);
     }
     return true;
   }
@@ -336,9 +376,9 @@ export class AppSupervisor {
   }
 
   /** Drain `gen`; resolves once it stopped accepting and forgets it once it has exited. */
-  async #retire(gen: Generation): Promise<void> {
+  async #retire(gen: Generation, handOver = false): Promise<void> {
     this.#draining.add(gen);
-    await gen.drain();
+    await gen.drain(handOver);
     void gen.exited().then(() => {
       this.#draining.delete(gen);
       this.#log.info({ gen: gen.number }, 'generation drained and exited');

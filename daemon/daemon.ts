@@ -9,6 +9,8 @@ import type { LoadedConfig } from './config/load.ts';
 import { AdminServer, DEFAULT_ADMIN_ADDR, parseAdminAddr, RawBody } from './admin-server.ts';
 import { dashboardRoutes } from './dashboard/dashboard-routes.ts';
 import { DaemonMetrics } from './metrics/daemon-metrics.ts';
+import { connectionsTotal } from './metrics/snapshot-sum.ts';
+import type { MetricsSnapshot } from '../proxy/index.ts';
 import type { AdminAddress } from './admin-server.ts';
 import { AppSupervisor } from './app-supervisor.ts';
 import type { AppStatus } from './app-supervisor.ts';
@@ -30,6 +32,12 @@ import { AdminAuth, adminToken, isLoopbackHost } from './admin/admin-auth.ts';
 import { adminRoutes } from './admin/admin-routes.ts';
 import { ConfigWriter } from './admin/config-writer.ts';
 import { AdminError } from './admin/router.ts';
+import { summarizeError } from './daemon-error.ts';
+import type { ErrorSummary } from './daemon-error.ts';
+import { notifySystemd } from './systemd-notify.ts';
+import { startSuccessor } from './upgrade/successor.ts';
+import type { Takeover } from './upgrade/takeover.ts';
+import type { AppCarry } from './app-supervisor.ts';
 import type { ResolveHost } from './health/resolve-host.ts';
 
 export interface DaemonOptions {
@@ -46,6 +54,24 @@ export interface DaemonOptions {
   /** Idle listeners kept forked ahead of need (fast rollouts and restarts). Default: FPROXY_SPARE_LISTENERS, else 2; 0 = none. */
   readonly spares?: number;
   readonly env?: NodeJS.ProcessEnv;
+  /** Set in a successor daemon (daemon upgrade): take over from the daemon that spawned this one. */
+  readonly takeover?: Takeover;
+  /** Upgrade: from spawning the new daemon to it serving every app. Default: FPROXY_UPGRADE_TIMEOUT_MS, else 60000. */
+  readonly upgradeTimeoutMs?: number;
+}
+
+/** GET /status `upgrade`: the last daemon upgrade this process took part in. */
+export interface UpgradeStatus {
+  /** none: no upgrade yet; in-progress/handed-over/failed: this daemon's upgrade to a successor; took-over: this daemon replaced `from`. */
+  readonly state: 'none' | 'in-progress' | 'handed-over' | 'failed' | 'took-over';
+  /** When that state began (ISO). */
+  readonly at: string | null;
+  /** The predecessor's pid (took-over). */
+  readonly from?: number;
+  /** The successor's pid (handed-over). */
+  readonly to?: number;
+  /** Why it failed (failed). */
+  readonly error?: ErrorSummary;
 }
 
 export const SUPERVISION_TIMING: SupervisionTiming = { ...LISTENER_TIMING, backoff: BACKOFF_DEFAULTS, stableMs: 10_000 };
@@ -62,6 +88,7 @@ export interface DaemonStatus {
   /** Idle listeners forked ahead of need, right now. */
   readonly spares: number;
   readonly reconciles: number;
+  readonly upgrade: UpgradeStatus;
   readonly apps: AppStatus[];
 }
 
@@ -74,6 +101,12 @@ export interface Daemon {
   stop(reason?: string): Promise<void>;
   apps(): AppStatus[];
   status(): DaemonStatus;
+  /**
+   * Replace this daemon with a new one started from the code on disk (SIGUSR2, `fproxy upgrade`).
+   * Resolves true once the new one serves every app and this one has drained (the caller exits),
+   * false when it failed or could not start (this daemon keeps serving; status().upgrade says why).
+   */
+  upgrade(): Promise<boolean>;
 }
 
 export async function runDaemon(options: DaemonOptions = {}): Promise<Daemon> {
@@ -103,7 +136,8 @@ export async function runDaemon(options: DaemonOptions = {}): Promise<Daemon> {
     if (!built.bundled) logger.warn({ reason: built.reason }, 'listeners run from TypeScript sources (more memory per process)');
     listenerEntry = built.url;
   }
-  const daemon = new DaemonProcess({ logger, source, auth: new AdminAuth(token), options: { ...options, spares, listenerEntry, timing: { ...(heartbeatMs ? { heartbeatMs } : {}), ...options.timing } }, env });
+  const upgradeTimeoutMs = options.upgradeTimeoutMs ?? parseUpgradeTimeout(env.FPROXY_UPGRADE_TIMEOUT_MS);
+  const daemon = new DaemonProcess({ logger, source, auth: new AdminAuth(token), options: { ...options, upgradeTimeoutMs, spares, listenerEntry, timing: { ...(heartbeatMs ? { heartbeatMs } : {}), ...options.timing } }, env });
   await daemon.init(initial, adminAddr);
   return daemon;
 }
@@ -128,6 +162,10 @@ class DaemonProcess implements Daemon, AppFleet {
   readonly #source: ConfigSource;
   #migrateReq: MigrateReqStatus = { enabled: false, changed: false, reason: 'not checked yet' };
   #stopping: Promise<void> | undefined;
+  readonly #takeover: Takeover | undefined;
+  readonly #upgradeTimeoutMs: number;
+  #upgrade: UpgradeStatus = { state: 'none', at: null };
+  #upgrading: Promise<boolean> | undefined;
 
   constructor(args: { logger: Logger; source: ConfigSource; auth: AdminAuth; options: DaemonOptions; env: NodeJS.ProcessEnv }) {
     this.#log = args.logger;
@@ -139,6 +177,8 @@ class DaemonProcess implements Daemon, AppFleet {
     this.#env = args.env;
     this.#spareCount = args.options.spares ?? 0;
     this.#resolveHost = hostResolver(args.env);
+    this.#takeover = args.options.takeover;
+    this.#upgradeTimeoutMs = args.options.upgradeTimeoutMs ?? 60_000;
     const writer = new ConfigWriter({
       source: args.source,
       logger: args.logger,
@@ -172,12 +212,119 @@ class DaemonProcess implements Daemon, AppFleet {
   async init(initial: LoadedConfig, adminAddr: AdminAddress): Promise<void> {
     // Before any listener socket exists: the sysctl only affects sockets created after it.
     this.#migrateReq = await ensureMigrateReq(this.#log, MIGRATE_REQ_PATH, parseMigrateReqMode(this.#env.FPROXY_MIGRATE_REQ));
+    if (this.#takeover !== undefined) return this.#initTakeover(initial, this.#takeover);
     this.adminAddress = await this.#admin.listen(adminAddr);
-    const address = `${formatHost(this.adminAddress.host)}:${this.adminAddress.port}`;
-    // `event` and `address` are the stable, machine-readable part (tests and scripts key on them).
-    this.#log.info({ event: 'admin-listening', address, admin: address, config: this.configPath }, 'admin endpoint listening');
+    this.#logAdmin();
     if (this.#spareCount > 0) this.#spares = new SparePool({ size: this.#spareCount, entry: this.#entry, env: this.#env, logger: this.#log, backoff: this.#timing.backoff });
     await this.#pipeline.start(initial);
+    const failed = await notifySystemd(this.#env, { ready: true, mainPid: process.pid });
+    if (failed !== undefined) this.#log.warn({ err: failed }, 'cannot tell systemd the daemon is ready');
+  }
+
+  /**
+   * A successor: start every app alongside the old daemon's listeners (their ports, health carried),
+   * and only when every app the old daemon serves is serving here, take its admin socket and say so.
+   * Any failure: tell the old daemon (it keeps serving), drain what started here, throw.
+   */
+  async #initTakeover(initial: LoadedConfig, takeover: Takeover): Promise<void> {
+    const from = takeover.carry.fromPid;
+    try {
+      if (this.#spareCount > 0) this.#spares = new SparePool({ size: this.#spareCount, entry: this.#entry, env: this.#env, logger: this.#log, backoff: this.#timing.backoff });
+      await this.#pipeline.start(initial);
+      for (const name of Object.keys(takeover.carry.apps)) {
+        const app = this.#apps.get(name)?.status();
+        if (app === undefined) continue; // removed from the config meanwhile: the old daemon's copy drains
+        if (app.state !== 'running') {
+          throw new DaemonError('ERR_UPGRADE_APP', `App "${name}" is not serving in the new daemon (${app.state}): ${app.currentError?.message ?? 'no worker ready'}`);
+        }
+      }
+      const { admin, metrics } = await takeover.ready(this.#upgradeTimeoutMs);
+      this.#carryMetrics(metrics);
+      if (admin === undefined) throw new DaemonError('ERR_UPGRADE_PROTOCOL', 'The old daemon handed over no admin socket');
+      this.adminAddress = this.#admin.adopt(admin);
+    } catch (err) {
+      this.#log.error({ event: 'upgrade-failed', from, err: (err as Error).message }, 'taking over from the old daemon failed; it keeps serving');
+      await takeover.failed(err);
+      await this.stop('upgrade failed');
+      throw err;
+    }
+    this.#upgrade = { state: 'took-over', at: new Date().toISOString(), from };
+    const failed = await notifySystemd(this.#env, { mainPid: process.pid, ready: true });
+    if (failed !== undefined) this.#log.warn({ err: failed }, 'cannot tell systemd the new main pid; a Type=notify unit may take the old daemon\'s exit for a stop');
+    takeover.tookOver((totals) => this.#carryMetrics(totals), (app, part) => {
+      const taken = this.#apps.get(app)?.adopt(part) ?? false;
+      if (!taken) this.#log.warn({ event: 'handover-dropped', app, from: part.from, id: part.id }, 'no ready worker for a connection the old daemon handed over; it is closed');
+      return taken;
+    });
+    this.#logAdmin({ upgradedFrom: from });
+  }
+
+  #carryMetrics(totals: readonly unknown[]): void {
+    this.#log.info({ event: 'upgrade-metrics', connections: (totals as MetricsSnapshot[]).map((s) => [s.app, connectionsTotal(s)]) }, 'metrics totals from the old daemon');
+    try {
+      this.#metrics.carryOver(totals as Parameters<DaemonMetrics['carryOver']>[0]);
+    } catch (err) {
+      // Another fproxy version's snapshot shape: counters restart from ours rather than break /metrics.
+      this.#log.warn({ err }, 'cannot add the old daemon\'s metrics totals; counters restart');
+    }
+  }
+
+  #logAdmin(extra: Record<string, unknown> = {}): void {
+    const address = `${formatHost(this.adminAddress.host)}:${this.adminAddress.port}`;
+    // `event` and `address` are the stable, machine-readable part (tests and scripts key on them).
+    this.#log.info({ event: 'admin-listening', address, admin: address, config: this.configPath, ...extra }, 'admin endpoint listening');
+  }
+
+  upgrade(): Promise<boolean> {
+    if (this.#stopping !== undefined) return Promise.resolve(false);
+    if (this.#upgrading !== undefined) {
+      this.#log.warn({ event: 'upgrade-busy' }, 'an upgrade is already in progress; this request joins it');
+      return this.#upgrading;
+    }
+    this.#upgrading = this.#runUpgrade().finally(() => (this.#upgrading = undefined));
+    return this.#upgrading;
+  }
+
+  async #runUpgrade(): Promise<boolean> {
+    this.#upgrade = { state: 'in-progress', at: new Date().toISOString() };
+    if (this.#takeover !== undefined) {
+      // Our own predecessor may still drain: its final totals must reach us before we hand ours on.
+      await this.#takeover.settled;
+    }
+    this.#log.info({ event: 'upgrade-started' }, 'upgrading: starting a new daemon from the code on disk beside this one');
+    const apps: Record<string, AppCarry> = {};
+    for (const [name, sup] of this.#apps) {
+      const carry = sup.carry();
+      if (carry !== undefined) apps[name] = carry;
+    }
+    let successor;
+    try {
+      successor = await startSuccessor({
+        logger: this.#log,
+        env: this.#env,
+        carry: { fromPid: process.pid, apps },
+        admin: () => this.#admin.listening,
+        totals: () => this.#metrics.totals(),
+        timeoutMs: this.#upgradeTimeoutMs,
+      });
+    } catch (err) {
+      const error = summarizeError(err);
+      this.#upgrade = { state: 'failed', at: new Date().toISOString(), error };
+      this.#log.error({ event: 'upgrade-failed', code: error.code, err: error.message }, 'upgrade failed; this daemon keeps serving');
+      return false;
+    }
+    this.#upgrade = { state: 'handed-over', at: new Date().toISOString(), to: successor.pid };
+    this.#log.info({ event: 'upgrade-handed-over', to: successor.pid }, 'the new daemon serves every app; draining this one');
+    // Its admin copy first: from now on only the new daemon answers (same socket, nothing refused).
+    await this.#admin.close();
+    // Established connections go to the new daemon's workers (issue 16 §2), through it.
+    for (const sup of this.#apps.values()) sup.handOverTo = (app, part) => successor.relay(app, part);
+    this.#stopping ??= this.#stop('upgrade', true);
+    await this.#stopping;
+    const final = await this.#metrics.totals();
+    this.#log.info({ event: 'upgrade-final-metrics', connections: final.map((s) => [s.app, connectionsTotal(s)]) }, 'final totals to the new daemon');
+    await successor.finish(final);
+    return true;
   }
 
   reload(reason = 'reload'): Promise<void> {
@@ -203,6 +350,7 @@ class DaemonProcess implements Daemon, AppFleet {
       migrateReq: this.#migrateReq,
       spares: this.#spares?.size ?? 0,
       reconciles,
+      upgrade: this.#upgrade,
       apps: this.apps(),
     };
   }
@@ -224,7 +372,10 @@ class DaemonProcess implements Daemon, AppFleet {
   }
 
   start(name: string, spec: ListenerSpec): Promise<boolean> {
+    // Carried state applies to the first start after a takeover only (a later re-add starts afresh).
+    const carried = this.#upgrade.state === 'none' ? this.#takeover?.carry.apps[name] : undefined;
     const sup = new AppSupervisor({
+      ...(carried === undefined ? {} : { carried }),
       name,
       logger: this.#log,
       timing: this.#timing,
@@ -261,12 +412,12 @@ class DaemonProcess implements Daemon, AppFleet {
     void sup.exited().then(() => this.#retiring.delete(sup));
   }
 
-  async #stop(reason: string): Promise<void> {
+  async #stop(reason: string, handOver = false): Promise<void> {
     this.#log.info({ reason }, 'stopping: draining every listener');
     this.#spares?.close();
     await this.#pipeline.stopWatching();
     const all = [...this.#apps.values(), ...this.#retiring];
-    await Promise.all(all.map((s) => s.stop()));
+    await Promise.all(all.map((s) => s.stop(handOver)));
     this.#log.info({ event: 'drain-started', apps: all.length }, 'every listener stopped accepting; waiting for open connections');
     await Promise.all(all.map((s) => s.exited()));
     // A reconcile that was mid-start when we began has seen #stopping and killed what it started.
@@ -282,6 +433,13 @@ function parseHeartbeat(raw: string | undefined): number | undefined {
   if (raw === undefined || raw === '') return undefined;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 100 || n > 600_000) throw new DaemonError('ERR_HEARTBEAT_INVALID', `Invalid FPROXY_HEARTBEAT_MS "${raw}": use an integer number of milliseconds from 100 to 600000`);
+  return n;
+}
+
+function parseUpgradeTimeout(raw: string | undefined): number {
+  if (raw === undefined || raw === '') return 60_000;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1000 || n > 3_600_000) throw new DaemonError('ERR_UPGRADE_TIMEOUT_INVALID', `Invalid FPROXY_UPGRADE_TIMEOUT_MS "${raw}": use an integer number of milliseconds from 1000 to 3600000`);
   return n;
 }
 

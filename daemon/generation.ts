@@ -13,7 +13,7 @@ import { backoffDelay } from './backoff-delay.ts';
 import type { BackoffOptions } from './backoff-delay.ts';
 import { DaemonError } from './daemon-error.ts';
 import { ListenerProcess } from './listener-process.ts';
-import type { ListenerExit, ListenerTargets, ListenerTiming } from './listener-process.ts';
+import type { HandoverPart, ListenerExit, ListenerTargets, ListenerTiming } from './listener-process.ts';
 import type { Logger } from './logger.ts';
 import type { AppLimits } from './limits/app-limits.ts';
 
@@ -43,7 +43,7 @@ interface WorkerSlot {
   restartTimer: NodeJS.Timeout | undefined;
 }
 
-export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted: [ListenerProcess]; workerExit: [ListenerProcess] }> {
+export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted: [ListenerProcess]; workerExit: [ListenerProcess]; handover: [HandoverPart] }> {
   /** What the workers run: the given spec, with any 0 port replaced by the real one once worker 0 is ready. */
   spec: ListenerSpec;
   readonly number: number;
@@ -81,11 +81,22 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
   }
 
   /** Stop accepting everywhere; resolves once every worker has stopped accepting (see ListenerProcess.drain). */
-  async drain(): Promise<void> {
+  /** handOver: the workers move their established connections to the app's new generation (a rollout). */
+  async drain(handOver = false): Promise<void> {
     if (this.state === 'draining' || this.state === 'stopped') return;
     this.state = 'draining';
     this.#cancelRestarts();
-    await Promise.all([...this.#live].map((p) => (p.state === 'starting' ? (p.kill(), p.exited) : p.drain())));
+    await Promise.all([...this.#live].map((p) => (p.state === 'starting' ? (p.kill(), p.exited) : p.drain(undefined, handOver))));
+  }
+
+  /**
+   * Give a handed-over socket to one of our ready workers: both halves of a session go to the same
+   * one (chosen from the sender's pid and the session id). False when no worker is ready.
+   */
+  adopt(part: HandoverPart): boolean {
+    const ready = this.#slots.map((s) => s.process).filter((p): p is ListenerProcess => p?.state === 'ready');
+    if (ready.length === 0) return false;
+    return ready[(part.from + part.id) % ready.length]!.adopt(part);
   }
 
   kill(): void {
@@ -160,6 +171,7 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
     slot.process = proc;
     this.#live.add(proc);
     proc.on('exit', (exit) => this.#onWorkerExit(slot, proc, exit));
+    proc.on('handover', (part) => this.emit('handover', part));
     return proc.start();
   }
 

@@ -5,10 +5,11 @@
 // a child (failed start, missed heartbeats, drain past its deadline) SIGKILLs it, so no listener
 // outlives the daemon's interest in it; sends to a dead channel are dropped, never thrown.
 import type { ChildProcess } from 'node:child_process';
+import type net from 'node:net';
 import { EventEmitter } from 'node:events';
 import type { ListenerSpec } from '../proxy/index.ts';
 import { IPC_VERSION, parseFromListener } from '../proxy/index.ts';
-import type { FromListener, HealthStates, MetricsSnapshot, TargetReport, ToListener } from '../proxy/index.ts';
+import type { FromListener, HandoverSession, HealthStates, MetricsSnapshot, TargetReport, ToListener } from '../proxy/index.ts';
 import { DaemonError } from './daemon-error.ts';
 import type { Logger } from './logger.ts';
 import type { AppLimits, LimitHolder } from './limits/app-limits.ts';
@@ -61,7 +62,16 @@ export interface ListenerExit {
   readonly error?: DaemonError;
 }
 
-export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
+/** A handed-over session's socket from a draining worker (issue 16 §2), to relay to the new generation. */
+export interface HandoverPart {
+  readonly from: number;
+  readonly id: number;
+  readonly part: 'client' | 'upstream';
+  readonly session: HandoverSession;
+  readonly socket: net.Socket;
+}
+
+export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit]; handover: [HandoverPart] }> {
   readonly spec: ListenerSpec;
   readonly generation: number;
   readonly worker: number;
@@ -165,8 +175,14 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
           error: this.#hangError ?? (crashed ? new DaemonError('ERR_LISTENER_CRASHED', `Listener for app "${spec.app}" (generation ${generation}, worker ${worker}, pid ${child.pid}) exited unexpectedly (code ${code}, signal ${signal})`, { ...context, pid: child.pid }) : undefined),
         });
       };
-      child.on('message', (raw) => {
+      child.on('message', (raw, handle) => {
+        if (handle !== undefined && (raw as { type?: unknown } | null)?.type === 'handover') {
+          // Node made a socket of the handle and started reading it: stop now, in this tick, so no
+          // byte is read here (the adopting worker reads it from the kernel instead).
+          (handle as { _handle?: { readStop?: () => void } })._handle?.readStop?.();
+        }
         const received = parseFromListener(raw);
+        if (!received.ok && handle !== undefined) (handle as net.Socket).destroy?.();
         if (!received.ok) {
           this.#log.warn({ msg: raw, error: received.error }, 'invalid IPC message from listener; ignored');
           return;
@@ -182,6 +198,10 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
           resolve();
         } else if (msg.type === 'failed') {
           fail(new DaemonError(msg.error.code, `Listener for app "${spec.app}" (generation ${generation}, worker ${worker}) failed to start: ${msg.error.message}`, { ...context, pid: child.pid, cause: msg.error }));
+        } else if (msg.type === 'handover') {
+          const socket = handle as net.Socket | undefined;
+          if (socket === undefined) return this.#log.warn('handover message without its socket; ignored');
+          this.emit('handover', { from: child.pid!, id: msg.id, part: msg.part, session: msg.session, socket });
         } else {
           this.#onMessage(msg);
         }
@@ -196,12 +216,12 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
    * (its `draining` reply, its exit, or ackTimeoutMs — whichever comes first). It is killed
    * if still alive drainTimeoutMs + killGraceMs from now; `exited` tells when it is gone.
    */
-  drain(ackTimeoutMs = this.#options.timing.killGraceMs): Promise<void> {
+  drain(ackTimeoutMs = this.#options.timing.killGraceMs, handOver = false): Promise<void> {
     if (this.state === 'exited') return Promise.resolve();
     if (this.state !== 'draining') {
       this.state = 'draining';
       this.#expected = true;
-      this.#send({ v: IPC_VERSION, type: 'drain' });
+      this.#send(handOver ? { v: IPC_VERSION, type: 'drain', handOver } : { v: IPC_VERSION, type: 'drain' });
       const deadline = this.spec.drainTimeoutMs + this.#options.timing.killGraceMs;
       this.#killTimer = setTimeout(() => {
         this.#log.warn({ listenerPid: this.pid, deadlineMs: deadline }, 'listener still alive past its drain deadline; killing it');
@@ -219,6 +239,19 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit] }> {
         resolve();
       }
     });
+  }
+
+  /** Give this worker a handed-over session's socket; false (socket untouched) when it cannot take it. */
+  adopt(part: HandoverPart): boolean {
+    const child = this.#child;
+    if (this.state !== 'ready' || child === undefined || !child.connected) return false;
+    child.send({ v: IPC_VERSION, type: 'adopt', from: part.from, id: part.id, part: part.part, session: part.session } satisfies ToListener, part.socket, {}, (err) => {
+      if (err) {
+        this.#log.warn({ err }, 'could not pass a handed-over connection on; it is closed');
+        part.socket.destroy();
+      }
+    });
+    return true;
   }
 
   /** Push the app's active health states (any state but exited; a starting process got `start` first). */

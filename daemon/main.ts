@@ -2,6 +2,9 @@
 // Owns the process-level concerns: signals, exit codes, and the last-resort error handlers.
 //   SIGHUP          → re-read the config now
 //   SIGUSR1         → passed on to every listener (they reopen FPROXY_ACCESS_LOG, for logrotate)
+//   SIGUSR2         → upgrade: start a new daemon from the code on disk beside this one; once it
+//                     serves every app it takes the admin socket and this one drains and exits 0;
+//                     if it fails, this one keeps serving (GET /status `upgrade` says why)
 //   SIGTERM/SIGINT  → stop accepting everywhere, drain (up to each app's DrainTimeoutMs), exit 0;
 //                     a second one while draining exits 1 at once (listeners then drain by themselves)
 //   invalid config or LOG_LEVEL at start, admin port taken, a non-loopback admin address without
@@ -16,6 +19,7 @@ import { runDaemon } from './daemon.ts';
 import type { Daemon } from './daemon.ts';
 import { createDaemonLogger } from './logger.ts';
 import type { Logger } from './logger.ts';
+import { Takeover } from './upgrade/takeover.ts';
 
 export async function main(): Promise<void> {
   // What `ps` shows (as nginx's "nginx: master process"); listeners name themselves likewise.
@@ -57,14 +61,30 @@ export async function main(): Promise<void> {
       }
     }
   });
+  // A SIGUSR2 that comes while the daemon is still starting is carried out once it runs.
+  let upgradeWanted = false;
+  const upgrade = (): void => {
+    if (daemon === undefined || stopSignal !== undefined) return;
+    void daemon.upgrade().then((handedOver) => {
+      if (handedOver) process.exit(0);
+    });
+  };
+  process.on('SIGUSR2', () => {
+    log.info({ event: 'upgrade-signal', starting: daemon === undefined }, daemon === undefined ? 'SIGUSR2: upgrading once started' : 'SIGUSR2: upgrading');
+    upgradeWanted = daemon === undefined;
+    upgrade();
+  });
   process.on('uncaughtException', (err) => {
     // A daemon bug: the listeners notice the IPC disconnect and drain by themselves.
     log.fatal({ err }, 'uncaught exception in the daemon');
     process.exit(70);
   });
 
+  let takeover: Takeover | undefined;
   try {
-    daemon = await runDaemon({ logger: log });
+    // Spawned by a running daemon's upgrade: take over from it (undefined in a normal start).
+    takeover = await Takeover.fromParent();
+    daemon = await runDaemon({ logger: log, ...(takeover === undefined ? {} : { takeover }) });
   } catch (err) {
     const e = err as { code?: string; message?: string };
     // An expected failure (a coded DaemonError: admin port taken, invalid config) is one plain line;
@@ -72,9 +92,12 @@ export async function main(): Promise<void> {
     if (e.code?.startsWith('ERR_')) log.fatal({ code: e.code, err: e.message }, 'daemon failed to start');
     else log.fatal({ err }, 'daemon failed to start');
     process.stderr.write(`fproxy: ${e.message ?? String(err)}\n`);
+    // A successor tells the daemon that spawned it, which keeps serving and reports the reason.
+    await takeover?.failed(err);
     process.exit(1);
   }
   if (stopSignal !== undefined) void shutdown(daemon, stopSignal, log);
+  else if (upgradeWanted) upgrade();
 }
 
 async function shutdown(daemon: Daemon, signal: NodeJS.Signals, log: Logger): Promise<void> {

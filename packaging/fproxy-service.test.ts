@@ -45,7 +45,9 @@ test('systemd-analyze verify accepts the unit with no warning', { skip: (await h
 test('the unit reloads with SIGHUP, stops with SIGTERM after the drain, and is hardened', async () => {
   const d = directives(await readFile(UNIT, 'utf8'));
   const one = (key: string) => d.get(key)?.at(-1);
-  assert.ok(['simple', 'notify'].includes(one('Type')!));
+  // notify: the daemon says READY=1, and after an upgrade MAINPID= (from the new daemon: NotifyAccess=all).
+  assert.equal(one('Type'), 'notify');
+  assert.equal(one('NotifyAccess'), 'all');
   assert.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID');
   assert.equal(one('KillSignal'), 'SIGTERM');
   assert.ok(Number(one('TimeoutStopSec')) * 1000 > SPEC_DEFAULTS.drainTimeoutMs, 'stop timeout above the default drain');

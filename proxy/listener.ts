@@ -15,7 +15,7 @@ import { Connector, type ConnectError } from './connector.ts';
 import { DnsCache } from './dns-cache.ts';
 import { defaultEngine } from './engine/default-engine.ts';
 import type { Engine } from './engine/engine.ts';
-import type { HealthStates, MetricsSnapshot, TargetsReport } from './ipc/protocol.ts';
+import type { HandoverSession, HealthStates, MetricsSnapshot, TargetsReport } from './ipc/protocol.ts';
 import { ListenerMetrics } from './metrics/listener-metrics.ts';
 import type { ListenerContext } from './listener-context.ts';
 import type { Logger } from './log.ts';
@@ -25,6 +25,10 @@ import type { TargetState } from './pool/target-state.ts';
 import { Router } from './router.ts';
 import { TargetsReporter } from './targets-reporter.ts';
 import { Session } from './session.ts';
+import type { HandOff } from './session.ts';
+
+/** How long a draining listener keeps trying to hand sessions over before it drains the rest as before. */
+const HANDOVER_WINDOW_MS = 1000;
 import type { ListenerSpec } from './spec.ts';
 import type { CertStore } from './tls/cert-store.ts';
 import type { TlsTerminator } from './tls/terminator.ts';
@@ -425,9 +429,10 @@ export class Listener implements ListenerContext {
         this.#admission.release(t);
       }
     }
-    // The client socket's own counts stop at a native engine hand-off; the session has the totals.
-    const bytesIn = s.engineTotals?.bytesIn ?? s.client.bytesRead;
-    const bytesOut = s.engineTotals?.bytesOut ?? s.client.bytesWritten;
+    // The client socket's own counts stop at a native engine hand-off (the session has the totals),
+    // and restart at 0 in a worker that adopted the session from another (bytes*Before).
+    const bytesIn = s.engineTotals?.bytesIn ?? s.bytesInBefore + s.client.bytesRead;
+    const bytesOut = s.engineTotals?.bytesOut ?? s.bytesOutBefore + s.client.bytesWritten;
     const durationMs = performance.now() - s.t0;
     this.metrics.closed({
       outcome: s.outcome, code: s.code, bytesIn, bytesOut, durationS: durationMs / 1000,
@@ -510,16 +515,34 @@ export class Listener implements ListenerContext {
     return this.#draining;
   }
 
-  /** Stop accepting, wait for open sessions up to drainTimeoutMs, then close the rest. */
-  async drain(timeoutMs: number = this.spec.drainTimeoutMs): Promise<{ closedByTimeout: number }> {
+  /**
+   * Stop accepting, wait for open sessions up to drainTimeoutMs, then close the rest. With `handOver`
+   * (a rollout, and the app's HandOver not false) forwarding sessions are first handed to it, for up
+   * to HANDOVER_WINDOW_MS (one not at a clean point yet — pending writes, still inspecting — is
+   * tried again); what cannot move (TLS terminated, half-closed, inspecting) drains as before.
+   */
+  async drain(timeoutMs: number = this.spec.drainTimeoutMs, handOver?: (h: HandOff) => void): Promise<{ closedByTimeout: number; handedOver?: number }> {
     if (this.#draining) return { closedByTimeout: 0 };
     this.#draining = true;
     this.#reporter?.close();
     await this.#closeServers();
     this.#terminator?.close();
+    let handedOver = 0;
+    if (handOver !== undefined && this.spec.handOver !== false) {
+      for (const until = performance.now() + HANDOVER_WINDOW_MS; this.#sessions.size > 0 && performance.now() < until; ) {
+        for (const s of [...this.#sessions]) {
+          const h = s.handOff();
+          if (h === undefined) continue;
+          this.#forget(s);
+          handOver(h);
+          handedOver++;
+        }
+        if (this.#sessions.size > 0) await new Promise((r) => setTimeout(r, 20));
+      }
+    }
     if (this.#sessions.size === 0) {
       this.#stopSweeps();
-      return await this.#drained(0);
+      return { ...(await this.#drained(0)), ...(handOver === undefined ? {} : { handedOver }) };
     }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, timeoutMs);
@@ -531,7 +554,39 @@ export class Listener implements ListenerContext {
     const left = [...this.#sessions];
     for (const s of left) s.destroy('drained', 'ERR_DRAINED');
     this.#stopSweeps();
-    return await this.#drained(left.length);
+    return { ...(await this.#drained(left.length)), ...(handOver === undefined ? {} : { handedOver }) };
+  }
+
+  /**
+   * Resume a session handed over by a worker of an older generation. A target the spec no longer
+   * lists: kept (OnTargetRemoved "keep", the default) or closed ("close"). Not counted against the
+   * app's limits (it was admitted once already).
+   */
+  adopt(client: net.Socket, upstream: net.Socket, state: HandoverSession, fromUpstream: Buffer): void {
+    const s = Session.adopt(this, client, upstream, state, fromUpstream);
+    this.#sessions.add(s);
+    // Arrived while this worker drains in turn: closed, but counted (one count per connection, here).
+    if (this.#draining) return s.destroy('drained', 'ERR_DRAINING');
+    if (this.spec.onTargetRemoved === 'close' && !this.#configured().has(state.target)) s.destroy('drained', 'ERR_TARGET_REMOVED');
+  }
+
+  #configured(): Set<string> {
+    const all = new Set<string>();
+    for (const t of this.spec.targets) all.add(t.raw);
+    for (const r of this.spec.routes) for (const t of r.targets) all.add(t.raw);
+    return all;
+  }
+
+  /** A session handed over: gone from here without a count (its new process counts it). */
+  #forget(s: Session): void {
+    this.#sessions.delete(s);
+    if (this.#admission !== null) {
+      const t = this.#tickets.get(s);
+      if (t !== undefined) {
+        this.#tickets.delete(s);
+        this.#admission.release(t);
+      }
+    }
   }
 
   async #drained(closedByTimeout: number): Promise<{ closedByTimeout: number }> {

@@ -6,7 +6,9 @@
 // no message the daemon sends does either: every one is validated first (ipc/protocol.ts), a bad
 // one answered with its reason.
 import { AccessLog } from './access-log.ts';
-import { IPC_VERSION, parseToListener, type FromListener, type HealthStates } from './ipc/protocol.ts';
+import type net from 'node:net';
+import { IPC_VERSION, parseToListener, type FromListener, type HandoverSession, type HealthStates } from './ipc/protocol.ts';
+import type { HandOff } from './session.ts';
 import { Listener } from './listener.ts';
 import { createLogger, logLevelFromEnv, type LogLevel, type Logger } from './log.ts';
 import type { ListenerSpec } from './spec.ts';
@@ -62,17 +64,80 @@ async function start(spec: ListenerSpec, generation: number, worker: number, hea
   }
 }
 
-async function drainAndExit(reason: string): Promise<void> {
+async function drainAndExit(reason: string, handOver = false): Promise<void> {
   if (exiting) return;
   exiting = true;
   if (!listener) return exit(0);
   const active = listener.activeConnections;
-  logger.info({ reason, activeConnections: active }, 'draining');
+  logger.info({ reason, activeConnections: active, handOver }, 'draining');
   send({ v: IPC_VERSION, type: 'draining', activeConnections: active });
-  const { closedByTimeout } = await listener.drain();
-  logger.info({ closedByTimeout }, 'drained');
-  send({ v: IPC_VERSION, type: 'drained', closedByTimeout, snapshot: listener.metricsSnapshot() });
+  const { closedByTimeout, handedOver } = await listener.drain(undefined, handOver && process.connected ? sendHandOff : undefined);
+  await handOffsSent();
+  logger.info({ closedByTimeout, handedOver }, 'drained');
+  const drained: FromListener = { v: IPC_VERSION, type: 'drained', closedByTimeout, snapshot: listener.metricsSnapshot() };
+  // Behind handed-over sockets this message waits in Node's queue for their ACKs: exit once it is out.
+  if (process.connected) await new Promise<void>((resolve) => process.send!(drained, undefined, {}, () => resolve()));
   exit(0);
+}
+
+// ---- connection handover (issue 16 §2): sockets go to the daemon, which relays them to a worker
+// of the new generation. One message per socket (Node passes one handle per message).
+let handOffSeq = 0;
+/** Sockets given to process.send and not yet written out: Node sends one handle at a time (each waits for the daemon's ACK), so exiting before the queue empties would close the rest. */
+let handOffsInFlight = 0;
+let handOffsFlushed: (() => void) | undefined;
+
+function handOffsSent(): Promise<void> {
+  if (handOffsInFlight === 0) return Promise.resolve();
+  return new Promise((resolve) => (handOffsFlushed = resolve));
+}
+
+function sendHandOff(h: HandOff): void {
+  const id = ++handOffSeq;
+  const parts: ['client' | 'upstream', net.Socket, Buffer][] = [['client', h.client, h.fromClient], ['upstream', h.upstream, h.fromUpstream]];
+  for (const [part, socket, pending] of parts) {
+    // A socket from our server would be tracked by Node as lent to the daemon (its server's close
+    // would then wait on the daemon's answer); it is given away for good.
+    (socket as { server?: unknown }).server = null;
+    const msg: FromListener = { v: IPC_VERSION, type: 'handover', id, part, session: { ...h.state, pending: pending.toString('base64') } };
+    // Destroying our copy once sent settles the server's connection count; the handle is already gone.
+    handOffsInFlight++;
+    process.send!(msg, socket, {}, (err) => {
+      if (err) logger.warn({ err, id, part }, 'a handed-over connection could not be sent to the daemon; it is closed');
+      socket.destroy();
+      if (--handOffsInFlight === 0) handOffsFlushed?.();
+    });
+  }
+}
+
+/** Halves of handed-over sessions waiting for their other half, by "pid:id". */
+const adopting = new Map<string, { client?: net.Socket; upstream?: net.Socket; session?: HandoverSession; fromUpstream?: Buffer }>();
+
+function onAdopt(from: number, id: number, part: 'client' | 'upstream', session: HandoverSession, socket: net.Socket | undefined): void {
+  if (socket === undefined) return;
+  if (listener === undefined) return void socket.destroy();
+  // A socket made from a received handle reads at once and, at EOF with nothing buffered, emits
+  // 'end' even while paused — and without half-open it would end its write side too. Until the
+  // session takes it (its other half may come later): half-open, and errors held (Session.adopt
+  // looks at readableEnded / destroyed).
+  socket.allowHalfOpen = true;
+  socket.on('error', heldError);
+  const key = `${from}:${id}`;
+  const entry = adopting.get(key) ?? {};
+  if (part === 'client') {
+    entry.client = socket;
+    entry.session = session;
+  } else {
+    entry.upstream = socket;
+    entry.fromUpstream = Buffer.from(session.pending, 'base64');
+  }
+  if (entry.client === undefined || entry.upstream === undefined) return void adopting.set(key, entry);
+  adopting.delete(key);
+  listener.adopt(entry.client, entry.upstream, entry.session!, entry.fromUpstream!);
+}
+
+function heldError(): void {
+  // Before adoption: the socket is destroyed, which Session.adopt sees.
 }
 
 function exit(code: number): void {
@@ -83,7 +148,7 @@ function exit(code: number): void {
   });
 }
 
-function onMessage(raw: unknown): void {
+function onMessage(raw: unknown, handle?: unknown): void {
   const received = parseToListener(raw);
   if (!received.ok) {
     logger.warn({ error: received.error }, 'invalid IPC message from the daemon');
@@ -110,7 +175,10 @@ function onMessage(raw: unknown): void {
       if (listener !== undefined) send({ v: IPC_VERSION, type: 'metrics-snapshot', seq: msg.seq, snapshot: listener.metricsSnapshot() });
       break;
     case 'drain':
-      void drainAndExit('daemon asked');
+      void drainAndExit('daemon asked', msg.handOver === true);
+      break;
+    case 'adopt':
+      onAdopt(msg.from, msg.id, msg.part, msg.session, handle as net.Socket | undefined);
       break;
     case 'lease-grant':
       listener?.onLeaseGrant(msg);

@@ -31,6 +31,19 @@ import { parseProxyHeader, buildProxyHeaderV1, buildProxyHeaderV2, type ProxyEnd
 import { parseClientHello } from './tls/client-hello.ts';
 import type { TargetPool } from './pool/target-pool.ts';
 import type { TargetState } from './pool/target-state.ts';
+import type { HandoverSession } from './ipc/protocol.ts';
+
+/** A forwarding session taken off its listener, to move to another process (issue 16 §2). */
+export interface HandOff {
+  readonly client: net.Socket;
+  readonly upstream: net.Socket;
+  /** State without `pending`; fromClient/fromUpstream: bytes read and not yet written to the other side. */
+  readonly state: Omit<HandoverSession, 'pending'>;
+  readonly fromClient: Buffer;
+  readonly fromUpstream: Buffer;
+}
+
+type WithHandle = net.Socket & { _handle?: { readStop?: () => number } | null; _readableState?: { ended?: boolean } };
 
 export type Outcome = 'ok' | 'connect-failed' | 'no-route' | 'handshake-timeout' | 'bad-handshake' | 'client-error' | 'upstream-error' | 'idle-timeout' | 'drained'
   | 'denied' | 'over-limit' | 'rate-limited' | 'queue-timeout' | 'max-duration' | 'first-byte-timeout';
@@ -56,9 +69,12 @@ export class Session {
   readonly ctx: ListenerContext;
   /** The accepted TCP socket (its byte counts are the wire's, TLS included). */
   readonly client: net.Socket;
-  readonly startedAt: number;
+  startedAt: number;
   /** performance.now() at accept: the timers below count from it (Date.now() is too coarse for them). */
-  readonly t0: number;
+  t0: number;
+  /** A handed-over session: bytes the client sent / was sent before it came to this process. */
+  bytesInBefore = 0;
+  bytesOutBefore = 0;
   /** ms from accept to the end of the TLS handshake (ClientHello read, or terminated); -1 = none. */
   handshakeMs = -1;
   /** ms from the start of connecting to the upstream's connect; -1 = no upstream. */
@@ -321,7 +337,7 @@ export class Session {
   }
 
   // 5. forward
-  #forward(up: net.Socket): void {
+  #forward(up: net.Socket, adopted = false): void {
     const c = this.#down as Peered;
     const u = up as Peered;
     this.upstream = up;
@@ -341,7 +357,7 @@ export class Session {
     u[kSession] = this;
 
     const send = this.ctx.spec.sendProxyProtocol;
-    if (send !== 'none') u.write(this.#proxyHeaderOut(send));
+    if (send !== 'none' && !adopted) u.write(this.#proxyHeaderOut(send));
     if (this.#prelude !== null) {
       u.write(this.#prelude);
       this.#prelude = null;
@@ -392,6 +408,90 @@ export class Session {
     const src = endpointOf(this.clientAddress, this.clientPort);
     const dst = this.#destAddress !== undefined ? endpointOf(this.#destAddress, this.#destPort) : endpointOf(c.localAddress, c.localPort);
     return version === 'v1' ? buildProxyHeaderV1(src, dst) : buildProxyHeaderV2(src, dst);
+  }
+
+  /**
+   * Take a forwarding session off this process at a clean point (issue 16 §2): plain TCP or TLS
+   * passthrough (the client socket carries the bytes), both sides open both ways (a half-closed
+   * session drains where it is), nothing waiting to be written. Stops reading both sockets, takes
+   * what Node had read ahead, and detaches every handler; the session is then closed here without
+   * being counted (the process that adopts it counts it when it ends). Undefined = not movable now.
+   */
+  handOff(): HandOff | undefined {
+    const c = this.client as WithHandle;
+    const u = this.upstream as WithHandle | null;
+    if (this.#closed || u === null || this.#down !== this.client || this.#clientEnded || this.target === undefined) return undefined;
+    for (const x of [c, u]) {
+      if (x.destroyed || x.writableEnded || x.writableLength > 0 || x.readableEnded || x._readableState?.ended === true || typeof x._handle?.readStop !== 'function') return undefined;
+    }
+    for (const x of [c, u]) {
+      x.removeListener('data', onData);
+      x.removeListener('drain', onDrain);
+      x.removeListener('end', onEnd);
+      x.removeListener('error', onError);
+      x.removeListener('close', onClose);
+    }
+    c.removeListener('timeout', onIdle);
+    c.setTimeout(0);
+    const fromClient = takeReadAhead(c);
+    const fromUpstream = takeReadAhead(u);
+    const state = {
+      target: this.target,
+      ...(this.endpoint === undefined ? {} : { endpoint: this.endpoint }),
+      ...(this.clientAddress === undefined ? {} : { client: this.clientAddress }),
+      ...(this.sni === undefined ? {} : { sni: this.sni }),
+      startedAt: this.startedAt,
+      bytesIn: this.bytesInBefore + c.bytesRead,
+      bytesOut: this.bytesOutBefore + c.bytesWritten,
+      attempts: this.attempts,
+      connectMs: this.connectMs,
+      handshakeMs: this.handshakeMs,
+    };
+    this.#closed = true;
+    this.#clearTimer();
+    this.#releaseTarget();
+    return { client: c, upstream: u, state, fromClient, fromUpstream };
+  }
+
+  /**
+   * A session handed over by another process: both sockets connected, forwarding resumes at once
+   * (the bytes the old process had read ahead are written first). No PROXY header is sent again.
+   */
+  static adopt(ctx: ListenerContext, client: net.Socket, upstream: net.Socket, state: HandoverSession, fromUpstream: Buffer): Session {
+    const s = new Session(ctx, client);
+    s.startedAt = state.startedAt;
+    s.t0 = performance.now() - Math.max(0, Date.now() - state.startedAt);
+    s.target = state.target;
+    s.endpoint = state.endpoint;
+    s.sni = state.sni;
+    s.attempts = state.attempts;
+    s.connectMs = state.connectMs;
+    s.handshakeMs = state.handshakeMs;
+    s.#clientAddress = state.client;
+    s.bytesInBefore = state.bytesIn;
+    s.bytesOutBefore = state.bytesOut;
+    // Sockets made from a received handle do not allow half-open; ours always do (see onEnd).
+    client.allowHalfOpen = true;
+    upstream.allowHalfOpen = true;
+    const fromClient = Buffer.from(state.pending, 'base64');
+    s.#prelude = fromClient.length > 0 ? fromClient : null;
+    (client as Peered)[kSession] = s;
+    // Reset or closed while waiting to be adopted: the other side goes too (counted here).
+    if (client.destroyed || upstream.destroyed) {
+      s.upstream = upstream;
+      s.fail(client.destroyed ? 'client-error' : 'upstream-error', client.destroyed ? 'ERR_CLIENT' : 'ERR_UPSTREAM');
+      client.destroy();
+      upstream.destroy();
+      s.finish();
+      return s;
+    }
+    // Older than anything the upstream sends from now on (its data events come in a later tick).
+    if (fromUpstream.length > 0) client.write(fromUpstream);
+    // An 'end' that came before adoption (see proxy/main.ts onAdopt) is passed on as forward would.
+    s.#clientEnded = client.readableEnded;
+    s.#forward(upstream, true);
+    if (upstream.readableEnded) client.end();
+    return s;
   }
 
   #abort(outcome: Failure, code: string): void {
@@ -459,6 +559,16 @@ export class Session {
     this.#pool.release(state);
     this.#pool = null;
   }
+}
+
+/** Stop reading `s` and return what Node had read ahead of the handlers (synchronously: no read can land in between). */
+function takeReadAhead(s: WithHandle): Buffer {
+  s.pause();
+  const chunks: Buffer[] = [];
+  for (let chunk = s.read() as Buffer | null; chunk !== null; chunk = s.read() as Buffer | null) chunks.push(chunk);
+  // read() may have restarted reading (the buffer fell below the high-water mark): stop it last.
+  s._handle!.readStop!();
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 
 function endpointOf(address: string | undefined, port: number | undefined): ProxyEndpoint {

@@ -100,6 +100,10 @@ export interface ListenerSpec {
   readonly outlierDetection: OutlierDetectionSpec | null;
   /** "close": reset open connections to a target when active checks mark it down. Default "keep". */
   readonly onTargetDown: 'keep' | 'close';
+  /** Rollouts hand established plain TCP / TLS passthrough connections to the new generation instead of draining them. Absent = true. */
+  readonly handOver?: boolean;
+  /** A handed-over connection whose target the new spec removed: "keep" it (its upstream stays) or "close" it. Absent = "keep". */
+  readonly onTargetRemoved?: 'keep' | 'close';
   /** Whole budget to reach some target, retries included. Default 5000. Must be > 0. */
   readonly connectTimeoutMs: number;
   /** Cap on one connect attempt (never more than what is left of the budget). Default 2000. */
@@ -166,6 +170,8 @@ export const SPEC_DEFAULTS = {
   strategy: 'round-robin',
   outlierDetection: OUTLIER_DEFAULTS,
   onTargetDown: 'keep',
+  handOver: true,
+  onTargetRemoved: 'keep',
   connectTimeoutMs: 5000,
   connectAttemptTimeoutMs: 2000,
   idleTimeoutMs: 3_600_000,
@@ -262,6 +268,8 @@ const ListenerSpecShape = z.strictObject({
   strategy: z.enum(STRATEGY_NAMES),
   outlierDetection: z.nullable(OutlierDetectionSpecSchema),
   onTargetDown: z.enum(['keep', 'close']),
+  handOver: z.optional(z.boolean()),
+  onTargetRemoved: z.optional(z.enum(['keep', 'close'])),
   connectTimeoutMs: ms(1),
   connectAttemptTimeoutMs: ms(1),
   idleTimeoutMs: ms(0),

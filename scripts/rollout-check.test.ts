@@ -28,6 +28,7 @@ test('rollout-check: 8 config rewrites under load lose no connection, TCP or TLS
   assert.equal(code, 0, `rollout-check failed:\n${out}\n${err}`);
   assert.match(out, /^failures: +0$/m);
   assert.match(out, /^tls failures: +0$/m);
+  assert.match(out, /^long-lived cut: +0 of 20 /m);
   assert.match(out, /^rollouts: +8 \(8 rewrites\)$/m);
   assert.match(out, /^tls rollouts: +8 \(8 rewrites\)$/m);
   assert.match(out, /^workers: +2 per app \(rolling, steady, tls-pass\)$/m);

@@ -18,6 +18,9 @@
 // the CPU count). A "steady" app that is never edited must keep its pids throughout. Every port
 // is 0 in the config (the kernel picks, the daemon keeps it across generations); the real ports
 // come from /apps, and the check asserts they stay the same through every rollout.
+// A "long" app, rolled out by every rewrite, carries 20 long-lived connections each echoing a
+// counter every 100 ms (checked end to end): they must survive every rollout (handed over, issue 16),
+// and the time until each old generation has exited is reported.
 // Prints connections, failures, rollouts and the slowest time-to-effect of both apps; exits 1 on
 // any failure.
 //
@@ -35,6 +38,12 @@ import { effectWindowMs, median, ms, timeToEffect } from './rollout-check-lib/ti
 import type { Effect } from './rollout-check-lib/time-to-effect.ts';
 import { TLS_APP, TLS_NAMES, startTlsApp } from './rollout-check-lib/tls-app.ts';
 import { tlsLoad } from './rollout-check-lib/tls-load.ts';
+import { CounterClient, startPlainEcho } from '../daemon/testing-streams.ts';
+import net from 'node:net';
+import { once } from 'node:events';
+
+/** Long-lived connections through the "long" app (rolled out by every rewrite): each echoes a counter every 100 ms. */
+const LONG_CONNECTIONS = 20;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const target = (port: number) => ({ host: '127.0.0.1', port, label: `127.0.0.1:${port}` });
@@ -58,6 +67,7 @@ async function main(): Promise<number> {
   const setA = await startEchoServers({ ports: [0, 0], host: '127.0.0.1', tag: true });
   const setB = await startEchoServers({ ports: [0, 0], host: '127.0.0.1', tag: true });
   const steadyTargets = await startEchoServers({ ports: [0], host: '127.0.0.1', tag: true });
+  const longEcho = await startPlainEcho();
   const configPath = join(dir, 'config.json');
   const sets = [setA.ports, setB.ports];
   // Workers are written out for every app: with the default (the CPU count) a 1-CPU machine
@@ -67,6 +77,8 @@ async function main(): Promise<number> {
       { Name: 'rolling', Ports: i % 4 >= 2 ? [0, 0] : [0], Targets: sets[i % 2]!.map((p) => `127.0.0.1:${p}`), Workers: opts.workers, DrainTimeoutMs: 5000 },
       { Name: 'steady', Ports: [0], Targets: steadyTargets.ports.map((p) => `127.0.0.1:${p}`), Workers: opts.workers },
       tlsApp.config(i, 0, opts.workers),
+      // Rolled out by every rewrite (ConnectTimeoutMs changes): its long-lived connections are handed over.
+      { Name: 'long', Ports: [0], Targets: [`127.0.0.1:${longEcho.port}`], Workers: opts.workers, DrainTimeoutMs: 60_000, ConnectTimeoutMs: 5000 + i },
     ],
   });
   const writeConfig = async (i: number) => {
@@ -87,6 +99,9 @@ async function main(): Promise<number> {
   let tlsProbes = 0;
   const effects: number[] = [];
   const tlsEffects: number[] = [];
+  const longClients: CounterClient[] = [];
+  /** Per rewrite: ms from the write until the long app's old generation had exited. */
+  const oldGone: Promise<number | undefined>[] = [];
   try {
     for (const deadline = Date.now() + 60_000; daemon.adminPort() === 0 || !(await Promise.all(appNames.map(app))).every((a) => a?.state === 'running'); await sleep(25)) {
       if (Date.now() > deadline || daemon.child.exitCode !== null) throw new Error(`the daemon did not start its apps (${appNames.join(', ')}) within 60 s`);
@@ -102,6 +117,16 @@ async function main(): Promise<number> {
       }
     };
     await checkWorkers('at start');
+    for (const deadline = Date.now() + 60_000; (await app('long'))?.state !== 'running'; await sleep(25)) {
+      if (Date.now() > deadline) throw new Error('the long app did not start within 60 s');
+    }
+    const longPort = (await app('long'))!.ports[0]!;
+    for (let n = 0; n < LONG_CONNECTIONS; n++) {
+      const socket = net.connect({ port: longPort, host: '127.0.0.1' });
+      await once(socket, 'connect');
+      longClients.push(new CounterClient(socket, `long-lived connection ${n}`));
+    }
+    longClients.forEach((c) => c.start());
     const steadyPids = (await app('steady'))!.pids;
     const firstFailures: Failure[] = [];
     const load = simulate({
@@ -135,6 +160,13 @@ async function main(): Promise<number> {
       const tlsWanted = TLS_NAMES.map((name) => tlsApp.wantedTag(i, name));
       const writtenAt = performance.now();
       await writeConfig(i);
+      oldGone.push((async () => {
+        for (const deadline = Date.now() + 90_000; Date.now() < deadline; await sleep(50)) {
+          const long = (await daemon.apps()).filter((a) => a.name === 'long');
+          if (long.some((a) => a.generation === i + 1 && a.state === 'running') && long.every((a) => a.drainingPids.length === 0)) return performance.now() - writtenAt;
+        }
+        return undefined;
+      })());
       if (opts.verbose) process.stderr.write(`rewrite ${i}: written at ${new Date().toISOString()}\n`);
       // Each app is probed in its own rounds: fresh connections must reach the new targets, the
       // extra port must answer or refuse as it should, and each SNI must reach its route's new
@@ -172,6 +204,12 @@ async function main(): Promise<number> {
 
     abort.abort();
     const [summary, tlsSummary] = await Promise.all([load, tlsRun]);
+    await Promise.all(longClients.map((c) => c.stop()));
+    const cut = longClients.filter((c) => c.problem !== undefined);
+    if (cut.length > 0) problems.push(`${cut.length} long-lived connections cut or corrupted; first: ${cut.slice(0, 3).map((c) => c.problem).join('; ')}`);
+    const gone = await Promise.all(oldGone);
+    const goneMs = gone.filter((x): x is number => x !== undefined);
+    if (goneMs.length < gone.length) problems.push(`${gone.length - goneMs.length} old generations of the long app still ran 90 s after their rewrite`);
     const rolling = await app('rolling');
     const steady = await app('steady');
     const tlsStatus = await app(TLS_APP);
@@ -196,6 +234,8 @@ async function main(): Promise<number> {
         line('failures', `${summary.errors}`),
         line('tls connections made', `${tlsSummary.exchanges} (+ ${tlsProbes} probes)`),
         line('tls failures', `${tlsSummary.errors}`),
+        line('long-lived cut', `${cut.length} of ${longClients.length} (each echoing a counter every 100 ms, checked end to end; DrainTimeoutMs 60 s)`),
+        line('old long generation gone', `${ms(median(goneMs))} median, ${ms(goneMs.length ? Math.max(...goneMs) : undefined)} max after the rewrite (new generation started, connections handed over)`),
         line('rollouts', `${rollouts} (${opts.rewrites} rewrites)`),
         line('tls rollouts', `${tlsRollouts} (${opts.rewrites} rewrites)`),
         line('workers', `${opts.workers} per app (${appNames.join(', ')})`),
@@ -211,7 +251,8 @@ async function main(): Promise<number> {
     abort.abort();
     const stopProblem = await daemon.stop();
     if (stopProblem !== undefined) problems.push(stopProblem);
-    await Promise.all([setA.close(), setB.close(), steadyTargets.close(), tlsApp.close()]);
+    longClients.forEach((c) => void c.stop());
+    await Promise.all([setA.close(), setB.close(), steadyTargets.close(), tlsApp.close(), longEcho.close()]);
     await rm(dir, { recursive: true, force: true });
   }
   if (problems.length > 0) {

@@ -230,6 +230,12 @@ export const AppSchema = z
     OnTargetDown: z.enum(['keep', 'close']).optional().meta({
       description: `When active health checks mark a target down: "keep" its open connections, or "close" (reset) them. Default "${SPEC_DEFAULTS.onTargetDown}".`,
     }),
+    HandOver: z.boolean().optional().meta({
+      description: `When a rollout replaces the app's listeners, move its established plain TCP and TLS passthrough connections to the new ones instead of draining them (up to DrainTimeoutMs). Default ${SPEC_DEFAULTS.handOver}.`,
+    }),
+    OnTargetRemoved: z.enum(['keep', 'close']).optional().meta({
+      description: `A connection handed over to a new generation whose config no longer lists its target: "keep" it (it stays on that upstream) or "close" it. Default "${SPEC_DEFAULTS.onTargetRemoved}".`,
+    }),
     Workers: z.int().min(1).max(64).optional().meta({
       description: 'Listener processes for this app, sharing its ports with SO_REUSEPORT (1–64). Default: the number of CPUs (at most 64).',
     }),

@@ -28,6 +28,8 @@ describe('toListenerSpec', () => {
       strategy: 'round-robin',
       outlierDetection: { consecutiveFailures: 3, ejectMs: 10_000, maxEjectMs: 300_000, maxEjectPercent: 100 },
       onTargetDown: 'keep',
+      handOver: true,
+      onTargetRemoved: 'keep',
       connectTimeoutMs: 5000,
       connectAttemptTimeoutMs: 2000,
       idleTimeoutMs: 3_600_000,

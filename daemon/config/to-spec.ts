@@ -21,6 +21,8 @@ export function toListenerSpec(app: AppConfig, configDir: string): ListenerSpec 
     strategy: app.Strategy ?? SPEC_DEFAULTS.strategy,
     outlierDetection: toOutlier(app.OutlierDetection),
     onTargetDown: app.OnTargetDown ?? SPEC_DEFAULTS.onTargetDown,
+    handOver: app.HandOver ?? SPEC_DEFAULTS.handOver,
+    onTargetRemoved: app.OnTargetRemoved ?? SPEC_DEFAULTS.onTargetRemoved,
     connectTimeoutMs: app.ConnectTimeoutMs ?? SPEC_DEFAULTS.connectTimeoutMs,
     connectAttemptTimeoutMs: app.ConnectAttemptTimeoutMs ?? SPEC_DEFAULTS.connectAttemptTimeoutMs,
     idleTimeoutMs: app.IdleTimeoutMs ?? SPEC_DEFAULTS.idleTimeoutMs,

@@ -31,6 +31,8 @@ export interface HealthCheckerOptions {
   readonly resolveHost?: ResolveHost;
   /** [0, 1); for the jitter. */
   readonly random?: () => number;
+  /** States carried over from a predecessor daemon (daemon upgrade), by entry key: no flap to unknown. */
+  readonly carried?: Readonly<Record<string, TargetHealth>>;
 }
 
 /** A target's health as the daemon knows it; `checked` = active checks run for it. */
@@ -102,7 +104,7 @@ export class HealthChecker {
     const now = Date.now();
     for (const [key, { target, check }] of wanted) {
       if (this.#entries.has(key)) continue;
-      const entry: Entry = { key, target, check, health: initialHealth(now), timer: undefined, inFlight: false, removed: false };
+      const entry: Entry = { key, target, check, health: this.#options.carried?.[key] ?? initialHealth(now), timer: undefined, inFlight: false, removed: false };
       this.#entries.set(key, entry);
       if (check !== null) this.#schedule(entry, this.#random() * check.intervalMs);
     }
@@ -117,6 +119,13 @@ export class HealthChecker {
       const entry = this.#entries.get(key);
       if (entry !== undefined && entry.check !== null) out[raw] = entry.health.state;
     }
+    return out;
+  }
+
+  /** Every tracked entry's state by entry key (target and check settings), to carry over a daemon upgrade. */
+  carry(): Record<string, TargetHealth> {
+    const out: Record<string, TargetHealth> = {};
+    for (const [key, entry] of this.#entries) out[key] = entry.health;
     return out;
   }
 

@@ -52,7 +52,7 @@ test('N connections through 2 workers with two rollouts in the middle: fproxy_co
       if (i % 10 === 0) await check();
     }
   };
-  // Held across both rollouts: counted by generation 1 when they close, after it stopped accepting.
+  // Held across both rollouts: handed over to each new generation (HandOver, issue 16), counted once by the one they close in.
   const held = await Promise.all([holdOpen(port!), holdOpen(port!), holdOpen(port!)]);
   await burst(30);
   for (const [gen, drain] of [[2, 30_001], [3, 30_002]] as const) {

@@ -109,6 +109,7 @@ export class DaemonMetrics implements AppMetricsSink {
   readonly #apps: () => MetricsApp[];
   readonly #pullTimeoutMs: number;
   readonly #retired = new Map<string, MetricsSnapshot>();
+  readonly #carried = new Map<string, MetricsSnapshot>();
   readonly #history = new Map<string, Sample[]>();
   readonly #rollouts: RolloutRecord[] = [];
   /** app → targets whose latest attempts all failed (no report from the listener needed). */
@@ -159,6 +160,22 @@ export class DaemonMetrics implements AppMetricsSink {
     clearInterval(this.#sampler);
   }
 
+  /**
+   * A predecessor daemon's totals (daemon upgrade), per app: counted under ours so counters never
+   * go backwards. Each call replaces the previous one (the predecessor sends its totals at hand-over
+   * and again, final, once its listeners have exited; its totals only grow).
+   */
+  carryOver(totals: readonly MetricsSnapshot[]): void {
+    this.#carried.clear();
+    for (const s of totals) this.#carried.set(s.app, countersOnly(s));
+  }
+
+  /** Every app's counters now (retired + live + carried), for a successor daemon. */
+  async totals(): Promise<MetricsSnapshot[]> {
+    const pulled = await this.pull();
+    return [...pulled.sums.values()].map(countersOnly);
+  }
+
   // ---- AppMetricsSink ----
 
   listenerExited(proc: ListenerProcess): void {
@@ -193,6 +210,7 @@ export class DaemonMetrics implements AppMetricsSink {
     const replies = await Promise.all(procs.map(({ p }) => p.requestMetrics(this.#pullTimeoutMs)));
     // From here on nothing awaits: the live/retired split below is one consistent moment.
     const sums = new Map<string, MetricsSnapshot>(this.#retired);
+    for (const [app, s] of this.#carried) sums.set(app, addSnapshots(sums.get(app) ?? emptySnapshot(app), s));
     procs.forEach(({ app, p }, i) => {
       if (p.state === 'exited') return; // its final snapshot is in #retired already
       let s = replies[i];

@@ -140,6 +140,30 @@ export interface TargetsReport {
   readonly panic: boolean;
 }
 
+/**
+ * One half of a forwarding session handed to a new generation (issue 16 §2): sent once with the
+ * client socket (`part: "client"`) and once with the upstream socket, each message carrying the
+ * socket as its handle. `pending`: bytes already read from this part's socket and not yet written
+ * to the other side (base64; the receiver writes them first).
+ */
+const HandoverSessionSchema = z.object({
+  target: z.string(),
+  endpoint: z.optional(z.string()),
+  client: z.optional(z.string()),
+  sni: z.optional(z.string()),
+  /** Epoch ms of the original accept (access-log duration). */
+  startedAt: z.number(),
+  /** Bytes the client sent / was sent so far (access log and metrics count the whole connection). */
+  bytesIn: count(),
+  bytesOut: count(),
+  attempts: count(),
+  connectMs: z.number(),
+  handshakeMs: z.number(),
+  pending: z.string(),
+});
+export type HandoverSession = z.output<typeof HandoverSessionSchema>;
+const HandoverPart = z.enum(['client', 'upstream']);
+
 // ---- daemon → listener ---- (strict: a key the listener does not know is an error, so a start it
 // cannot fully honour fails loudly instead of running without it)
 const TO_LISTENER = messages('strict', {
@@ -147,7 +171,10 @@ const TO_LISTENER = messages('strict', {
   ping: { seq: count() },
   /** Asked on every scrape / stats sample; answered with `metrics-snapshot`. */
   metrics: { seq: count() },
-  drain: {},
+  /** handOver: move established connections to the app's new generation (a rollout) instead of waiting for them. */
+  drain: { handOver: z.optional(z.boolean()) },
+  /** A handed-over session's socket (the message's handle), relayed from a draining worker: `from` its pid. */
+  adopt: { from: count(), id: count(), part: HandoverPart, session: HandoverSessionSchema },
   /** Sent to every live process of the app (all workers and generations) whenever a state changes. */
   health: { states: HealthStatesSchema },
   'lease-grant': { seq: count(), app: count(), slots: count(), tokens: count(), keepApp: count(), keepSlots: count() },
@@ -167,6 +194,8 @@ const FROM_LISTENER = messages('strip', {
   /** `snapshot`: the final counts, so nothing counted between the last scrape and the exit is lost. */
   drained: { closedByTimeout: count(), snapshot: z.optional(MetricsSnapshotSchema) },
   error: { error: IpcErrorSchema },
+  /** A forwarding session's socket (the message's handle), to be relayed to a worker of the new generation. */
+  handover: { id: count(), part: HandoverPart, session: HandoverSessionSchema },
   lease: { seq: count(), app: count(), key: z.nullable(z.string()), slots: count(), tokens: count() },
   'lease-return': { app: count(), key: z.nullable(z.string()), slots: count(), tokens: count(), recall: z.boolean() },
 });

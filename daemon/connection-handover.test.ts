@@ -1,0 +1,140 @@
+// Live connection handover (issue 16 §2): when a rollout drains a generation, its established plain
+// TCP and TLS passthrough connections move to the new generation's workers (sockets passed over IPC)
+// instead of waiting out DrainTimeoutMs. Long-lived connections each send a counter every 100 ms
+// and check the echo end to end: across rollouts that change the targets every time, every
+// connection survives with its byte stream intact, and each old generation exits long before its
+// 60 s drain timeout. With "HandOver": false the old generation keeps its connections (today's drain).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import tls from 'node:tls';
+import { once } from 'node:events';
+import { makeCert, startEcho, tempDir } from '../proxy/testing.ts';
+import { simulate } from '../ftest/simulate.ts';
+import { parsePrometheusText, sumSamples } from './metrics/prometheus-text.ts';
+import { appConfig, startTestDaemon, waitFor } from './testing.ts';
+import { CounterClient, startPlainEcho } from './testing-streams.ts';
+import type { TestDaemon } from './testing.ts';
+
+async function startTlsEchoServer(dir: string, name: string): Promise<{ port: number; close: () => Promise<void> }> {
+  const cert = await makeCert(dir, name, [name]);
+  const sockets = new Set<net.Socket>();
+  const server = tls.createServer({ key: cert.key, cert: cert.pem }, (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { port: (server.address() as net.AddressInfo).port, close: () => new Promise((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }) };
+}
+
+async function oldGenerationsGone(d: TestDaemon, app: string): Promise<number> {
+  const started = Date.now();
+  await waitFor(async () => (await d.apps()).filter((a) => a.name === app).every((a) => a.drainingPids.length === 0), 30_000, `app ${app}'s old generations to exit`, 20);
+  return Date.now() - started;
+}
+
+test('50 plain + 20 TLS passthrough long-lived connections survive 5 rollouts with their byte streams intact; old generations exit long before DrainTimeoutMs', async (t) => {
+  const dir = await tempDir(t);
+  const plain = [await startPlainEcho(), await startPlainEcho()];
+  const secure = [await startTlsEchoServer(dir, 'a.test'), await startTlsEchoServer(dir, 'b.test')];
+  t.after(() => Promise.all([...plain, ...secure].map((s) => s.close())));
+  const config = (i: number) => ({
+    Apps: [
+      appConfig('plain', [0], [plain[i % 2]!.port], { Workers: 2, DrainTimeoutMs: 60_000 }),
+      appConfig('pass', [0], [secure[i % 2]!.port], { Workers: 2, DrainTimeoutMs: 60_000, Tls: { Mode: 'passthrough' } }),
+    ],
+  });
+  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4' } });
+  const [plainPort] = await d.ports('plain');
+  const [passPort] = await d.ports('pass');
+  await d.running('plain');
+  await d.running('pass');
+
+  const clients: CounterClient[] = [];
+  for (let i = 0; i < 50; i++) {
+    const s = net.connect({ port: plainPort!, host: '127.0.0.1' });
+    await once(s, 'connect');
+    clients.push(new CounterClient(s, `plain ${i}`));
+  }
+  for (let i = 0; i < 20; i++) {
+    const s = tls.connect({ port: passPort!, host: '127.0.0.1', servername: 'a.test', rejectUnauthorized: false });
+    await once(s, 'secureConnect');
+    clients.push(new CounterClient(s, `tls ${i}`));
+  }
+  t.after(() => clients.forEach((c) => void c.stop()));
+  clients.forEach((c) => c.start());
+
+  const exitMs: number[] = [];
+  for (let i = 1; i <= 5; i++) {
+    await d.writeConfig(config(i));
+    await d.running('plain', i + 1);
+    await d.running('pass', i + 1);
+    exitMs.push(Math.max(await oldGenerationsGone(d, 'plain'), await oldGenerationsGone(d, 'pass')));
+    // Every connection carries on through the new generation: 3 more echoes each.
+    const before = clients.map((c) => c.received.length);
+    await waitFor(() => clients.every((c, n) => c.problem !== undefined || c.received.length >= before[n]! + 6), 20_000, 'every connection echoing after the rollout');
+    const broken = clients.filter((c) => c.problem !== undefined);
+    assert.deepEqual(broken.map((c) => c.problem), [], `after rollout ${i}`);
+  }
+  await Promise.all(clients.map((c) => c.stop()));
+  t.diagnostic(`old generations gone after ${exitMs.join(', ')} ms (from the new generation running); ${clients.reduce((n, c) => n + c.sent, 0)} counters echoed`);
+  assert.deepEqual(clients.filter((c) => c.problem !== undefined).map((c) => c.problem), []);
+  // The connections now run on the newest generation's workers: its /apps counts them.
+  assert.ok(clients.every((c) => c.sent > 10), 'every client kept sending');
+});
+
+test('"HandOver": false keeps today\'s drain: the old generation keeps its connection until it ends', async (t) => {
+  const echo = await startPlainEcho();
+  t.after(() => echo.close());
+  const config = (n: number) => ({ Apps: [appConfig('plain', [0], [echo.port], { DrainTimeoutMs: 60_000, HandOver: false, ConnectTimeoutMs: 5000 + n })] });
+  const d = await startTestDaemon(t, config(0));
+  const [port] = await d.ports('plain');
+  const s = net.connect({ port: port!, host: '127.0.0.1' });
+  await once(s, 'connect');
+  const c = new CounterClient(s, 'plain');
+  c.start();
+  t.after(() => void c.stop());
+  const first = await d.running('plain');
+  await d.writeConfig(config(1));
+  await d.running('plain', 2);
+  // The old worker stays, draining, while the connection lives.
+  const draining = await waitFor(async () => (await d.apps()).find((a) => a.name === 'plain' && a.drainingPids.length > 0), 10_000, 'the old generation draining');
+  assert.deepEqual(draining.drainingPids, first.pids);
+  await c.stop();
+  assert.equal(c.problem, undefined);
+  await oldGenerationsGone(d, 'plain');
+});
+
+test('6 rollouts under c=50 short connections (a new one per exchange): 0 failures, every connection counted once, none left open', async (t) => {
+  const echo = await startEcho('one');
+  t.after(() => echo.close());
+  const config = (n: number) => ({ Apps: [appConfig('web', [0], [echo.port], { Workers: 2, ConnectTimeoutMs: 5000 + n })] });
+  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4' } });
+  const [port] = await d.ports('web');
+  await d.running('web');
+  const abort = new AbortController();
+  t.after(() => abort.abort());
+  const failures: string[] = [];
+  const load = simulate({ target: { host: '127.0.0.1', port: port!, label: `127.0.0.1:${port}` }, concurrency: 50, durationMs: 600_000, signal: abort.signal, onError: (f) => failures.push(f.message) });
+  for (let i = 1; i <= 6; i++) {
+    // Let each generation take connections before it is replaced (bounded: at most 10 s each).
+    const before = (await d.app('web'))!.generation;
+    await waitFor(async () => sumSamples(parsePrometheusText((await d.get('/metrics')).body), 'fproxy_connections_total', { app: 'web' }) > i * 200, 10_000, 'connections flowing');
+    await d.writeConfig(config(i));
+    await d.running('web', before + 1);
+  }
+  abort.abort();
+  const summary = await load;
+  assert.equal(summary.errors, 0, failures.slice(0, 5).join('; '));
+  // A session handed over just as both ends closed must still finish (and be counted) in its new worker.
+  const total = await waitFor(async () => {
+    const v = sumSamples(parsePrometheusText((await d.get('/metrics')).body), 'fproxy_connections_total', { app: 'web' });
+    return v >= summary.exchanges ? v : undefined;
+  }, 20_000, `every one of the exchanges counted`);
+  assert.equal(total, summary.exchanges);
+  await waitFor(async () => (await d.app('web'))?.activeConnections === 0, 20_000, 'no connection left open');
+  t.diagnostic(`${summary.exchanges} exchanges over 6 rollouts, all counted`);
+});

@@ -1,0 +1,19 @@
+// notifySystemd: tells systemd (a Type=notify unit, packaging/fproxy.service) that the daemon is
+// ready, and after a daemon upgrade which process is now the main one (MAINPID), so systemd
+// follows the new daemon instead of counting the old one's exit as the service stopping.
+// Node has no AF_UNIX datagram sockets, so this runs `systemd-notify` (systemd's own client);
+// NotifyAccess=all in the unit lets systemd accept it from a process other than the main one.
+// Outside systemd (no NOTIFY_SOCKET) it does nothing. A failure is returned, never thrown:
+// the daemon runs on, and the caller logs it.
+import { execFile } from 'node:child_process';
+
+export async function notifySystemd(env: NodeJS.ProcessEnv, state: { ready?: boolean; mainPid?: number; status?: string }): Promise<string | undefined> {
+  if (!env.NOTIFY_SOCKET) return undefined;
+  const args: string[] = [];
+  if (state.mainPid !== undefined) args.push(`MAINPID=${state.mainPid}`);
+  if (state.ready) args.push('READY=1');
+  if (state.status !== undefined) args.push(`STATUS=${state.status}`);
+  return new Promise((resolve) => {
+    execFile('systemd-notify', args, { env, timeout: 5000 }, (err, _stdout, stderr) => resolve(err ? `systemd-notify ${args.join(' ')} failed: ${stderr.trim() || err.message}` : undefined));
+  });
+}
