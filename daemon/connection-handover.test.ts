@@ -16,6 +16,9 @@ import { appConfig, startTestDaemon, waitFor } from './testing.ts';
 import { CounterClient, startPlainEcho } from './testing-streams.ts';
 import type { TestDaemon } from './testing.ts';
 
+/** Handover moves JS-engine sessions; native-engine pairs (C owns their fds) drain as before. */
+const JS_ENGINE = 'js';
+
 async function startTlsEchoServer(dir: string, name: string): Promise<{ port: number; close: () => Promise<void> }> {
   const cert = await makeCert(dir, name, [name]);
   const sockets = new Set<net.Socket>();
@@ -47,7 +50,7 @@ test('50 plain + 20 TLS passthrough long-lived connections survive 5 rollouts wi
       appConfig('pass', [0], [secure[i % 2]!.port], { Workers: 2, DrainTimeoutMs: 60_000, Tls: { Mode: 'passthrough' } }),
     ],
   });
-  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4' } });
+  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4', FPROXY_ENGINE: JS_ENGINE } });
   const [plainPort] = await d.ports('plain');
   const [passPort] = await d.ports('pass');
   await d.running('plain');
@@ -90,7 +93,7 @@ test('"HandOver": false keeps today\'s drain: the old generation keeps its conne
   const echo = await startPlainEcho();
   t.after(() => echo.close());
   const config = (n: number) => ({ Apps: [appConfig('plain', [0], [echo.port], { DrainTimeoutMs: 60_000, HandOver: false, ConnectTimeoutMs: 5000 + n })] });
-  const d = await startTestDaemon(t, config(0));
+  const d = await startTestDaemon(t, config(0), { env: { FPROXY_ENGINE: JS_ENGINE } });
   const [port] = await d.ports('plain');
   const s = net.connect({ port: port!, host: '127.0.0.1' });
   await once(s, 'connect');
@@ -112,7 +115,7 @@ test('6 rollouts under c=50 short connections (a new one per exchange): 0 failur
   const echo = await startEcho('one');
   t.after(() => echo.close());
   const config = (n: number) => ({ Apps: [appConfig('web', [0], [echo.port], { Workers: 2, ConnectTimeoutMs: 5000 + n })] });
-  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4' } });
+  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4', FPROXY_ENGINE: JS_ENGINE } });
   const [port] = await d.ports('web');
   await d.running('web');
   const abort = new AbortController();
