@@ -21,6 +21,7 @@ import { simulate } from '../ftest/simulate.ts';
 import type { Failure } from '../ftest/failure.ts';
 import { startDaemon } from './rollout-check-lib/daemon-child.ts';
 import { median, ms } from './rollout-check-lib/time-to-effect.ts';
+import { runCheck, verdict } from './rollout-check-lib/verdict.ts';
 
 const TOKEN = 'api-write-check-token-0123456789abcdef';
 
@@ -165,16 +166,7 @@ async function main(): Promise<number> {
     await echo.close();
     await rm(dir, { recursive: true, force: true });
   }
-  if (problems.length > 0) {
-    process.stdout.write(`FAIL\n${problems.map((p) => `  - ${p}`).join('\n')}\n`);
-    if (!opts.verbose) process.stderr.write(`last daemon log lines:\n${daemon.tail.slice(-30).join('\n')}\n`);
-    return 1;
-  }
-  process.stdout.write('OK\n');
-  return 0;
+  return verdict(problems, opts.verbose, daemon.tail);
 }
 
-process.exitCode = await main().catch((err: unknown) => {
-  process.stderr.write(`api-write-check: ${(err as Error).message}\n`);
-  return 1;
-});
+await runCheck('api-write-check', main);

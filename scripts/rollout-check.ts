@@ -41,6 +41,7 @@ import { tlsLoad } from './rollout-check-lib/tls-load.ts';
 import { CounterClient, startPlainEcho } from '../daemon/testing-streams.ts';
 import net from 'node:net';
 import { once } from 'node:events';
+import { runCheck, verdict } from './rollout-check-lib/verdict.ts';
 
 /** Long-lived connections through the "long" app (rolled out by every rewrite): each echoes a counter every 100 ms. */
 const LONG_CONNECTIONS = 20;
@@ -258,16 +259,7 @@ async function main(): Promise<number> {
     await Promise.all([setA.close(), setB.close(), steadyTargets.close(), tlsApp.close(), longEcho.close()]);
     await rm(dir, { recursive: true, force: true });
   }
-  if (problems.length > 0) {
-    process.stdout.write(`FAIL\n${problems.map((p) => `  - ${p}`).join('\n')}\n`);
-    if (!opts.verbose) process.stderr.write(`last daemon log lines:\n${daemon.tail.slice(-30).join('\n')}\n`);
-    return 1;
-  }
-  process.stdout.write('OK\n');
-  return 0;
+  return verdict(problems, opts.verbose, daemon.tail);
 }
 
-process.exitCode = await main().catch((err: unknown) => {
-  process.stderr.write(`rollout-check: ${(err as Error).message}\n`);
-  return 1;
-});
+await runCheck('rollout-check', main);

@@ -24,6 +24,7 @@ import { startDaemon } from './rollout-check-lib/daemon-child.ts';
 import { median, ms } from './rollout-check-lib/time-to-effect.ts';
 import { TLS_APP, TLS_NAMES, startTlsApp } from './rollout-check-lib/tls-app.ts';
 import { tlsLoad } from './rollout-check-lib/tls-load.ts';
+import { runCheck, verdict } from './rollout-check-lib/verdict.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -151,16 +152,7 @@ async function main(): Promise<number> {
     await Promise.all([echo.close(), tlsApp.close()]);
     await rm(dir, { recursive: true, force: true });
   }
-  if (problems.length > 0) {
-    process.stdout.write(`FAIL\n${problems.map((p) => `  - ${p}`).join('\n')}\n`);
-    if (!opts.verbose) process.stderr.write(`last daemon log lines:\n${daemon.tail.slice(-30).join('\n')}\n`);
-    return 1;
-  }
-  process.stdout.write('OK\n');
-  return 0;
+  return verdict(problems, opts.verbose, daemon.tail);
 }
 
-process.exitCode = await main().catch((err: unknown) => {
-  process.stderr.write(`upgrade-check: ${(err as Error).message}\n`);
-  return 1;
-});
+await runCheck('upgrade-check', main);
