@@ -2,14 +2,18 @@
 NODE := ./node_modules/.bin/node
 TSC  := ./node_modules/.bin/tsc
 
-.PHONY: run test typecheck unit rollout-check cluster-check upgrade-check bench bench-check schema deps native test-sanitizers
+.PHONY: run test typecheck unit rollout-check cluster-check upgrade-check bench bench-check schema deps debian native test-sanitizers
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-deps: node_modules/.installed native
-	@bash scripts/ensure-debian.sh openssl python3 chromium etcd-server:etcd
+## Debian packages the tests need (installed only when their command is missing): chromium for the
+## dashboard test, etcd for the etcd source, gcc for the native engine (before `native` builds it).
+debian:
+	@bash scripts/ensure-debian.sh openssl python3 chromium etcd-server:etcd gcc:cc
+
+deps: node_modules/.installed debian native
 
 ## The native socket engine (proxy/engine/native/) into build/native/ (git-ignored). No C compiler:
 ## one warning, and listeners use the JS engine.
