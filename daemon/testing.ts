@@ -113,6 +113,10 @@ export async function startTestDaemon(t: TestContext, config: unknown, options: 
     // The daemon's listeners exit by themselves once it is gone; give them a moment, then make sure.
     await waitFor(() => aliveListeners(listenerPids).length === 0, 10_000).catch(() => {});
     for (const pid of aliveListeners(listenerPids)) process.kill(pid, 'SIGKILL');
+    // A process the daemon spawned that outlived it (an upgrade's successor daemon) may still hold
+    // the other end of these pipes: close ours, or they keep this test process alive for good.
+    child.stdout?.destroy();
+    child.stderr?.destroy();
     await rm(dir, { recursive: true, force: true });
   });
 
