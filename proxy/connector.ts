@@ -108,6 +108,8 @@ class ConnectJob implements SlotWaiter {
   #target: TargetSpec | undefined;
   #endpoint: string | undefined;
   #lastError: unknown = undefined;
+  /** The backoff in progress runs to the end of the budget (see #attemptFailed). */
+  #lastWait = false;
   #done = false;
 
   constructor(opts: ConnectorOptions, pool: TargetPool, key: string | undefined, startedAt: number, cb: ConnectCallback) {
@@ -265,9 +267,13 @@ class ConnectJob implements SlotWaiter {
       // A full pass failed: the next pass may try every target again, once each. Back off before
       // it, within the budget.
       this.#tried.fill(0);
-      const wait = Math.min(100 * (this.#attempts / n), this.#deadline - Date.now());
-      if (wait <= 0 || this.#attempts >= this.#maxAttempts) return this.#fail();
-      this.#timer = setTimeout(onBackoffDone, wait, this);
+      const backoff = 100 * (this.#attempts / n);
+      const left = this.#deadline - Date.now();
+      if (left <= 0 || this.#attempts >= this.#maxAttempts) return this.#fail();
+      // A wait that runs to the end of the budget ends the job when it ends: a timer may fire a
+      // millisecond before Date.now() says the budget is gone, and must not start another attempt.
+      this.#lastWait = backoff >= left;
+      this.#timer = setTimeout(onBackoffDone, Math.min(backoff, left), this);
       return;
     }
     this.#attempt();
@@ -276,6 +282,7 @@ class ConnectJob implements SlotWaiter {
   /** @internal */
   resume(): void {
     this.#timer = null;
+    if (this.#lastWait) return this.#fail();
     this.#attempt();
   }
 
