@@ -9,11 +9,13 @@ import { execFile } from 'node:child_process';
 
 export async function notifySystemd(env: NodeJS.ProcessEnv, state: { ready?: boolean; mainPid?: number; status?: string }): Promise<string | undefined> {
   if (!env.NOTIFY_SOCKET) return undefined;
-  const args: string[] = [];
+  // --no-block: no barrier (a wait for systemd to have processed it): the daemon must not stall on
+  // it, and a receiver that has already read the message and gone would turn it into an error.
+  const args: string[] = ['--no-block'];
   if (state.mainPid !== undefined) args.push(`MAINPID=${state.mainPid}`);
   if (state.ready) args.push('READY=1');
   if (state.status !== undefined) args.push(`STATUS=${state.status}`);
   return new Promise((resolve) => {
-    execFile('systemd-notify', args, { env, timeout: 5000 }, (err, _stdout, stderr) => resolve(err ? `systemd-notify ${args.join(' ')} failed: ${stderr.trim() || err.message}` : undefined));
+    execFile('systemd-notify', args, { env, timeout: 5000 }, (err, _stdout, stderr) => resolve(err ? `systemd-notify ${args.slice(1).join(' ')} failed: ${stderr.trim() || err.message}` : undefined));
   });
 }
