@@ -203,9 +203,12 @@ static void close_pair(loop *l, pair *p, int outcome, int reset_side) {
   p->prev = NULL;
   p->next = l->dead; /* freed at the end of the batch */
   l->dead = p;
-  atomic_fetch_sub_explicit(&l->eng->pairs, 1, memory_order_relaxed);
   fe_result r = {.id = p->id, .bytes_in = p->rd[0], .bytes_out = p->wr[0], .outcome = outcome};
   l->eng->cb(&r, l->eng->ctx);
+  /* After the callback: a reader that sees `pairs` drop to 0 knows every report was made (the
+   * stress driver reuses its job slots then; TSan caught a report racing that reuse). Release
+   * pairs with an acquire load in fe_get_stats. */
+  atomic_fetch_sub_explicit(&l->eng->pairs, 1, memory_order_release);
 }
 
 /* Side i failed: close it, reset the other. */
@@ -573,7 +576,7 @@ void fe_reset(fe_engine *e, uint64_t id) { broadcast(e, CMD_RESET, id); }
 void fe_drain_by(fe_engine *e, uint64_t delay_ms) { broadcast(e, CMD_DRAIN, now_ms() + delay_ms + 1); }
 
 void fe_get_stats(fe_engine *e, fe_stats *out) {
-  out->pairs = atomic_load_explicit(&e->pairs, memory_order_relaxed);
+  out->pairs = atomic_load_explicit(&e->pairs, memory_order_acquire);
   out->buffers_in_use = atomic_load_explicit(&e->bufs_in_use, memory_order_relaxed);
   out->buffers_pooled = atomic_load_explicit(&e->bufs_pooled, memory_order_relaxed);
 }

@@ -220,7 +220,9 @@ int main(int argc, char **argv) {
     }
     for (unsigned round = 0; round < rounds; round++) {
       bool drain = rnd() % 4 == 0;
+      pthread_mutex_lock(&g_mu); /* on_done writes job slots under it */
       memset(g_jobs, 0, sizeof g_jobs);
+      pthread_mutex_unlock(&g_mu);
       pthread_t thr[PAIRS];
       for (int id = 0; id < PAIRS; id++) {
         job *j = &g_jobs[id];
