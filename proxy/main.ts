@@ -70,13 +70,16 @@ async function drainAndExit(reason: string, handOver = false): Promise<void> {
   if (!listener) return exit(0);
   const active = listener.activeConnections;
   logger.info({ reason, activeConnections: active, handOver }, 'draining');
+  // drain() closes the servers before its first await: `draining` tells the daemon this process
+  // accepts nothing more (an API write is answered on it), so it goes out only after that.
+  const drained = listener.drain(undefined, handOver && process.connected ? sendHandOff : undefined);
   send({ v: IPC_VERSION, type: 'draining', activeConnections: active });
-  const { closedByTimeout, handedOver } = await listener.drain(undefined, handOver && process.connected ? sendHandOff : undefined);
+  const { closedByTimeout, handedOver } = await drained;
   await handOffsSent();
   logger.info({ closedByTimeout, handedOver }, 'drained');
-  const drained: FromListener = { v: IPC_VERSION, type: 'drained', closedByTimeout, snapshot: listener.metricsSnapshot() };
+  const final: FromListener = { v: IPC_VERSION, type: 'drained', closedByTimeout, snapshot: listener.metricsSnapshot() };
   // Behind handed-over sockets this message waits in Node's queue for their ACKs: exit once it is out.
-  if (process.connected) await new Promise<void>((resolve) => process.send!(drained, undefined, {}, () => resolve()));
+  if (process.connected) await new Promise<void>((resolve) => process.send!(final, undefined, {}, () => resolve()));
   exit(0);
 }
 
