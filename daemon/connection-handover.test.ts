@@ -13,7 +13,7 @@ import { makeCert, startEcho, tempDir } from '../proxy/testing.ts';
 import { simulate } from '../ftest/simulate.ts';
 import { parsePrometheusText, sumSamples } from './metrics/prometheus-text.ts';
 import { appConfig, startTestDaemon, waitFor } from './testing.ts';
-import { CounterClient, startPlainEcho } from './testing-streams.ts';
+import { CounterClient, listenEcho, startPlainEcho } from './testing-streams.ts';
 import type { TestDaemon } from './testing.ts';
 
 /** Handover moves JS-engine sessions; native-engine pairs (C owns their fds) drain as before. */
@@ -21,16 +21,7 @@ const JS_ENGINE = 'js';
 
 async function startTlsEchoServer(dir: string, name: string): Promise<{ port: number; close: () => Promise<void> }> {
   const cert = await makeCert(dir, name, [name]);
-  const sockets = new Set<net.Socket>();
-  const server = tls.createServer({ key: cert.key, cert: cert.pem }, (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => {});
-    s.pipe(s);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return { port: (server.address() as net.AddressInfo).port, close: () => new Promise((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }) };
+  return listenEcho((onSocket) => tls.createServer({ key: cert.key, cert: cert.pem }, onSocket));
 }
 
 async function oldGenerationsGone(d: TestDaemon, app: string): Promise<number> {

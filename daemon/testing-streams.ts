@@ -5,9 +5,17 @@ import { once } from 'node:events';
 import { waitFor } from './testing.ts';
 
 /** A pure echo server (no tag: the stream must come back byte for byte). */
-export async function startPlainEcho(): Promise<{ port: number; close: () => Promise<void> }> {
+export function startPlainEcho(): Promise<{ port: number; close: () => Promise<void> }> {
+  return listenEcho((onSocket) => net.createServer({ allowHalfOpen: true }, onSocket));
+}
+
+/**
+ * Echo every socket of the server `make` builds (plain TCP or TLS), on 127.0.0.1:0; close() ends
+ * the open ones too.
+ */
+export async function listenEcho(make: (onSocket: (s: net.Socket) => void) => net.Server): Promise<{ port: number; close: () => Promise<void> }> {
   const sockets = new Set<net.Socket>();
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+  const server = make((s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
     s.on('error', () => {});
