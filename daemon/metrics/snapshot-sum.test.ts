@@ -34,3 +34,14 @@ test('a retired process brings its counters, not its gauges', () => {
   assert.deepEqual(retired.targetActive, {});
   assert.deepEqual(retired.connections, { ok: 1 });
 });
+
+test('per-target states of two workers: one worker that ejected a target makes it ejected; targets of either kept', () => {
+  const w1 = { ...emptySnapshot('web'), targets: [{ target: 'a:1', state: 'up' }, { target: 'b:2', state: 'up' }] };
+  const w2 = { ...emptySnapshot('web'), targets: [{ target: 'a:1', state: 'up' }, { target: 'b:2', state: 'ejected' }, { target: 'c:3', state: 'unknown' }] };
+  const byTarget = (s: ReturnType<typeof addSnapshots>) => Object.fromEntries((s.targets ?? []).map((r) => [r.target, r.state]));
+  assert.deepEqual(byTarget(addSnapshots(w2, w1)), { 'a:1': 'up', 'b:2': 'ejected', 'c:3': 'unknown' });
+  assert.deepEqual(byTarget(addSnapshots(w1, w2)), { 'a:1': 'up', 'b:2': 'ejected', 'c:3': 'unknown' });
+  const down = { ...emptySnapshot('web'), targets: [{ target: 'b:2', state: 'down' }] };
+  assert.equal(byTarget(addSnapshots(w2, down))['b:2'], 'down', 'the daemon\'s down wins over an ejection');
+  assert.equal(addSnapshots(emptySnapshot('web'), emptySnapshot('web')).targets, undefined);
+});

@@ -25,11 +25,28 @@ function addHistograms(a: HistogramSnapshot, b: HistogramSnapshot): HistogramSna
   return { counts: a.counts.map((n, i) => n + b.counts[i]!), sum: a.sum + b.sum };
 }
 
-/** a + b. `targets` (per-target state) is taken from b when it has one, else a's. */
+type TargetStates = NonNullable<MetricsSnapshot['targets']>;
+
+// Which state wins when workers disagree, as /apps decides (daemon/health/target-status.ts): the
+// daemon's own down/drain first (every worker has it), then a passive ejection in any worker.
+const STATE_RANK: Readonly<Record<string, number>> = { down: 4, drain: 3, ejected: 2, unknown: 1, up: 0 };
+
+/** Per target, the state that keeps connections away in any of the two; targets of either. */
+function mergeTargets(a: TargetStates | undefined, b: TargetStates | undefined): TargetStates | undefined {
+  if (a === undefined || b === undefined) return b ?? a;
+  const byTarget = new Map(a.map((r) => [r.target, r]));
+  for (const r of b) {
+    const had = byTarget.get(r.target);
+    if (had === undefined || (STATE_RANK[r.state] ?? 0) > (STATE_RANK[had.state] ?? 0)) byTarget.set(r.target, r);
+  }
+  return [...byTarget.values()];
+}
+
+/** a + b. Per-target states merge: a target any process keeps connections away from is shown so. */
 export function addSnapshots(a: MetricsSnapshot, b: MetricsSnapshot): MetricsSnapshot {
   const attempts: Record<string, Partial<Record<string, number>>> = { ...a.attempts };
   for (const [target, counts] of Object.entries(b.attempts)) attempts[target] = addRecords(attempts[target] ?? {}, counts);
-  const targets = b.targets ?? a.targets;
+  const targets = mergeTargets(a.targets, b.targets);
   return {
     app: a.app,
     activeConnections: a.activeConnections + b.activeConnections,
