@@ -19,7 +19,7 @@ program
 
 program
   .command('check')
-  .argument('[file]', 'config file (default: $FPROXY_CONFIG_PATH or ./config.json)')
+  .argument('[file]', 'config file or etcd://host:2379/key (default: $FPROXY_CONFIG_PATH or ./config.json)')
   .description('validate a config: every problem with its path (exit 1), or one line per app (exit 0)')
   .action(async (file?: string) => {
     const { runCheck } = await import('../daemon/check.ts');

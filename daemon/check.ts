@@ -1,9 +1,14 @@
 // `fproxy check [file]`: validate a config the way the daemon would load it (schema, rules, cert
 // files) without starting anything. Prints every problem with its path and returns 1, or prints
 // one summary line per app (with defaults applied, as the listeners would get them) and returns 0.
-import { dirname } from 'node:path';
+// `fproxy check etcd://host:2379/key` checks what etcd holds now (TLS/auth from the same
+// FPROXY_ETCD_* variables as the daemon); etcd not answering is an error, never the disk copy.
 import type { ListenerSpec, TargetSpec } from '../proxy/index.ts';
-import { loadConfigFile } from './config/load.ts';
+import { createLogger } from '../proxy/index.ts';
+import type { LoadedConfig } from './config/load.ts';
+import { loadConfig, loadConfigFile } from './config/load.ts';
+import { sourceFromEnv } from './config-source/source-from-env.ts';
+import { DaemonError } from './daemon-error.ts';
 import { toListenerSpecs } from './config/to-spec.ts';
 import { ConfigError, formatIssues } from './config/validate.ts';
 
@@ -19,10 +24,14 @@ export async function runCheck(file: string | undefined, out: CheckOutput = CONS
   let specs: Map<string, ListenerSpec>;
   let abs: string;
   try {
-    const loaded = await loadConfigFile(path);
+    const loaded = path.startsWith('etcd://') ? await loadFromEtcd(path) : await loadConfigFile(path);
     abs = loaded.path;
-    specs = toListenerSpecs(loaded.config, dirname(loaded.path));
+    specs = toListenerSpecs(loaded.config, loaded.baseDir);
   } catch (err) {
+    if (err instanceof DaemonError) {
+      out.error(err.message);
+      return 1;
+    }
     if (!(err instanceof ConfigError)) throw err;
     out.error(`${err.message}:\n${formatIssues(err.issues)}`);
     return 1;
@@ -32,6 +41,20 @@ export async function runCheck(file: string | undefined, out: CheckOutput = CONS
   const width = Math.max(0, ...[...specs.keys()].map((name) => name.length));
   for (const spec of specs.values()) out.log(summarize(spec, width));
   return 0;
+}
+
+/** What etcd holds at the key now: a read that etcd does not answer is an error (no disk copy). */
+async function loadFromEtcd(url: string): Promise<LoadedConfig> {
+  const source = sourceFromEnv(url, createLogger({ proc: 'check' }, 'silent'), process.env);
+  try {
+    const snapshot = await source.read();
+    if (source.status().servingFrom !== 'etcd') {
+      throw new DaemonError('ERR_CONFIG_READ', `${source.describe()}: etcd did not answer (the daemon would serve its last good copy from disk; check reads etcd only): check the endpoints and the FPROXY_ETCD_* settings`);
+    }
+    return await loadConfig(snapshot.bytes, snapshot.baseDir, source.describe());
+  } finally {
+    (source as { close?: () => void }).close?.();
+  }
 }
 
 /** `db2:5432(weight 3, backup)`; a plain target as written. */
