@@ -12,7 +12,9 @@
 //     process forked gets the current states in `start`, every live one hears each change;
 //   - an operator drain (admin API) is a target forced to the 'drain' health state on top of the
 //     checks, kept here across rollouts (dropped when the target leaves the config), never written
-//     to the config.
+//     to the config;
+//   - a spec that differs from the serving one only in HealthCheck retunes the checks: no new
+//     generation (listeners never read it).
 import type { ChildProcess } from 'node:child_process';
 import type { HealthStates, ListenerSpec } from '../proxy/index.ts';
 import { BACKOFF_DEFAULTS, backoffDelay } from './backoff-delay.ts';
@@ -29,6 +31,7 @@ import type { AppHealth, TargetStatus } from './health/target-status.ts';
 import type { TargetHealth } from './health/target-health.ts';
 import { AppLimits } from './limits/app-limits.ts';
 import type { AppMetricsSink } from './metrics/daemon-metrics.ts';
+import { canonicalJson } from './plan-rollout.ts';
 
 export type AppState = 'starting' | 'running' | 'rolling-out' | 'draining' | 'failed';
 
@@ -270,13 +273,23 @@ export class AppSupervisor {
 
   async #apply(spec: ListenerSpec): Promise<boolean> {
     if (this.#retiring) return false;
+    const serving = this.#current;
+    if (serving !== undefined && this.#serving !== undefined && onlyHealthCheckDiffers(this.#serving, spec)) {
+      // Active checks run here, in the daemon; listeners only hear their verdicts. A change to
+      // HealthCheck alone retunes the checks and leaves every listener and connection alone.
+      this.#wanted = spec;
+      this.#serving = spec;
+      this.#checker.track([spec]);
+      this.#log.info({ event: 'health-check-changed', gen: serving.number }, 'only HealthCheck changed: checks retuned, listeners untouched');
+      return true;
+    }
     this.#wanted = spec;
     const { logger, timing, acquire } = this.#options;
     const ports = spec.ports.map((p, i) => (p === 0 ? (this.#picked.get(i) ?? 0) : p));
     this.limits.configure(spec);
     const old = this.#current;
     // Check the old and the new targets while both may serve; states of unchanged ones carry over.
-    this.#checker.track(old === undefined ? [spec] : [old.spec, spec]);
+    this.#checker.track(old === undefined ? [spec] : [this.#serving ?? old.spec, spec]);
     const gen = new Generation({ spec: { ...spec, ports }, number: this.#options.nextGeneration(), logger, timing, acquire, limits: this.limits, health: () => this.#healthStates() });
     this.#lastAttempt = gen.number;
     const metrics = this.#options.metrics;
@@ -384,4 +397,9 @@ export class AppSupervisor {
       this.#log.info({ gen: gen.number }, 'generation drained and exited');
     });
   }
+}
+
+/** The two specs are the same but for `healthCheck` (which only the daemon reads). */
+function onlyHealthCheckDiffers(a: ListenerSpec, b: ListenerSpec): boolean {
+  return canonicalJson(a.healthCheck) !== canonicalJson(b.healthCheck) && canonicalJson({ ...a, healthCheck: null }) === canonicalJson({ ...b, healthCheck: null });
 }

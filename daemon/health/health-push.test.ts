@@ -140,3 +140,27 @@ test('GET /apps merges the workers\' target reports: ejected, connections summed
     [replica, 'up', 0, null],
   ]);
 });
+
+test('a change to HealthCheck alone retunes the checks without a rollout: same generation, same listener processes, new verdicts', async (t) => {
+  const pair = await startPatroniPair(t);
+  const [primary, replica] = pair.targets;
+  const d = await startRecordingDaemon(t, { Apps: [patroniApp(pair)] });
+  await until(() => { const h = healthOf(appStatus(d)); return h[primary] === 'up' && h[replica] === 'down'; }, 10_000, 'primary up, replica down');
+  const before = appStatus(d)!;
+
+  // The replica answers 503 on /primary: expecting 503 turns the verdicts around.
+  const check = { IntervalMs: INTERVAL_MS, TimeoutMs: INTERVAL_MS, Rise: 1, Fall: FALL, Port: pair.healthPort, HttpPath: '/primary', ExpectStatus: [503] };
+  await writeFile(d.configPath, JSON.stringify({ Apps: [patroniApp(pair, { HealthCheck: check })] }));
+  await d.daemon.reload('test edit');
+  await until(() => { const h = healthOf(appStatus(d)); return h[primary] === 'down' && h[replica] === 'up'; }, 10_000, 'primary down, replica up under the new check');
+  const after = appStatus(d)!;
+  assert.equal(after.generation, before.generation, 'no new generation');
+  assert.deepEqual(after.pids, before.pids, 'the same listener processes');
+  assert.equal(after.rollouts, before.rollouts);
+  assert.equal(d.records().filter((r) => r.msg.type === 'start').length, before.pids.length, 'no listener started since');
+
+  // Anything else with it is a rollout as before.
+  await writeFile(d.configPath, JSON.stringify({ Apps: [patroniApp(pair, { HealthCheck: check, DrainTimeoutMs: 200 })] }));
+  await d.daemon.reload('test edit');
+  await until(() => appStatus(d)?.generation === before.generation + 1 && appStatus(d)?.state === 'running', 10_000, 'the next generation serving');
+});
