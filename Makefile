@@ -11,7 +11,7 @@ node_modules/.installed: package.json package-lock.json
 ## Debian packages the tests need (installed only when their command is missing): chromium for the
 ## dashboard test, etcd for the etcd source, gcc for the native engine (before `native` builds it).
 debian:
-	@bash scripts/ensure-debian.sh openssl python3 chromium etcd-server:etcd gcc:cc
+	@bash scripts/ensure-debian.sh openssl python3 curl jq chromium etcd-server:etcd etcd-client:etcdctl gcc:cc
 
 deps: node_modules/.installed debian native
 

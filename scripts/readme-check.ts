@@ -7,10 +7,12 @@
 //                                                  its expected output (numbers may differ; an
 //                                                  `also` line may stand in for any expected line)
 //   <!-- readme-check: terminal ready=HOST:PORT,… --> start the block in the background, in its own
-//                                                  process group (a terminal); wait for the ports
-//   <!-- readme-check: stop -->                    Ctrl-C that terminal (SIGINT to its group); it
-//                                                  must exit by itself, leave no process and free
-//                                                  its ports
+//                                                  process group (a terminal); wait for the ports.
+//                                                  Several may run at once (an example in terminals)
+//   <!-- readme-check: stop -->                    Ctrl-C the terminal started last (SIGINT to its
+//                                                  group); it must exit by itself, leave no process
+//                                                  and free its ports. Terminals still running at the
+//                                                  end are stopped so, last started first
 //   <!-- readme-check: skip reason="…" -->         not run, the reason is printed
 // Usage: scripts/readme-check [--times N] [README]. Exit 1 when any step failed in any round.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -203,7 +205,7 @@ interface Terminal {
 
 async function runRound(steps: readonly Step[]): Promise<Outcome[]> {
   const outcomes: Outcome[] = [];
-  let terminal: Terminal | undefined;
+  const terminals: Terminal[] = [];
   for (const step of steps) {
     const where = `README:${step.line}`;
     if (step.kind === 'skip') {
@@ -234,15 +236,15 @@ async function runRound(steps: readonly Step[]): Promise<Outcome[]> {
       child.stderr!.on('data', (d: Buffer) => (t.output = (t.output + d.toString()).slice(-20_000)));
       const up = await until(async () => (await Promise.all(step.ready.map((a) => accepts(a.host, a.port)))).every(Boolean), READY_TIMEOUT_MS);
       outcomes.push({ step: `${where} terminal: ${firstLine(step.script)}`, ok: up, detail: up ? undefined : `not ready in ${READY_TIMEOUT_MS / 1000} s:\n${t.output.slice(-2000)}` });
-      terminal = t;
+      terminals.push(t);
       if (!up) break;
     } else if (step.kind === 'stop') {
+      const terminal = terminals.pop();
       if (terminal === undefined) throw new Error(`${where}: stop without a terminal`);
       outcomes.push(await stopTerminal(terminal, where));
-      terminal = undefined;
     }
   }
-  if (terminal !== undefined) outcomes.push(await stopTerminal(terminal, 'end of README'));
+  for (let t = terminals.pop(); t !== undefined; t = terminals.pop()) outcomes.push(await stopTerminal(t, 'end of README'));
   return outcomes;
 }
 
