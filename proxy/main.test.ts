@@ -1,9 +1,10 @@
 // The listener process over its IPC contract (proxy/ipc/protocol.ts), as the daemon drives it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
+import { fileURLToPath } from 'node:url';
 import type { FromListener } from './ipc/protocol.ts';
 import { closedPort, exchange, makeSpec, startEcho, waitFor } from './testing.ts';
 import { buildListenerEntry } from './bundle.ts';
@@ -33,26 +34,33 @@ function spawnListener(t: { after: (fn: () => unknown) => void }, entry: URL = M
   return { child, messages, next, exited };
 }
 
+let askSeq = 100;
+/** Send `ask` (ping or metrics) with a new seq until its `answer` passes `accept`; that answer. */
+async function askUntil(child: ChildProcess, messages: FromListener[], ask: 'ping' | 'metrics', answer: 'pong' | 'metrics-snapshot', accept: (m: FromListener) => boolean): Promise<FromListener> {
+  return waitFor(async () => {
+    const seq = askSeq++;
+    child.send({ v: 1, type: ask, seq });
+    const m = await waitFor(() => messages.find((x) => x.type === answer && (x as { seq?: number }).seq === seq), 10_000, `${answer} ${seq}`);
+    return accept(m) ? m : undefined;
+  }, 10_000, `a ${answer} that has it`);
+}
+
 test('start → ready with the bound ports; ping → pong; metrics → snapshot; drain → drained with the final snapshot and exit 0', async (t) => {
   const echo = await startEcho('t');
   t.after(() => echo.close());
-  const { child, next, exited } = spawnListener(t);
+  const { child, messages, next, exited } = spawnListener(t);
   child.send({ v: 1, type: 'start', spec: makeSpec([`127.0.0.1:${echo.port}`]), generation: 3, worker: 0 });
   const ready = await next('ready');
   assert.equal(ready.type === 'ready' && ready.pid, child.pid);
   const port = ready.type === 'ready' ? ready.ports[0]! : 0;
   assert.equal((await exchange(port, 'hi')).reply, 't:hi');
 
-  child.send({ v: 1, type: 'ping', seq: 7 });
-  const pong = await next('pong');
+  // The listener sees the close a moment after the client does (the native engine reports closes
+  // from its loop thread): ask until the answer has it.
+  const pong = await askUntil(child, messages, 'ping', 'pong', (m) => m.type === 'pong' && m.activeConnections === 0);
   assert.ok(pong.type === 'pong');
-  assert.equal(pong.seq, 7);
-  assert.equal(pong.activeConnections, 0);
-
-  child.send({ v: 1, type: 'metrics', seq: 8 });
-  const reply = await next('metrics-snapshot');
+  const reply = await askUntil(child, messages, 'metrics', 'metrics-snapshot', (m) => m.type === 'metrics-snapshot' && m.snapshot.connections.ok === 1);
   assert.ok(reply.type === 'metrics-snapshot');
-  assert.equal(reply.seq, 8);
   assert.deepEqual(reply.snapshot.connections, { ok: 1 });
   assert.equal(reply.snapshot.bytesIn, 2);
   assert.deepEqual(reply.snapshot.attempts, { [`127.0.0.1:${echo.port}`]: { ok: 1 } });
@@ -123,6 +131,42 @@ test('losing the daemon (IPC disconnect) drains and exits, freeing the ports', a
   assert.equal((await exchange(port, 'x')).error?.code, 'ECONNREFUSED');
 });
 
+test('a daemon killed in the middle of a handover: the listener notices and exits (no orphan holding ports and connections)', { timeout: 60_000 }, async (t) => {
+  // Node postpones the 'disconnect' event while sent handles wait for the daemon's ACK, which a
+  // dead daemon never gives: the listener must not rely on that event alone.
+  const echo = await startEcho('t');
+  t.after(() => echo.close());
+  const spec = makeSpec([`127.0.0.1:${echo.port}`], { drainTimeoutMs: 120_000 });
+  const daemon = spawn(process.execPath, [fileURLToPath(new URL('./testing/dying-daemon.ts', import.meta.url)), JSON.stringify(spec)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  daemon.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const daemonGone = once(daemon, 'exit');
+  const { listenerPid, port } = await waitFor(() => (out.includes('\n') ? (JSON.parse(out.split('\n')[0]!) as { listenerPid: number; port: number }) : undefined), 15_000, 'the listener ready');
+  const alive = (): boolean => {
+    try {
+      process.kill(listenerPid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  t.after(() => { if (alive()) process.kill(listenerPid, 'SIGKILL'); });
+  // Long-lived connections, each proven forwarding (so each is at a clean point to hand over).
+  const clients: net.Socket[] = [];
+  t.after(() => { for (const c of clients) c.destroy(); });
+  for (let i = 0; i < 30; i++) {
+    const c = net.connect(port, '127.0.0.1');
+    clients.push(c);
+    c.write(`c${i}`);
+    await once(c, 'data');
+  }
+  daemon.stdin.write('drain\n');
+  const [, signal] = await daemonGone;
+  assert.equal(signal, 'SIGKILL', 'the stand-in daemon died at the first handover');
+  await waitFor(() => !alive(), 20_000, 'the orphaned listener to exit');
+  assert.equal((await exchange(port, 'x')).error?.code, 'ECONNREFUSED', 'its port is free');
+});
+
 test('the bundled JavaScript entry (what the daemon forks) serves the same contract', async (t) => {
   const entry = await buildListenerEntry();
   assert.equal(entry.bundled, true, entry.reason);
@@ -162,10 +206,9 @@ test('health: start.health and `health` messages steer new connections; pong rep
   assert.deepEqual(targets.targets.find((r) => r.target === dead)?.state, 'ejected');
   assert.equal(targets.panic, false);
 
-  child.send({ v: 1, type: 'ping', seq: 2 });
-  await waitFor(() => messages.some((m) => m.type === 'pong' && m.seq === 2), 20_000, 'pong 2');
-  const pong = messages.find((m) => m.type === 'pong' && m.seq === 2);
-  assert.ok(pong?.type === 'pong');
+  // Upstream connections close a moment after the client saw its reply: ask until none is open.
+  const pong = await askUntil(child, messages, 'ping', 'pong', (m) => m.type === 'pong' && (m.targets ?? []).every((r) => r.activeConnections === 0));
+  assert.ok(pong.type === 'pong');
   const reports = pong.targets ?? [];
   assert.deepEqual(reports.map((r) => [r.target, r.state]), [[A, 'up'], [B, 'drain'], [dead, 'ejected']]);
   assert.match(reports[2]!.lastError ?? '', /^ECONNREFUSED /);

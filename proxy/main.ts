@@ -139,6 +139,26 @@ function onAdopt(from: number, id: number, part: 'client' | 'upstream', session:
   listener.adopt(entry.client, entry.upstream, entry.session!, entry.fromUpstream!);
 }
 
+/**
+ * 'disconnect' is not enough to notice a dead daemon: Node postpones that event while sent handles
+ * wait for the daemon's acknowledgement (a handover), and a SIGKILLed daemon never gives it (seen
+ * with Node 24: the event never came, `process.connected` was false). So once a second, unref'd:
+ * a closed channel or a new parent (we were re-parented) is a daemon gone, and what waits on its
+ * acknowledgements is given up.
+ */
+function watchDaemon(): void {
+  if (!process.connected) return; // `fproxy listen`: no daemon to lose
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.connected && process.ppid === parent) return;
+    clearInterval(timer);
+    handOffsInFlight = 0;
+    handOffsFlushed?.();
+    void drainAndExit('daemon gone');
+  }, 1000);
+  timer.unref();
+}
+
 function heldError(): void {
   // Before adoption: the socket is destroyed, which Session.adopt sees.
 }
@@ -244,6 +264,7 @@ if (import.meta.main) {
   process.on('message', onMessage);
   // The daemon is gone (even SIGKILLed): do not linger holding its ports.
   process.on('disconnect', () => void drainAndExit('daemon disconnected'));
+  watchDaemon();
   process.once('SIGTERM', () => void drainAndExit('SIGTERM'));
   process.once('SIGINT', () => void drainAndExit('SIGINT'));
 }
