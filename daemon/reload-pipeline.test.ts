@@ -51,12 +51,31 @@ class RecordingFleet implements AppFleet {
 
 const doc = (...apps: [string, number][]) => JSON.stringify({ Apps: apps.map(([Name, port]) => ({ Name, Ports: [port], Targets: ['127.0.0.1:1'] })) });
 
+/** A FileSource whose reads, while `held`, take the file's content and then wait for release(). */
+class HeldReads extends FileSource {
+  held = false;
+  #waiting: (() => void)[] = [];
+  readsHeld = 0;
+  override async read(): ReturnType<FileSource['read']> {
+    const snapshot = await super.read();
+    if (this.held) {
+      this.readsHeld++;
+      await new Promise<void>((r) => this.#waiting.push(r));
+    }
+    return snapshot;
+  }
+  release(): void {
+    this.held = false;
+    for (const r of this.#waiting.splice(0)) r();
+  }
+}
+
 async function setUp(t: TestContext, initial: string) {
   const dir = await mkdtemp(join(tmpdir(), 'fproxy-pipeline-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const path = join(dir, 'config.json');
   await writeFile(path, initial);
-  const source = new FileSource(path, { logger, stabilityThresholdMs: 20 });
+  const source = new HeldReads(path, { logger, stabilityThresholdMs: 20 });
   const fleet = new RecordingFleet();
   const pipeline = new ReloadPipeline({ source, fleet, logger });
   t.after(() => pipeline.stopWatching());
@@ -65,7 +84,7 @@ async function setUp(t: TestContext, initial: string) {
     await source.write(Buffer.from(text), undefined);
     return loadConfig(Buffer.from(text), dir, path);
   };
-  return { fleet, pipeline, write };
+  return { fleet, pipeline, write, source };
 }
 
 test('apply resolves with its own reconcile: what started, rolled out, stopped, failed', async (t) => {
@@ -109,4 +128,20 @@ test('an apply replaced by a newer one before its reconcile started resolves as 
   assert.match(skipped.skipped ?? '', /newer config replaced it/);
   assert.equal((await third).applied, true);
   assert.equal(fleet.running.get('a')!.ports[0], 1004);
+});
+
+test('a read of the source that an admin write overtook is not applied over it (no stale content rolled back in)', async (t) => {
+  const { fleet, pipeline, write, source } = await setUp(t, doc(['a', 1001]));
+  assert.equal((await pipeline.apply(await write(doc(['a', 1002])))).applied, true);
+  // A change event's read takes the file as it is now (port 1002) and is slow to finish …
+  source.held = true;
+  const staleRead = pipeline.reload('a change event');
+  await waitFor(() => source.readsHeld === 1, 20_000, 'the read under way');
+  // … while the next admin write lands and is applied.
+  assert.equal((await pipeline.apply(await write(doc(['a', 1003])))).applied, true);
+  source.release();
+  await staleRead;
+  await pipeline.reload('settle');
+  assert.equal(fleet.running.get('a')!.ports[0], 1003, `the stale read was applied over the newer write: ${fleet.calls.join(', ')}`);
+  assert.equal(fleet.calls.filter((c) => c === 'rollout a').length, 2, 'one rollout per write, none for the stale read');
 });

@@ -11,7 +11,8 @@
 //   apply(loaded): the admin API's path — the content it has just written through the source is
 //   applied like any other (same loop, same plan) and the caller learns the outcome of that
 //   content's reconcile; the watcher's echo of that write is skipped (same hash) so a failed
-//   rollout is not retried behind the writer's back while it restores the last good content.
+//   rollout is not retried behind the writer's back while it restores the last good content; and
+//   a read that an admin write overtook is dropped (its content is older than the write's).
 // It reads whatever ConfigSource it is given and owns no process: the fleet (the daemon) does.
 import type { ListenerSpec } from '../proxy/index.ts';
 import type { ConfigSource, Unwatch } from './config-source/config-source.ts';
@@ -87,6 +88,8 @@ export class ReloadPipeline {
   #reconciles = 0;
   #loadChain: Promise<void> = Promise.resolve();
   #queuedLoad: Promise<void> | undefined;
+  /** apply() calls so far: a read that one overtook is stale. */
+  #directWrites = 0;
   #wanted: SourcedConfig | undefined;
   #reconciling: Promise<void> | undefined;
   /** Callers of apply() waiting for their content's reconcile. */
@@ -133,6 +136,7 @@ export class ReloadPipeline {
    */
   apply(loaded: SourcedConfig): Promise<ApplyOutcome> {
     this.#directHash = loaded.hash;
+    this.#directWrites++;
     if (this.#configError !== null) this.#log.info({ reason: 'admin write' }, 'config is valid again');
     this.#configError = null;
     return new Promise((resolve) => {
@@ -156,6 +160,7 @@ export class ReloadPipeline {
   }
 
   async #load(reason: string): Promise<void> {
+    const writesBefore = this.#directWrites;
     let loaded: SourcedConfig;
     try {
       loaded = await loadFromSource(this.#source);
@@ -163,6 +168,11 @@ export class ReloadPipeline {
       this.#rejectConfig(err, reason);
       return;
     }
+    // An admin write applied while this read ran is at least as new as what was read: the writer
+    // read the source after any edit before it (and a write that raced one fails its
+    // compare-and-swap), and an edit after it raises an event of its own. Applying this read could
+    // roll the apps back to content the write replaced.
+    if (this.#directWrites !== writesBefore) return void this.#log.debug({ reason, hash: loaded.hash }, 'an admin write overtook this read; it is not applied');
     if (loaded.hash === this.#directHash) return void this.#log.debug({ reason, hash: loaded.hash }, 'config change is an admin write already applied');
     this.#directHash = undefined;
     if (this.#configError !== null) this.#log.info({ reason }, 'config is valid again');

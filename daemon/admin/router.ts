@@ -186,27 +186,44 @@ function tooLarge(limit: number): AdminError {
   return new AdminError(413, 'ERR_BODY_TOO_LARGE', 'Request body too large', `The request body is over ${limit} bytes (1 MiB): send a smaller document`);
 }
 
-/** After a 413 the rest of the body is discarded, never kept. */
-const LINGER_MS = 2000;
+/**
+ * After a 413 the rest of the body is discarded, never kept: as nginx's lingering_timeout (5 s
+ * without a byte) and lingering_time (30 s in all), and at most LINGER_BYTES.
+ */
+const LINGER_IDLE_MS = 5000;
+const LINGER_MAX_MS = 30_000;
 const LINGER_BYTES = 8 * 1024 * 1024;
 
 /**
  * A lingering close, as nginx's: closing a socket with unread bytes makes the kernel send a RST,
- * which can reach the client before our 413 does. So the rest of the body is read and dropped for
- * up to LINGER_MS / LINGER_BYTES (nothing is buffered), then the socket is closed.
+ * which can reach the client before our 413 does. So the rest of the body is read and dropped
+ * while it keeps coming (a busy client may take seconds: the idle limit restarts at every chunk),
+ * then the socket is closed.
  */
 function linger(req: IncomingMessage, res: ServerResponse): void {
   let dropped = 0;
   const socket = req.socket;
-  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
-  timer.unref();
-  socket.once('close', () => clearTimeout(timer));
+  const giveUp = (): void => {
+    socket.destroy();
+  };
+  let idle = setTimeout(giveUp, LINGER_IDLE_MS);
+  const overall = setTimeout(giveUp, LINGER_MAX_MS);
+  idle.unref();
+  overall.unref();
+  const stop = (): void => {
+    clearTimeout(idle);
+    clearTimeout(overall);
+  };
+  socket.once('close', stop);
   req.on('data', (chunk: Buffer) => {
     dropped += chunk.length;
-    if (dropped > LINGER_BYTES) socket.destroy();
+    if (dropped > LINGER_BYTES) return giveUp();
+    clearTimeout(idle);
+    idle = setTimeout(giveUp, LINGER_IDLE_MS);
+    idle.unref();
   });
   req.on('end', () => {
-    clearTimeout(timer);
+    stop();
     res.once('finish', () => socket.end());
     if (res.writableFinished) socket.end();
   });
