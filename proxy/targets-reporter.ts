@@ -40,6 +40,14 @@ export class TargetsReporter {
 
   /** @internal */
   fire(): void {
+    // A timer counts from the event loop's cached time, which can be a few ms old on a busy
+    // process: it may fire before `dueAt`. Wait out the rest, or the minimum interval is not one.
+    const early = this.#dueAt - Date.now();
+    if (early > 0 && this.#dueAt !== Infinity) {
+      this.#timer = setTimeout(onDue, early, this);
+      this.#timer.unref();
+      return;
+    }
     this.#timer = null;
     this.#dueAt = Infinity;
     this.#last = Date.now();
