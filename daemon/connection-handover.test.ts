@@ -16,8 +16,8 @@ import { appConfig, startTestDaemon, waitFor } from './testing.ts';
 import { CounterClient, listenEcho, startPlainEcho } from './testing-streams.ts';
 import type { TestDaemon } from './testing.ts';
 
-/** Handover moves JS-engine sessions; native-engine pairs (C owns their fds) drain as before. */
-const JS_ENGINE = 'js';
+/** The default engine is native (C owns the fds: they are detached from it and moved); js moves Node sockets. */
+const ENGINES = ['native', 'js'] as const;
 
 async function startTlsEchoServer(dir: string, name: string): Promise<{ port: number; close: () => Promise<void> }> {
   const cert = await makeCert(dir, name, [name]);
@@ -30,7 +30,7 @@ async function oldGenerationsGone(d: TestDaemon, app: string): Promise<number> {
   return Date.now() - started;
 }
 
-test('50 plain + 20 TLS passthrough long-lived connections survive 5 rollouts with their byte streams intact; old generations exit long before DrainTimeoutMs', async (t) => {
+for (const engine of ENGINES) test(`${engine} engine: 50 plain + 20 TLS passthrough long-lived connections survive 5 rollouts with their byte streams intact; old generations exit long before DrainTimeoutMs`, async (t) => {
   const dir = await tempDir(t);
   const plain = [await startPlainEcho(), await startPlainEcho()];
   const secure = [await startTlsEchoServer(dir, 'a.test'), await startTlsEchoServer(dir, 'b.test')];
@@ -41,7 +41,7 @@ test('50 plain + 20 TLS passthrough long-lived connections survive 5 rollouts wi
       appConfig('pass', [0], [secure[i % 2]!.port], { Workers: 2, DrainTimeoutMs: 60_000, Tls: { Mode: 'passthrough' } }),
     ],
   });
-  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4', FPROXY_ENGINE: JS_ENGINE } });
+  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4', FPROXY_ENGINE: engine } });
   const [plainPort] = await d.ports('plain');
   const [passPort] = await d.ports('pass');
   await d.running('plain');
@@ -84,7 +84,7 @@ test('"HandOver": false keeps today\'s drain: the old generation keeps its conne
   const echo = await startPlainEcho();
   t.after(() => echo.close());
   const config = (n: number) => ({ Apps: [appConfig('plain', [0], [echo.port], { DrainTimeoutMs: 60_000, HandOver: false, ConnectTimeoutMs: 5000 + n })] });
-  const d = await startTestDaemon(t, config(0), { env: { FPROXY_ENGINE: JS_ENGINE } });
+  const d = await startTestDaemon(t, config(0));
   const [port] = await d.ports('plain');
   const s = net.connect({ port: port!, host: '127.0.0.1' });
   await once(s, 'connect');
@@ -102,11 +102,11 @@ test('"HandOver": false keeps today\'s drain: the old generation keeps its conne
   await oldGenerationsGone(d, 'plain');
 });
 
-test('6 rollouts under c=50 short connections (a new one per exchange): 0 failures, every connection counted once, none left open', async (t) => {
+test('native engine: 6 rollouts under c=50 short connections (a new one per exchange; detaches race their closes): 0 failures, every connection counted once, none left open', async (t) => {
   const echo = await startEcho('one');
   t.after(() => echo.close());
   const config = (n: number) => ({ Apps: [appConfig('web', [0], [echo.port], { Workers: 2, ConnectTimeoutMs: 5000 + n })] });
-  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4', FPROXY_ENGINE: JS_ENGINE } });
+  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4' } });
   const [port] = await d.ports('web');
   await d.running('web');
   const abort = new AbortController();

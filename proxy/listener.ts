@@ -529,13 +529,33 @@ export class Listener implements ListenerContext {
     this.#terminator?.close();
     let handedOver = 0;
     if (handOver !== undefined && this.spec.handOver !== false) {
-      for (const until = performance.now() + HANDOVER_WINDOW_MS; this.#sessions.size > 0 && performance.now() < until; ) {
+      // Native-engine sessions answer asynchronously (the engine detaches on its loop thread):
+      // the window stays open while any answer is due (each comes within the engine's timeout).
+      let detaching = 0;
+      const moved = (s: Session, h: HandOff): void => {
+        this.#forget(s);
+        handOver(h);
+        handedOver++;
+      };
+      for (const until = performance.now() + HANDOVER_WINDOW_MS; this.#sessions.size > 0 && (performance.now() < until || detaching > 0); ) {
         for (const s of [...this.#sessions]) {
           const h = s.handOff();
           if (h === undefined) continue;
-          this.#forget(s);
-          handOver(h);
-          handedOver++;
+          if (!(h instanceof Promise)) {
+            moved(s, h);
+            continue;
+          }
+          detaching++;
+          void h.then(
+            (d) => {
+              detaching--;
+              if (d !== undefined && this.#sessions.has(s)) moved(s, d);
+            },
+            (err: unknown) => {
+              detaching--;
+              this.logger.warn({ err }, 'could not detach a connection for handover; it drains here');
+            },
+          );
         }
         if (this.#sessions.size > 0) await new Promise((r) => setTimeout(r, 20));
       }
