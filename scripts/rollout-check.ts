@@ -90,9 +90,9 @@ async function main(): Promise<number> {
   await writeConfig(0);
 
   // Spares for two rewrites: each rewrite rolls out two apps, each taking `workers` of them.
-  // The long-lived connections must be handed over at every rollout: a JS-engine feature today
-  // (native-engine pairs drain), so the daemon runs the JS engine unless FPROXY_ENGINE says otherwise.
-  const engine = process.env.FPROXY_ENGINE ?? 'js';
+  // The long-lived connections are handed over at every rollout, on either engine: the default
+  // (native) unless FPROXY_ENGINE says otherwise.
+  const engine = process.env.FPROXY_ENGINE ?? 'native';
   const daemon = startDaemon(configPath, { FPROXY_SPARE_LISTENERS: String(Math.min(64, 4 * opts.workers)), FPROXY_ENGINE: engine }, opts.verbose);
   const app = daemon.app;
   const appNames = ['rolling', 'steady', TLS_APP];

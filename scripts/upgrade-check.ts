@@ -59,9 +59,9 @@ async function main(): Promise<number> {
   const echo = await startEchoServers({ ports: [0, 0], host: '127.0.0.1', tag: true });
   const configPath = join(dir, 'config.json');
   await writeFile(configPath, JSON.stringify({ Apps: [{ Name: 'web', Ports: [0], Targets: echo.ports.map((p) => `127.0.0.1:${p}`), Workers: opts.workers, DrainTimeoutMs: 5000 }, tlsApp.config(0, 0, opts.workers)] }, null, 2));
-  // Connections are handed to the new daemon's workers: a JS-engine feature today (native-engine
-  // pairs drain), so the daemon runs the JS engine unless FPROXY_ENGINE says otherwise.
-  const daemon = startDaemon(configPath, { FPROXY_SPARE_LISTENERS: String(2 * opts.workers), FPROXY_ENGINE: process.env.FPROXY_ENGINE ?? 'js' }, opts.verbose);
+  // Connections are handed to the new daemon's workers on either engine: the default (native)
+  // unless FPROXY_ENGINE says otherwise.
+  const daemon = startDaemon(configPath, { FPROXY_SPARE_LISTENERS: String(2 * opts.workers), FPROXY_ENGINE: process.env.FPROXY_ENGINE ?? 'native' }, opts.verbose);
   const problems: string[] = [];
   const abort = new AbortController();
   const daemons = new Map<number, string>([[daemon.child.pid!, processStartTime(daemon.child.pid!) ?? '']]);
