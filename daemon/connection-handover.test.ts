@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import { makeCert, startEcho, tempDir } from '../proxy/testing.ts';
 import { simulate } from '../ftest/simulate.ts';
 import { parsePrometheusText, sumSamples } from './metrics/prometheus-text.ts';
-import { appConfig, startTestDaemon, waitFor } from './testing.ts';
+import { aliveListeners, appConfig, processStartTime, startTestDaemon, waitFor } from './testing.ts';
 import { CounterClient, listenEcho, startPlainEcho } from './testing-streams.ts';
 import type { TestDaemon } from './testing.ts';
 
@@ -131,4 +131,55 @@ test('native engine: 6 rollouts under c=50 short connections (a new one per exch
   assert.equal(total, summary.exchanges);
   await waitFor(async () => (await d.app('web'))?.activeConnections === 0, 20_000, 'no connection left open');
   t.diagnostic(`${summary.exchanges} exchanges over 6 rollouts, all counted`);
+});
+
+test('a worker stopped by SIGTERM is replaced first, then hands its connections to the replacement: 3 kills, every stream intact, each killed worker gone long before DrainTimeoutMs', async (t) => {
+  const dir = await tempDir(t);
+  const plain = await startPlainEcho();
+  const secure = await startTlsEchoServer(dir, 'a.test');
+  t.after(() => Promise.all([plain.close(), secure.close()]));
+  const d = await startTestDaemon(t, {
+    Apps: [
+      appConfig('plain', [0], [plain.port], { Workers: 2, DrainTimeoutMs: 60_000 }),
+      appConfig('pass', [0], [secure.port], { Workers: 2, DrainTimeoutMs: 60_000, Tls: { Mode: 'passthrough' } }),
+    ],
+  }, { env: { FPROXY_SPARE_LISTENERS: '2' } });
+  const [plainPort] = await d.ports('plain');
+  const [passPort] = await d.ports('pass');
+  await d.running('plain');
+  await d.running('pass');
+  const clients: CounterClient[] = [];
+  for (let i = 0; i < 30; i++) {
+    const s = net.connect({ port: plainPort!, host: '127.0.0.1' });
+    await once(s, 'connect');
+    clients.push(new CounterClient(s, `plain ${i}`));
+  }
+  for (let i = 0; i < 10; i++) {
+    const s = tls.connect({ port: passPort!, host: '127.0.0.1', servername: 'a.test', rejectUnauthorized: false });
+    await once(s, 'secureConnect');
+    clients.push(new CounterClient(s, `tls ${i}`));
+  }
+  t.after(() => clients.forEach((c) => void c.stop()));
+  clients.forEach((c) => c.start());
+  const goneMs: number[] = [];
+  for (const [k, app] of ['plain', 'pass', 'plain'].entries()) {
+    const before = (await d.app(app))!;
+    const victim = before.pids[k % before.pids.length]!;
+    const seen = new Map([[victim, processStartTime(victim)!]]);
+    const started = Date.now();
+    process.kill(victim, 'SIGTERM');
+    await waitFor(() => aliveListeners(seen).length === 0, 30_000, `worker ${victim} gone after SIGTERM`);
+    goneMs.push(Date.now() - started);
+    // Same generation, a full set of workers again, the victim not among them.
+    await waitFor(async () => {
+      const a = (await d.app(app))!;
+      return a.generation === before.generation && a.pids.length === 2 && !a.pids.includes(victim);
+    }, 20_000, `app ${app} back to 2 workers`);
+    const echoed = clients.map((c) => c.received.length);
+    await waitFor(() => clients.every((c, n) => c.problem !== undefined || c.received.length >= echoed[n]! + 6), 20_000, 'every connection echoing after the kill');
+    assert.deepEqual(clients.filter((c) => c.problem !== undefined).map((c) => c.problem), [], `after kill ${k + 1}`);
+  }
+  await Promise.all(clients.map((c) => c.stop()));
+  assert.deepEqual(clients.filter((c) => c.problem !== undefined).map((c) => c.problem), []);
+  t.diagnostic(`killed workers gone ${goneMs.join(', ')} ms after SIGTERM (DrainTimeoutMs 60000)`);
 });

@@ -139,6 +139,25 @@ function onAdopt(from: number, id: number, part: 'client' | 'upstream', session:
   listener.adopt(entry.client, entry.upstream, entry.session!, entry.fromUpstream!);
 }
 
+/** How long a worker stopped by SIGTERM waits for the daemon's `drain` before draining by itself. */
+const STOPPING_FALLBACK_MS = 30_000;
+let stopping = false;
+
+/**
+ * SIGTERM under the daemon (`kill <pid>`, a supervisor's restart): ask for a replacement and keep
+ * serving; the daemon answers with `drain` + handOver once the replacement is ready, so the open
+ * connections move to it instead of being cut. A second SIGTERM, no daemon, or no listener yet:
+ * drain now. (A SIGKILLed or crashed worker can do none of this: its connections die with it.)
+ */
+function onSigterm(): void {
+  if (exiting) return;
+  if (stopping || listener === undefined || !process.connected || listener.draining) return void drainAndExit('SIGTERM');
+  stopping = true;
+  logger.info({ event: 'stopping', activeConnections: listener.activeConnections }, 'SIGTERM: the daemon starts a replacement worker; open connections are handed to it, then this one exits');
+  send({ v: IPC_VERSION, type: 'stopping', reason: 'SIGTERM' });
+  setTimeout(() => void drainAndExit('SIGTERM (no drain from the daemon)'), STOPPING_FALLBACK_MS).unref();
+}
+
 function heldError(): void {
   // Before adoption: the socket is destroyed, which Session.adopt sees.
 }
@@ -244,6 +263,6 @@ if (import.meta.main) {
   process.on('message', onMessage);
   // The daemon is gone (even SIGKILLed): do not linger holding its ports.
   process.on('disconnect', () => void drainAndExit('daemon disconnected'));
-  process.once('SIGTERM', () => void drainAndExit('SIGTERM'));
+  process.on('SIGTERM', onSigterm);
   process.once('SIGINT', () => void drainAndExit('SIGINT'));
 }
