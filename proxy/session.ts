@@ -503,7 +503,7 @@ export class Session {
    * A session handed over by another process: both sockets connected, forwarding resumes at once
    * (the bytes the old process had read ahead are written first). No PROXY header is sent again.
    */
-  static adopt(ctx: ListenerContext, client: net.Socket, upstream: net.Socket, state: HandoverSession, fromUpstream: Buffer): Session {
+  static adopt(ctx: ListenerContext, client: net.Socket, upstream: net.Socket, state: HandoverSession, fromUpstream: Buffer, attach?: (s: Session) => void): Session {
     const s = new Session(ctx, client);
     s.startedAt = state.startedAt;
     s.t0 = performance.now() - Math.max(0, Date.now() - state.startedAt);
@@ -516,6 +516,8 @@ export class Session {
     s.#clientAddress = state.client;
     s.bytesInBefore = state.bytesIn;
     s.bytesOutBefore = state.bytesOut;
+    // The listener counts it (sessions, target, limits) before anything can end it.
+    attach?.(s);
     // Sockets made from a received handle do not allow half-open; ours always do (see onEnd).
     client.allowHalfOpen = true;
     upstream.allowHalfOpen = true;
@@ -545,6 +547,12 @@ export class Session {
     s.#forward(upstream, true);
     if (!native && upstream.readableEnded) client.end();
     return s;
+  }
+
+  /** A handed-over session's connection, counted on its target by the adopting listener: released at finish(). */
+  countOn(pool: TargetPool, state: TargetState): void {
+    this.#pool = pool;
+    this.targetState = state;
   }
 
   #abort(outcome: Failure, code: string): void {
