@@ -80,3 +80,28 @@ test('an upgrade whose new daemon is SIGKILLed while it starts: the new daemon\'
   assert.equal((await d.status()).pid, d.pid);
   assert.equal((await exchange(port!, 'hi')).reply, 'one:hi');
 });
+
+test('a daemon SIGKILLed while its listeners hand connections over (a rollout under way): every listener still exits', async (t) => {
+  const echo = await startPlainEcho();
+  t.after(() => echo.close());
+  const config = (n: number) => ({ Apps: [appConfig('long', [0], [echo.port], { Workers: 2, DrainTimeoutMs: 3000, ConnectTimeoutMs: 5000 + n })] });
+  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '2' } });
+  const [port] = await d.ports('long');
+  await d.running('long');
+  const clients: CounterClient[] = [];
+  t.after(() => Promise.all(clients.map((c) => c.stop())));
+  for (let i = 0; i < 60; i++) {
+    const s = net.connect({ port: port!, host: '127.0.0.1' });
+    await once(s, 'connect');
+    clients.push(new CounterClient(s, `long ${i}`));
+  }
+  clients.forEach((c) => c.start());
+  await d.writeConfig(config(1));
+  // Kill it as soon as the old generation is being drained (its connections on their way over).
+  await waitFor(async () => (await d.app('long'))!.drainingPids.length > 0, 20_000, 'the old generation draining', 5);
+  const everyone = new Map(d.listenerPids);
+  for (const [pid, start] of childrenOf(d.pid)) everyone.set(pid, start);
+  d.child.kill('SIGKILL');
+  await d.exited;
+  await waitFor(() => aliveListeners(everyone).length === 0, 30_000, 'every listener gone after the daemon died mid-handover');
+});
