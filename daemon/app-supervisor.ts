@@ -294,10 +294,11 @@ export class AppSupervisor {
     this.#lastAttempt = gen.number;
     const metrics = this.#options.metrics;
     gen.on('handover', (part) => {
-      // To the generation serving now (the one that replaced `gen`), or, when the whole app stops for
-      // a daemon upgrade, to the new daemon; nobody to take it: the connection is closed.
+      // To the generation serving now (the one that replaced `gen`, or `gen` itself when one of its
+      // workers was stopped by SIGTERM: its ready workers, the replacement among them), or, when the
+      // whole app stops for a daemon upgrade, to the new daemon; nobody to take it: it is closed.
       const to = this.#current;
-      const taken = to !== undefined && to !== gen ? to.adopt(part) : (this.handOverTo?.(this.name, part) ?? false);
+      const taken = (!this.#retiring && to !== undefined && to.adopt(part)) || (this.handOverTo?.(this.name, part) ?? false);
       if (!taken) {
         this.#log.warn({ gen: gen.number, id: part.id }, 'no ready worker to hand a connection to; it is closed');
         part.socket.destroy();

@@ -12,12 +12,12 @@ import { once } from 'node:events';
 import { makeCert, startEcho, tempDir } from '../proxy/testing.ts';
 import { simulate } from '../ftest/simulate.ts';
 import { parsePrometheusText, sumSamples } from './metrics/prometheus-text.ts';
-import { appConfig, startTestDaemon, waitFor } from './testing.ts';
+import { aliveListeners, appConfig, processStartTime, startTestDaemon, waitFor } from './testing.ts';
 import { CounterClient, listenEcho, startPlainEcho } from './testing-streams.ts';
 import type { TestDaemon } from './testing.ts';
 
-/** Handover moves JS-engine sessions; native-engine pairs (C owns their fds) drain as before. */
-const JS_ENGINE = 'js';
+/** The default engine is native (C owns the fds: they are detached from it and moved); js moves Node sockets. */
+const ENGINES = ['native', 'js'] as const;
 
 async function startTlsEchoServer(dir: string, name: string): Promise<{ port: number; close: () => Promise<void> }> {
   const cert = await makeCert(dir, name, [name]);
@@ -30,7 +30,7 @@ async function oldGenerationsGone(d: TestDaemon, app: string): Promise<number> {
   return Date.now() - started;
 }
 
-test('50 plain + 20 TLS passthrough long-lived connections survive 5 rollouts with their byte streams intact; old generations exit long before DrainTimeoutMs', async (t) => {
+for (const engine of ENGINES) test(`${engine} engine: 50 plain + 20 TLS passthrough long-lived connections survive 5 rollouts with their byte streams intact; old generations exit long before DrainTimeoutMs`, async (t) => {
   const dir = await tempDir(t);
   const plain = [await startPlainEcho(), await startPlainEcho()];
   const secure = [await startTlsEchoServer(dir, 'a.test'), await startTlsEchoServer(dir, 'b.test')];
@@ -41,7 +41,7 @@ test('50 plain + 20 TLS passthrough long-lived connections survive 5 rollouts wi
       appConfig('pass', [0], [secure[i % 2]!.port], { Workers: 2, DrainTimeoutMs: 60_000, Tls: { Mode: 'passthrough' } }),
     ],
   });
-  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4', FPROXY_ENGINE: JS_ENGINE } });
+  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4', FPROXY_ENGINE: engine } });
   const [plainPort] = await d.ports('plain');
   const [passPort] = await d.ports('pass');
   await d.running('plain');
@@ -84,7 +84,7 @@ test('"HandOver": false keeps today\'s drain: the old generation keeps its conne
   const echo = await startPlainEcho();
   t.after(() => echo.close());
   const config = (n: number) => ({ Apps: [appConfig('plain', [0], [echo.port], { DrainTimeoutMs: 60_000, HandOver: false, ConnectTimeoutMs: 5000 + n })] });
-  const d = await startTestDaemon(t, config(0), { env: { FPROXY_ENGINE: JS_ENGINE } });
+  const d = await startTestDaemon(t, config(0));
   const [port] = await d.ports('plain');
   const s = net.connect({ port: port!, host: '127.0.0.1' });
   await once(s, 'connect');
@@ -102,11 +102,11 @@ test('"HandOver": false keeps today\'s drain: the old generation keeps its conne
   await oldGenerationsGone(d, 'plain');
 });
 
-test('6 rollouts under c=50 short connections (a new one per exchange): 0 failures, every connection counted once, none left open', async (t) => {
+test('native engine: 6 rollouts under c=50 short connections (a new one per exchange; detaches race their closes): 0 failures, every connection counted once, none left open', async (t) => {
   const echo = await startEcho('one');
   t.after(() => echo.close());
   const config = (n: number) => ({ Apps: [appConfig('web', [0], [echo.port], { Workers: 2, ConnectTimeoutMs: 5000 + n })] });
-  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4', FPROXY_ENGINE: JS_ENGINE } });
+  const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4' } });
   const [port] = await d.ports('web');
   await d.running('web');
   const abort = new AbortController();
@@ -131,4 +131,55 @@ test('6 rollouts under c=50 short connections (a new one per exchange): 0 failur
   assert.equal(total, summary.exchanges);
   await waitFor(async () => (await d.app('web'))?.activeConnections === 0, 20_000, 'no connection left open');
   t.diagnostic(`${summary.exchanges} exchanges over 6 rollouts, all counted`);
+});
+
+test('a worker stopped by SIGTERM is replaced first, then hands its connections to the replacement: 3 kills, every stream intact, each killed worker gone long before DrainTimeoutMs', async (t) => {
+  const dir = await tempDir(t);
+  const plain = await startPlainEcho();
+  const secure = await startTlsEchoServer(dir, 'a.test');
+  t.after(() => Promise.all([plain.close(), secure.close()]));
+  const d = await startTestDaemon(t, {
+    Apps: [
+      appConfig('plain', [0], [plain.port], { Workers: 2, DrainTimeoutMs: 60_000 }),
+      appConfig('pass', [0], [secure.port], { Workers: 2, DrainTimeoutMs: 60_000, Tls: { Mode: 'passthrough' } }),
+    ],
+  }, { env: { FPROXY_SPARE_LISTENERS: '2' } });
+  const [plainPort] = await d.ports('plain');
+  const [passPort] = await d.ports('pass');
+  await d.running('plain');
+  await d.running('pass');
+  const clients: CounterClient[] = [];
+  for (let i = 0; i < 30; i++) {
+    const s = net.connect({ port: plainPort!, host: '127.0.0.1' });
+    await once(s, 'connect');
+    clients.push(new CounterClient(s, `plain ${i}`));
+  }
+  for (let i = 0; i < 10; i++) {
+    const s = tls.connect({ port: passPort!, host: '127.0.0.1', servername: 'a.test', rejectUnauthorized: false });
+    await once(s, 'secureConnect');
+    clients.push(new CounterClient(s, `tls ${i}`));
+  }
+  t.after(() => clients.forEach((c) => void c.stop()));
+  clients.forEach((c) => c.start());
+  const goneMs: number[] = [];
+  for (const [k, app] of ['plain', 'pass', 'plain'].entries()) {
+    const before = (await d.app(app))!;
+    const victim = before.pids[k % before.pids.length]!;
+    const seen = new Map([[victim, processStartTime(victim)!]]);
+    const started = Date.now();
+    process.kill(victim, 'SIGTERM');
+    await waitFor(() => aliveListeners(seen).length === 0, 30_000, `worker ${victim} gone after SIGTERM`);
+    goneMs.push(Date.now() - started);
+    // Same generation, a full set of workers again, the victim not among them.
+    await waitFor(async () => {
+      const a = (await d.app(app))!;
+      return a.generation === before.generation && a.pids.length === 2 && !a.pids.includes(victim);
+    }, 20_000, `app ${app} back to 2 workers`);
+    const echoed = clients.map((c) => c.received.length);
+    await waitFor(() => clients.every((c, n) => c.problem !== undefined || c.received.length >= echoed[n]! + 6), 20_000, 'every connection echoing after the kill');
+    assert.deepEqual(clients.filter((c) => c.problem !== undefined).map((c) => c.problem), [], `after kill ${k + 1}`);
+  }
+  await Promise.all(clients.map((c) => c.stop()));
+  assert.deepEqual(clients.filter((c) => c.problem !== undefined).map((c) => c.problem), []);
+  t.diagnostic(`killed workers gone ${goneMs.join(', ')} ms after SIGTERM (DrainTimeoutMs 60000)`);
 });

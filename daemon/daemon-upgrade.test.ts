@@ -48,8 +48,8 @@ test('two upgrades under load at c=50 (a new connection per exchange): 0 failure
       appConfig('web', [0], [echo.port], { Workers: 2, HealthCheck: { IntervalMs: 200, Rise: 1 } }),
       appConfig('long', [0], [stream.port], { Workers: 2, DrainTimeoutMs: 60_000 }),
     ],
-  // The JS engine: handover moves its sessions (native-engine pairs drain as before).
-  }, { env: { FPROXY_SPARE_LISTENERS: '2', FPROXY_ENGINE: 'js' } });
+  // The default (native) engine: its pairs are detached and handed over to the new daemon's workers.
+  }, { env: { FPROXY_SPARE_LISTENERS: '2' } });
   const successors = new Map<number, string>();
   reapLater(t, d, successors);
   const [port] = await d.ports('web');

@@ -172,7 +172,32 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
     this.#live.add(proc);
     proc.on('exit', (exit) => this.#onWorkerExit(slot, proc, exit));
     proc.on('handover', (part) => this.emit('handover', part));
+    proc.on('stopping', (reason) => this.#replace(slot, proc, reason));
     return proc.start();
+  }
+
+  /**
+   * A worker asked to stop (SIGTERM): start its replacement in the same slot while it still serves,
+   * then drain it with handover, so its connections move to the replacement (or a sibling) instead
+   * of being cut. If the replacement fails to start, the worker drains as before (its connections
+   * finish where they are) and the slot is restarted with backoff like after a crash.
+   */
+  #replace(slot: WorkerSlot, proc: ListenerProcess, reason: string): void {
+    if (this.state !== 'serving' || slot.process !== proc) return void proc.drain(undefined, false);
+    this.#log.info({ event: 'worker-replace', worker: slot.index, listenerPid: proc.pid, reason }, 'worker asked to stop; starting its replacement, then handing its connections over');
+    this.#startWorker(slot).then(
+      () => {
+        this.#log.info({ worker: slot.index, listenerPid: slot.process?.pid, replaced: proc.pid }, 'replacement worker ready; the old one hands its connections over');
+        this.emit('restarted', slot.process!);
+        void proc.drain(undefined, true);
+      },
+      (err: DaemonError) => {
+        void proc.drain(undefined, false);
+        if (this.state !== 'serving') return;
+        this.emit('failure', err);
+        this.#scheduleRestart(slot, err);
+      },
+    );
   }
 
   #onWorkerExit(slot: WorkerSlot, proc: ListenerProcess, exit: ListenerExit): void {

@@ -71,7 +71,7 @@ export interface HandoverPart {
   readonly socket: net.Socket;
 }
 
-export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit]; handover: [HandoverPart] }> {
+export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit]; handover: [HandoverPart]; stopping: [string] }> {
   readonly spec: ListenerSpec;
   readonly generation: number;
   readonly worker: number;
@@ -320,6 +320,10 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit]; handov
         return;
       case 'error':
         this.#log.warn({ listenerPid: this.pid, error: msg.error }, 'listener reported an IPC error');
+        return;
+      case 'stopping':
+        // SIGTERM to the worker: its generation replaces it, then drains it with handover.
+        if (this.state === 'ready') this.emit('stopping', msg.reason);
         return;
       case 'lease':
         this.#limits?.request(msg);

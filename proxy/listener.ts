@@ -529,13 +529,33 @@ export class Listener implements ListenerContext {
     this.#terminator?.close();
     let handedOver = 0;
     if (handOver !== undefined && this.spec.handOver !== false) {
-      for (const until = performance.now() + HANDOVER_WINDOW_MS; this.#sessions.size > 0 && performance.now() < until; ) {
+      // Native-engine sessions answer asynchronously (the engine detaches on its loop thread):
+      // the window stays open while any answer is due (each comes within the engine's timeout).
+      let detaching = 0;
+      const moved = (s: Session, h: HandOff): void => {
+        this.#forget(s);
+        handOver(h);
+        handedOver++;
+      };
+      for (const until = performance.now() + HANDOVER_WINDOW_MS; this.#sessions.size > 0 && (performance.now() < until || detaching > 0); ) {
         for (const s of [...this.#sessions]) {
           const h = s.handOff();
           if (h === undefined) continue;
-          this.#forget(s);
-          handOver(h);
-          handedOver++;
+          if (!(h instanceof Promise)) {
+            moved(s, h);
+            continue;
+          }
+          detaching++;
+          void h.then(
+            (d) => {
+              detaching--;
+              if (d !== undefined && this.#sessions.has(s)) moved(s, d);
+            },
+            (err: unknown) => {
+              detaching--;
+              this.logger.warn({ err }, 'could not detach a connection for handover; it drains here');
+            },
+          );
         }
         if (this.#sessions.size > 0) await new Promise((r) => setTimeout(r, 20));
       }
@@ -558,13 +578,23 @@ export class Listener implements ListenerContext {
   }
 
   /**
-   * Resume a session handed over by a worker of an older generation. A target the spec no longer
-   * lists: kept (OnTargetRemoved "keep", the default) or closed ("close"). Not counted against the
-   * app's limits (it was admitted once already).
+   * Resume a session handed over by another worker (an older generation, or one stopped by SIGTERM).
+   * A target the spec no longer lists: kept (OnTargetRemoved "keep", the default) or closed
+   * ("close"). Counted like one accepted here: on its target (least-connections, MaxConnections) and
+   * against the app's limits (MaxConnections, PerSource), though never refused by them — it was
+   * admitted once already; the ACL is not checked again.
    */
   adopt(client: net.Socket, upstream: net.Socket, state: HandoverSession, fromUpstream: Buffer): void {
-    const s = Session.adopt(this, client, upstream, state, fromUpstream);
-    this.#sessions.add(s);
+    const s = Session.adopt(this, client, upstream, state, fromUpstream, (a) => {
+      this.#sessions.add(a);
+      const counted = this.targets.adopt(state.target);
+      if (counted !== undefined) a.countOn(counted.pool, counted.state);
+      if (this.#admission !== null && this.#admission.leases) {
+        const t: SessionTicket = { address: state.client ?? '', key: null, holds: 0, closed: false, decided: onDecided, session: a };
+        this.#admission.adopt(t);
+        this.#tickets.set(a, t);
+      }
+    });
     // Arrived while this worker drains in turn: closed, but counted (one count per connection, here).
     if (this.#draining) return s.destroy('drained', 'ERR_DRAINING');
     if (this.spec.onTargetRemoved === 'close' && !this.#configured().has(state.target)) s.destroy('drained', 'ERR_TARGET_REMOVED');

@@ -215,3 +215,32 @@ test('health: start.health and `health` messages steer new connections; pong rep
   assert.ok(reports.every((r) => typeof r.since === 'number' && r.activeConnections === 0));
   assert.equal(pong.panic, false);
 });
+
+test('the daemon gone in the middle of a handover (sockets still queued): the listener closes what it could not send and exits', async (t) => {
+  const echo = await startEcho('t');
+  t.after(() => echo.close());
+  const { child, messages, next, exited } = spawnListener(t);
+  child.send({ v: 1, type: 'start', spec: makeSpec([`127.0.0.1:${echo.port}`], { drainTimeoutMs: 60_000 }), generation: 1, worker: 0 });
+  const ready = await next('ready');
+  const port = ready.type === 'ready' ? ready.ports[0]! : 0;
+  const clients: net.Socket[] = [];
+  t.after(() => clients.forEach((c) => c.destroy()));
+  for (let i = 0; i < 30; i++) {
+    const c = net.connect({ port, host: '127.0.0.1' });
+    c.on('error', () => {});
+    await once(c, 'connect');
+    clients.push(c);
+  }
+  // Every session forwarding (an echo back on each) before the drain.
+  await Promise.all(clients.map(async (c) => {
+    c.write('x');
+    await once(c, 'data');
+  }));
+  // Node sends one handle at a time, each after the daemon's ACK: gone after the first, the rest stay queued.
+  child.on('message', (m: FromListener) => {
+    if (m.type === 'handover' && child.connected) child.disconnect();
+  });
+  child.send({ v: 1, type: 'drain', handOver: true });
+  assert.equal(await exited, 0);
+  assert.ok(messages.some((m) => m.type === 'handover'), 'a handover was under way');
+});

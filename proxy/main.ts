@@ -78,10 +78,20 @@ async function drainAndExit(reason: string, handOver = false): Promise<void> {
   await handOffsSent();
   logger.info({ closedByTimeout, handedOver }, 'drained');
   const final: FromListener = { v: IPC_VERSION, type: 'drained', closedByTimeout, snapshot: listener.metricsSnapshot() };
-  // Behind handed-over sockets this message waits in Node's queue for their ACKs: exit once it is out.
-  if (process.connected) await new Promise<void>((resolve) => process.send!(final, undefined, {}, () => resolve()));
+  // Behind handed-over sockets this message waits in Node's queue for their ACKs: exit once it is
+  // out — or once the daemon is gone (a message still queued then never gets its callback).
+  if (process.connected) {
+    await new Promise<void>((resolve) => {
+      daemonGone = resolve;
+      process.once('disconnect', resolve);
+      process.send!(final, undefined, {}, () => resolve());
+    });
+  }
   exit(0);
 }
+
+/** Set while the last message waits to go out: the daemon watch ends that wait when the daemon is gone. */
+let daemonGone: (() => void) | undefined;
 
 // ---- connection handover (issue 16 §2): sockets go to the daemon, which relays them to a worker
 // of the new generation. One message per socket (Node passes one handle per message).
@@ -89,6 +99,22 @@ let handOffSeq = 0;
 /** Sockets given to process.send and not yet written out: Node sends one handle at a time (each waits for the daemon's ACK), so exiting before the queue empties would close the rest. */
 let handOffsInFlight = 0;
 let handOffsFlushed: (() => void) | undefined;
+/** The sockets of those sends (a queued one still owns its socket). */
+const handOffSockets = new Set<net.Socket>();
+
+/**
+ * The daemon went away (killed) with handed-over sockets still queued: Node never calls those
+ * sends' callbacks, so the drain would wait for them forever — the listeners seen alive with ppid 1
+ * after their daemon died (notes/16.md). Nobody can take those connections now: close them.
+ */
+function abandonHandOffs(): void {
+  if (handOffsInFlight === 0) return;
+  logger.warn({ event: 'handover-abandoned', sockets: handOffSockets.size }, 'the daemon went away during a handover; the connections not yet sent are closed');
+  for (const s of handOffSockets) s.destroy();
+  handOffSockets.clear();
+  handOffsInFlight = 0;
+  handOffsFlushed?.();
+}
 
 function handOffsSent(): Promise<void> {
   if (handOffsInFlight === 0) return Promise.resolve();
@@ -105,7 +131,9 @@ function sendHandOff(h: HandOff): void {
     const msg: FromListener = { v: IPC_VERSION, type: 'handover', id, part, session: { ...h.state, pending: pending.toString('base64') } };
     // Destroying our copy once sent settles the server's connection count; the handle is already gone.
     handOffsInFlight++;
+    handOffSockets.add(socket);
     process.send!(msg, socket, {}, (err) => {
+      if (!handOffSockets.delete(socket)) return; // abandoned already
       if (err) logger.warn({ err, id, part }, 'a handed-over connection could not be sent to the daemon; it is closed');
       socket.destroy();
       if (--handOffsInFlight === 0) handOffsFlushed?.();
@@ -152,11 +180,30 @@ function watchDaemon(): void {
   const timer = setInterval(() => {
     if (process.connected && process.ppid === parent) return;
     clearInterval(timer);
-    handOffsInFlight = 0;
-    handOffsFlushed?.();
+    abandonHandOffs();
+    daemonGone?.();
     void drainAndExit('daemon gone');
   }, 1000);
   timer.unref();
+}
+
+/** How long a worker stopped by SIGTERM waits for the daemon's `drain` before draining by itself. */
+const STOPPING_FALLBACK_MS = 30_000;
+let stopping = false;
+
+/**
+ * SIGTERM under the daemon (`kill <pid>`, a supervisor's restart): ask for a replacement and keep
+ * serving; the daemon answers with `drain` + handOver once the replacement is ready, so the open
+ * connections move to it instead of being cut. A second SIGTERM, no daemon, or no listener yet:
+ * drain now. (A SIGKILLed or crashed worker can do none of this: its connections die with it.)
+ */
+function onSigterm(): void {
+  if (exiting) return;
+  if (stopping || listener === undefined || !process.connected || listener.draining) return void drainAndExit('SIGTERM');
+  stopping = true;
+  logger.info({ event: 'stopping', activeConnections: listener.activeConnections }, 'SIGTERM: the daemon starts a replacement worker; open connections are handed to it, then this one exits');
+  send({ v: IPC_VERSION, type: 'stopping', reason: 'SIGTERM' });
+  setTimeout(() => void drainAndExit('SIGTERM (no drain from the daemon)'), STOPPING_FALLBACK_MS).unref();
 }
 
 function heldError(): void {
@@ -263,8 +310,11 @@ if (import.meta.main) {
   process.on('SIGUSR1', onReopen);
   process.on('message', onMessage);
   // The daemon is gone (even SIGKILLed): do not linger holding its ports.
-  process.on('disconnect', () => void drainAndExit('daemon disconnected'));
+  process.on('disconnect', () => {
+    abandonHandOffs();
+    void drainAndExit('daemon disconnected');
+  });
   watchDaemon();
-  process.once('SIGTERM', () => void drainAndExit('SIGTERM'));
+  process.on('SIGTERM', onSigterm);
   process.once('SIGINT', () => void drainAndExit('SIGINT'));
 }

@@ -32,6 +32,7 @@ import { parseClientHello } from './tls/client-hello.ts';
 import type { TargetPool } from './pool/target-pool.ts';
 import type { TargetState } from './pool/target-state.ts';
 import type { HandoverSession } from './ipc/protocol.ts';
+import { socketFromFd } from './engine/socket-from-fd.ts';
 
 /** A forwarding session taken off its listener, to move to another process (issue 16 §2). */
 export interface HandOff {
@@ -119,6 +120,14 @@ export class Session {
   /** Set when an engine forwards (native): its handle, then the client side's byte totals. */
   #engine: ForwardHandle | null = null;
   engineTotals: { bytesIn: number; bytesOut: number } | null = null;
+  /** The client socket's counts when the engine took over (the engine counts from there). */
+  #readBefore = 0;
+  #writtenBefore = 0;
+  /** A handed-over session: bytes for the client before anything from the upstream (native engine). */
+  #preludeDown: Buffer | null = null;
+  /** Native handover: a detach is asked / was refused for good (half-closed). */
+  #detaching = false;
+  #detachRefused = false;
 
   constructor(ctx: ListenerContext, client: net.Socket) {
     this.ctx = ctx;
@@ -351,7 +360,7 @@ export class Session {
     }
     // The native engine takes plain TCP pairs (a TLS socket's fd carries ciphertext).
     // FirstByteTimeoutMs reads the client socket's own byte count, which stops at a hand-off.
-    if (c === this.client && this.ctx.engine.kind === 'native' && this.ctx.spec.firstByteTimeoutMs === 0) return this.#forwardByEngine(up);
+    if (c === this.client && this.ctx.engine.kind === 'native' && this.ctx.spec.firstByteTimeoutMs === 0) return this.#forwardByEngine(up, adopted);
     c[kPeer] = u;
     u[kPeer] = c;
     u[kSession] = this;
@@ -383,15 +392,20 @@ export class Session {
   }
 
   /** 5 by the engine: it owns both sockets from here and reports once; the prelude goes along. */
-  #forwardByEngine(up: net.Socket): void {
+  #forwardByEngine(up: net.Socket, adopted: boolean): void {
     const send = this.ctx.spec.sendProxyProtocol;
-    const header = send === 'none' ? null : this.#proxyHeaderOut(send);
+    const header = send === 'none' || adopted ? null : this.#proxyHeaderOut(send);
     const prelude = header === null ? this.#prelude : this.#prelude === null ? header : Buffer.concat([header, this.#prelude]);
     this.#prelude = null;
     // The engine reports what it moved from here on; the socket counted what came before.
-    const readBefore = this.client.bytesRead;
-    const writtenBefore = this.client.bytesWritten;
-    this.#engine = this.ctx.engine.forward(this.client, up, { preludeUp: prelude, idleTimeoutMs: this.ctx.spec.idleTimeoutMs }, (r: ForwardResult) => {
+    // A handed-over session's earlier bytes (bytes*Before) count too.
+    const readBefore = this.bytesInBefore + this.client.bytesRead;
+    const writtenBefore = this.bytesOutBefore + this.client.bytesWritten;
+    this.#readBefore = readBefore;
+    this.#writtenBefore = writtenBefore;
+    const preludeDown = this.#preludeDown;
+    this.#preludeDown = null;
+    this.#engine = this.ctx.engine.forward(this.client, up, { preludeUp: prelude, preludeDown, idleTimeoutMs: this.ctx.spec.idleTimeoutMs }, (r: ForwardResult) => {
       this.engineTotals = { bytesIn: readBefore + r.bytesIn, bytesOut: writtenBefore + r.bytesOut };
       if (r.outcome !== 'ok') this.fail(r.outcome, ENGINE_CODES[r.outcome]);
       this.finish();
@@ -417,7 +431,8 @@ export class Session {
    * what Node had read ahead, and detaches every handler; the session is then closed here without
    * being counted (the process that adopts it counts it when it ends). Undefined = not movable now.
    */
-  handOff(): HandOff | undefined {
+  handOff(): HandOff | Promise<HandOff | undefined> | undefined {
+    if (this.#engine !== null) return this.#handOffFromEngine();
     const c = this.client as WithHandle;
     const u = this.upstream as WithHandle | null;
     if (this.#closed || u === null || this.#down !== this.client || this.#clientEnded || this.target === undefined) return undefined;
@@ -435,18 +450,7 @@ export class Session {
     c.setTimeout(0);
     const fromClient = takeReadAhead(c);
     const fromUpstream = takeReadAhead(u);
-    const state = {
-      target: this.target,
-      ...(this.endpoint === undefined ? {} : { endpoint: this.endpoint }),
-      ...(this.clientAddress === undefined ? {} : { client: this.clientAddress }),
-      ...(this.sni === undefined ? {} : { sni: this.sni }),
-      startedAt: this.startedAt,
-      bytesIn: this.bytesInBefore + c.bytesRead,
-      bytesOut: this.bytesOutBefore + c.bytesWritten,
-      attempts: this.attempts,
-      connectMs: this.connectMs,
-      handshakeMs: this.handshakeMs,
-    };
+    const state = this.#handOffState(this.bytesInBefore + c.bytesRead, this.bytesOutBefore + c.bytesWritten);
     this.#closed = true;
     this.#clearTimer();
     this.#releaseTarget();
@@ -454,10 +458,52 @@ export class Session {
   }
 
   /**
+   * handOff for a pair the native engine forwards: the engine detaches it at a clean point (its
+   * loop thread stops reading both sides) and gives back both fds and what it held in its buffers;
+   * the fds become paused sockets that read nothing. Undefined: not now (a detach is under way, or
+   * refused for good: half-closed); the promise's undefined: refused (it keeps forwarding here, or
+   * it is closing and reports as usual).
+   */
+  #handOffFromEngine(): Promise<HandOff | undefined> | undefined {
+    const handle = this.#engine!;
+    if (this.#closed || this.#detaching || this.#detachRefused || handle.detach === undefined || this.target === undefined) return undefined;
+    this.#detaching = true;
+    return handle.detach().then((r) => {
+      this.#detaching = false;
+      if (!r.ok) {
+        if (r.reason === 'half-closed') this.#detachRefused = true;
+        return undefined;
+      }
+      const d = r.pair;
+      const state = this.#handOffState(this.#readBefore + d.bytesIn, this.#writtenBefore + d.bytesOut);
+      this.#engine = null;
+      this.#closed = true;
+      this.#clearTimer();
+      this.#releaseTarget();
+      return { client: socketFromFd(d.clientFd), upstream: socketFromFd(d.upstreamFd), state, fromClient: d.toUpstream, fromUpstream: d.toClient };
+    });
+  }
+
+  #handOffState(bytesIn: number, bytesOut: number): HandOff['state'] {
+    return {
+      target: this.target!,
+      ...(this.endpoint === undefined ? {} : { endpoint: this.endpoint }),
+      ...(this.clientAddress === undefined ? {} : { client: this.clientAddress }),
+      ...(this.sni === undefined ? {} : { sni: this.sni }),
+      startedAt: this.startedAt,
+      bytesIn,
+      bytesOut,
+      attempts: this.attempts,
+      connectMs: this.connectMs,
+      handshakeMs: this.handshakeMs,
+    };
+  }
+
+  /**
    * A session handed over by another process: both sockets connected, forwarding resumes at once
    * (the bytes the old process had read ahead are written first). No PROXY header is sent again.
    */
-  static adopt(ctx: ListenerContext, client: net.Socket, upstream: net.Socket, state: HandoverSession, fromUpstream: Buffer): Session {
+  static adopt(ctx: ListenerContext, client: net.Socket, upstream: net.Socket, state: HandoverSession, fromUpstream: Buffer, attach?: (s: Session) => void): Session {
     const s = new Session(ctx, client);
     s.startedAt = state.startedAt;
     s.t0 = performance.now() - Math.max(0, Date.now() - state.startedAt);
@@ -470,6 +516,8 @@ export class Session {
     s.#clientAddress = state.client;
     s.bytesInBefore = state.bytesIn;
     s.bytesOutBefore = state.bytesOut;
+    // The listener counts it (sessions, target, limits) before anything can end it.
+    attach?.(s);
     // Sockets made from a received handle do not allow half-open; ours always do (see onEnd).
     client.allowHalfOpen = true;
     upstream.allowHalfOpen = true;
@@ -485,13 +533,26 @@ export class Session {
       s.finish();
       return s;
     }
-    // Older than anything the upstream sends from now on (its data events come in a later tick).
-    if (fromUpstream.length > 0) client.write(fromUpstream);
-    // An 'end' that came before adoption (see proxy/main.ts onAdopt) is passed on as forward would.
+    // Older than anything the upstream sends from now on (its data events come in a later tick). The
+    // native engine takes it as its client prelude: a write still queued in the socket would be lost
+    // when the engine takes the fd.
+    const native = ctx.engine.kind === 'native' && ctx.spec.firstByteTimeoutMs === 0;
+    if (fromUpstream.length > 0) {
+      if (native) s.#preludeDown = fromUpstream;
+      else client.write(fromUpstream);
+    }
+    // An 'end' that came before adoption (see proxy/main.ts onAdopt) is passed on as forward would
+    // (the native engine reads that EOF from the socket again: a received FIN stays readable).
     s.#clientEnded = client.readableEnded;
     s.#forward(upstream, true);
-    if (upstream.readableEnded) client.end();
+    if (!native && upstream.readableEnded) client.end();
     return s;
+  }
+
+  /** A handed-over session's connection, counted on its target by the adopting listener: released at finish(). */
+  countOn(pool: TargetPool, state: TargetState): void {
+    this.#pool = pool;
+    this.targetState = state;
   }
 
   #abort(outcome: Failure, code: string): void {

@@ -90,9 +90,9 @@ async function main(): Promise<number> {
   await writeConfig(0);
 
   // Spares for two rewrites: each rewrite rolls out two apps, each taking `workers` of them.
-  // The long-lived connections must be handed over at every rollout: a JS-engine feature today
-  // (native-engine pairs drain), so the daemon runs the JS engine unless FPROXY_ENGINE says otherwise.
-  const engine = process.env.FPROXY_ENGINE ?? 'js';
+  // The long-lived connections are handed over at every rollout, on either engine: the default
+  // (native) unless FPROXY_ENGINE says otherwise.
+  const engine = process.env.FPROXY_ENGINE ?? 'native';
   const daemon = startDaemon(configPath, { FPROXY_SPARE_LISTENERS: String(Math.min(64, 4 * opts.workers)), FPROXY_ENGINE: engine }, opts.verbose);
   const app = daemon.app;
   const appNames = ['rolling', 'steady', TLS_APP];
@@ -104,8 +104,11 @@ async function main(): Promise<number> {
   const effects: number[] = [];
   const tlsEffects: number[] = [];
   const longClients: CounterClient[] = [];
-  /** Per rewrite: ms from the write until the long app's old generation had exited. */
-  const oldGone: Promise<number | undefined>[] = [];
+  /**
+   * Per rewrite: ms until the long app's old generation had exited, from its drain start (the new
+   * generation seen running: the daemon drains the old one right then) and from the write.
+   */
+  const oldGone: Promise<{ afterDrain: number; afterWrite: number } | undefined>[] = [];
   try {
     for (const deadline = Date.now() + 60_000; daemon.adminPort() === 0 || !(await Promise.all(appNames.map(app))).every((a) => a?.state === 'running'); await sleep(25)) {
       if (Date.now() > deadline || daemon.child.exitCode !== null) throw new Error(`the daemon did not start its apps (${appNames.join(', ')}) within 60 s`);
@@ -165,9 +168,11 @@ async function main(): Promise<number> {
       const writtenAt = performance.now();
       await writeConfig(i);
       oldGone.push((async () => {
-        for (const deadline = Date.now() + 90_000; Date.now() < deadline; await sleep(50)) {
+        let drainAt: number | undefined;
+        for (const deadline = Date.now() + 90_000; Date.now() < deadline; await sleep(20)) {
           const long = (await daemon.apps()).filter((a) => a.name === 'long');
-          if (long.some((a) => a.generation === i + 1 && a.state === 'running') && long.every((a) => a.drainingPids.length === 0)) return performance.now() - writtenAt;
+          if (drainAt === undefined && long.some((a) => a.generation === i + 1 && a.state === 'running')) drainAt = performance.now();
+          if (drainAt !== undefined && long.every((a) => a.drainingPids.length === 0)) return { afterDrain: performance.now() - drainAt, afterWrite: performance.now() - writtenAt };
         }
         return undefined;
       })());
@@ -212,7 +217,8 @@ async function main(): Promise<number> {
     const cut = longClients.filter((c) => c.problem !== undefined);
     if (cut.length > 0) problems.push(`${cut.length} long-lived connections cut or corrupted; first: ${cut.slice(0, 3).map((c) => c.problem).join('; ')}`);
     const gone = await Promise.all(oldGone);
-    const goneMs = gone.filter((x): x is number => x !== undefined);
+    const goneMs = gone.filter((x) => x !== undefined).map((x) => x.afterWrite);
+    const livedMs = gone.filter((x) => x !== undefined).map((x) => x.afterDrain);
     if (goneMs.length < gone.length) problems.push(`${gone.length - goneMs.length} old generations of the long app still ran 90 s after their rewrite`);
     const rolling = await app('rolling');
     const steady = await app('steady');
@@ -239,7 +245,9 @@ async function main(): Promise<number> {
         line('tls connections made', `${tlsSummary.exchanges} (+ ${tlsProbes} probes)`),
         line('tls failures', `${tlsSummary.errors}`),
         line('long-lived cut', `${cut.length} of ${longClients.length} (each echoing a counter every 100 ms, checked end to end; DrainTimeoutMs 60 s)`),
+        line('old long gen after drain', `lived ${ms(median(livedMs))} median, ${ms(livedMs.length ? Math.max(...livedMs) : undefined)} max from its drain start (connections handed over)`),
         line('old long generation gone', `${ms(median(goneMs))} median, ${ms(goneMs.length ? Math.max(...goneMs) : undefined)} max after the rewrite (new generation started, connections handed over)`),
+        line('engine', `${engine} (FPROXY_ENGINE=${process.env.FPROXY_ENGINE ?? ''}; default native)`),
         line('rollouts', `${rollouts} (${opts.rewrites} rewrites)`),
         line('tls rollouts', `${tlsRollouts} (${opts.rewrites} rewrites)`),
         line('workers', `${opts.workers} per app (${appNames.join(', ')})`),

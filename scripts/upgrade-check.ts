@@ -6,10 +6,14 @@
 // TLS clients on the passthrough app at --tls-concurrency (at most --tls-rate a second). It runs
 // `fproxy upgrade` (daemon/upgrade-command.ts) --upgrades times, --interval-ms apart, and checks
 // after each: the command exited 0, a new daemon pid answers, the ports are the same, the old
-// daemon is gone within 60 s; it reports how long each old daemon lived after its hand-over.
+// daemon is gone within 60 s; it reports how long each old daemon lived after its hand-over. A
+// third app carries --long long-lived connections (a counter every 100 ms, echoed and checked end to
+// end, DrainTimeoutMs 60 s): handed to each new daemon, none may be cut (reported as "long-lived cut").
 // Prints connections, failures, upgrades and timings; exits 1 on any failure.
 //
-//   scripts/upgrade-check [--upgrades 10] [--concurrency 50] [--tls-concurrency 5] [--tls-rate 20] [--workers 2] [--interval-ms 1000] [--timeout-ms 5000] [--verbose]
+//   scripts/upgrade-check [--upgrades 10] [--concurrency 50] [--tls-concurrency 5] [--tls-rate 20] [--long 20] [--workers 2] [--interval-ms 1000] [--timeout-ms 5000] [--verbose]
+import net from 'node:net';
+import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +23,7 @@ import { simulate } from '../ftest/simulate.ts';
 import type { Failure } from '../ftest/failure.ts';
 import type { DaemonStatus } from '../daemon/daemon.ts';
 import { processStartTime } from '../daemon/testing.ts';
+import { CounterClient, startPlainEcho } from '../daemon/testing-streams.ts';
 import { runUpgrade } from '../daemon/upgrade-command.ts';
 import { startDaemon } from './rollout-check-lib/daemon-child.ts';
 import { median, ms } from './rollout-check-lib/time-to-effect.ts';
@@ -35,6 +40,7 @@ function options() {
       concurrency: { type: 'string', default: '50' },
       'tls-concurrency': { type: 'string', default: '5' },
       'tls-rate': { type: 'string', default: '20' },
+      long: { type: 'string', default: '20' },
       workers: { type: 'string', default: '2' },
       'interval-ms': { type: 'string', default: '1000' },
       'timeout-ms': { type: 'string', default: '5000' },
@@ -46,7 +52,7 @@ function options() {
     if (!Number.isInteger(n) || n < min) throw new Error(`--${k} must be an integer ≥ ${min}, got ${String(values[k])}`);
     return n;
   };
-  return { upgrades: int('upgrades', 1), concurrency: int('concurrency', 1), tlsConcurrency: int('tls-concurrency', 0), tlsRate: int('tls-rate', 0), workers: int('workers', 1), intervalMs: int('interval-ms', 0), timeoutMs: int('timeout-ms', 100), verbose: values.verbose === true };
+  return { upgrades: int('upgrades', 1), concurrency: int('concurrency', 1), tlsConcurrency: int('tls-concurrency', 0), tlsRate: int('tls-rate', 0), long: int('long', 0), workers: int('workers', 1), intervalMs: int('interval-ms', 0), timeoutMs: int('timeout-ms', 100), verbose: values.verbose === true };
 }
 
 async function main(): Promise<number> {
@@ -58,10 +64,16 @@ async function main(): Promise<number> {
   });
   const echo = await startEchoServers({ ports: [0, 0], host: '127.0.0.1', tag: true });
   const configPath = join(dir, 'config.json');
-  await writeFile(configPath, JSON.stringify({ Apps: [{ Name: 'web', Ports: [0], Targets: echo.ports.map((p) => `127.0.0.1:${p}`), Workers: opts.workers, DrainTimeoutMs: 5000 }, tlsApp.config(0, 0, opts.workers)] }, null, 2));
-  // Connections are handed to the new daemon's workers: a JS-engine feature today (native-engine
-  // pairs drain), so the daemon runs the JS engine unless FPROXY_ENGINE says otherwise.
-  const daemon = startDaemon(configPath, { FPROXY_SPARE_LISTENERS: String(2 * opts.workers), FPROXY_ENGINE: process.env.FPROXY_ENGINE ?? 'js' }, opts.verbose);
+  const longEcho = await startPlainEcho();
+  await writeFile(configPath, JSON.stringify({ Apps: [
+    { Name: 'web', Ports: [0], Targets: echo.ports.map((p) => `127.0.0.1:${p}`), Workers: opts.workers, DrainTimeoutMs: 5000 },
+    tlsApp.config(0, 0, opts.workers),
+    { Name: 'long', Ports: [0], Targets: [`127.0.0.1:${longEcho.port}`], Workers: opts.workers, DrainTimeoutMs: 60_000 },
+  ] }, null, 2));
+  const longClients: CounterClient[] = [];
+  // Connections are handed to the new daemon's workers on either engine: the default (native)
+  // unless FPROXY_ENGINE says otherwise.
+  const daemon = startDaemon(configPath, { FPROXY_SPARE_LISTENERS: String(2 * opts.workers), FPROXY_ENGINE: process.env.FPROXY_ENGINE ?? 'native' }, opts.verbose);
   const problems: string[] = [];
   const abort = new AbortController();
   const daemons = new Map<number, string>([[daemon.child.pid!, processStartTime(daemon.child.pid!) ?? '']]);
@@ -77,8 +89,15 @@ async function main(): Promise<number> {
     for (const deadline = Date.now() + 60_000; ; await sleep(25)) {
       if (Date.now() > deadline || daemon.child.exitCode !== null) throw new Error('the daemon did not start its apps within 60 s');
       adminPort = daemon.adminPort();
-      if (adminPort !== 0 && (await daemon.apps()).filter((a) => a.state === 'running').length === 2) break;
+      if (adminPort !== 0 && (await daemon.apps()).filter((a) => a.state === 'running').length === 3) break;
     }
+    const longPort = (await daemon.app('long'))!.ports[0]!;
+    for (let n = 0; n < opts.long; n++) {
+      const socket = net.connect({ port: longPort, host: '127.0.0.1' });
+      await once(socket, 'connect');
+      longClients.push(new CounterClient(socket, `long-lived connection ${n}`));
+    }
+    longClients.forEach((c) => c.start());
     const firstPorts = await ports();
     const web = (await daemon.app('web'))!.ports[0]!;
     const tlsPort = (await daemon.app(TLS_APP))!.ports[0]!;
@@ -116,6 +135,9 @@ async function main(): Promise<number> {
     }
     abort.abort();
     const [summary, tls] = await Promise.all([load, tlsRun]);
+    await Promise.all(longClients.map((c) => c.stop()));
+    const cut = longClients.filter((c) => c.problem !== undefined);
+    if (cut.length > 0) problems.push(`${cut.length} long-lived connections cut or corrupted; first: ${cut.slice(0, 3).map((c) => c.problem).join('; ')}`);
     if (summary.errors > 0 || tls.errors > 0) problems.push(`${summary.errors} plain and ${tls.errors} TLS connection failures; first: ${firstFailures.map((f) => f.message).join('; ')}`);
     const line = (label: string, value: string) => `${`${label}:`.padEnd(28)}${value}`;
     process.stdout.write(
@@ -124,7 +146,9 @@ async function main(): Promise<number> {
         line('failures', `${summary.errors} plain, ${tls.errors} TLS`),
         line('upgrades', `${commandMs.length} of ${opts.upgrades} (daemon pids ${[...daemons.keys()].join(' → ')})`),
         line('fproxy upgrade took', `median ${ms(median(commandMs))}, max ${ms(Math.max(...commandMs))}`),
-        line('old daemon gone after', `median ${ms(median(oldLivedMs))}, max ${ms(Math.max(...oldLivedMs))} (from the hand-over; its listeners drain)`),
+        line('old daemon gone after', `median ${ms(median(oldLivedMs))}, max ${ms(Math.max(...oldLivedMs))} (from the hand-over: its listeners drain, handing their connections over)`),
+        line('long-lived cut', `${cut.length} of ${longClients.length} (each echoing a counter every 100 ms, checked end to end; DrainTimeoutMs 60 s)`),
+        line('engine', `${process.env.FPROXY_ENGINE ?? 'native'} (default native)`),
         line('load', `${Math.round(summary.exchangesPerSec)} exchanges/s, rtt p99 ${summary.rtt.p99} ms`),
       ].join('\n') + '\n',
     );
@@ -149,7 +173,8 @@ async function main(): Promise<number> {
     }
     const stopProblem = await daemon.stop();
     if (stopProblem !== undefined && daemon.child.exitCode !== 0) problems.push(stopProblem);
-    await Promise.all([echo.close(), tlsApp.close()]);
+    longClients.forEach((c) => void c.stop());
+    await Promise.all([echo.close(), tlsApp.close(), longEcho.close()]);
     await rm(dir, { recursive: true, force: true });
   }
   return verdict(problems, opts.verbose, daemon.tail);

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { Engine, ForwardHandle, ForwardOptions, ForwardResult } from './engine.ts';
 import { waitFor } from '../testing.ts';
+import { socketFromFd } from './socket-from-fd.ts';
 
 export interface Pair {
   /** The test's client socket (connected to the front). */
@@ -313,5 +314,133 @@ export function engineCase(name: string, engine: () => Engine): void {
     });
     await Promise.all(checks);
     await waitFor(() => e.open === 0, 5000, 'every pair reported');
+  });
+}
+
+/**
+ * detach (issue 16), for engines whose handles have it: a pair taken out at a clean point and
+ * forwarded again from its fds loses, duplicates and reorders nothing; a half-closed pair stays.
+ */
+export function detachCase(name: string, engine: () => Engine): void {
+  test(`${name}: detach and re-add 8 times under a stream both ways: every byte arrives once, in order`, async (t) => {
+    const e = engine();
+    const pair = await harness(t, e);
+    const first = await pair();
+    const { cli, srv } = first;
+    const up = randomBytes(12 * 1024 * 1024);
+    const down = randomBytes(3 * 1024 * 1024);
+    const atSrv = collect(srv);
+    const atCli = collect(cli);
+    // The upstream reads in fits and starts (long enough for the kernel's buffers to fill), so
+    // bytes sit in the engine's own buffers at some detaches.
+    srv.pause();
+    const stutter = setInterval(() => (srv.isPaused() ? srv.resume() : srv.pause()), 250);
+    t.after(() => clearInterval(stutter));
+    // 32 KiB every few ms: the stream lasts long enough for the detaches to land in the middle of it.
+    const writeSlowly = async (s: net.Socket, data: Buffer) => {
+      for (let off = 0; off < data.length; off += 64 * 1024) {
+        if (!s.write(data.subarray(off, off + 64 * 1024))) await once(s, 'drain');
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    const writing = Promise.all([writeSlowly(cli, up), writeSlowly(srv, down)]);
+    let handle = first.handle;
+    let result = first.result;
+    let movedIn = 0;
+    let movedOut = 0;
+    let detached = 0;
+    let pendingSeen = 0;
+    for (let i = 0; detached < 8; i++) {
+      await new Promise((r) => setTimeout(r, 20 + (i % 4) * 20));
+      const r = await handle.detach!();
+      assert.ok(r.ok, `detach ${detached + 1} refused: ${r.ok ? '' : r.reason}`);
+      detached++;
+      if (r.pair.toUpstream.length + r.pair.toClient.length > 0) pendingSeen++;
+      movedIn += r.pair.bytesIn;
+      movedOut += r.pair.bytesOut;
+      const c = socketFromFd(r.pair.clientFd);
+      const u = socketFromFd(r.pair.upstreamFd);
+      let done!: (x: ForwardResult) => void;
+      result = new Promise<ForwardResult>((res) => (done = res));
+      handle = e.forward(c, u, { idleTimeoutMs: 0, preludeUp: r.pair.toUpstream, preludeDown: r.pair.toClient }, (x) => done(x));
+    }
+    clearInterval(stutter);
+    srv.resume();
+    // Both directions stay open until the detaches are done (a half-closed pair is not moved).
+    await writing;
+    cli.end();
+    srv.end();
+    const [s, c, last] = await Promise.all([atSrv, atCli, result]);
+    assert.equal(detached, 8);
+    assert.ok(s.data.equals(up), `upstream got ${s.data.length} of ${up.length} bytes intact`);
+    assert.ok(c.data.equals(down), `client got ${c.data.length} of ${down.length} bytes intact`);
+    assert.equal(last.outcome, 'ok');
+    // Bytes in the engine's buffers at a detach count where they were read; re-sent, not re-read.
+    assert.equal(movedIn + last.bytesIn, up.length);
+    assert.equal(movedOut + last.bytesOut, down.length);
+    t.diagnostic(`detached ${detached} times, ${pendingSeen} with bytes in the engine's buffers`);
+    await waitFor(() => e.open === 0, 5000, 'every pair reported');
+  });
+
+  test(`${name}: a half-closed pair is not detached and keeps forwarding`, async (t) => {
+    const pair = await harness(t, engine());
+    const { cli, srv, handle, result, reports } = await pair();
+    const atSrv = collect(srv);
+    const atCli = collect(cli);
+    cli.end('bye');
+    assert.equal((await atSrv).data.toString(), 'bye');
+    assert.deepEqual(await handle.detach!(), { ok: false, reason: 'half-closed' });
+    srv.end('later');
+    assert.equal((await atCli).data.toString(), 'later');
+    assert.equal((await result).outcome, 'ok');
+    assert.equal(reports(), 1);
+  });
+
+  test(`${name}: a pair already closed answers gone, and reports once`, async (t) => {
+    const pair = await harness(t, engine());
+    const { cli, srv, handle, result, reports } = await pair();
+    cli.resume();
+    srv.resume();
+    cli.end();
+    srv.end();
+    await result;
+    assert.deepEqual(await handle.detach!(), { ok: false, reason: 'gone' });
+    assert.equal(reports(), 1);
+  });
+
+  test(`${name}: detaching 50 pairs at once while they close or reset: each is detached or reported, never both`, async (t) => {
+    const e = engine();
+    const pair = await harness(t, e);
+    const pairs: Pair[] = [];
+    for (let i = 0; i < 50; i++) pairs.push(await pair());
+    for (const p of pairs) {
+      p.cli.resume();
+      p.srv.resume();
+    }
+    const answers = pairs.map((p, i) => {
+      // A third close, a third reset, a third stay: the detach races each.
+      if (i % 3 === 0) {
+        p.cli.end();
+        p.srv.end();
+      } else if (i % 3 === 1) p.cli.resetAndDestroy();
+      return p.handle.detach!();
+    });
+    const rs = await Promise.all(answers);
+    for (const [i, r] of rs.entries()) {
+      if (r.ok) {
+        assert.equal(pairs[i]!.reports(), 0, `pair ${i} detached and reported`);
+        const c = socketFromFd(r.pair.clientFd);
+        const u = socketFromFd(r.pair.upstreamFd);
+        c.on('error', () => {});
+        u.on('error', () => {});
+        c.destroy();
+        u.destroy();
+      } else {
+        await pairs[i]!.result;
+        assert.equal(pairs[i]!.reports(), 1, `pair ${i} refused (${r.reason}) and reported once`);
+      }
+    }
+    assert.ok(rs.filter((r, i) => i % 3 === 2 && r.ok).length >= 1, 'the untouched pairs were detached');
+    await waitFor(() => e.open === 0, 5000, 'every pair reported or detached');
   });
 }

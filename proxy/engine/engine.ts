@@ -28,11 +28,34 @@ export interface ForwardOptions {
   readonly preludeUp?: Buffer | null;
   /** Close both sides after this long without a byte either way; 0 = never. */
   readonly idleTimeoutMs: number;
+  /** Bytes for the client before anything from the upstream (a handed-over pair's pending bytes). */
+  readonly preludeDown?: Buffer | null;
 }
+
+/** A pair taken out of its engine at a clean point (issue 16): both fds are the caller's to use and close. */
+export interface Detached {
+  readonly clientFd: number;
+  readonly upstreamFd: number;
+  /** Read from the client, not yet written to the upstream: goes to the upstream first. */
+  readonly toUpstream: Buffer;
+  /** Read from the upstream, not yet written to the client: goes to the client first. */
+  readonly toClient: Buffer;
+  /** As ForwardResult: what this engine moved on the client side (toUpstream counted in bytesIn). */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+}
+
+/**
+ * detach()'s answer. Refused: `gone` (closed already; onClose runs or ran), `half-closed` (a FIN
+ * went one way: it stays and keeps forwarding), `timeout` (no answer in time; it stays).
+ */
+export type DetachResult = { readonly ok: true; readonly pair: Detached } | { readonly ok: false; readonly reason: 'gone' | 'half-closed' | 'timeout' };
 
 export interface ForwardHandle {
   /** Close both sides now (outcome `drained`), with a FIN, or a RST when `reset`; onClose still runs once. */
   close(reset?: boolean): void;
+  /** Engines that can: stop forwarding at a clean point and give the pair back; onClose then never runs. */
+  detach?(): Promise<DetachResult>;
 }
 
 export interface Engine {

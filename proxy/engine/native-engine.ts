@@ -11,7 +11,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import type { Engine, EngineOutcome, ForwardHandle, ForwardOptions, ForwardResult } from './engine.ts';
+import { closeSync } from 'node:fs';
+import type { DetachResult, Engine, EngineOutcome, ForwardHandle, ForwardOptions, ForwardResult } from './engine.ts';
 
 interface Addon {
   start(threads: number, onClosed: (results: Float64Array) => void): void;
@@ -21,7 +22,25 @@ interface Addon {
   stats(): { pairs: number; buffersInUse: number; buffersPooled: number };
   ref(): void;
   unref(): void;
+  /** Issue 16 (absent in an older build): where detach answers go, set once; then detach(id) asks. */
+  onDetached?(fn: (answers: DetachAnswer[]) => void): void;
+  detach?(id: number): void;
 }
+
+interface DetachAnswer {
+  readonly id: number;
+  readonly status: 'detached' | 'gone' | 'half-closed';
+  readonly clientFd: number;
+  readonly upstreamFd: number;
+  readonly toUpstream: Buffer | null;
+  readonly toClient: Buffer | null;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+}
+
+/** How long a detach may wait for the loop thread's answer (it comes within one loop turn). */
+const DETACH_TIMEOUT_MS = 5000;
+const NO_BYTES = Buffer.alloc(0);
 
 /** Indexed by the addon's outcome code (engine-core.h enum fe_outcome). */
 const OUTCOMES: readonly EngineOutcome[] = ['ok', 'client-error', 'upstream-error', 'idle-timeout', 'drained'];
@@ -49,10 +68,14 @@ class NativePair implements ForwardHandle {
   readonly addon: Addon;
   readonly id: number;
   readonly onClose: (r: ForwardResult) => void;
-  constructor(addon: Addon, id: number, onClose: (r: ForwardResult) => void) {
+  readonly engine: NativeEngine;
+  detach: (() => Promise<DetachResult>) | undefined;
+  constructor(engine: NativeEngine, addon: Addon, id: number, onClose: (r: ForwardResult) => void) {
+    this.engine = engine;
     this.addon = addon;
     this.id = id;
     this.onClose = onClose;
+    if (addon.detach !== undefined) this.detach = () => engine.detachPair(this);
   }
   close(reset = false): void {
     this.addon.close(this.id, reset);
@@ -67,6 +90,8 @@ export class NativeEngine implements Engine {
   readonly #fallback: Engine;
   readonly #pairs = new Map<number, NativePair>();
   #nextId = 0;
+  /** Pairs with a detach asked and not answered yet. */
+  readonly #detaching = new Map<number, { resolve: (r: DetachResult) => void; timer: NodeJS.Timeout }>();
 
   /** The process's native engine (the addon is loaded and started once). Throws if it cannot load. */
   static get(fallback: Engine, threads = 1, addonPath: string | undefined = findAddon()): NativeEngine {
@@ -81,6 +106,7 @@ export class NativeEngine implements Engine {
     this.#addon = addon;
     this.#fallback = fallback;
     addon.start(threads, (results) => this.#closed(results));
+    addon.onDetached?.((answers) => this.#detached(answers));
   }
 
   get open(): number {
@@ -99,17 +125,61 @@ export class NativeEngine implements Engine {
     // Whatever the streams hold already (read ahead, not consumed) must not be lost.
     const pendingUp = unread(client);
     const preUp = opts.preludeUp != null && opts.preludeUp.length > 0 ? (pendingUp === null ? opts.preludeUp : Buffer.concat([opts.preludeUp, pendingUp])) : pendingUp;
-    const preDown = unread(upstream);
+    const pendingDown = unread(upstream);
+    const preDown = opts.preludeDown != null && opts.preludeDown.length > 0 ? (pendingDown === null ? opts.preludeDown : Buffer.concat([opts.preludeDown, pendingDown])) : pendingDown;
     const id = ++this.#nextId;
     this.#addon.add(id, fc, fu, opts.idleTimeoutMs, preUp, preDown);
     // The addon holds dups now: closing Node's descriptors sends neither FIN nor RST.
     client.destroy();
     upstream.destroy();
-    const p = new NativePair(this.#addon, id, onClose);
+    const p = new NativePair(this, this.#addon, id, onClose);
     this.#pairs.set(id, p);
     // Keep the process alive while pairs are open (the addon's callback is unref'd when idle).
     if (this.#pairs.size === 1) this.#addon.ref();
     return p;
+  }
+
+  /** @internal NativePair.detach: ask the loop thread; one answer per pair at a time. */
+  detachPair(p: NativePair): Promise<DetachResult> {
+    if (!this.#pairs.has(p.id)) return Promise.resolve({ ok: false, reason: 'gone' });
+    if (this.#detaching.has(p.id)) return Promise.resolve({ ok: false, reason: 'timeout' });
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#detaching.delete(p.id);
+        resolve({ ok: false, reason: 'timeout' });
+      }, DETACH_TIMEOUT_MS);
+      this.#detaching.set(p.id, { resolve, timer });
+      this.#addon.detach!(p.id);
+    });
+  }
+
+  #detached(answers: DetachAnswer[]): void {
+    for (const a of answers) {
+      const waiter = this.#detaching.get(a.id);
+      this.#detaching.delete(a.id);
+      if (waiter !== undefined) clearTimeout(waiter.timer);
+      if (a.status !== 'detached') {
+        // Gone: its close report comes (or came) on the other callback. Half-closed: it goes on.
+        waiter?.resolve({ ok: false, reason: a.status });
+        continue;
+      }
+      const p = this.#pairs.get(a.id);
+      this.#pairs.delete(a.id);
+      if (waiter === undefined) {
+        // Answered after its timeout: nobody takes the fds. Closing them ends the connection; the
+        // pair's one report says so.
+        closeSync(a.clientFd);
+        closeSync(a.upstreamFd);
+        try {
+          p?.onClose({ bytesIn: a.bytesIn, bytesOut: a.bytesOut, outcome: 'drained' });
+        } catch (err) {
+          queueMicrotask(() => { throw err; });
+        }
+        continue;
+      }
+      waiter.resolve({ ok: true, pair: { clientFd: a.clientFd, upstreamFd: a.upstreamFd, toUpstream: a.toUpstream ?? NO_BYTES, toClient: a.toClient ?? NO_BYTES, bytesIn: a.bytesIn, bytesOut: a.bytesOut } });
+    }
+    if (this.#pairs.size === 0) this.#addon.unref();
   }
 
   drainBy(delayMs: number): void {

@@ -196,6 +196,11 @@ const FROM_LISTENER = messages('strip', {
   error: { error: IpcErrorSchema },
   /** A forwarding session's socket (the message's handle), to be relayed to a worker of the new generation. */
   handover: { id: count(), part: HandoverPart, session: HandoverSessionSchema },
+  /**
+   * The listener got SIGTERM (issue 16): it keeps serving until the daemon has started its
+   * replacement, then is sent `drain` with handOver (or without, when no replacement starts).
+   */
+  stopping: { reason: z.string() },
   lease: { seq: count(), app: count(), key: z.nullable(z.string()), slots: count(), tokens: count() },
   'lease-return': { app: count(), key: z.nullable(z.string()), slots: count(), tokens: count(), recall: z.boolean() },
 });

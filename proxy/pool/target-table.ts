@@ -75,6 +75,19 @@ export class TargetTable implements PoolHost {
     return this.#states.get(raw);
   }
 
+  /**
+   * Count a connection to `raw` made by another process (a handed-over session, issue 16), as a pick
+   * would have: on its target's state (least-connections, MaxConnections — never refused: it is open
+   * already). Returns the pool to release it on, or undefined when no pool lists the target any more.
+   */
+  adopt(raw: string): { pool: TargetPool; state: TargetState } | undefined {
+    const state = this.#states.get(raw);
+    const pool = state === undefined ? undefined : this.#pools.find((p) => p.entries.some((e) => e.state === state));
+    if (state === undefined || pool === undefined) return undefined;
+    state.activeConnections++;
+    return { pool, state };
+  }
+
   get states(): IterableIterator<TargetState> {
     return this.#states.values();
   }

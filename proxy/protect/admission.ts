@@ -195,6 +195,44 @@ export class Admission {
     }
   }
 
+  /**
+   * A connection admitted by another process and handed over (issue 16): it holds an app slot and a
+   * source slot here like any admitted one, but is never refused and spends no rate token (it is not
+   * a new connection). Slots not leased here yet are used on credit and asked for; until the grant
+   * (or if the authority has none left, when new connections took the ones the old process gave
+   * back) the app may be over its limit by the connections handed over meanwhile.
+   */
+  adopt(t: Ticket): void {
+    if (!this.leases) return;
+    if (this.#perSource) t.key = sourceKey(t.address, this.#prefix6);
+    const app = this.#app;
+    let needApp = false;
+    let needSlot = false;
+    if (this.#maxConnections > 0) {
+      needApp = app.leased - app.used <= 0;
+      app.used++;
+      t.holds |= HOLDS_APP;
+    }
+    if (t.key !== null && this.#perSourceMax > 0) {
+      let e = this.#sources.get(t.key);
+      if (e === undefined) {
+        e = { leased: 0, used: 0, keep: 0, tokens: 0, lastUsed: Date.now() };
+        this.#sources.set(t.key, e);
+      }
+      needSlot = e.leased - e.used <= 0;
+      e.used++;
+      e.lastUsed = Date.now();
+      t.holds |= HOLDS_SLOT;
+    }
+    const pkey = t.key ?? '';
+    if ((!needApp && !needSlot) || this.#pendingByKey.has(pkey)) return;
+    const seq = ++this.#seq;
+    const request: LeaseRequest = { seq, app: needApp ? this.#appBlock : 0, key: t.key, slots: needSlot ? this.#slotBlock : 0, tokens: 0 };
+    this.#pending.set(seq, { request, waiters: [] });
+    this.#pendingByKey.set(pkey, seq);
+    this.#send.request(request);
+  }
+
   /** The ticket's connection closed (or was refused): give back what it holds. Idempotent. */
   release(t: Ticket): void {
     if (t.closed) return;

@@ -77,11 +77,14 @@ typedef struct pair {
 } pair;
 
 enum { CMD_ADD, CMD_CLOSE, CMD_RESET, CMD_DRAIN, CMD_STOP };
+enum { CMD_DETACH = 16 }; /* fe_detach (block at the end of this file) */
+struct detach_req;
 typedef struct cmd {
   struct cmd *next;
   int type;
   uint64_t arg; /* CLOSE: id; DRAIN: absolute deadline (ms, monotonic) */
   pair *p;      /* ADD */
+  struct detach_req *req; /* DETACH */
 } cmd;
 
 typedef struct loop {
@@ -342,6 +345,9 @@ static void add_pair(loop *l, pair *p, uint64_t now) {
   set_interest(l, p, 1);
 }
 
+static void run_detach(loop *l, struct detach_req *r);
+static void detach_unseen(struct detach_req *r);
+
 static void run_commands(loop *l, uint64_t now) {
   uint64_t v;
   ssize_t r;
@@ -371,6 +377,9 @@ static void run_commands(loop *l, uint64_t now) {
         break;
       case CMD_STOP:
         l->stop = true;
+        break;
+      case CMD_DETACH:
+        run_detach(l, c->req);
         break;
     }
     if (c != &l->stop_cmd) free(c);
@@ -460,6 +469,7 @@ static void free_loop(loop *l) {
       atomic_fetch_sub_explicit(&l->eng->pairs, 1, memory_order_relaxed);
       free(c->p);
     }
+    if (c->type == CMD_DETACH) detach_unseen(c->req);
     if (c != &l->stop_cmd) free(c);
   }
   while (l->pool != NULL) {
@@ -593,4 +603,110 @@ void fe_stop(fe_engine *e) {
   }
   free(e->loops);
   free(e);
+}
+
+/* ---- detach (issue 16): take a pair out at a clean point, fds and pending bytes to the caller ----
+ *
+ * A request goes to every loop (a pair's loop is not recorded anywhere but in its list). The loop
+ * that has the pair answers; each loop then counts itself off, and the last one answers "gone" if
+ * nobody had it. `found` is written before that loop's count-off (release) and read by the last one
+ * after its own (acquire), so exactly one answer is given. Commands are FIFO per loop, so a pair
+ * added before fe_detach was called is in its loop's list when the request is run there.
+ */
+typedef struct detach_req {
+  uint64_t id;
+  fe_detach_cb cb;
+  void *ctx;
+  atomic_int remaining; /* loops that have not run (or dropped) the request yet */
+  atomic_bool found;
+} detach_req;
+
+static void detach_count_off(detach_req *r) {
+  if (atomic_fetch_sub_explicit(&r->remaining, 1, memory_order_acq_rel) != 1) return;
+  if (!atomic_load_explicit(&r->found, memory_order_acquire)) {
+    fe_detached d = {.id = r->id, .status = FE_DETACH_GONE, .fd_client = -1, .fd_upstream = -1};
+    r->cb(&d, r->ctx);
+  }
+  free(r);
+}
+
+/* A queued request no loop thread will run (fe_stop joined it): counted off all the same. */
+static void detach_unseen(detach_req *r) { detach_count_off(r); }
+
+static void run_detach(loop *l, detach_req *r) {
+  pair *p = l->pairs;
+  while (p != NULL && p->id != r->id) p = p->next;
+  if (p == NULL) {
+    detach_count_off(r);
+    return;
+  }
+  atomic_store_explicit(&r->found, true, memory_order_release);
+  fe_detached d = {.id = p->id, .fd_client = -1, .fd_upstream = -1, .bytes_in = p->rd[0], .bytes_out = p->wr[0]};
+  bool half = false;
+  for (int i = 0; i < 2; i++) half = half || p->s[i].rd_eof || p->s[i].wr_shut || p->s[i].hup;
+  if (half) {
+    d.status = FE_DETACH_HALF_CLOSED;
+    r->cb(&d, r->ctx);
+    detach_count_off(r);
+    return;
+  }
+  /* Out of the epoll set before anything else: no byte is read from here on. */
+  for (int i = 0; i < 2; i++) {
+    if (p->s[i].registered) epoll_ctl(l->ep, EPOLL_CTL_DEL, p->s[i].fd, NULL);
+    p->s[i].registered = false;
+  }
+  p->closed = true; /* its events later in this batch are skipped; freed at the end of it */
+  if (p->prev != NULL) p->prev->next = p->next;
+  else l->pairs = p->next;
+  if (p->next != NULL) p->next->prev = p->prev;
+  p->prev = NULL;
+  p->next = l->dead;
+  l->dead = p;
+  d.status = FE_DETACHED;
+  d.fd_client = p->s[0].fd;
+  d.fd_upstream = p->s[1].fd;
+  /* d[0]: read from the client for the upstream; d[1]: read from the upstream for the client. */
+  if (p->d[0].b != NULL) {
+    d.to_upstream = p->d[0].b->data + p->d[0].start;
+    d.to_upstream_len = p->d[0].end - p->d[0].start;
+  }
+  if (p->d[1].b != NULL) {
+    d.to_client = p->d[1].b->data + p->d[1].start;
+    d.to_client_len = p->d[1].end - p->d[1].start;
+  }
+  r->cb(&d, r->ctx);
+  for (int i = 0; i < 2; i++) {
+    p->s[i].fd = -1; /* the caller's now */
+    buf_put(l, p->d[i].b);
+    p->d[i].b = NULL;
+  }
+  /* As close_pair: after the answer, so a reader that sees 0 pairs knows every answer was given. */
+  atomic_fetch_sub_explicit(&l->eng->pairs, 1, memory_order_release);
+  detach_count_off(r);
+}
+
+int fe_detach(fe_engine *e, uint64_t id, fe_detach_cb cb, void *ctx) {
+  if (cb == NULL) return -EINVAL;
+  detach_req *r = calloc(1, sizeof *r);
+  cmd **cs = calloc((size_t)e->nloops, sizeof *cs);
+  bool ok = r != NULL && cs != NULL;
+  for (int i = 0; ok && i < e->nloops; i++) ok = (cs[i] = calloc(1, sizeof(cmd))) != NULL;
+  if (!ok) {
+    for (int i = 0; cs != NULL && i < e->nloops; i++) free(cs[i]);
+    free(cs);
+    free(r);
+    return -ENOMEM;
+  }
+  r->id = id;
+  r->cb = cb;
+  r->ctx = ctx;
+  atomic_init(&r->remaining, e->nloops);
+  atomic_init(&r->found, false);
+  for (int i = 0; i < e->nloops; i++) {
+    cs[i]->type = CMD_DETACH;
+    cs[i]->req = r;
+    push_cmd(&e->loops[i], cs[i]);
+  }
+  free(cs);
+  return 0;
 }

@@ -65,4 +65,37 @@ void fe_get_stats(fe_engine *e, fe_stats *out);
 /* Closes every pair (reported as FE_DRAINED), joins the threads, frees everything. */
 void fe_stop(fe_engine *e);
 
+/* ---- detach (issue 16: hand a pair over to another process) ---- */
+
+enum fe_detach_status {
+  FE_DETACHED = 0,           /* the fds and the pending bytes are the caller's now */
+  FE_DETACH_GONE = 1,        /* no open pair with that id (already closed and reported, or unknown) */
+  FE_DETACH_HALF_CLOSED = 2, /* a FIN passed one way or a side hung up: not moved, it keeps draining */
+};
+
+typedef struct fe_detached {
+  uint64_t id;
+  int status;                   /* enum fe_detach_status */
+  int fd_client, fd_upstream;   /* FE_DETACHED: open, blocking mode as given, ours no more; else -1 */
+  const void *to_upstream;      /* read from the client, not yet sent to the upstream */
+  size_t to_upstream_len;
+  const void *to_client;        /* read from the upstream, not yet sent to the client */
+  size_t to_client_len;
+  uint64_t bytes_in, bytes_out; /* as fe_result (to_upstream is counted in bytes_in already) */
+} fe_detached;
+
+/*
+ * Called once per fe_detach, on a loop thread (or in fe_stop for a request no loop saw); the
+ * buffers are valid only during the call (copy them). Must not call back into the engine.
+ */
+typedef void (*fe_detach_cb)(const fe_detached *d, void *ctx);
+
+/*
+ * Takes pair `id` out of the engine at a clean point, asynchronously, on its loop thread: both
+ * sockets leave the epoll set first (so nothing more is read), what waits in the pair's buffers is
+ * handed back, and the pair ends without a done report (the caller owns both fds and must close
+ * them). A half-closed pair stays (FE_DETACH_HALF_CLOSED). Returns 0, or -ENOMEM (cb not called).
+ */
+int fe_detach(fe_engine *e, uint64_t id, fe_detach_cb cb, void *ctx);
+
 #endif

@@ -5,7 +5,8 @@
  * nothing (no FIN, no RST) while the dup stays open.
  *
  * Exports: start(threads, onClosed), add(id, fdClient, fdUpstream, idleMs, preUp, preDown),
- * close(id), drainBy(delayMs), stats(), ref(), unref().
+ * close(id), drainBy(delayMs), stats(), ref(), unref(), onDetached(fn), detach(id) (see the detach
+ * block at the end).
  * onClosed(results: Float64Array) gets [id, bytesIn, bytesOut, outcome] × n, one call per batch.
  *
  * Ownership: g_engine, g_tsfn, g_refs are written on Node's main thread only (start, the cleanup
@@ -105,6 +106,8 @@ static void call_js(napi_env env, napi_value fn, void *context, void *data) {
   free(batch);
 }
 
+static void detach_cleanup(void);
+
 /* Environment teardown: stop the loops (closing every pair), then drop the queue. */
 static void cleanup(void *arg) {
   (void)arg;
@@ -120,6 +123,7 @@ static void cleanup(void *arg) {
   pthread_mutex_unlock(&g_mu);
   if (g_tsfn != NULL) napi_release_threadsafe_function(g_tsfn, napi_tsfn_abort);
   g_tsfn = NULL;
+  detach_cleanup();
 }
 
 static napi_value js_start(napi_env env, napi_callback_info info) {
@@ -252,6 +256,9 @@ static napi_value js_unref(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value js_on_detached(napi_env env, napi_callback_info info);
+static napi_value js_detach(napi_env env, napi_callback_info info);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"start", NULL, js_start, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -261,9 +268,182 @@ static napi_value init(napi_env env, napi_value exports) {
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"ref", NULL, js_ref, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unref", NULL, js_unref, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"onDetached", NULL, js_on_detached, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;
+}
+
+/* ---- detach (issue 16): fe_detach's answers to JS ----
+ *
+ * onDetached(fn) (once, after start) sets where answers go; detach(id) asks. fn(answers) gets an
+ * array of {id, status, clientFd, upstreamFd, toUpstream, toClient, bytesIn, bytesOut} (status
+ * 'detached' | 'gone' | 'half-closed'; the fds -1 and the Buffers null unless detached), one call
+ * per batch. A detached pair's fds are then JS's to close (they are CLOEXEC dups).
+ * g_det_mu guards g_det_head/g_det_tail/g_det_pending/g_det_closing (loop threads fill the list,
+ * the main thread empties it); g_det_tsfn is written on the main thread only.
+ */
+typedef struct det_item {
+  struct det_item *next;
+  fe_detached d; /* to_upstream/to_client point into up/down below */
+  char *up, *down;
+} det_item;
+
+static napi_threadsafe_function g_det_tsfn;
+static pthread_mutex_t g_det_mu = PTHREAD_MUTEX_INITIALIZER;
+static det_item *g_det_head, *g_det_tail;
+static bool g_det_pending, g_det_closing;
+
+static void det_free(det_item *it, bool close_fds) {
+  if (close_fds && it->d.status == FE_DETACHED) {
+    close(it->d.fd_client);
+    close(it->d.fd_upstream);
+  }
+  free(it->up);
+  free(it->down);
+  free(it);
+}
+
+/* Loop thread: copy the answer (its buffers live only during this call) and queue it. */
+static void on_detached(const fe_detached *d, void *ctx) {
+  (void)ctx;
+  det_item *it = calloc(1, sizeof *it);
+  if (it != NULL) {
+    it->d = *d;
+    if (d->to_upstream_len > 0 && (it->up = malloc(d->to_upstream_len)) != NULL) memcpy(it->up, d->to_upstream, d->to_upstream_len);
+    if (d->to_client_len > 0 && (it->down = malloc(d->to_client_len)) != NULL) memcpy(it->down, d->to_client, d->to_client_len);
+    if ((d->to_upstream_len > 0 && it->up == NULL) || (d->to_client_len > 0 && it->down == NULL)) {
+      /* Out of memory: bytes would be lost, so the connection goes (both closed) and JS hears
+         "gone" — its close report never comes, which the JS side's detach timeout covers. */
+      det_free(it, false); /* the fds are closed just below */
+      it = NULL;
+    }
+  }
+  if (it == NULL) {
+    if (d->status == FE_DETACHED) {
+      close(d->fd_client);
+      close(d->fd_upstream);
+    }
+    return;
+  }
+  it->d.to_upstream = it->up;
+  it->d.to_client = it->down;
+  bool call = false, dropped = false;
+  pthread_mutex_lock(&g_det_mu);
+  if (g_det_closing || g_det_tsfn == NULL) {
+    dropped = true;
+  } else {
+    if (g_det_tail != NULL) g_det_tail->next = it;
+    else g_det_head = it;
+    g_det_tail = it;
+    if (!g_det_pending) g_det_pending = call = true;
+  }
+  pthread_mutex_unlock(&g_det_mu);
+  if (dropped) det_free(it, true);
+  if (call) napi_call_threadsafe_function(g_det_tsfn, NULL, napi_tsfn_nonblocking);
+}
+
+static napi_value det_buffer(napi_env env, const char *data, size_t len) {
+  napi_value v = NULL;
+  if (data == NULL || len == 0) napi_get_null(env, &v);
+  else {
+    void *out = NULL;
+    if (napi_create_buffer_copy(env, len, data, &out, &v) != napi_ok) return NULL;
+  }
+  return v;
+}
+
+static const char *const DET_STATUS[] = {"detached", "gone", "half-closed"};
+
+/* Main thread: one array of answers per batch. A detached pair whose answer cannot reach JS is closed. */
+static void det_call_js(napi_env env, napi_value fn, void *context, void *data) {
+  (void)context;
+  (void)data;
+  pthread_mutex_lock(&g_det_mu);
+  det_item *it = g_det_head;
+  g_det_head = g_det_tail = NULL;
+  g_det_pending = false;
+  pthread_mutex_unlock(&g_det_mu);
+  napi_value arr = NULL, undef;
+  uint32_t n = 0;
+  bool ok = env != NULL && fn != NULL && napi_create_array(env, &arr) == napi_ok;
+  while (it != NULL) {
+    det_item *next = it->next;
+    bool given = false;
+    if (ok) {
+      napi_value o, v;
+      const fe_detached *d = &it->d;
+      given = napi_create_object(env, &o) == napi_ok &&
+              napi_create_double(env, (double)d->id, &v) == napi_ok && napi_set_named_property(env, o, "id", v) == napi_ok &&
+              napi_create_string_utf8(env, DET_STATUS[d->status >= 0 && d->status <= 2 ? d->status : 1], NAPI_AUTO_LENGTH, &v) == napi_ok && napi_set_named_property(env, o, "status", v) == napi_ok &&
+              napi_create_int32(env, d->fd_client, &v) == napi_ok && napi_set_named_property(env, o, "clientFd", v) == napi_ok &&
+              napi_create_int32(env, d->fd_upstream, &v) == napi_ok && napi_set_named_property(env, o, "upstreamFd", v) == napi_ok &&
+              (v = det_buffer(env, d->to_upstream, d->to_upstream_len)) != NULL && napi_set_named_property(env, o, "toUpstream", v) == napi_ok &&
+              (v = det_buffer(env, d->to_client, d->to_client_len)) != NULL && napi_set_named_property(env, o, "toClient", v) == napi_ok &&
+              napi_create_double(env, (double)d->bytes_in, &v) == napi_ok && napi_set_named_property(env, o, "bytesIn", v) == napi_ok &&
+              napi_create_double(env, (double)d->bytes_out, &v) == napi_ok && napi_set_named_property(env, o, "bytesOut", v) == napi_ok &&
+              napi_set_element(env, arr, n, o) == napi_ok;
+      if (given) n++;
+    }
+    det_free(it, !given);
+    it = next;
+  }
+  if (ok && n > 0) {
+    napi_get_undefined(env, &undef);
+    napi_call_function(env, undef, fn, 1, &arr, NULL);
+  }
+}
+
+static void detach_cleanup(void) {
+  /* fe_stop has run (every request answered): drop what JS will not hear. */
+  pthread_mutex_lock(&g_det_mu);
+  g_det_closing = true;
+  det_item *it = g_det_head;
+  g_det_head = g_det_tail = NULL;
+  pthread_mutex_unlock(&g_det_mu);
+  while (it != NULL) {
+    det_item *next = it->next;
+    det_free(it, true);
+    it = next;
+  }
+  if (g_det_tsfn != NULL) napi_release_threadsafe_function(g_det_tsfn, napi_tsfn_abort);
+  g_det_tsfn = NULL;
+}
+
+static napi_value js_on_detached(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (g_det_tsfn != NULL) {
+    napi_throw_error(env, "ERR_ENGINE", "onDetached already set");
+    return NULL;
+  }
+  napi_value name;
+  CHECK(napi_create_string_utf8(env, "fproxy-engine-detach", NAPI_AUTO_LENGTH, &name));
+  napi_threadsafe_function tsfn;
+  CHECK(napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, det_call_js, &tsfn));
+  /* Never keeps the process alive by itself: a pair being detached is still an open pair (ref'd). */
+  CHECK(napi_unref_threadsafe_function(env, tsfn));
+  pthread_mutex_lock(&g_det_mu);
+  g_det_tsfn = tsfn;
+  pthread_mutex_unlock(&g_det_mu);
+  return NULL;
+}
+
+static napi_value js_detach(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  double id;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_double(env, argv[0], &id));
+  if (g_engine == NULL || g_det_tsfn == NULL) {
+    napi_throw_error(env, "ERR_ENGINE", "engine not started, or onDetached not set");
+    return NULL;
+  }
+  int rc = fe_detach(g_engine, (uint64_t)id, on_detached, NULL);
+  if (rc != 0) return throw_errno(env, "detach", -rc);
+  return NULL;
 }
 
 NAPI_MODULE(forwarder, init)

@@ -3,7 +3,9 @@
  * TSan (make test-sanitizers). Each round opens PAIRS pairs (test client A <-> engine <-> test
  * server B); each pair, driven by its own thread, plays a random scenario: full exchange with the
  * client or the server half-closing first, a reset from either side, a close by id mid-transfer,
- * or an idle timeout; some rounds also set a drain deadline that cuts everything still open.
+ * or an idle timeout, or (issue 16) detach: taken out of the engine mid-transfer 1-4 times and
+ * added again with the bytes it held (fe_detach + fe_add), alone or racing an fe_close or a client
+ * reset; some rounds also set a drain deadline that cuts everything still open.
  * Checks: bytes arrive exactly (or, when cut, as an uncorrupted prefix), resets propagate, every
  * pair is reported exactly once with the expected outcome and counts, no buffer is left in use.
  *
@@ -30,7 +32,8 @@
 
 #define PAIRS 48
 
-enum { SC_CLIENT_FIRST, SC_SERVER_FIRST, SC_CLIENT_RESET, SC_SERVER_RESET, SC_CLOSE_BY_ID, SC_IDLE, SC_COUNT };
+enum { SC_CLIENT_FIRST, SC_SERVER_FIRST, SC_CLIENT_RESET, SC_SERVER_RESET, SC_CLOSE_BY_ID, SC_IDLE, SC_DETACH, SC_COUNT };
+enum { RACE_NONE, RACE_CLOSE, RACE_RESET, RACE_COUNT }; /* what a detach races (SC_DETACH) */
 
 typedef struct job {
   int id;
@@ -45,6 +48,15 @@ typedef struct job {
   /* written by the engine's loop thread in on_done, under g_mu */
   int reports;
   fe_result res;
+  /* SC_DETACH: how many detaches to try, what they race; the answer (on_detach, under g_mu) */
+  int detaches, race;
+  bool answered;
+  fe_detached det; /* to_upstream/to_client point into pend_up/pend_down */
+  char *pend_up, *pend_down;
+  /* after the pair thread: detached for good (fds closed by the test) instead of reported */
+  bool taken;
+  uint64_t moved_in, moved_out; /* counts of the pairs detached and added again */
+  int detached, pending_seen;
 } job;
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -57,6 +69,23 @@ static void on_done(const fe_result *r, void *ctx) {
     g_jobs[r->id].reports++;
     g_jobs[r->id].res = *r;
   }
+  pthread_mutex_unlock(&g_mu);
+}
+
+/* Loop thread: keep the answer (its buffers live only during this call) for the pair's thread. */
+static void on_detach(const fe_detached *d, void *ctx) {
+  job *j = ctx;
+  char *up = NULL, *down = NULL;
+  if (d->to_upstream_len > 0 && (up = malloc(d->to_upstream_len)) != NULL) memcpy(up, d->to_upstream, d->to_upstream_len);
+  if (d->to_client_len > 0 && (down = malloc(d->to_client_len)) != NULL) memcpy(down, d->to_client, d->to_client_len);
+  if ((d->to_upstream_len > 0 && up == NULL) || (d->to_client_len > 0 && down == NULL)) abort();
+  pthread_mutex_lock(&g_mu);
+  j->det = *d;
+  j->det.to_upstream = up; /* the engine's buffers are reused once this returns */
+  j->det.to_client = down;
+  j->pend_up = up;
+  j->pend_down = down;
+  j->answered = true;
   pthread_mutex_unlock(&g_mu);
 }
 
@@ -114,25 +143,86 @@ static void pump(job *j, end *e, int peer_dir, bool may_send) {
   }
 }
 
+static bool exact_scenario(const job *j) { return j->scenario <= SC_SERVER_FIRST || (j->scenario == SC_DETACH && j->race == RACE_NONE); }
+
 static void *run_job(void *arg) {
   job *j = arg;
   end a = {.fd = j->a, .dir = 0, .to_send = j->up_len}, b = {.fd = j->b, .dir = 1, .to_send = j->down_len};
   uint64_t start = now_us(), deadline = start + 20u * 1000000u;
   bool closed_by_id = false, reset_done = false;
+  /* SC_DETACH: 0 idle, 1 asked (waiting for the answer); `held` stops the server reading so bytes
+     pile up in the engine's buffers before a detach. */
+  int det_state = 0, det_done = 0;
+  bool det_over = j->scenario != SC_DETACH;
+  uint64_t det_next = start + 2000 + (uint64_t)(j->close_after_us % 8000);
   for (;;) {
     if (now_us() > deadline) {
       snprintf(j->err, sizeof j->err, "timed out (a sent %zu got %zu eof %d reset %d; b sent %zu got %zu eof %d reset %d)", a.sent, a.got, a.eof, a.reset, b.sent, b.got, b.eof, b.reset);
       break;
     }
     bool idle = j->scenario == SC_IDLE;
+    bool held = !det_over && det_state == 0 && now_us() + 1500 > det_next;
     pump(j, &a, 1, !idle);
-    pump(j, &b, 0, !idle && (j->scenario != SC_CLIENT_FIRST || a.shut));
-    /* half-closes: who shuts first */
-    if (!a.shut && a.sent == a.to_send && (j->scenario != SC_SERVER_FIRST || b.shut) && j->scenario <= SC_SERVER_FIRST) {
+    if (!held) pump(j, &b, 0, !idle && (j->scenario != SC_CLIENT_FIRST || a.shut));
+    else if (!b.shut && b.sent < b.to_send) { /* still sending, not reading */
+      end tmp = b;
+      tmp.eof = true;
+      pump(j, &tmp, 0, true);
+      b.sent = tmp.sent;
+      b.reset = tmp.reset;
+    }
+    if (!det_over && det_state == 0 && now_us() >= det_next) {
+      if (fe_detach(j->eng, (uint64_t)j->id, on_detach, j) != 0) abort();
+      if (j->race == RACE_CLOSE) fe_close(j->eng, (uint64_t)j->id);
+      if (j->race == RACE_RESET && a.fd >= 0) {
+        reset_close(a.fd);
+        a.fd = -1;
+        a.eof = a.reset = true;
+      }
+      det_state = 1;
+    }
+    if (det_state == 1) {
+      pthread_mutex_lock(&g_mu);
+      bool got = j->answered;
+      fe_detached d = j->det;
+      j->answered = false;
+      pthread_mutex_unlock(&g_mu);
+      if (got) {
+        det_state = 0;
+        det_next = now_us() + 3000 + (uint64_t)(j->close_after_us % 10000);
+        if (d.status == FE_DETACHED) {
+          j->detached++;
+          j->moved_in += d.bytes_in;
+          j->moved_out += d.bytes_out;
+          if (d.to_upstream_len + d.to_client_len > 0) j->pending_seen++;
+          if (j->race != RACE_NONE) {
+            /* it raced a close or reset and was taken first: it ends here, closed by us */
+            reset_close(d.fd_client);
+            reset_close(d.fd_upstream);
+            j->taken = true;
+            det_over = true;
+          } else if (fe_add(j->eng, (uint64_t)j->id, d.fd_client, d.fd_upstream, 0, d.to_upstream, d.to_upstream_len, d.to_client, d.to_client_len) != 0) {
+            snprintf(j->err, sizeof j->err, "fe_add after detach failed");
+          }
+        } else {
+          det_over = true; /* gone (cut by a drain, or the race) or half-closed */
+          if (j->race == RACE_NONE && !j->cut) snprintf(j->err, sizeof j->err, "detach refused (status %d) with both sides open", d.status);
+        }
+        pthread_mutex_lock(&g_mu);
+        free(j->pend_up);
+        free(j->pend_down);
+        j->pend_up = j->pend_down = NULL;
+        pthread_mutex_unlock(&g_mu);
+        if (++det_done >= j->detaches) det_over = true;
+      }
+    }
+    /* half-closes: who shuts first (a detach scenario: the client, once its detaches are over) */
+    bool plays = j->scenario <= SC_SERVER_FIRST || (j->scenario == SC_DETACH && det_over && det_state == 0 && !j->taken);
+    if (!a.shut && a.fd >= 0 && a.sent == a.to_send && (j->scenario != SC_SERVER_FIRST || b.shut) && plays) {
       shutdown(a.fd, SHUT_WR);
       a.shut = true;
     }
-    if (!b.shut && b.sent == b.to_send && (j->scenario != SC_CLIENT_FIRST || a.shut) && j->scenario <= SC_SERVER_FIRST) {
+    if (!b.shut && b.sent == b.to_send && (j->scenario == SC_SERVER_FIRST || a.shut) && plays) {
       shutdown(b.fd, SHUT_WR);
       b.shut = true;
     }
@@ -148,10 +238,12 @@ static void *run_job(void *arg) {
       reset_done = true;
     }
     bool finished;
-    if (j->scenario <= SC_SERVER_FIRST && !j->cut) finished = a.eof && b.eof;
+    bool exact = j->scenario <= SC_SERVER_FIRST || (j->scenario == SC_DETACH && j->race == RACE_NONE);
+    if (j->scenario == SC_DETACH && (!det_over || det_state != 0)) finished = false;
+    else if (exact && !j->cut) finished = a.eof && b.eof;
     else finished = (a.eof || a.reset) && (b.eof || b.reset);
     if (finished) break;
-    struct pollfd p[2] = {{.fd = a.fd, .events = POLLIN}, {.fd = b.fd, .events = POLLIN}};
+    struct pollfd p[2] = {{.fd = a.fd, .events = POLLIN}, {.fd = b.fd, .events = held ? 0 : POLLIN}};
     if (!a.shut && a.sent < a.to_send && !idle) p[0].events |= POLLOUT;
     if (!b.shut && b.sent < b.to_send && !idle) p[1].events |= POLLOUT;
     if (a.eof || a.reset) p[0].fd = -1;
@@ -160,7 +252,7 @@ static void *run_job(void *arg) {
   }
   if (j->err[0] == 0) {
     if (a.corrupt || b.corrupt) snprintf(j->err, sizeof j->err, "corrupt bytes (a %d b %d)", a.corrupt, b.corrupt);
-    else if (j->scenario <= SC_SERVER_FIRST && !j->cut && (a.got != j->down_len || b.got != j->up_len))
+    else if (exact_scenario(j) && !j->cut && (a.got != j->down_len || b.got != j->up_len))
       snprintf(j->err, sizeof j->err, "short: client got %zu/%zu, server got %zu/%zu", a.got, j->down_len, b.got, j->up_len);
     else if (j->scenario == SC_CLIENT_RESET && !j->cut && !b.reset) snprintf(j->err, sizeof j->err, "client reset did not reset the server side");
     else if (j->scenario == SC_SERVER_RESET && !j->cut && !a.reset) snprintf(j->err, sizeof j->err, "server reset did not reset the client side");
@@ -201,7 +293,8 @@ static void tcp_pair(int l, uint16_t port, int *outer, int *inner) {
   *inner = i;
 }
 
-static const char *names[] = {"client-first", "server-first", "client-reset", "server-reset", "close-by-id", "idle"};
+static const char *names[] = {"client-first", "server-first", "client-reset", "server-reset", "close-by-id", "idle", "detach"};
+static const char *races[] = {"", "+close", "+reset"};
 
 int main(int argc, char **argv) {
   unsigned first = argc > 1 ? (unsigned)atoi(argv[1]) : 1;
@@ -210,7 +303,7 @@ int main(int argc, char **argv) {
   uint16_t port;
   int l = listener(&port);
   int failures = 0;
-  unsigned long pairs_run = 0;
+  unsigned long pairs_run = 0, detached_total = 0, pending_total = 0;
   for (unsigned seed = first; seed < first + seeds; seed++) {
     rng_state = 0x9E3779B97F4A7C15ull * (seed + 1);
     fe_engine *eng = fe_start(1 + (int)(rnd() % 3), on_done, NULL);
@@ -239,6 +332,20 @@ int main(int argc, char **argv) {
         j->close_after_us = rnd() % 20000;
         tcp_pair(l, port, &j->a, &ci);
         tcp_pair(l, port, &j->b, &ui);
+        j->detaches = 1 + (int)(rnd() % 4);
+        j->race = rnd() % 2 == 0 ? RACE_NONE : (int)(rnd() % RACE_COUNT);
+        if (j->scenario == SC_DETACH) {
+          /* long enough to be mid-transfer at the detaches; small socket buffers so the engine's
+             own buffers hold bytes when the server stops reading */
+          j->up_len = 256 * 1024 + rnd() % (512 * 1024);
+          j->down_len = 256 * 1024 + rnd() % (512 * 1024);
+          int small = 16 * 1024;
+          int fds[4] = {ci, ui, j->a, j->b};
+          for (int k = 0; k < 4; k++) {
+            setsockopt(fds[k], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+            setsockopt(fds[k], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+          }
+        }
         uint32_t idle = j->scenario == SC_IDLE ? 20 + rnd() % 40 : 0;
         if (fe_add(eng, (uint64_t)id, ci, ui, idle, NULL, 0, NULL, 0) != 0) {
           fprintf(stderr, "fe_add failed\n");
@@ -263,8 +370,15 @@ int main(int argc, char **argv) {
         pthread_mutex_unlock(&g_mu);
         char why[260] = "";
         if (j->err[0]) snprintf(why, sizeof why, "%s", j->err);
-        else if (reports != 1) snprintf(why, sizeof why, "reported %d times", reports);
-        else if (!j->cut) {
+        else if (reports + (j->taken ? 1 : 0) != 1) snprintf(why, sizeof why, "reported %d times%s", reports, j->taken ? " (and detached for good)" : "");
+        else if (j->scenario == SC_DETACH) {
+          bool ok = j->taken || r.outcome == FE_OK || j->cut || j->race != RACE_NONE;
+          if (!ok) snprintf(why, sizeof why, "outcome %d after %d detaches", r.outcome, j->detached);
+          else if (!j->taken && !j->cut && j->race == RACE_NONE && (j->moved_in + r.bytes_in != j->up_len || j->moved_out + r.bytes_out != j->down_len))
+            snprintf(why, sizeof why, "counts across %d detaches: in %llu/%zu out %llu/%zu", j->detached, (unsigned long long)(j->moved_in + r.bytes_in), j->up_len, (unsigned long long)(j->moved_out + r.bytes_out), j->down_len);
+          detached_total += (unsigned long)j->detached;
+          pending_total += (unsigned long)j->pending_seen;
+        } else if (!j->cut) {
           int want = j->scenario <= SC_SERVER_FIRST ? FE_OK : j->scenario == SC_CLIENT_RESET ? FE_CLIENT_ERROR : j->scenario == SC_SERVER_RESET ? FE_UPSTREAM_ERROR : j->scenario == SC_IDLE ? FE_IDLE_TIMEOUT : FE_DRAINED;
           bool ok = r.outcome == want || (j->scenario == SC_CLOSE_BY_ID && r.outcome == FE_OK);
           if (!ok) snprintf(why, sizeof why, "outcome %d, want %d", r.outcome, want);
@@ -273,7 +387,7 @@ int main(int argc, char **argv) {
         }
         if (why[0]) {
           failures++;
-          fprintf(stderr, "seed %u round %u pair %d (%s%s, up %zu down %zu): %s\n", seed, round, id, names[j->scenario], j->cut ? ", drain" : "", j->up_len, j->down_len, why);
+          fprintf(stderr, "seed %u round %u pair %d (%s%s%s, up %zu down %zu): %s\n", seed, round, id, names[j->scenario], j->scenario == SC_DETACH ? races[j->race] : "", j->cut ? ", drain" : "", j->up_len, j->down_len, why);
         }
         pairs_run++;
       }
@@ -287,6 +401,11 @@ int main(int argc, char **argv) {
     fe_stop(eng);
   }
   close(l);
-  printf("stress: seeds %u..%u, %u rounds each, %lu pairs, %d failures\n", first, first + seeds - 1, rounds, pairs_run, failures);
+  printf("stress: seeds %u..%u, %u rounds each, %lu pairs, %lu detaches (%lu holding bytes), %d failures\n", first, first + seeds - 1, rounds, pairs_run, detached_total, pending_total, failures);
+  /* The detach path must have been exercised with bytes in flight, or it was not tested at all. */
+  if (seeds * rounds >= 8 && pending_total == 0) {
+    fprintf(stderr, "no detach held bytes in the engine's buffers: the detach scenario did not run as meant\n");
+    failures++;
+  }
   return failures == 0 ? 0 : 1;
 }
