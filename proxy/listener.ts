@@ -549,7 +549,11 @@ export class Listener implements ListenerContext {
           void h.then(
             (d) => {
               detaching--;
-              if (d !== undefined && this.#sessions.has(s)) moved(s, d);
+              if (d === undefined) return;
+              if (this.#sessions.has(s)) return moved(s, d);
+              // Not ours any more (cannot happen while the window waits for it): nobody takes the fds.
+              d.client.destroy();
+              d.upstream.destroy();
             },
             (err: unknown) => {
               detaching--;
