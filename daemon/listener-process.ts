@@ -69,6 +69,8 @@ export interface HandoverPart {
   readonly part: 'client' | 'upstream';
   readonly session: HandoverSession;
   readonly socket: net.Socket;
+  /** The sender's limit holder: session.lease moves from it to the adopter's (same daemon only). */
+  readonly holder?: LimitHolder;
 }
 
 export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit]; handover: [HandoverPart]; stopping: [string] }> {
@@ -201,7 +203,7 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit]; handov
         } else if (msg.type === 'handover') {
           const socket = handle as net.Socket | undefined;
           if (socket === undefined) return this.#log.warn('handover message without its socket; ignored');
-          this.emit('handover', { from: child.pid!, id: msg.id, part: msg.part, session: msg.session, socket });
+          this.emit('handover', { from: child.pid!, id: msg.id, part: msg.part, session: msg.session, socket, ...(this.#limits === undefined ? {} : { holder: this.#limits }) });
         } else {
           this.#onMessage(msg);
         }
@@ -245,7 +247,12 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit]; handov
   adopt(part: HandoverPart): boolean {
     const child = this.#child;
     if (this.state !== 'ready' || child === undefined || !child.connected) return false;
-    child.send({ v: IPC_VERSION, type: 'adopt', from: part.from, id: part.id, part: part.part, session: part.session } satisfies ToListener, part.socket, {}, (err) => {
+    // The connection's leases come with it (the client half carries them): moved here, and the
+    // adopter is told what moved. From another daemon (an upgrade) nothing can move.
+    const { lease, ...session } = part.session;
+    const moved = lease !== undefined && part.part === 'client' && part.holder !== undefined && this.#limits !== undefined ? part.holder.transferTo(this.#limits, lease.key, lease.app, lease.slots) : undefined;
+    const carried = moved !== undefined && moved.app + moved.slots > 0 ? { ...session, lease: { ...moved, key: lease!.key } } : session;
+    child.send({ v: IPC_VERSION, type: 'adopt', from: part.from, id: part.id, part: part.part, session: carried } satisfies ToListener, part.socket, {}, (err) => {
       if (err) {
         this.#log.warn({ err }, 'could not pass a handed-over connection on; it is closed');
         part.socket.destroy();

@@ -24,9 +24,16 @@ async function pair(t: T, spec: ListenerSpec): Promise<{ from: Listener; to: Lis
   return { from: a.listener, to: b.listener, fromPort: a.port, toPort: b.port };
 }
 
-/** Drain `from`, handing every session to `to`, as the daemon relays them between processes. */
+/**
+ * Drain `from`, handing every session to `to`, as the daemon relays them between processes. Each
+ * in-process listener has its own limit authority, so no lease can move between them (as across a
+ * daemon upgrade): the lease is dropped here, as the daemon drops what it could not move.
+ */
 async function handAll(from: Listener, to: Listener): Promise<number> {
-  const { handedOver } = await from.drain(60_000, (h: HandOff) => to.adopt(h.client, h.upstream, { ...h.state, pending: h.fromClient.toString('base64') }, h.fromUpstream));
+  const { handedOver } = await from.drain(60_000, (h: HandOff) => {
+    const { lease: _notMovable, ...state } = h.state;
+    to.adopt(h.client, h.upstream, { ...state, pending: h.fromClient.toString('base64') }, h.fromUpstream);
+  });
   return handedOver ?? 0;
 }
 

@@ -533,8 +533,8 @@ export class Listener implements ListenerContext {
       // the window stays open while any answer is due (each comes within the engine's timeout).
       let detaching = 0;
       const moved = (s: Session, h: HandOff): void => {
-        this.#forget(s);
-        handOver(h);
+        const lease = this.#forget(s);
+        handOver(lease === undefined ? h : { ...h, state: { ...h.state, lease } });
         handedOver++;
       };
       for (const until = performance.now() + HANDOVER_WINDOW_MS; this.#sessions.size > 0 && (performance.now() < until || detaching > 0); ) {
@@ -549,7 +549,11 @@ export class Listener implements ListenerContext {
           void h.then(
             (d) => {
               detaching--;
-              if (d !== undefined && this.#sessions.has(s)) moved(s, d);
+              if (d === undefined) return;
+              if (this.#sessions.has(s)) return moved(s, d);
+              // Not ours any more (cannot happen while the window waits for it): nobody takes the fds.
+              d.client.destroy();
+              d.upstream.destroy();
             },
             (err: unknown) => {
               detaching--;
@@ -591,7 +595,7 @@ export class Listener implements ListenerContext {
       if (counted !== undefined) a.countOn(counted.pool, counted.state);
       if (this.#admission !== null && this.#admission.leases) {
         const t: SessionTicket = { address: state.client ?? '', key: null, holds: 0, closed: false, decided: onDecided, session: a };
-        this.#admission.adopt(t);
+        this.#admission.adopt(t, state.lease);
         this.#tickets.set(a, t);
       }
     });
@@ -607,16 +611,17 @@ export class Listener implements ListenerContext {
     return all;
   }
 
-  /** A session handed over: gone from here without a count (its new process counts it). */
-  #forget(s: Session): void {
+  /**
+   * A session handed over: gone from here without a count (its new process counts it). Returns the
+   * limit leases it held, which go with it (the daemon moves them to the adopter).
+   */
+  #forget(s: Session): { app: number; slots: number; key: string | null } | undefined {
     this.#sessions.delete(s);
-    if (this.#admission !== null) {
-      const t = this.#tickets.get(s);
-      if (t !== undefined) {
-        this.#tickets.delete(s);
-        this.#admission.release(t);
-      }
-    }
+    if (this.#admission === null) return undefined;
+    const t = this.#tickets.get(s);
+    if (t === undefined) return undefined;
+    this.#tickets.delete(s);
+    return this.#admission.handOver(t);
   }
 
   async #drained(closedByTimeout: number): Promise<{ closedByTimeout: number }> {

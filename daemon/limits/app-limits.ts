@@ -26,7 +26,10 @@ export function limitSettings(spec: ListenerSpec): LimitSettings {
 }
 
 export interface LimitHolder {
+  readonly id: number;
   request(msg: Extract<FromListener, { type: 'lease' }>): void;
+  /** A handed-over connection's leases move from this holder to `to` (same app); returns what moved. */
+  transferTo(to: LimitHolder, key: string | null, app: number, slots: number): { app: number; slots: number };
   giveBack(msg: Extract<FromListener, { type: 'lease-return' }>): void;
   /** The process exited: free what it held. */
   drop(): void;
@@ -59,7 +62,9 @@ export class AppLimits {
     const id = this.#nextHolder++;
     this.#holders.set(id, send);
     return {
+      id,
       request: ({ seq, app, key, slots, tokens }) => this.#get().request(id, { seq, app, key, slots, tokens }),
+      transferTo: (to, key, app, slots) => this.#authority?.transfer(id, to.id, key, app, slots) ?? { app: 0, slots: 0 },
       giveBack: ({ app, key, slots, tokens, recall }) => this.#authority?.giveBack(id, { app, key, slots, tokens, recall }),
       drop: () => {
         this.#holders.delete(id);

@@ -160,6 +160,12 @@ const HandoverSessionSchema = z.object({
   connectMs: z.number(),
   handshakeMs: z.number(),
   pending: z.string(),
+  /**
+   * The limit leases the connection held in the old process (an app slot, a slot of source `key`),
+   * handed over with it: the daemon moves them to the adopting process and says here what moved
+   * (absent: nothing moved — the adopter leases what it needs).
+   */
+  lease: z.optional(z.object({ app: count(), slots: count(), key: z.nullable(z.string()) })),
 });
 export type HandoverSession = z.output<typeof HandoverSessionSchema>;
 const HandoverPart = z.enum(['client', 'upstream']);

@@ -202,10 +202,22 @@ export class Admission {
    * (or if the authority has none left, when new connections took the ones the old process gave
    * back) the app may be over its limit by the connections handed over meanwhile.
    */
-  adopt(t: Ticket): void {
+  adopt(t: Ticket, lease?: { readonly app: number; readonly slots: number; readonly key: string | null }): void {
     if (!this.leases) return;
     if (this.#perSource) t.key = sourceKey(t.address, this.#prefix6);
     const app = this.#app;
+    // Leases that came with it (moved by the daemon from the old process): ours now.
+    if (lease !== undefined) {
+      app.leased += lease.app;
+      if (lease.key !== null && lease.slots > 0) {
+        let e = this.#sources.get(lease.key);
+        if (e === undefined) {
+          e = { leased: 0, used: 0, keep: 0, tokens: 0, lastUsed: Date.now() };
+          this.#sources.set(lease.key, e);
+        }
+        e.leased += lease.slots;
+      }
+    }
     let needApp = false;
     let needSlot = false;
     if (this.#maxConnections > 0) {
@@ -231,6 +243,32 @@ export class Admission {
     this.#pending.set(seq, { request, waiters: [] });
     this.#pendingByKey.set(pkey, seq);
     this.#send.request(request);
+  }
+
+  /**
+   * The ticket's connection is handed to another process (issue 16): what it holds is neither used
+   * nor leased here any more, and is not given back — the daemon moves those leases to the adopter.
+   * Returns them (undefined: none).
+   */
+  handOver(t: Ticket): { app: number; slots: number; key: string | null } | undefined {
+    if (t.closed) return undefined;
+    t.closed = true;
+    let app = 0;
+    let slots = 0;
+    if ((t.holds & HOLDS_APP) !== 0) {
+      this.#app.used--;
+      this.#app.leased--;
+      app = 1;
+    }
+    const e = t.key === null ? undefined : this.#sources.get(t.key);
+    if ((t.holds & HOLDS_SLOT) !== 0 && e !== undefined) {
+      e.used--;
+      e.leased--;
+      e.lastUsed = Date.now();
+      slots = 1;
+    }
+    t.holds = 0;
+    return app + slots > 0 ? { app, slots, key: t.key } : undefined;
   }
 
   /** The ticket's connection closed (or was refused): give back what it holds. Idempotent. */

@@ -195,3 +195,31 @@ test('a waiter whose grant did not cover what it now needs asks again instead of
   assert.equal(a.verdict, null);
   assert.equal(b.verdict, null, 'served after asking again');
 });
+
+test('a handed-over connection takes its leases along (issue 16): the totals never dip, so no extra connection gets in while it moves', () => {
+  const w = world(spec({ maxConnections: 4, perSource: { maxConnections: 2, ratePerSecond: 0, burst: 1, prefix6: 64 } }), 3);
+  // Holder 0 (the old worker) holds 2 connections from one source: that source is at its limit.
+  const a = w.open(0, '10.0.0.1');
+  w.flush();
+  const b = w.open(0, '10.0.0.1');
+  w.flush();
+  assert.deepEqual([a.verdict, b.verdict], [null, null]);
+  // Both move to holder 1: the old one lets go without giving back, the authority moves the leases.
+  for (const t of [a.ticket, b.ticket]) {
+    const lease = w.admissions[0]!.handOver(t)!;
+    assert.deepEqual(lease, { app: 1, slots: 1, key: t.key });
+    const moved = w.authority.transfer(0, 1, lease.key, lease.app, lease.slots);
+    assert.deepEqual(moved, { app: 1, slots: 1 });
+    w.admissions[1]!.adopt({ address: '10.0.0.1', key: null, holds: 0, closed: false, decided: () => {} }, { ...moved, key: lease.key });
+  }
+  w.flush();
+  // The source is still at its limit everywhere: holder 2 (a sibling) is refused.
+  const c = w.open(2, '10.0.0.1');
+  w.flush();
+  assert.equal(c.verdict, 'over-limit');
+  // The old holder exits: dropping it frees nothing the moved connections still use.
+  w.authority.dropHolder(0);
+  const d = w.open(2, '10.0.0.1');
+  w.flush();
+  assert.equal(d.verdict, 'over-limit');
+});

@@ -136,6 +136,35 @@ export class LimitAuthority {
     this.#serveWaiters();
   }
 
+  /**
+   * A connection moved from holder `from` to holder `to` (issue 16 handover): the leases it used
+   * (an app slot, a slot of source `key`) move with it, so the totals never dip while it moves.
+   * Moves at most what `from` holds; returns what moved.
+   */
+  transfer(from: number, to: number, key: string | null, app: number, slots: number): { app: number; slots: number } {
+    let movedApp = 0;
+    let movedSlots = 0;
+    if (app > 0) {
+      const held = this.#appByHolder.get(from) ?? 0;
+      movedApp = Math.min(app, held);
+      if (movedApp > 0) {
+        this.#setHolderApp(from, held - movedApp);
+        this.#setHolderApp(to, (this.#appByHolder.get(to) ?? 0) + movedApp);
+      }
+    }
+    const e = key === null ? undefined : this.#sources.get(key);
+    if (slots > 0 && e !== undefined) {
+      const held = e.byHolder.get(from) ?? 0;
+      movedSlots = Math.min(slots, held);
+      if (movedSlots > 0) {
+        if (held - movedSlots > 0) e.byHolder.set(from, held - movedSlots);
+        else e.byHolder.delete(from);
+        e.byHolder.set(to, (e.byHolder.get(to) ?? 0) + movedSlots);
+      }
+    }
+    return { app: movedApp, slots: movedSlots };
+  }
+
   /** A holder is gone (its process exited): everything it held is free again. */
   dropHolder(holder: number): void {
     this.#appLeased -= this.#appByHolder.get(holder) ?? 0;
