@@ -14,14 +14,39 @@ import { fileURLToPath } from 'node:url';
 import type { Engine, EngineOutcome, ForwardHandle, ForwardOptions, ForwardResult } from './engine.ts';
 
 interface Addon {
-  start(threads: number, onClosed: (results: Float64Array) => void): void;
+  start(threads: number, onClosed: (results: Float64Array) => void, onAccepted?: (accepts: Float64Array, addresses: string[]) => void): void;
   add(id: number, fdClient: number, fdUpstream: number, idleMs: number, preUp: Buffer | null, preDown: Buffer | null): void;
   close(id: number, reset?: boolean): void;
   drainBy(delayMs: number): void;
   stats(): { pairs: number; buffersInUse: number; buffersPooled: number };
   ref(): void;
   unref(): void;
+  listen(lid: number, fd: number): number;
+  unlisten(lid: number, engineFd: number): void;
+  connect(id: number, fd: number, ip: string, port: number, timeoutMs: number, idleMs: number, preUp: Buffer | null): void;
+  closeFd(fd: number, reset: boolean): void;
 }
+
+/** Where the engine reports accepted sockets of one listening socket (see NativeEngine.listen). */
+export interface AcceptSink {
+  /** A client socket the engine accepted: `fd` is the caller's (connect it, or closeFd it). */
+  accepted(fd: number, address: string, port: number): void;
+}
+
+/** What happens to one connection the engine connects and forwards (NativeEngine.connect). */
+export interface ConnectionSink {
+  /**
+   * The attempt's answer: `connected`, or a failure with the errno (`ECONNREFUSED` …); after a
+   * failure the client fd is the caller's again, still open.
+   */
+  connectResult(result: ConnectOutcome, errno: number): void;
+  /** The forwarded (or still connecting) pair closed; after this the id is gone. */
+  closed(r: ForwardResult): void;
+}
+
+export type ConnectOutcome = 'connected' | 'refused' | 'timeout' | 'unreachable';
+/** Indexed by outcome code − 5 (engine-core.h FE_CONNECTED …). */
+const CONNECT_OUTCOMES: readonly ConnectOutcome[] = ['connected', 'refused', 'timeout', 'unreachable'];
 
 /** Indexed by the addon's outcome code (engine-core.h enum fe_outcome). */
 const OUTCOMES: readonly EngineOutcome[] = ['ok', 'client-error', 'upstream-error', 'idle-timeout', 'drained'];
@@ -66,6 +91,13 @@ export class NativeEngine implements Engine {
   readonly #addon: Addon;
   readonly #fallback: Engine;
   readonly #pairs = new Map<number, NativePair>();
+  /** Connections the engine accepted and connects or forwards (stage 3), by id. */
+  readonly #conns = new Map<number, ConnectionSink>();
+  readonly #listeners = new Map<number, AcceptSink>();
+  /** lid → the engine's own descriptor of that listening socket (for unlisten's shutdown). */
+  readonly #listenFds = new Map<number, number>();
+  #nextLid = 0;
+  #refd = false;
   #nextId = 0;
 
   /** The process's native engine (the addon is loaded and started once). Throws if it cannot load. */
@@ -80,11 +112,89 @@ export class NativeEngine implements Engine {
   private constructor(addon: Addon, fallback: Engine, threads: number) {
     this.#addon = addon;
     this.#fallback = fallback;
-    addon.start(threads, (results) => this.#closed(results));
+    addon.start(threads, (results) => this.#closed(results), (accepts, addresses) => this.#accepted(accepts, addresses));
   }
 
   get open(): number {
-    return this.#pairs.size + this.#fallback.open;
+    return this.#pairs.size + this.#conns.size + this.#fallback.open;
+  }
+
+  /**
+   * Accept on a listening socket (Node's fd: the engine takes a dup, so the caller closes its server
+   * right after; nothing is accepted by Node in between as long as this runs in the same tick as
+   * the server's 'listening'). Returns the id for unlisten().
+   */
+  listen(fd: number, sink: AcceptSink): number {
+    const lid = ++this.#nextLid;
+    this.#listenFds.set(lid, this.#addon.listen(lid, fd));
+    this.#listeners.set(lid, sink);
+    this.#updateRef();
+    return lid;
+  }
+
+  /**
+   * Stop accepting at once and close the listening socket (what waits in its queue is reset by the
+   * kernel, or migrated with tcp_migrate_req), as server.close() does.
+   */
+  unlisten(lid: number): void {
+    const fd = this.#listenFds.get(lid);
+    if (fd === undefined) return;
+    this.#listenFds.delete(lid);
+    // The sink stays: accepts already on their way are still reported (a draining listener closes
+    // and counts them as drained).
+    this.#addon.unlisten(lid, fd);
+    this.#updateRef();
+  }
+
+  /** A new connection id (shared with forward()'s pairs: the engine reports by id). */
+  newId(): number {
+    return ++this.#nextId;
+  }
+
+  /**
+   * Connect accepted client `fd` to ip:port within timeoutMs, then forward it (preUp first, idle
+   * timeout as forward()). `sink` hears the result and later the close. Throws (fd still the
+   * caller's) only on bad arguments or out of memory.
+   */
+  connect(id: number, fd: number, ip: string, port: number, timeoutMs: number, idleMs: number, preUp: Buffer | null, sink: ConnectionSink): void {
+    this.#addon.connect(id, fd, ip, port, Math.max(0, Math.min(0xffffffff, Math.ceil(timeoutMs))), idleMs, preUp);
+    this.#conns.set(id, sink);
+    this.#updateRef();
+  }
+
+  /** Close connection `id` (connecting or forwarding): FIN both ways, or RST with `reset`. */
+  close(id: number, reset = false): void {
+    this.#addon.close(id, reset);
+  }
+
+  /** Close a client socket JS holds (accepted, between attempts): FIN, or RST with `reset`. */
+  closeFd(fd: number, reset: boolean): void {
+    this.#addon.closeFd(fd, reset);
+  }
+
+  /** The thread-safe callback keeps the process alive only while something is open or listening. */
+  #updateRef(): void {
+    const want = this.#pairs.size + this.#conns.size + this.#listenFds.size > 0;
+    if (want === this.#refd) return;
+    this.#refd = want;
+    if (want) this.#addon.ref();
+    else this.#addon.unref();
+  }
+
+  #accepted(accepts: Float64Array, addresses: string[]): void {
+    for (let i = 0, k = 0; i + 2 < accepts.length; i += 3, k++) {
+      const sink = this.#listeners.get(accepts[i]!);
+      const fd = accepts[i + 1]!;
+      if (sink === undefined) {
+        this.#addon.closeFd(fd, false);
+        continue;
+      }
+      try {
+        sink.accepted(fd, addresses[k]!, accepts[i + 2]!);
+      } catch (err) {
+        queueMicrotask(() => { throw err; });
+      }
+    }
   }
 
   /** Buffers and pairs as the C side counts them (tests: an idle pair holds no buffer). */
@@ -108,7 +218,7 @@ export class NativeEngine implements Engine {
     const p = new NativePair(this.#addon, id, onClose);
     this.#pairs.set(id, p);
     // Keep the process alive while pairs are open (the addon's callback is unref'd when idle).
-    if (this.#pairs.size === 1) this.#addon.ref();
+    this.#updateRef();
     return p;
   }
 
@@ -119,8 +229,13 @@ export class NativeEngine implements Engine {
 
   #closed(results: Float64Array): void {
     for (let i = 0; i + 3 < results.length; i += 4) {
-      const p = this.#pairs.get(results[i]!);
-      if (p === undefined) continue;
+      const id = results[i]!;
+      const p = this.#pairs.get(id);
+      if (p === undefined) {
+        const c = this.#conns.get(id);
+        if (c !== undefined) this.#connReport(id, c, results, i);
+        continue;
+      }
       this.#pairs.delete(p.id);
       try {
         p.onClose({ bytesIn: results[i + 1]!, bytesOut: results[i + 2]!, outcome: OUTCOMES[results[i + 3]!] ?? 'drained' });
@@ -129,7 +244,23 @@ export class NativeEngine implements Engine {
         queueMicrotask(() => { throw err; });
       }
     }
-    if (this.#pairs.size === 0) this.#addon.unref();
+    this.#updateRef();
+  }
+
+  #connReport(id: number, c: ConnectionSink, results: Float64Array, i: number): void {
+    const code = results[i + 3]!;
+    try {
+      if (code >= 5) {
+        const outcome = CONNECT_OUTCOMES[code - 5] ?? 'unreachable';
+        if (outcome !== 'connected') this.#conns.delete(id);
+        c.connectResult(outcome, results[i + 1]!);
+      } else {
+        this.#conns.delete(id);
+        c.closed({ bytesIn: results[i + 1]!, bytesOut: results[i + 2]!, outcome: OUTCOMES[code] ?? 'drained' });
+      }
+    } catch (err) {
+      queueMicrotask(() => { throw err; });
+    }
   }
 }
 

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 enum fe_outcome {
   FE_OK = 0,             /* both sides sent FIN and every byte was handed to the kernel */
@@ -64,5 +65,50 @@ void fe_get_stats(fe_engine *e, fe_stats *out);
 
 /* Closes every pair (reported as FE_DRAINED), joins the threads, frees everything. */
 void fe_stop(fe_engine *e);
+
+/*
+ * ---- Native accept and connect (stage 3: no Node socket per connection) ----
+ *
+ * The engine owns listening sockets (fe_listen) and accepts on a loop thread, reporting each
+ * accepted socket through the accept callback with the client's address; the caller decides and
+ * then asks the engine to connect that client to an endpoint (fe_connect). Connect results come
+ * through the done callback, with these outcomes:
+ *   FE_CONNECTED: the pair forwards from now on, exactly as after fe_add (a close report follows);
+ *   FE_CONNECT_*: the attempt failed (bytes_in: the errno); the pair is gone and the client fd is
+ *     the caller's again, still open (it may try fe_connect again, or close it).
+ * fe_close/fe_reset/fe_drain_by/fe_stop also close a pair that is still connecting (both fds).
+ */
+enum {
+  FE_CONNECTED = 5,
+  FE_CONNECT_REFUSED = 6,     /* ECONNREFUSED */
+  FE_CONNECT_TIMEOUT = 7,     /* no answer within timeout_ms */
+  FE_CONNECT_UNREACHABLE = 8, /* any other error (EHOSTUNREACH, ENETUNREACH, EMFILE ...) */
+};
+
+/* Called on a loop thread per accepted socket (non-blocking, close-on-exec: the callee owns it). */
+typedef void (*fe_accept_cb)(uint32_t lid, int fd, const struct sockaddr *peer, socklen_t len, void *ctx);
+
+/* Sets the accept callback; call once, before the first fe_listen. */
+void fe_set_accept_cb(fe_engine *e, fe_accept_cb cb, void *ctx);
+
+/*
+ * Accept on `fd` (a bound, listening, non-blocking socket the engine owns from here, also on
+ * failure) under the caller's id `lid`. Returns 0 or -errno.
+ */
+int fe_listen(fe_engine *e, uint32_t lid, int fd);
+
+/*
+ * Stops accepting on `lid` at once, as a JS server.close() would (the kernel no longer hands it
+ * connections when this returns); its fd (the one given to fe_listen) is closed asynchronously.
+ */
+void fe_unlisten(fe_engine *e, uint32_t lid, int fd);
+
+/*
+ * Connects client `fd_client` (an accepted socket) to `peer` within timeout_ms (0: the kernel's
+ * own timeout) and forwards once connected (pre_up first, idle_ms as in fe_add). The engine holds
+ * fd_client until the connect result; on a -errno return it stays the caller's.
+ */
+int fe_connect(fe_engine *e, uint64_t id, int fd_client, const struct sockaddr *peer, socklen_t len,
+               uint32_t timeout_ms, uint32_t idle_ms, const void *pre_up, size_t pre_up_len);
 
 #endif
