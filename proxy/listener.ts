@@ -128,6 +128,8 @@ export interface ListenerCounters {
 }
 
 const FD_EPISODE_QUIET_MS = 2000;
+/** How long drain() waits for the native engine's close reports after it closed what was left. */
+const NATIVE_CLOSE_WAIT_MS = 5000;
 
 /**
  * How many sessions fit in this process's descriptor limit: (soft RLIMIT_NOFILE − descriptors open
@@ -644,6 +646,17 @@ export class Listener implements ListenerContext {
     });
     const left = [...this.#sessions, ...this.#nativeSessions];
     for (const s of left) s.destroy('drained', 'ERR_DRAINED');
+    // The native engine closes its pairs on its own thread and reports each once: wait for those
+    // reports (bounded), so the counts are final when drain() resolves.
+    if (this.activeConnections > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, NATIVE_CLOSE_WAIT_MS);
+        this.#drainWaiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
     this.#stopSweeps();
     return { ...(await this.#drained(left.length)), ...(handOver === undefined ? {} : { handedOver }) };
   }
