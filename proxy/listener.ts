@@ -5,6 +5,10 @@
 // cache, the open sessions and their metrics; for a Tls "terminate" app, the certificates (loaded at
 // start, watched until drain).
 //
+// On the native engine, a plain TCP app's listening sockets go to the engine once bound (see
+// nativeAccepts): it accepts, connects and forwards, and each connection is a NativeSession (plain
+// values, no net.Socket); the other apps' connections are Sessions.
+//
 // Invariants: start() either binds every port or binds none (it closes what it bound and throws
 // ListenerError); after drain() starts no connection is accepted; drain() resolves once every
 // session is closed, forcing the rest closed at drainTimeoutMs.
