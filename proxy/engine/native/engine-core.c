@@ -123,6 +123,10 @@ struct fe_engine {
   /* set once by fe_set_accept_cb before the first fe_listen (whose queue mutex publishes it) */
   fe_accept_cb accept_cb;
   void *accept_ctx;
+  /* set once by fe_set_batch_end_cb, from the owner thread while the loops already run: atomic
+     (release there, acquire in the loops, which then read ctx) */
+  _Atomic(fe_batch_end_cb) batch_end_cb;
+  void *batch_end_ctx;
 };
 
 static uint64_t now_ms(void) {
@@ -475,6 +479,8 @@ static void *loop_main(void *arg) {
     run_timers(l, now);
     run_native_timers(l, now);
     free_dead(l);
+    fe_batch_end_cb end = atomic_load_explicit(&l->eng->batch_end_cb, memory_order_acquire);
+    if (end != NULL) end(l->eng->batch_end_ctx);
   }
   while (l->pairs != NULL) close_pair(l, l->pairs, FE_DRAINED, -1);
   free_dead(l);
@@ -860,6 +866,11 @@ static void run_native_timers(loop *l, uint64_t now) {
     if (next == 0 || p->connect_deadline_ms < next) next = p->connect_deadline_ms;
   }
   l->next_connect_ms = next;
+}
+
+void fe_set_batch_end_cb(fe_engine *e, fe_batch_end_cb cb, void *ctx) {
+  e->batch_end_ctx = ctx;
+  atomic_store_explicit(&e->batch_end_cb, cb, memory_order_release);
 }
 
 void fe_set_accept_cb(fe_engine *e, fe_accept_cb cb, void *ctx) {

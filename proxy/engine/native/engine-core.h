@@ -88,6 +88,14 @@ enum {
 /* Called on a loop thread per accepted socket (non-blocking, close-on-exec: the callee owns it). */
 typedef void (*fe_accept_cb)(uint32_t lid, int fd, const struct sockaddr *peer, socklen_t len, void *ctx);
 
+/*
+ * Called by each loop thread at the end of every epoll batch (after its done/accept callbacks of
+ * that batch), so a caller can hand everything a batch produced on in one go. Set once, before
+ * the first fe_add/fe_connect/fe_listen.
+ */
+typedef void (*fe_batch_end_cb)(void *ctx);
+void fe_set_batch_end_cb(fe_engine *e, fe_batch_end_cb cb, void *ctx);
+
 /* Sets the accept callback; call once, before the first fe_listen. */
 void fe_set_accept_cb(fe_engine *e, fe_accept_cb cb, void *ctx);
 

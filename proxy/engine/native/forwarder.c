@@ -44,6 +44,10 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static fe_result *g_results;
 static size_t g_nresults, g_cap;
 static bool g_call_pending, g_closing;
+/* Results or accepts queued since the last call into JS was asked for (guarded by g_mu): the loop
+   thread asks once at the end of its epoll batch (on_batch_end), not per result, so one wake-up of
+   the main thread carries everything a batch produced. */
+static bool g_dirty;
 
 typedef struct accepted {
   uint32_t lid;
@@ -79,7 +83,6 @@ static napi_value throw_errno(napi_env env, const char *what, int err) {
 /* Loop thread: queue the result; one threadsafe call per batch of results. */
 static void on_done(const fe_result *r, void *ctx) {
   (void)ctx;
-  bool call = false;
   pthread_mutex_lock(&g_mu);
   if (!g_closing) {
     if (g_nresults == g_cap) {
@@ -91,8 +94,18 @@ static void on_done(const fe_result *r, void *ctx) {
       }
     }
     if (g_nresults < g_cap) g_results[g_nresults++] = *r; /* else lost: out of memory */
-    if (!g_call_pending) g_call_pending = call = true;
+    if (!g_call_pending) g_dirty = true;
   }
+  pthread_mutex_unlock(&g_mu);
+}
+
+/* Loop thread, end of an epoll batch: one threadsafe call for whatever the batch queued. */
+static void on_batch_end(void *ctx) {
+  (void)ctx;
+  bool call = false;
+  pthread_mutex_lock(&g_mu);
+  if (g_dirty && !g_call_pending && !g_closing) g_call_pending = call = true;
+  g_dirty = false;
   pthread_mutex_unlock(&g_mu);
   if (call) napi_call_threadsafe_function(g_tsfn, NULL, napi_tsfn_nonblocking);
 }
@@ -111,7 +124,7 @@ static void on_accept(uint32_t lid, int fd, const struct sockaddr *peer, socklen
     inet_ntop(AF_INET, &p4->sin_addr, a.addr, sizeof a.addr);
     a.port = ntohs(p4->sin_port);
   }
-  bool call = false, kept = false;
+  bool kept = false;
   pthread_mutex_lock(&g_mu);
   if (!g_closing) {
     if (g_naccepts == g_acap) {
@@ -125,12 +138,11 @@ static void on_accept(uint32_t lid, int fd, const struct sockaddr *peer, socklen
     if (g_naccepts < g_acap) {
       g_accepts[g_naccepts++] = a;
       kept = true;
-      if (!g_call_pending) g_call_pending = call = true;
+      if (!g_call_pending) g_dirty = true;
     }
   }
   pthread_mutex_unlock(&g_mu);
   if (!kept) close(fd); /* shutting down, or out of memory: the client sees the connection close */
-  if (call) napi_call_threadsafe_function(g_tsfn, NULL, napi_tsfn_nonblocking);
 }
 
 /* Main thread: the accepted sockets queued so far, to onAccepted (or closed if there is none). */
@@ -231,6 +243,7 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
      process alive. */
   CHECK(napi_unref_threadsafe_function(env, g_tsfn));
   g_engine = fe_start(threads, on_done, NULL);
+  if (g_engine != NULL) fe_set_batch_end_cb(g_engine, on_batch_end, NULL);
   if (g_engine == NULL) {
     int err = errno;
     napi_release_threadsafe_function(g_tsfn, napi_tsfn_abort);
