@@ -118,6 +118,20 @@ export function acceptPathCase(name: string, engine: () => Engine, expectNative:
     assert.equal(m.activeConnections, 0);
   });
 
+  test(`${name}: Node sockets per open connection — ${expectNative ? 'none in the proxy' : 'two in the proxy (client and upstream)'}`, async (t) => {
+    const live = await echo(t, 'S');
+    const { listener, port } = await start(t, makeSpec([`127.0.0.1:${live.port}`]));
+    const tcp = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+    const before = tcp();
+    const c = await connectFrom(port);
+    t.after(() => c.held.close());
+    assert.equal(c.verdict, 'served');
+    await waitFor(() => live.connections === 1, 20_000, 'the target has the connection');
+    // The test's own client and the echo target's accepted socket are two; the proxy adds its own.
+    assert.equal(tcp() - before, expectNative ? 2 : 4);
+    assert.equal(listener.activeConnections, 1);
+  });
+
   test(`${name}: 50 concurrent connections — each counted once, bytes exact, per-target counts back to 0`, async (t) => {
     const a = await echo(t, 'A');
     const b = await echo(t, 'B');
