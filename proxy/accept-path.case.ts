@@ -122,6 +122,8 @@ export function acceptPathCase(name: string, engine: () => Engine, expectNative:
     const live = await echo(t, 'S');
     const { listener, port } = await start(t, makeSpec([`127.0.0.1:${live.port}`]));
     const tcp = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+    // Earlier tests' sockets finish closing on their own schedule: start from none.
+    await waitFor(() => tcp() === 0, 20_000, 'no TCP socket open in this process');
     const before = tcp();
     const c = await connectFrom(port);
     t.after(() => c.held.close());
