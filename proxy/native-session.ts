@@ -23,6 +23,7 @@ import type { ConnectionSink, ConnectOutcome, NativeEngine } from './engine/nati
 import type { TargetPool } from './pool/target-pool.ts';
 import type { TargetState } from './pool/target-state.ts';
 import type { Router } from './router.ts';
+import type { HandoverSession } from './ipc/protocol.ts';
 import type { Failure, Outcome } from './session.ts';
 import type { ListenerSpec } from './spec.ts';
 
@@ -94,6 +95,31 @@ export class NativeSession implements Dialer, ConnectionSink {
     this.clientPort = port;
     this.startedAt = Date.now();
     this.t0 = performance.now();
+  }
+
+  /** Connected and forwarding, no close asked for: the only state a handover could detach. */
+  get forwarding(): boolean {
+    return this.#state === FORWARDING && !this.#closing;
+  }
+
+  /**
+   * What a handover to another process would carry for this connection (HandoverSession without
+   * `pending`), given the engine's byte counts at the detach. For the handover work (fe_detach):
+   * not used yet; native connections drain.
+   */
+  handoverState(bytesIn: number, bytesOut: number): Omit<HandoverSession, 'pending'> | undefined {
+    if (!this.forwarding || this.target === undefined) return undefined;
+    return {
+      target: this.target,
+      ...(this.endpoint === undefined ? {} : { endpoint: this.endpoint }),
+      client: this.clientAddress,
+      startedAt: this.startedAt,
+      bytesIn,
+      bytesOut,
+      attempts: this.attempts,
+      connectMs: this.connectMs,
+      handshakeMs: this.handshakeMs,
+    };
   }
 
   /** Admitted: route and connect. */
