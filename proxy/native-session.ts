@@ -190,6 +190,11 @@ export class NativeSession implements Dialer, ConnectionSink {
   /** ConnectionSink: the pair closed (forwarded to its end, or closed while connecting). */
   closed(r: ForwardResult): void {
     this.#state = CLOSED;
+    // Closed by the engine itself while connecting (its stop, a drain deadline): the job ends too.
+    if (this.#job !== null) {
+      this.#job.cancel();
+      this.#job = null;
+    }
     this.bytesIn = r.bytesIn;
     this.bytesOut = r.bytesOut;
     if (r.outcome !== 'ok') this.fail(r.outcome, ENGINE_CODES[r.outcome]);
