@@ -134,6 +134,8 @@ export interface ListenerCounters {
 const FD_EPISODE_QUIET_MS = 2000;
 /** How long drain() waits for the native engine's close reports after it closed what was left. */
 const NATIVE_CLOSE_WAIT_MS = 5000;
+/** How long drain() waits for the native engine to confirm its listening sockets closed. */
+const UNLISTEN_WAIT_MS = 1000;
 
 /**
  * How many sessions fit in this process's descriptor limit: (soft RLIMIT_NOFILE − descriptors open
@@ -195,6 +197,8 @@ export class Listener implements ListenerContext {
   readonly #host: string | undefined;
   #dnsErrors = 0;
   #draining = false;
+  /** drain() has closed what was left: from here a late native accept is closed, not served. */
+  #drainClosed = false;
   #drainWaiter: (() => void) | null = null;
   #lastConnectErrorLog = 0;
   #terminator: TlsTerminator | undefined;
@@ -467,7 +471,11 @@ export class Listener implements ListenerContext {
   /** A client socket the native engine accepted: the same steps as #accept, with plain values. */
   #acceptNative(fd: number, address: string, port: number): void {
     const native = this.#native!;
-    if (this.#draining) {
+    // Accepted by the engine before drain() shut the listening socket, reported after: this
+    // generation took it, so it serves it like any open connection while it drains (as Node's
+    // server would have, which accepts only on this thread). Only once drain() has closed what was
+    // left is a late one closed (and counted as drained).
+    if (this.#drainClosed) {
       native.closeFd(fd, false);
       this.metrics.closed({ outcome: 'drained', code: 'ERR_DRAINING', bytesIn: 0, bytesOut: 0, durationS: 0, connectS: -1, handshakeS: -1 });
       return;
@@ -698,6 +706,7 @@ export class Listener implements ListenerContext {
   }
 
   async #drained(closedByTimeout: number): Promise<{ closedByTimeout: number }> {
+    this.#drainClosed = true;
     await this.#accessLog?.close();
     return { closedByTimeout };
   }
@@ -711,9 +720,18 @@ export class Listener implements ListenerContext {
     const servers = this.#servers.splice(0);
     // close() stops accepting at once; its callback waits for connections, which we track ourselves.
     for (const s of servers) s.close();
-    // The engine's listening sockets: closed on their loop thread (accepts already reported to us
-    // are closed as drained in #acceptNative).
-    for (const lid of this.#lids.splice(0)) this.#native!.unlisten(lid);
-    return Promise.resolve();
+    // The engine's listening sockets: no longer listening when unlisten() returns; resolved once
+    // every connection the engine accepted on them has reached #acceptNative (bounded: the engine
+    // may be stopping).
+    const lids = this.#lids.splice(0);
+    if (lids.length === 0) return Promise.resolve();
+    const all = Promise.all(lids.map((lid) => this.#native!.unlisten(lid)));
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, UNLISTEN_WAIT_MS);
+      void all.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 }

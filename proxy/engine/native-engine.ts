@@ -51,6 +51,8 @@ const CONNECT_OUTCOMES: readonly ConnectOutcome[] = ['connected', 'refused', 'ti
 /** Indexed by the addon's outcome code (engine-core.h enum fe_outcome). */
 const OUTCOMES: readonly EngineOutcome[] = ['ok', 'client-error', 'upstream-error', 'idle-timeout', 'drained'];
 const ADDON_FILE = 'build/native/forwarder.node';
+/** engine-core.h FE_UNLISTENED: a listener's socket closed, every accept on it reported. */
+const FE_UNLISTENED = 9;
 
 /**
  * Where the built addon is: FPROXY_ENGINE_ADDON, else `build/native/forwarder.node` in the first
@@ -96,6 +98,8 @@ export class NativeEngine implements Engine {
   readonly #listeners = new Map<number, AcceptSink>();
   /** lid → the engine's own descriptor of that listening socket (for unlisten's shutdown). */
   readonly #listenFds = new Map<number, number>();
+  /** lid → resolves unlisten()'s promise when the engine confirms (FE_UNLISTENED). */
+  readonly #unlistening = new Map<number, () => void>();
   #nextLid = 0;
   #refd = false;
   #nextId = 0;
@@ -136,14 +140,16 @@ export class NativeEngine implements Engine {
    * Stop accepting at once and close the listening socket (what waits in its queue is reset by the
    * kernel, or migrated with tcp_migrate_req), as server.close() does.
    */
-  unlisten(lid: number): void {
+  unlisten(lid: number): Promise<void> {
     const fd = this.#listenFds.get(lid);
-    if (fd === undefined) return;
+    if (fd === undefined) return Promise.resolve();
     this.#listenFds.delete(lid);
-    // The sink stays: accepts already on their way are still reported (a draining listener closes
-    // and counts them as drained).
+    // The sink stays: accepts already on their way are still reported; the promise resolves once
+    // the engine says every one of them was (they reach the sink first).
+    const done = new Promise<void>((resolve) => this.#unlistening.set(lid, resolve));
     this.#addon.unlisten(lid, fd);
     this.#updateRef();
+    return done;
   }
 
   /** A new connection id (shared with forward()'s pairs: the engine reports by id). */
@@ -174,7 +180,7 @@ export class NativeEngine implements Engine {
 
   /** The thread-safe callback keeps the process alive only while something is open or listening. */
   #updateRef(): void {
-    const want = this.#pairs.size + this.#conns.size + this.#listenFds.size > 0;
+    const want = this.#pairs.size + this.#conns.size + this.#listenFds.size + this.#unlistening.size > 0;
     if (want === this.#refd) return;
     this.#refd = want;
     if (want) this.#addon.ref();
@@ -230,6 +236,12 @@ export class NativeEngine implements Engine {
   #closed(results: Float64Array): void {
     for (let i = 0; i + 3 < results.length; i += 4) {
       const id = results[i]!;
+      if (results[i + 3] === FE_UNLISTENED) {
+        // `id` is a listener id here (its own number space).
+        this.#unlistening.get(id)?.();
+        this.#unlistening.delete(id);
+        continue;
+      }
       const p = this.#pairs.get(id);
       if (p === undefined) {
         const c = this.#conns.get(id);

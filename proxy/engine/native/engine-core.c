@@ -838,6 +838,11 @@ static void run_native_command(loop *l, cmd *c, uint64_t now) {
         free(ls);
         break;
       }
+      {
+        /* Every accept on it was reported before this (same thread, in order). */
+        fe_result r = {.id = c->arg, .bytes_in = 0, .bytes_out = 0, .outcome = FE_UNLISTENED};
+        l->eng->cb(&r, l->eng->ctx);
+      }
       break;
   }
 }

@@ -83,6 +83,7 @@ enum {
   FE_CONNECT_REFUSED = 6,     /* ECONNREFUSED */
   FE_CONNECT_TIMEOUT = 7,     /* no answer within timeout_ms */
   FE_CONNECT_UNREACHABLE = 8, /* any other error (EHOSTUNREACH, ENETUNREACH, EMFILE ...) */
+  FE_UNLISTENED = 9,          /* id: a lid; its socket is closed and every accept on it was reported */
 };
 
 /* Called on a loop thread per accepted socket (non-blocking, close-on-exec: the callee owns it). */
@@ -107,7 +108,8 @@ int fe_listen(fe_engine *e, uint32_t lid, int fd);
 
 /*
  * Stops accepting on `lid` at once, as a JS server.close() would (the kernel no longer hands it
- * connections when this returns); its fd (the one given to fe_listen) is closed asynchronously.
+ * connections when this returns); its fd (the one given to fe_listen) is closed asynchronously,
+ * then the done callback reports {id: lid, outcome: FE_UNLISTENED}, after every accept on it.
  */
 void fe_unlisten(fe_engine *e, uint32_t lid, int fd);
 

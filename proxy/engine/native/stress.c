@@ -59,9 +59,11 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static job g_jobs[PAIRS];
 
 static void acc_result(const fe_result *r);
+static atomic_ulong g_unlistened;
 
 static void on_done(const fe_result *r, void *ctx) {
   (void)ctx;
+  if (r->outcome == FE_UNLISTENED) return (void)atomic_fetch_add_explicit(&g_unlistened, 1, memory_order_relaxed);
   if (r->id >= 1000) return acc_result(r);
   pthread_mutex_lock(&g_mu);
   if (r->id < PAIRS) {
@@ -484,7 +486,13 @@ static int accept_round(fe_engine *eng, unsigned seed, unsigned round, uint16_t 
     }
   }
   for (int i = 0; i < ACC_CONNS; i++) pthread_join(thr[i], NULL);
+  unsigned long unl = atomic_load(&g_unlistened);
   fe_unlisten(eng, lid, ls);
+  for (int tries = 0; tries < 2000 && atomic_load(&g_unlistened) == unl; tries++) usleep(1000);
+  if (atomic_load(&g_unlistened) != unl + 1) {
+    failures++;
+    fprintf(stderr, "seed %u accept round %u: fe_unlisten not confirmed\n", seed, round);
+  }
   if (last) {
     /* fe_unlisten has returned: the port refuses from now on */
     int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
