@@ -652,7 +652,7 @@ void fe_stop(fe_engine *e) {
  */
 
 #define ACCEPTS_PER_EVENT 64 /* then back to epoll, so one busy port cannot starve the pairs */
-#define ACCEPT_RETRY_MS 100  /* a listener paused by EMFILE/ENFILE is re-armed this much later */
+#define ACCEPT_RETRY_MS 100  /* a listener paused (EMFILE/ENFILE, or its caller stalled) is re-armed this much later */
 
 typedef struct lsn {
   struct lsn *next; /* the loop's list */
@@ -697,14 +697,23 @@ static bool arm_listener(loop *l, lsn *ls) {
   return ls->registered;
 }
 
+/* Out of the epoll set for ACCEPT_RETRY_MS (run_native_timers re-arms it). */
+static void pause_listener(loop *l, lsn *ls, uint64_t now) {
+  epoll_ctl(l->ep, EPOLL_CTL_DEL, ls->fd, NULL);
+  ls->registered = false;
+  ls->retry_ms = now + ACCEPT_RETRY_MS;
+  if (l->next_retry_ms == 0 || ls->retry_ms < l->next_retry_ms) l->next_retry_ms = ls->retry_ms;
+}
+
 static void on_accept(loop *l, lsn *ls, uint64_t now) {
   for (int k = 0; k < ACCEPTS_PER_EVENT; k++) {
     struct sockaddr_storage peer;
     socklen_t len = sizeof peer;
     int fd = accept4(ls->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      l->eng->accept_cb(ls->lid, fd, (struct sockaddr *)&peer, len, l->eng->accept_ctx);
-      continue;
+      if (l->eng->accept_cb(ls->lid, fd, (struct sockaddr *)&peer, len, l->eng->accept_ctx) == 0) continue;
+      pause_listener(l, ls, now);
+      return;
     }
     if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
     if (errno == EINVAL) { /* shut down by fe_unlisten: no longer listening; CMD_UNLISTEN follows */
@@ -716,10 +725,7 @@ static void on_accept(loop *l, lsn *ls, uint64_t now) {
       /* Out of descriptors or memory: the level-triggered listener would wake us at once again.
          Leave the queue to the kernel (the JS path's libuv does the same, less politely) and
          look again a little later. */
-      epoll_ctl(l->ep, EPOLL_CTL_DEL, ls->fd, NULL);
-      ls->registered = false;
-      ls->retry_ms = now + ACCEPT_RETRY_MS;
-      if (l->next_retry_ms == 0 || ls->retry_ms < l->next_retry_ms) l->next_retry_ms = ls->retry_ms;
+      pause_listener(l, ls, now);
     }
     return; /* EAGAIN, or anything else: back to epoll */
   }

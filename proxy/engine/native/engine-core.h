@@ -86,8 +86,13 @@ enum {
   FE_UNLISTENED = 9,          /* id: a lid; its socket is closed and every accept on it was reported */
 };
 
-/* Called on a loop thread per accepted socket (non-blocking, close-on-exec: the callee owns it). */
-typedef void (*fe_accept_cb)(uint32_t lid, int fd, const struct sockaddr *peer, socklen_t len, void *ctx);
+/*
+ * Called on a loop thread per accepted socket (non-blocking, close-on-exec: the callee owns it).
+ * Returns 0 to go on accepting, or non-zero to leave the rest in the kernel's queue for a while
+ * (the caller is not keeping up: a connection accepted here dies with this process, one left in
+ * the queue can still migrate to another listener or be taken by another worker).
+ */
+typedef int (*fe_accept_cb)(uint32_t lid, int fd, const struct sockaddr *peer, socklen_t len, void *ctx);
 
 /*
  * Called by each loop thread at the end of every epoll batch (after its done/accept callbacks of

@@ -31,6 +31,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -58,6 +59,18 @@ typedef struct accepted {
 static napi_ref g_accept_ref;
 static accepted *g_accepts;
 static size_t g_naccepts, g_acap;
+/* When the oldest accept still waiting for JS was queued (ms, monotonic; guarded by g_mu). */
+static uint64_t g_accept_oldest_ms;
+/* JS has not taken accepts queued this long ago: it is stalled (a hung or paused main thread).
+   Connections accepted meanwhile would die with the process if it is then killed as hung; left in
+   the kernel's queue they can still migrate (tcp_migrate_req) or go to another worker. */
+#define ACCEPT_STALL_MS 100
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 #define CHECK(call)                                  \
   do {                                               \
@@ -110,8 +123,9 @@ static void on_batch_end(void *ctx) {
   if (call) napi_call_threadsafe_function(g_tsfn, NULL, napi_tsfn_nonblocking);
 }
 
-/* Loop thread: queue an accepted socket for JS (one threadsafe call per batch, shared with results). */
-static void on_accept(uint32_t lid, int fd, const struct sockaddr *peer, socklen_t len, void *ctx) {
+/* Loop thread: queue an accepted socket for JS (one threadsafe call per batch, shared with results).
+   Returns non-zero (pause accepting) while JS is stalled. */
+static int on_accept(uint32_t lid, int fd, const struct sockaddr *peer, socklen_t len, void *ctx) {
   (void)ctx;
   (void)len;
   accepted a = {.lid = lid, .fd = fd, .port = 0};
@@ -124,9 +138,12 @@ static void on_accept(uint32_t lid, int fd, const struct sockaddr *peer, socklen
     inet_ntop(AF_INET, &p4->sin_addr, a.addr, sizeof a.addr);
     a.port = ntohs(p4->sin_port);
   }
-  bool kept = false;
+  bool kept = false, stalled = false;
+  uint64_t now = mono_ms();
   pthread_mutex_lock(&g_mu);
   if (!g_closing) {
+    if (g_naccepts == 0) g_accept_oldest_ms = now;
+    else stalled = now - g_accept_oldest_ms > ACCEPT_STALL_MS;
     if (g_naccepts == g_acap) {
       size_t cap = g_acap ? g_acap * 2 : 64;
       accepted *grown = realloc(g_accepts, cap * sizeof *grown);
@@ -143,6 +160,7 @@ static void on_accept(uint32_t lid, int fd, const struct sockaddr *peer, socklen
   }
   pthread_mutex_unlock(&g_mu);
   if (!kept) close(fd); /* shutting down, or out of memory: the client sees the connection close */
+  return stalled;
 }
 
 /* Main thread: the accepted sockets queued so far, to onAccepted (or closed if there is none). */

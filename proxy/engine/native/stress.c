@@ -241,12 +241,14 @@ static void acc_push(const acc_event *ev) {
   pthread_mutex_unlock(&g_acc_mu);
 }
 
-static void on_accept(uint32_t lid, int fd, const struct sockaddr *peer, socklen_t len, void *ctx) {
+static int on_accept(uint32_t lid, int fd, const struct sockaddr *peer, socklen_t len, void *ctx) {
   (void)lid;
   (void)len;
   (void)ctx;
   acc_event ev = {.is_accept = true, .fd = fd, .port = ntohs(((const struct sockaddr_in *)peer)->sin_port)};
   acc_push(&ev);
+  /* Now and then ask for a pause, as the addon does when JS stalls: the rest must still come. */
+  return (fd & 7) == 0;
 }
 
 static void acc_result(const fe_result *r) {
