@@ -30,7 +30,8 @@ build/native/forwarder.node: proxy/engine/native/forwarder.c $(ENGINE_SRC)
 	$(CC) $(CFLAGS_ENGINE) -O2 -shared -I $(NAPI_INCLUDE) -o $@ proxy/engine/native/forwarder.c proxy/engine/native/engine-core.c -lpthread
 
 ## The engine under AddressSanitizer and ThreadSanitizer: the seeded C stress (engine-core alone,
-## several loop threads) with both, and the N-API conformance suite with an ASan build of the addon
+## several loop threads; pairs, then native accept and connect) with both, and the N-API suites
+## (engine conformance, accept path) with an ASan build of the addon
 ## loaded into node through LD_PRELOAD of libasan (node itself is not instrumented; TSan inside an
 ## uninstrumented node reports hundreds of races in V8's own threads, so TSan runs on the C driver).
 STRESS_SEEDS ?= 40
@@ -43,7 +44,7 @@ test-sanitizers: node_modules/.installed
 	ASAN_OPTIONS=halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1 timeout 600 build/native/stress-asan 1 $(STRESS_SEEDS) $(STRESS_ROUNDS)
 	TSAN_OPTIONS=halt_on_error=1 timeout 600 build/native/stress-tsan 1 $(STRESS_SEEDS) $(STRESS_ROUNDS)
 	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 FPROXY_ENGINE_ADDON=$(CURDIR)/build/native/forwarder-asan.node \
-	  timeout 600 $(NODE) --test --test-concurrency=1 --test-timeout=120000 proxy/engine/native-engine.test.ts
+	  timeout 600 $(NODE) --test --test-concurrency=1 --test-timeout=120000 proxy/engine/native-engine.test.ts proxy/accept-path-native.test.ts
 
 ## Run the daemon on the shipped config.json, with local echo targets on 9001-9003.
 run: deps

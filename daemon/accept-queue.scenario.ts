@@ -5,7 +5,7 @@
 // and the TcpExt counters read here are that namespace's own, never the host's.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { exchange, startEcho } from '../proxy/testing.ts';
 import { MIGRATE_REQ_PATH } from './migrate-req.ts';
 import { appConfig, startTestDaemon, waitFor } from './testing.ts';
@@ -32,7 +32,11 @@ test('connections queued on the old generation are served by the new one', async
   const oldPid = status.apps[0]!.pids[0]!;
 
   // Freeze the old listener so connections pile up in its accept queue, completed by the kernel.
+  // Every thread must be stopped before the first connection: SIGSTOP stops a process's threads
+  // one by one, and the native engine accepts on a thread of its own, which can take connections
+  // in between (they would then die with the process instead of migrating).
   process.kill(oldPid, 'SIGSTOP');
+  await waitFor(() => readdirSync(`/proc/${oldPid}/task`).every((tid) => /^State:\s+T/m.test(readFileSync(`/proc/${oldPid}/task/${tid}/status`, 'utf8'))), 20_000, 'every thread of the old listener stopped');
   t.after(() => {
     try {
       process.kill(oldPid, 'SIGKILL');

@@ -71,6 +71,25 @@ export interface ConnectResult {
 
 export type ConnectCallback = (err: ConnectError | null, result: ConnectResult | null) => void;
 
+/** A connect that another party made (the native engine): everything but the socket. */
+export type Dialed = Omit<ConnectResult, 'socket'>;
+
+/**
+ * Makes attempts outside Node (the native engine connects in C). The job says where and for how
+ * long; the dialer answers once per attempt with job.dialed(). The attempt's time limit is the
+ * dialer's to enforce (it answers with an AttemptTimeoutError).
+ */
+export interface Dialer {
+  dial(job: DialJob, address: string, port: number, timeoutMs: number): void;
+  /** The job's verdict: connected (`err` null: the dialer forwards from here), or no target reached. */
+  done(err: ConnectError | null, result: Dialed | null): void;
+}
+
+export interface DialJob {
+  /** The attempt's answer: null = connected; else its error (code ECONNREFUSED …, or AttemptTimeoutError). */
+  dialed(err: Error | null): void;
+}
+
 export interface ConnectorOptions {
   readonly app: string;
   readonly dns: DnsCache;
@@ -86,11 +105,14 @@ const kJob = Symbol('connectJob');
 type JobSocket = net.Socket & { [kJob]?: ConnectJob };
 
 /** One in-flight connect for one client; create through Connector.connect. */
-class ConnectJob implements SlotWaiter {
+class ConnectJob implements SlotWaiter, DialJob {
   readonly #opts: ConnectorOptions;
   readonly #pool: TargetPool;
   readonly #key: string | undefined;
-  readonly #cb: ConnectCallback;
+  readonly #cb: ConnectCallback | null;
+  /** Set: attempts go through it (native engine), not net.connect; #dialing while one is out. */
+  readonly #dialer: Dialer | null;
+  #dialing = false;
   /** Moves later by the time spent queued for a slot. */
   #deadline: number;
   /** performance.now() when the job started waiting for a slot; -1 = not waiting. */
@@ -112,11 +134,12 @@ class ConnectJob implements SlotWaiter {
   #lastWait = false;
   #done = false;
 
-  constructor(opts: ConnectorOptions, pool: TargetPool, key: string | undefined, startedAt: number, cb: ConnectCallback) {
+  constructor(opts: ConnectorOptions, pool: TargetPool, key: string | undefined, startedAt: number, cb: ConnectCallback | null, dialer: Dialer | null = null) {
     this.#opts = opts;
     this.#pool = pool;
     this.#key = key;
     this.#cb = cb;
+    this.#dialer = dialer;
     this.#startedAt = startedAt;
     this.#deadline = startedAt + opts.budgetMs;
     this.#maxAttempts = Math.max(3, 2 * pool.size);
@@ -224,6 +247,10 @@ class ConnectJob implements SlotWaiter {
   #dial(target: TargetSpec, address: string, remaining: number): void {
     const v6 = address.includes(':');
     this.#endpoint = v6 ? `[${address}]:${target.port}` : `${address}:${target.port}`;
+    if (this.#dialer !== null) {
+      this.#dialing = true;
+      return this.#dialer.dial(this, address, target.port, Math.min(this.#opts.attemptTimeoutMs, remaining));
+    }
     const socket: JobSocket = net.connect({ host: address, port: target.port, allowHalfOpen: true, noDelay: true });
     socket[kJob] = this;
     socket.once('connect', onSocketConnect);
@@ -244,11 +271,24 @@ class ConnectJob implements SlotWaiter {
       this.#pool.report(state, this.#endpoint, 'ok');
       this.#opts.metrics?.attemptAs(state.raw, 'ok');
       socket.setKeepAlive(true, 60_000);
-      this.#cb(null, { socket, target: this.#target!, state, endpoint: this.#endpoint!, attempts: this.#attempts });
+      this.#cb!(null, { socket, target: this.#target!, state, endpoint: this.#endpoint!, attempts: this.#attempts });
       return;
     }
     this.#clearAttempt(true);
     this.#attemptFailed(err, attemptResult(err));
+  }
+
+  /** DialJob: the dialer's answer to the attempt in progress (ignored once the job is over). */
+  dialed(err: Error | null): void {
+    if (this.#done || !this.#dialing) return;
+    this.#dialing = false;
+    if (err !== null) return this.#attemptFailed(err, attemptResult(err));
+    this.#done = true;
+    const state = this.#state!;
+    this.#state = null;
+    this.#pool.report(state, this.#endpoint, 'ok');
+    this.#opts.metrics?.attemptAs(state.raw, 'ok');
+    this.#dialer!.done(null, { target: this.#target!, state, endpoint: this.#endpoint!, attempts: this.#attempts });
   }
 
   #attemptFailed(err: unknown, result: AttemptResult): void {
@@ -318,7 +358,8 @@ class ConnectJob implements SlotWaiter {
     this.#clearAttempt(true);
     this.#release();
     const err = new ConnectError(this.#opts.app, this.#attempts, Date.now() - this.#startedAt, this.#target?.raw, this.#endpoint, this.#lastError, full);
-    this.#cb(err, null);
+    if (this.#dialer !== null) this.#dialer.done(err, null);
+    else this.#cb!(err, null);
   }
 
   /** @internal */
@@ -378,6 +419,16 @@ export class Connector {
    */
   connect(pool: TargetPool, key: string | undefined, startedAt: number, cb: ConnectCallback): ConnectHandle {
     const job = new ConnectJob(this.#opts, pool, key, startedAt, cb);
+    job.start();
+    return job;
+  }
+
+  /**
+   * As connect(), with the attempts made by `dialer` (the native engine) instead of net.connect:
+   * the same pick, retries, budget, backoff, queueing and reports; the verdict goes to dialer.done().
+   */
+  dialWith(pool: TargetPool, key: string | undefined, startedAt: number, dialer: Dialer): ConnectHandle {
+    const job = new ConnectJob(this.#opts, pool, key, startedAt, null, dialer);
     job.start();
     return job;
   }

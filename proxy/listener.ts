@@ -5,6 +5,10 @@
 // cache, the open sessions and their metrics; for a Tls "terminate" app, the certificates (loaded at
 // start, watched until drain).
 //
+// On the native engine, a plain TCP app's listening sockets go to the engine once bound (see
+// nativeAccepts): it accepts, connects and forwards, and each connection is a NativeSession (plain
+// values, no net.Socket); the other apps' connections are Sessions.
+//
 // Invariants: start() either binds every port or binds none (it closes what it bound and throws
 // ListenerError); after drain() starts no connection is accepted; drain() resolves once every
 // session is closed, forcing the rest closed at drainTimeoutMs.
@@ -15,6 +19,8 @@ import { Connector, type ConnectError } from './connector.ts';
 import { DnsCache } from './dns-cache.ts';
 import { defaultEngine } from './engine/default-engine.ts';
 import type { Engine } from './engine/engine.ts';
+import { NativeEngine } from './engine/native-engine.ts';
+import { NativeSession } from './native-session.ts';
 import type { HandoverSession, HealthStates, MetricsSnapshot, TargetsReport } from './ipc/protocol.ts';
 import { ListenerMetrics } from './metrics/listener-metrics.ts';
 import type { ListenerContext } from './listener-context.ts';
@@ -86,6 +92,32 @@ export interface ListenerOptions {
   readonly leases?: AdmissionTransport;
   /** Where access lines go when spec.accessLog is set; default: through `logger`. */
   readonly accessLog?: AccessLog;
+  /** The socket engine; default: the process's (defaultEngine: FPROXY_ENGINE). Tests pick one. */
+  readonly engine?: Engine;
+}
+
+/**
+ * Which apps the native engine accepts and connects for (no Node socket per connection): plain TCP
+ * without a PROXY header either way and without FirstByteTimeoutMs (it reads a JS socket's bytes).
+ * TLS needs the ClientHello (passthrough) or Node's TLS (terminate): those stay on Session.
+ */
+function nativeAccepts(spec: ListenerSpec): boolean {
+  return spec.tls === undefined && !spec.acceptProxyProtocol && spec.sendProxyProtocol === 'none' && spec.firstByteTimeoutMs === 0;
+}
+
+/** What the metrics and the access line read from a closed connection, whichever path served it. */
+interface Closed {
+  readonly outcome: string;
+  readonly code: string | undefined;
+  readonly t0: number;
+  readonly connectMs: number;
+  readonly handshakeMs: number;
+  readonly clientAddress: string | undefined;
+  readonly sni: string | undefined;
+  readonly alpn: string | undefined;
+  readonly target: string | undefined;
+  readonly endpoint: string | undefined;
+  readonly attempts: number;
 }
 
 /** A summary of the metrics for tests and logs (the daemon reads MetricsSnapshot instead). */
@@ -100,6 +132,10 @@ export interface ListenerCounters {
 }
 
 const FD_EPISODE_QUIET_MS = 2000;
+/** How long drain() waits for the native engine's close reports after it closed what was left. */
+const NATIVE_CLOSE_WAIT_MS = 5000;
+/** How long drain() waits for the native engine to confirm its listening sockets closed. */
+const UNLISTEN_WAIT_MS = 1000;
 
 /**
  * How many sessions fit in this process's descriptor limit: (soft RLIMIT_NOFILE − descriptors open
@@ -128,12 +164,13 @@ const REFUSAL_CODE: Record<Refusal, string> = {
 
 /** A protected app's ticket remembers its session, so the verdict can reach it. */
 interface SessionTicket extends Ticket {
-  readonly session: Session;
+  readonly session: Session | NativeSession;
 }
 
 function onDecided(t: Ticket, refusal: Refusal | null): void {
   const s = (t as SessionTicket).session;
   if (refusal !== null) s.refuse(refusal, REFUSAL_CODE[refusal]);
+  else if (s instanceof NativeSession) s.start();
   else if (s.ctx.spec.acceptProxyProtocol) s.admitted();
   else s.start();
 }
@@ -153,9 +190,15 @@ export class Listener implements ListenerContext {
   readonly engine: Engine;
   readonly #servers: net.Server[] = [];
   readonly #sessions = new Set<Session>();
+  /** Set when the engine accepts for this app (nativeAccepts): its connections and listening sockets. */
+  readonly #native: NativeEngine | null;
+  readonly #nativeSessions = new Set<NativeSession>();
+  readonly #lids: number[] = [];
   readonly #host: string | undefined;
   #dnsErrors = 0;
   #draining = false;
+  /** drain() has closed what was left: from here a late native accept is closed, not served. */
+  #drainClosed = false;
   #drainWaiter: (() => void) | null = null;
   #lastConnectErrorLog = 0;
   #terminator: TlsTerminator | undefined;
@@ -163,7 +206,7 @@ export class Listener implements ListenerContext {
   readonly #debugAccess: boolean;
   /** null: no ACL and no limits, and accept() pays nothing for protection. */
   readonly #admission: Admission | null;
-  readonly #tickets = new Map<Session, SessionTicket>();
+  readonly #tickets = new Map<Session | NativeSession, SessionTicket>();
   #authority: LimitAuthority | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   #fdEpisode = false;
@@ -191,9 +234,10 @@ export class Listener implements ListenerContext {
       onPanic: (pool) => this.#panicChanged(pool),
     });
     this.router = new Router(spec.targets, spec.routes, this.targets);
-    const chosen = defaultEngine();
+    const chosen = opts.engine !== undefined ? { engine: opts.engine } : defaultEngine();
     this.engine = chosen.engine;
     if (chosen.warning !== undefined) this.logger.warn({ engine: this.engine.kind }, chosen.warning);
+    this.#native = this.engine instanceof NativeEngine && nativeAccepts(spec) ? this.engine : null;
     if (opts.health) this.targets.applyHealth(opts.health);
     this.connector = new Connector({ app: spec.app, dns: this.dns, budgetMs: spec.connectTimeoutMs, attemptTimeoutMs: spec.connectAttemptTimeoutMs, metrics: this.metrics, queueTimeoutMs: spec.queueTimeoutMs });
     this.#admission = Admission.forSpec(spec, opts.leases ?? this.#localLeases());
@@ -224,7 +268,7 @@ export class Listener implements ListenerContext {
   }
 
   /** Protection verdict for a session: true = admitted now; false = refused or waiting (onDecided follows). */
-  #admit(s: Session, address: string): boolean {
+  #admit(s: Session | NativeSession, address: string): boolean {
     const t: SessionTicket = { address, key: null, holds: 0, closed: false, decided: onDecided, session: s };
     const r = this.#admission!.check(t);
     if (r === 'denied') {
@@ -321,9 +365,23 @@ export class Listener implements ListenerContext {
       throw this.#bindError(port, host, err);
     }
     inheritSocketOptions(server);
+    const boundPort = (server.address() as net.AddressInfo).port;
+    // The engine accepts from here: it takes a dup of the bound socket, and Node's server closes its
+    // own descriptor in this same tick, before libuv could accept anything on it.
+    const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+    if (this.#native !== null && typeof fd === 'number' && fd >= 0) {
+      const sink = { accepted: (cfd: number, address: string, cport: number) => this.#acceptNative(cfd, address, cport) };
+      try {
+        this.#lids.push(this.#native.listen(fd, sink));
+        server.close();
+        return boundPort;
+      } catch (err) {
+        this.logger.warn({ port: boundPort, err: (err as Error).message }, 'the native engine cannot accept on this port; Node accepts instead');
+      }
+    }
     server.on('error', (err) => this.#serverError(port, err as NodeJS.ErrnoException));
     this.#servers.push(server);
-    return (server.address() as net.AddressInfo).port;
+    return boundPort;
   }
 
   /**
@@ -341,14 +399,14 @@ export class Listener implements ListenerContext {
     this.#lastFdError = Date.now();
     if (this.#fdEpisode) return;
     this.#fdEpisode = true;
-    this.logger.warn({ port, code, activeConnections: this.#sessions.size, fdEpisode: 'start' }, 'out of file descriptors: new connections are reset until some close (raise LimitNOFILE / ulimit -n)');
+    this.logger.warn({ port, code, activeConnections: this.activeConnections, fdEpisode: 'start' }, 'out of file descriptors: new connections are reset until some close (raise LimitNOFILE / ulimit -n)');
   }
 
   /** The episode ends once FD_EPISODE_QUIET_MS pass without another descriptor error. */
   #endFdEpisode(): void {
     if (Date.now() - this.#lastFdError < FD_EPISODE_QUIET_MS) return;
     this.#fdEpisode = false;
-    this.logger.warn({ failed: this.#fdErrors, activeConnections: this.#sessions.size, fdEpisode: 'end' }, 'file descriptors available again');
+    this.logger.warn({ failed: this.#fdErrors, activeConnections: this.activeConnections, fdEpisode: 'end' }, 'file descriptors available again');
     this.#fdErrors = 0;
   }
 
@@ -369,6 +427,8 @@ export class Listener implements ListenerContext {
           if (maxMs > 0 && age >= maxMs) s.destroy('max-duration', 'ERR_MAX_DURATION');
           else if (firstByteMs > 0 && age >= firstByteMs && s.client.bytesRead === 0) s.destroy('first-byte-timeout', 'ERR_FIRST_BYTE_TIMEOUT');
         }
+        // Native connections never have FirstByteTimeoutMs (nativeAccepts).
+        if (maxMs > 0) for (const s of this.#nativeSessions) if (now - s.startedAt >= maxMs) s.destroy('max-duration', 'ERR_MAX_DURATION');
       }
       this.#admission?.sweep(now);
       this.#authority?.sweep();
@@ -400,7 +460,7 @@ export class Listener implements ListenerContext {
     const s = new Session(this, socket);
     this.#sessions.add(s);
     // Each session needs two descriptors; refusing here beats libuv closing whatever is pending.
-    if (this.#sessions.size > this.#fdCap) {
+    if (this.activeConnections > this.#fdCap) {
       this.#fdExhausted(undefined, 'EMFILE');
       return s.refuse('over-limit', 'ERR_FD_LIMIT');
     }
@@ -408,7 +468,29 @@ export class Listener implements ListenerContext {
     if (this.#admission === null || this.spec.acceptProxyProtocol || this.#admit(s, socket.remoteAddress ?? '')) s.start();
   }
 
-  onConnectFailed(session: Session, err: ConnectError | null): void {
+  /** A client socket the native engine accepted: the same steps as #accept, with plain values. */
+  #acceptNative(fd: number, address: string, port: number): void {
+    const native = this.#native!;
+    // Accepted by the engine before drain() shut the listening socket, reported after: this
+    // generation took it, so it serves it like any open connection while it drains (as Node's
+    // server would have, which accepts only on this thread). Only once drain() has closed what was
+    // left is a late one closed (and counted as drained).
+    if (this.#drainClosed) {
+      native.closeFd(fd, false);
+      this.metrics.closed({ outcome: 'drained', code: 'ERR_DRAINING', bytesIn: 0, bytesOut: 0, durationS: 0, connectS: -1, handshakeS: -1 });
+      return;
+    }
+    if (this.#fdEpisode) this.#endFdEpisode();
+    const s = new NativeSession(this, native, fd, address, port);
+    this.#nativeSessions.add(s);
+    if (this.activeConnections > this.#fdCap) {
+      this.#fdExhausted(undefined, 'EMFILE');
+      return s.refuse('over-limit', 'ERR_FD_LIMIT');
+    }
+    if (this.#admission === null || this.#admit(s, address)) s.start();
+  }
+
+  onConnectFailed(session: { readonly clientAddress: string | undefined }, err: ConnectError | null): void {
     const cause = (err?.cause as NodeJS.ErrnoException | undefined)?.code;
     // Out of descriptors for the upstream socket: one episode, not a dead pool.
     if (cause === 'EMFILE' || cause === 'ENFILE') return this.#fdExhausted(undefined, cause);
@@ -433,6 +515,24 @@ export class Listener implements ListenerContext {
     // and restart at 0 in a worker that adopted the session from another (bytes*Before).
     const bytesIn = s.engineTotals?.bytesIn ?? s.bytesInBefore + s.client.bytesRead;
     const bytesOut = s.engineTotals?.bytesOut ?? s.bytesOutBefore + s.client.bytesWritten;
+    this.#record(s, bytesIn, bytesOut);
+  }
+
+  /** A NativeSession ended (its one close report, or refused/failed before any upstream). */
+  onNativeClosed(s: NativeSession): void {
+    if (!this.#nativeSessions.delete(s)) return;
+    if (this.#admission !== null) {
+      const t = this.#tickets.get(s);
+      if (t !== undefined) {
+        this.#tickets.delete(s);
+        this.#admission.release(t);
+      }
+    }
+    this.#record(s, s.bytesIn, s.bytesOut);
+  }
+
+  /** One metrics update and (AccessLog, or debug) one access line per connection. */
+  #record(s: Closed, bytesIn: number, bytesOut: number): void {
     const durationMs = performance.now() - s.t0;
     this.metrics.closed({
       outcome: s.outcome, code: s.code, bytesIn, bytesOut, durationS: durationMs / 1000,
@@ -447,7 +547,7 @@ export class Listener implements ListenerContext {
       if (access !== undefined) access.write(record);
       else this.logger.debug({ event: 'access', ...record }, 'access');
     }
-    if (this.#draining && this.#sessions.size === 0) this.#drainWaiter?.();
+    if (this.#draining && this.activeConnections === 0) this.#drainWaiter?.();
   }
 
   /** The daemon's active-check states (IPC `health`): down/drain targets get no new connections. */
@@ -458,7 +558,7 @@ export class Listener implements ListenerContext {
     if (wentDown.length === 0 || this.spec.onTargetDown !== 'close') return;
     const down = new Set<TargetState>(wentDown);
     let closed = 0;
-    for (const s of [...this.#sessions]) {
+    for (const s of [...this.#sessions, ...this.#nativeSessions]) {
       if (s.targetState === null || !down.has(s.targetState)) continue;
       s.destroy('upstream-error', 'ERR_TARGET_DOWN', true);
       closed++;
@@ -491,7 +591,7 @@ export class Listener implements ListenerContext {
     for (const r of reports) targetActive[r.target] = r.activeConnections;
     const d = this.dns.stats();
     const snap = this.metrics.snapshot({
-      activeConnections: this.#sessions.size,
+      activeConnections: this.activeConnections,
       targetActive,
       dns: { hit: d.hits, miss: d.queries, stale: d.staleServed, error: this.#dnsErrors },
     });
@@ -501,14 +601,19 @@ export class Listener implements ListenerContext {
   }
 
   counters(): ListenerCounters {
-    const m = this.metrics.snapshot({ activeConnections: this.#sessions.size, targetActive: {}, dns: { hit: 0, miss: 0, stale: 0, error: 0 } });
+    const m = this.metrics.snapshot({ activeConnections: this.activeConnections, targetActive: {}, dns: { hit: 0, miss: 0, stale: 0, error: 0 } });
     let closed = 0;
     for (const n of Object.values(m.connections)) closed += n;
     return { activeConnections: m.activeConnections, totalConnections: closed + m.activeConnections, failedConnections: m.connections['connect-failed'] ?? 0, bytesIn: m.bytesIn, bytesOut: m.bytesOut };
   }
 
+  /** True when the native engine accepts and connects for this app (no Node socket per connection). */
+  get acceptsNatively(): boolean {
+    return this.#native !== null && this.#lids.length + this.#servers.length > 0 && this.#servers.length === 0;
+  }
+
   get activeConnections(): number {
-    return this.#sessions.size;
+    return this.#sessions.size + this.#nativeSessions.size;
   }
 
   get draining(): boolean {
@@ -532,13 +637,15 @@ export class Listener implements ListenerContext {
       // Native-engine sessions answer asynchronously (the engine detaches on its loop thread):
       // the window stays open while any answer is due (each comes within the engine's timeout).
       let detaching = 0;
-      const moved = (s: Session, h: HandOff): void => {
+      const moved = (s: Session | NativeSession, h: HandOff): void => {
         const lease = this.#forget(s);
         handOver(lease === undefined ? h : { ...h, state: { ...h.state, lease } });
         handedOver++;
       };
-      for (const until = performance.now() + HANDOVER_WINDOW_MS; this.#sessions.size > 0 && (performance.now() < until || detaching > 0); ) {
-        for (const s of [...this.#sessions]) {
+      const open = (): number => this.#sessions.size + this.#nativeSessions.size;
+      const ours = (s: Session | NativeSession): boolean => (s instanceof NativeSession ? this.#nativeSessions.has(s) : this.#sessions.has(s));
+      for (const until = performance.now() + HANDOVER_WINDOW_MS; open() > 0 && (performance.now() < until || detaching > 0); ) {
+        for (const s of [...this.#sessions, ...this.#nativeSessions]) {
           const h = s.handOff();
           if (h === undefined) continue;
           if (!(h instanceof Promise)) {
@@ -550,7 +657,7 @@ export class Listener implements ListenerContext {
             (d) => {
               detaching--;
               if (d === undefined) return;
-              if (this.#sessions.has(s)) return moved(s, d);
+              if (ours(s)) return moved(s, d);
               // Not ours any more (cannot happen while the window waits for it): nobody takes the fds.
               d.client.destroy();
               d.upstream.destroy();
@@ -561,10 +668,10 @@ export class Listener implements ListenerContext {
             },
           );
         }
-        if (this.#sessions.size > 0) await new Promise((r) => setTimeout(r, 20));
+        if (open() > 0) await new Promise((r) => setTimeout(r, 20));
       }
     }
-    if (this.#sessions.size === 0) {
+    if (this.activeConnections === 0) {
       this.#stopSweeps();
       return { ...(await this.#drained(0)), ...(handOver === undefined ? {} : { handedOver }) };
     }
@@ -575,8 +682,19 @@ export class Listener implements ListenerContext {
         resolve();
       };
     });
-    const left = [...this.#sessions];
+    const left = [...this.#sessions, ...this.#nativeSessions];
     for (const s of left) s.destroy('drained', 'ERR_DRAINED');
+    // The native engine closes its pairs on its own thread and reports each once: wait for those
+    // reports (bounded), so the counts are final when drain() resolves.
+    if (this.activeConnections > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, NATIVE_CLOSE_WAIT_MS);
+        this.#drainWaiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
     this.#stopSweeps();
     return { ...(await this.#drained(left.length)), ...(handOver === undefined ? {} : { handedOver }) };
   }
@@ -615,8 +733,9 @@ export class Listener implements ListenerContext {
    * A session handed over: gone from here without a count (its new process counts it). Returns the
    * limit leases it held, which go with it (the daemon moves them to the adopter).
    */
-  #forget(s: Session): { app: number; slots: number; key: string | null } | undefined {
-    this.#sessions.delete(s);
+  #forget(s: Session | NativeSession): { app: number; slots: number; key: string | null } | undefined {
+    if (s instanceof NativeSession) this.#nativeSessions.delete(s);
+    else this.#sessions.delete(s);
     if (this.#admission === null) return undefined;
     const t = this.#tickets.get(s);
     if (t === undefined) return undefined;
@@ -625,6 +744,7 @@ export class Listener implements ListenerContext {
   }
 
   async #drained(closedByTimeout: number): Promise<{ closedByTimeout: number }> {
+    this.#drainClosed = true;
     await this.#accessLog?.close();
     return { closedByTimeout };
   }
@@ -638,6 +758,18 @@ export class Listener implements ListenerContext {
     const servers = this.#servers.splice(0);
     // close() stops accepting at once; its callback waits for connections, which we track ourselves.
     for (const s of servers) s.close();
-    return Promise.resolve();
+    // The engine's listening sockets: no longer listening when unlisten() returns; resolved once
+    // every connection the engine accepted on them has reached #acceptNative (bounded: the engine
+    // may be stopping).
+    const lids = this.#lids.splice(0);
+    if (lids.length === 0) return Promise.resolve();
+    const all = Promise.all(lids.map((lid) => this.#native!.unlisten(lid)));
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, UNLISTEN_WAIT_MS);
+      void all.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 }

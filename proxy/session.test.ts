@@ -6,15 +6,21 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { Listener } from './listener.ts';
 import { createLogger } from './log.ts';
+import type { NativeSession } from './native-session.ts';
 import type { Session } from './session.ts';
 import type { ListenerSpec } from './spec.ts';
 import { closedPort, exchange, makeSpec, startEcho, tlsExchange, waitFor } from './testing.ts';
 
 class RecordingListener extends Listener {
-  readonly closed: Session[] = [];
+  /** Either path's connection: a Session, or a NativeSession (plain TCP on the native engine). */
+  readonly closed: { readonly outcome: string; readonly code: string | undefined }[] = [];
   override onSessionClosed(s: Session): void {
     this.closed.push(s);
     super.onSessionClosed(s);
+  }
+  override onNativeClosed(s: NativeSession): void {
+    this.closed.push(s);
+    super.onNativeClosed(s);
   }
 }
 

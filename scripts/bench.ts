@@ -37,7 +37,7 @@ async function main(): Promise<number> {
   });
   const started = performance.now();
   try {
-    if (o.scale || o.contenders.includes('fproxy') || o.contenders.includes('fproxy-js')) {
+    if (o.scale || o.contenders.some((c) => c.startsWith('fproxy'))) {
       if (!daemonAvailable()) throw new Error(`${DAEMON_MAIN} (or node_modules/.bin/node) not found: run npm ci, or leave fproxy out with --only direct,haproxy,nginx`);
     }
     if (o.scale) {

@@ -15,13 +15,17 @@ import { closeSync } from 'node:fs';
 import type { DetachResult, Engine, EngineOutcome, ForwardHandle, ForwardOptions, ForwardResult } from './engine.ts';
 
 interface Addon {
-  start(threads: number, onClosed: (results: Float64Array) => void): void;
+  start(threads: number, onClosed: (results: Float64Array) => void, onAccepted?: (accepts: Float64Array, addresses: string[]) => void): void;
   add(id: number, fdClient: number, fdUpstream: number, idleMs: number, preUp: Buffer | null, preDown: Buffer | null): void;
   close(id: number, reset?: boolean): void;
   drainBy(delayMs: number): void;
   stats(): { pairs: number; buffersInUse: number; buffersPooled: number };
   ref(): void;
   unref(): void;
+  listen(lid: number, fd: number): number;
+  unlisten(lid: number, engineFd: number): void;
+  connect(id: number, fd: number, ip: string, port: number, timeoutMs: number, idleMs: number, preUp: Buffer | null): void;
+  closeFd(fd: number, reset: boolean): void;
   /** Issue 16 (absent in an older build): where detach answers go, set once; then detach(id) asks. */
   onDetached?(fn: (answers: DetachAnswer[]) => void): void;
   detach?(id: number): void;
@@ -42,9 +46,32 @@ interface DetachAnswer {
 const DETACH_TIMEOUT_MS = 5000;
 const NO_BYTES = Buffer.alloc(0);
 
+/** Where the engine reports accepted sockets of one listening socket (see NativeEngine.listen). */
+export interface AcceptSink {
+  /** A client socket the engine accepted: `fd` is the caller's (connect it, or closeFd it). */
+  accepted(fd: number, address: string, port: number): void;
+}
+
+/** What happens to one connection the engine connects and forwards (NativeEngine.connect). */
+export interface ConnectionSink {
+  /**
+   * The attempt's answer: `connected`, or a failure with the errno (`ECONNREFUSED` …); after a
+   * failure the client fd is the caller's again, still open.
+   */
+  connectResult(result: ConnectOutcome, errno: number): void;
+  /** The forwarded (or still connecting) pair closed; after this the id is gone. */
+  closed(r: ForwardResult): void;
+}
+
+export type ConnectOutcome = 'connected' | 'refused' | 'timeout' | 'unreachable';
+/** Indexed by outcome code − 5 (engine-core.h FE_CONNECTED …). */
+const CONNECT_OUTCOMES: readonly ConnectOutcome[] = ['connected', 'refused', 'timeout', 'unreachable'];
+
 /** Indexed by the addon's outcome code (engine-core.h enum fe_outcome). */
 const OUTCOMES: readonly EngineOutcome[] = ['ok', 'client-error', 'upstream-error', 'idle-timeout', 'drained'];
 const ADDON_FILE = 'build/native/forwarder.node';
+/** engine-core.h FE_UNLISTENED: a listener's socket closed, every accept on it reported. */
+const FE_UNLISTENED = 9;
 
 /**
  * Where the built addon is: FPROXY_ENGINE_ADDON, else `build/native/forwarder.node` in the first
@@ -89,6 +116,15 @@ export class NativeEngine implements Engine {
   readonly #addon: Addon;
   readonly #fallback: Engine;
   readonly #pairs = new Map<number, NativePair>();
+  /** Connections the engine accepted and connects or forwards (stage 3), by id. */
+  readonly #conns = new Map<number, ConnectionSink>();
+  readonly #listeners = new Map<number, AcceptSink>();
+  /** lid → the engine's own descriptor of that listening socket (for unlisten's shutdown). */
+  readonly #listenFds = new Map<number, number>();
+  /** lid → resolves unlisten()'s promise when the engine confirms (FE_UNLISTENED). */
+  readonly #unlistening = new Map<number, () => void>();
+  #nextLid = 0;
+  #refd = false;
   #nextId = 0;
   /** Pairs with a detach asked and not answered yet. */
   readonly #detaching = new Map<number, { resolve: (r: DetachResult) => void; timer: NodeJS.Timeout }>();
@@ -105,12 +141,92 @@ export class NativeEngine implements Engine {
   private constructor(addon: Addon, fallback: Engine, threads: number) {
     this.#addon = addon;
     this.#fallback = fallback;
-    addon.start(threads, (results) => this.#closed(results));
+    addon.start(threads, (results) => this.#closed(results), (accepts, addresses) => this.#accepted(accepts, addresses));
     addon.onDetached?.((answers) => this.#detached(answers));
   }
 
   get open(): number {
-    return this.#pairs.size + this.#fallback.open;
+    return this.#pairs.size + this.#conns.size + this.#fallback.open;
+  }
+
+  /**
+   * Accept on a listening socket (Node's fd: the engine takes a dup, so the caller closes its server
+   * right after; nothing is accepted by Node in between as long as this runs in the same tick as
+   * the server's 'listening'). Returns the id for unlisten().
+   */
+  listen(fd: number, sink: AcceptSink): number {
+    const lid = ++this.#nextLid;
+    this.#listenFds.set(lid, this.#addon.listen(lid, fd));
+    this.#listeners.set(lid, sink);
+    this.#updateRef();
+    return lid;
+  }
+
+  /**
+   * Stop accepting at once and close the listening socket (what waits in its queue is reset by the
+   * kernel, or migrated with tcp_migrate_req), as server.close() does.
+   */
+  unlisten(lid: number): Promise<void> {
+    const fd = this.#listenFds.get(lid);
+    if (fd === undefined) return Promise.resolve();
+    this.#listenFds.delete(lid);
+    // The sink stays: accepts already on their way are still reported; the promise resolves once
+    // the engine says every one of them was (they reach the sink first).
+    const done = new Promise<void>((resolve) => this.#unlistening.set(lid, resolve));
+    this.#addon.unlisten(lid, fd);
+    this.#updateRef();
+    return done;
+  }
+
+  /** A new connection id (shared with forward()'s pairs: the engine reports by id). */
+  newId(): number {
+    return ++this.#nextId;
+  }
+
+  /**
+   * Connect accepted client `fd` to ip:port within timeoutMs, then forward it (preUp first, idle
+   * timeout as forward()). `sink` hears the result and later the close. Throws (fd still the
+   * caller's) only on bad arguments or out of memory.
+   */
+  connect(id: number, fd: number, ip: string, port: number, timeoutMs: number, idleMs: number, preUp: Buffer | null, sink: ConnectionSink): void {
+    this.#addon.connect(id, fd, ip, port, Math.max(0, Math.min(0xffffffff, Math.ceil(timeoutMs))), idleMs, preUp);
+    this.#conns.set(id, sink);
+    this.#updateRef();
+  }
+
+  /** Close connection `id` (connecting or forwarding): FIN both ways, or RST with `reset`. */
+  close(id: number, reset = false): void {
+    this.#addon.close(id, reset);
+  }
+
+  /** Close a client socket JS holds (accepted, between attempts): FIN, or RST with `reset`. */
+  closeFd(fd: number, reset: boolean): void {
+    this.#addon.closeFd(fd, reset);
+  }
+
+  /** The thread-safe callback keeps the process alive only while something is open or listening. */
+  #updateRef(): void {
+    const want = this.#pairs.size + this.#conns.size + this.#listenFds.size + this.#unlistening.size > 0;
+    if (want === this.#refd) return;
+    this.#refd = want;
+    if (want) this.#addon.ref();
+    else this.#addon.unref();
+  }
+
+  #accepted(accepts: Float64Array, addresses: string[]): void {
+    for (let i = 0, k = 0; i + 2 < accepts.length; i += 3, k++) {
+      const sink = this.#listeners.get(accepts[i]!);
+      const fd = accepts[i + 1]!;
+      if (sink === undefined) {
+        this.#addon.closeFd(fd, false);
+        continue;
+      }
+      try {
+        sink.accepted(fd, addresses[k]!, accepts[i + 2]!);
+      } catch (err) {
+        queueMicrotask(() => { throw err; });
+      }
+    }
   }
 
   /** Buffers and pairs as the C side counts them (tests: an idle pair holds no buffer). */
@@ -135,13 +251,27 @@ export class NativeEngine implements Engine {
     const p = new NativePair(this, this.#addon, id, onClose);
     this.#pairs.set(id, p);
     // Keep the process alive while pairs are open (the addon's callback is unref'd when idle).
-    if (this.#pairs.size === 1) this.#addon.ref();
+    this.#updateRef();
     return p;
   }
 
   /** @internal NativePair.detach: ask the loop thread; one answer per pair at a time. */
   detachPair(p: NativePair): Promise<DetachResult> {
     if (!this.#pairs.has(p.id)) return Promise.resolve({ ok: false, reason: 'gone' });
+    return this.#detach(p.id);
+  }
+
+  /**
+   * A connection the engine accepted and connected (connect()): take it out at a clean point, as
+   * NativePair.detach does (issue 16 handover). Once detached its sink hears nothing more.
+   */
+  detachConnection(id: number): Promise<DetachResult> {
+    if (!this.#conns.has(id) || this.#addon.detach === undefined) return Promise.resolve({ ok: false, reason: 'gone' });
+    return this.#detach(id);
+  }
+
+  #detach(id: number): Promise<DetachResult> {
+    const p = { id };
     if (this.#detaching.has(p.id)) return Promise.resolve({ ok: false, reason: 'timeout' });
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
@@ -165,6 +295,8 @@ export class NativeEngine implements Engine {
       }
       const p = this.#pairs.get(a.id);
       this.#pairs.delete(a.id);
+      const c = this.#conns.get(a.id);
+      this.#conns.delete(a.id);
       if (waiter === undefined) {
         // Answered after its timeout: nobody takes the fds. Closing them ends the connection; the
         // pair's one report says so.
@@ -172,6 +304,7 @@ export class NativeEngine implements Engine {
         closeSync(a.upstreamFd);
         try {
           p?.onClose({ bytesIn: a.bytesIn, bytesOut: a.bytesOut, outcome: 'drained' });
+          c?.closed({ bytesIn: a.bytesIn, bytesOut: a.bytesOut, outcome: 'drained' });
         } catch (err) {
           queueMicrotask(() => { throw err; });
         }
@@ -179,7 +312,7 @@ export class NativeEngine implements Engine {
       }
       waiter.resolve({ ok: true, pair: { clientFd: a.clientFd, upstreamFd: a.upstreamFd, toUpstream: a.toUpstream ?? NO_BYTES, toClient: a.toClient ?? NO_BYTES, bytesIn: a.bytesIn, bytesOut: a.bytesOut } });
     }
-    if (this.#pairs.size === 0) this.#addon.unref();
+    this.#updateRef();
   }
 
   drainBy(delayMs: number): void {
@@ -189,8 +322,19 @@ export class NativeEngine implements Engine {
 
   #closed(results: Float64Array): void {
     for (let i = 0; i + 3 < results.length; i += 4) {
-      const p = this.#pairs.get(results[i]!);
-      if (p === undefined) continue;
+      const id = results[i]!;
+      if (results[i + 3] === FE_UNLISTENED) {
+        // `id` is a listener id here (its own number space).
+        this.#unlistening.get(id)?.();
+        this.#unlistening.delete(id);
+        continue;
+      }
+      const p = this.#pairs.get(id);
+      if (p === undefined) {
+        const c = this.#conns.get(id);
+        if (c !== undefined) this.#connReport(id, c, results, i);
+        continue;
+      }
       this.#pairs.delete(p.id);
       try {
         p.onClose({ bytesIn: results[i + 1]!, bytesOut: results[i + 2]!, outcome: OUTCOMES[results[i + 3]!] ?? 'drained' });
@@ -199,7 +343,23 @@ export class NativeEngine implements Engine {
         queueMicrotask(() => { throw err; });
       }
     }
-    if (this.#pairs.size === 0) this.#addon.unref();
+    this.#updateRef();
+  }
+
+  #connReport(id: number, c: ConnectionSink, results: Float64Array, i: number): void {
+    const code = results[i + 3]!;
+    try {
+      if (code >= 5) {
+        const outcome = CONNECT_OUTCOMES[code - 5] ?? 'unreachable';
+        if (outcome !== 'connected') this.#conns.delete(id);
+        c.connectResult(outcome, results[i + 1]!);
+      } else {
+        this.#conns.delete(id);
+        c.closed({ bytesIn: results[i + 1]!, bytesOut: results[i + 2]!, outcome: OUTCOMES[code] ?? 'drained' });
+      }
+    } catch (err) {
+      queueMicrotask(() => { throw err; });
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 // A Listener for one test: a spec builder with test defaults, the listener drained when the test
 // ends, and a logger that keeps its lines for asserting on (match `event`, never `msg`).
+import type { Engine } from '../engine/engine.ts';
 import { Listener } from '../listener.ts';
 import { createLogger, type Logger } from '../log.ts';
 import { parseTarget } from '../parse-target.ts';
@@ -27,9 +28,9 @@ export function makeSpec(targets: string[], over: Partial<ListenerSpec> = {}): L
 
 const silentLogger = createLogger({ proc: 'test' }, 'silent');
 
-/** A listener for `spec`, drained when the test ends; `port` is the first bound port, `ports` all of them. */
-export async function listen(t: { after: (fn: () => unknown) => void }, spec: ListenerSpec, logger: Logger = silentLogger): Promise<{ listener: Listener; port: number; ports: number[] }> {
-  const listener = new Listener(spec, { logger });
+/** A listener for `spec` (on `engine`, default the process's), drained when the test ends; `port` is the first bound port, `ports` all of them. */
+export async function listen(t: { after: (fn: () => unknown) => void }, spec: ListenerSpec, logger: Logger = silentLogger, engine?: Engine): Promise<{ listener: Listener; port: number; ports: number[] }> {
+  const listener = new Listener(spec, engine === undefined ? { logger } : { logger, engine });
   const ports = await listener.start();
   t.after(() => listener.drain(0));
   return { listener, port: ports[0]!, ports };

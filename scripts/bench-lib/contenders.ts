@@ -12,9 +12,12 @@ import type { Spawned } from './proc.ts';
 import { NGINX_STREAM_MODULE, unusedPort } from './tools.ts';
 import { getApps, startDaemon, writeConfigAtomically } from './fproxy.ts';
 
-export const CONTENDERS = ['direct', 'haproxy', 'nginx', 'fproxy', 'fproxy-js'] as const;
+export const CONTENDERS = ['direct', 'haproxy', 'nginx', 'fproxy', 'fproxy-js', 'fproxy-1w'] as const;
 export type ContenderName = (typeof CONTENDERS)[number];
-/** Run when --only is not given. fproxy-js (FPROXY_ENGINE=js: the native engine off) on request. */
+/**
+ * Run when --only is not given. On request: fproxy-js (FPROXY_ENGINE=js: the native engine off) and
+ * fproxy-1w (Workers 1 with one engine loop thread per core: one process using every core).
+ */
 export const DEFAULT_CONTENDERS: readonly ContenderName[] = ['direct', 'haproxy', 'nginx', 'fproxy'];
 
 export interface Instance {
@@ -51,6 +54,8 @@ export async function startContender(name: ContenderName, o: StartOptions): Prom
       return startFproxy(o);
     case 'fproxy-js':
       return startFproxy(o, { FPROXY_ENGINE: 'js' });
+    case 'fproxy-1w':
+      return startFproxy(o, { FPROXY_ENGINE_THREADS: String(o.cores) }, 1);
   }
 }
 
@@ -128,10 +133,10 @@ stream {
   };
 }
 
-async function startFproxy(o: StartOptions, env: NodeJS.ProcessEnv = {}): Promise<Instance> {
+async function startFproxy(o: StartOptions, env: NodeJS.ProcessEnv = {}, workers?: number): Promise<Instance> {
   const config = join(o.dir, 'config.json');
   // Port 0: the kernel picks it when the app starts; /apps says which.
-  writeConfigAtomically(config, [{ Name: 'bench', Ports: [0], Targets: [`127.0.0.1:${o.upstreamPort}`] }]);
+  writeConfigAtomically(config, [{ Name: 'bench', Ports: [0], Targets: [`127.0.0.1:${o.upstreamPort}`], ...(workers === undefined ? {} : { Workers: workers }) }]);
   const d = startDaemon(o.dir, config, 'fproxy', env);
   const port = await waitFor('the fproxy bench app\'s port in /apps', 60_000, async () => {
     if (d.proc.child.exitCode !== null) throw new Error(`fproxy daemon exited with ${d.proc.child.exitCode}; log: ${d.logPath}`);

@@ -36,6 +36,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -74,9 +76,14 @@ typedef struct pair {
   side s[2]; /* 0: client, 1: upstream */
   dirn d[2];
   bool closed;
+  /* native connect (fe_connect): while `connecting`, s[1] is the socket being connected (s[0] is
+     not in the epoll set), idle_ms is 0 and the pair's idle timeout waits in idle_after_connect */
+  bool connecting;
+  uint32_t idle_after_connect;
+  uint64_t connect_deadline_ms; /* 0: none */
 } pair;
 
-enum { CMD_ADD, CMD_CLOSE, CMD_RESET, CMD_DRAIN, CMD_STOP };
+enum { CMD_ADD, CMD_CLOSE, CMD_RESET, CMD_DRAIN, CMD_STOP, CMD_CONNECT, CMD_LISTEN, CMD_UNLISTEN };
 enum { CMD_DETACH = 16 }; /* fe_detach (block at the end of this file) */
 struct detach_req;
 typedef struct cmd {
@@ -103,6 +110,10 @@ typedef struct loop {
   uint32_t min_idle_ms; /* smallest idle_ms among open pairs at the last scan or add (0: none) */
   bool stop;
   cmd stop_cmd; /* pushed by fe_stop: stopping needs no allocation */
+  /* loop thread only (native accept and connect): */
+  struct lsn *lsns;         /* listening sockets this loop accepts on */
+  uint64_t next_connect_ms; /* earliest connect deadline at the last scan (0: none) */
+  uint64_t next_retry_ms;   /* earliest re-arm of a listener paused by EMFILE (0: none) */
 } loop;
 
 struct fe_engine {
@@ -112,6 +123,13 @@ struct fe_engine {
   fe_done_cb cb;
   void *ctx;
   atomic_uint_fast64_t pairs, bufs_in_use, bufs_pooled;
+  /* set once by fe_set_accept_cb before the first fe_listen (whose queue mutex publishes it) */
+  fe_accept_cb accept_cb;
+  void *accept_ctx;
+  /* set once by fe_set_batch_end_cb, from the owner thread while the loops already run: atomic
+     (release there, acquire in the loops, which then read ctx) */
+  _Atomic(fe_batch_end_cb) batch_end_cb;
+  void *batch_end_ctx;
 };
 
 static uint64_t now_ms(void) {
@@ -286,7 +304,10 @@ static bool read_side(loop *l, pair *p, int i, uint64_t now) {
   return true;
 }
 
+static void connect_event(loop *l, pair *p, uint64_t now);
+
 static void on_event(loop *l, pair *p, int i, uint32_t ev, uint64_t now) {
+  if (p->connecting) return connect_event(l, p, now); /* only s[1] is registered meanwhile */
   if (ev & EPOLLERR) {
     fail(l, p, i);
     return;
@@ -347,6 +368,7 @@ static void add_pair(loop *l, pair *p, uint64_t now) {
 
 static void run_detach(loop *l, struct detach_req *r);
 static void detach_unseen(struct detach_req *r);
+static void run_native_command(loop *l, cmd *c, uint64_t now);
 
 static void run_commands(loop *l, uint64_t now) {
   uint64_t v;
@@ -380,6 +402,11 @@ static void run_commands(loop *l, uint64_t now) {
         break;
       case CMD_DETACH:
         run_detach(l, c->req);
+        break;
+      case CMD_CONNECT:
+      case CMD_LISTEN:
+      case CMD_UNLISTEN:
+        run_native_command(l, c, now);
         break;
     }
     if (c != &l->stop_cmd) free(c);
@@ -416,6 +443,8 @@ static int wait_timeout(loop *l, uint64_t now) {
   uint64_t until = UINT64_MAX;
   if (l->deadline_ms != 0) until = l->deadline_ms;
   if (l->min_idle_ms != 0 && l->next_scan_ms < until) until = l->next_scan_ms;
+  if (l->next_connect_ms != 0 && l->next_connect_ms < until) until = l->next_connect_ms;
+  if (l->next_retry_ms != 0 && l->next_retry_ms < until) until = l->next_retry_ms;
   if (until == UINT64_MAX) return -1;
   if (until <= now) return 0;
   uint64_t ms = until - now;
@@ -430,6 +459,10 @@ static void free_dead(loop *l) {
   }
 }
 
+static void on_accept(loop *l, struct lsn *ls, uint64_t now);
+static void run_native_timers(loop *l, uint64_t now);
+static void free_native(loop *l);
+
 static void *loop_main(void *arg) {
   loop *l = arg;
   struct epoll_event evs[MAX_EVENTS];
@@ -443,12 +476,19 @@ static void *loop_main(void *arg) {
         run_commands(l, now);
         continue;
       }
+      if ((uintptr_t)ptr & 2) { /* a listening socket (tag 2; pairs use bit 0 for the side) */
+        on_accept(l, (struct lsn *)((uintptr_t)ptr & ~(uintptr_t)3), now);
+        continue;
+      }
       pair *p = (pair *)((uintptr_t)ptr & ~(uintptr_t)1);
       if (p->closed) continue;
       on_event(l, p, (int)((uintptr_t)ptr & 1), evs[k].events, now);
     }
     run_timers(l, now);
+    run_native_timers(l, now);
     free_dead(l);
+    fe_batch_end_cb end = atomic_load_explicit(&l->eng->batch_end_cb, memory_order_acquire);
+    if (end != NULL) end(l->eng->batch_end_ctx);
   }
   while (l->pairs != NULL) close_pair(l, l->pairs, FE_DRAINED, -1);
   free_dead(l);
@@ -457,21 +497,25 @@ static void *loop_main(void *arg) {
 
 /* ---- public API ---- */
 
+static void free_listen_cmd(cmd *c);
+
 static void free_loop(loop *l) {
   /* loop thread joined: whatever is still queued (never seen by it) is ours now */
   for (cmd *c = l->q_head, *next; c != NULL; c = next) {
     next = c->next;
-    if (c->type == CMD_ADD) {
+    if (c->type == CMD_ADD || c->type == CMD_CONNECT) {
       for (int i = 0; i < 2; i++) {
-        close(c->p->s[i].fd);
+        if (c->p->s[i].fd >= 0) close(c->p->s[i].fd);
         buf_put(l, c->p->d[i].b);
       }
       atomic_fetch_sub_explicit(&l->eng->pairs, 1, memory_order_relaxed);
       free(c->p);
     }
     if (c->type == CMD_DETACH) detach_unseen(c->req);
+    if (c->type == CMD_LISTEN) free_listen_cmd(c);
     if (c != &l->stop_cmd) free(c);
   }
+  free_native(l);
   while (l->pool != NULL) {
     buf *b = l->pool;
     l->pool = b->next;
@@ -644,6 +688,7 @@ static void run_detach(loop *l, detach_req *r) {
   fe_detached d = {.id = p->id, .fd_client = -1, .fd_upstream = -1, .bytes_in = p->rd[0], .bytes_out = p->wr[0]};
   bool half = false;
   for (int i = 0; i < 2; i++) half = half || p->s[i].rd_eof || p->s[i].wr_shut || p->s[i].hup;
+  half = half || p->connecting; /* not forwarding yet (fe_connect): not a clean point either */
   if (half) {
     d.status = FE_DETACH_HALF_CLOSED;
     r->cb(&d, r->ctx);
@@ -708,5 +753,313 @@ int fe_detach(fe_engine *e, uint64_t id, fe_detach_cb cb, void *ctx) {
     push_cmd(&e->loops[i], cs[i]);
   }
   free(cs);
+  return 0;
+}
+
+/* ---- native accept and connect (stage 3) ----
+ *
+ * Ownership: an lsn belongs to the thread calling fe_listen until its CMD_LISTEN is queued, then
+ * to the loop thread of loop[lid % nloops] alone (its epoll registration, its retry time, its
+ * close). A pair made by fe_connect belongs to the calling thread until its CMD_CONNECT is
+ * queued, then to the loop thread it was queued to, like any pair. While it connects, only s[1]
+ * is in the epoll set; the client fd s[0] is held, not watched. A failed connect gives s[0] back
+ * to the caller (not closed) through the done callback, after which the pair is freed.
+ */
+
+#define ACCEPTS_PER_EVENT 64 /* then back to epoll, so one busy port cannot starve the pairs */
+#define ACCEPT_RETRY_MS 100  /* a listener paused (EMFILE/ENFILE, or its caller stalled) is re-armed this much later */
+
+typedef struct lsn {
+  struct lsn *next; /* the loop's list */
+  uint32_t lid;
+  int fd;
+  bool registered;
+  uint64_t retry_ms; /* 0: armed; else when to re-arm it */
+} lsn;
+
+typedef struct connect_cmd {
+  cmd c; /* first: run_commands/free_loop free the whole thing through it */
+  struct sockaddr_storage peer;
+  socklen_t len;
+  uint32_t timeout_ms;
+} connect_cmd;
+
+typedef struct listen_cmd {
+  cmd c; /* first, as above */
+  lsn *ls;
+} listen_cmd;
+
+static void free_listen_cmd(cmd *c) {
+  lsn *ls = ((listen_cmd *)c)->ls;
+  if (ls == NULL) return;
+  close(ls->fd);
+  free(ls);
+}
+
+static void free_native(loop *l) {
+  while (l->lsns != NULL) {
+    lsn *ls = l->lsns;
+    l->lsns = ls->next;
+    if (ls->registered) epoll_ctl(l->ep, EPOLL_CTL_DEL, ls->fd, NULL);
+    close(ls->fd);
+    free(ls);
+  }
+}
+
+static bool arm_listener(loop *l, lsn *ls) {
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = (void *)((uintptr_t)ls | 2)};
+  ls->registered = epoll_ctl(l->ep, EPOLL_CTL_ADD, ls->fd, &ev) == 0;
+  return ls->registered;
+}
+
+/* Out of the epoll set for ACCEPT_RETRY_MS (run_native_timers re-arms it). */
+static void pause_listener(loop *l, lsn *ls, uint64_t now) {
+  epoll_ctl(l->ep, EPOLL_CTL_DEL, ls->fd, NULL);
+  ls->registered = false;
+  ls->retry_ms = now + ACCEPT_RETRY_MS;
+  if (l->next_retry_ms == 0 || ls->retry_ms < l->next_retry_ms) l->next_retry_ms = ls->retry_ms;
+}
+
+static void on_accept(loop *l, lsn *ls, uint64_t now) {
+  for (int k = 0; k < ACCEPTS_PER_EVENT; k++) {
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    int fd = accept4(ls->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      if (l->eng->accept_cb(ls->lid, fd, (struct sockaddr *)&peer, len, l->eng->accept_ctx) == 0) continue;
+      pause_listener(l, ls, now);
+      return;
+    }
+    if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+    if (errno == EINVAL) { /* shut down by fe_unlisten: no longer listening; CMD_UNLISTEN follows */
+      epoll_ctl(l->ep, EPOLL_CTL_DEL, ls->fd, NULL);
+      ls->registered = false;
+      return;
+    }
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      /* Out of descriptors or memory: the level-triggered listener would wake us at once again.
+         Leave the queue to the kernel (the JS path's libuv does the same, less politely) and
+         look again a little later. */
+      pause_listener(l, ls, now);
+    }
+    return; /* EAGAIN, or anything else: back to epoll */
+  }
+}
+
+static int connect_outcome(int err) {
+  if (err == ECONNREFUSED) return FE_CONNECT_REFUSED;
+  if (err == ETIMEDOUT) return FE_CONNECT_TIMEOUT;
+  return FE_CONNECT_UNREACHABLE;
+}
+
+/* The attempt failed: drop the upstream socket, give the client fd back, report, free the pair. */
+static void connect_failed(loop *l, pair *p, int err) {
+  side *u = &p->s[1];
+  if (u->registered) epoll_ctl(l->ep, EPOLL_CTL_DEL, u->fd, NULL);
+  u->registered = false;
+  if (u->fd >= 0) close(u->fd);
+  u->fd = -1;
+  for (int i = 0; i < 2; i++) {
+    buf_put(l, p->d[i].b);
+    p->d[i].b = NULL;
+  }
+  p->closed = true; /* skipped by the rest of this epoll batch; freed at its end */
+  if (p->prev != NULL) p->prev->next = p->next;
+  else l->pairs = p->next;
+  if (p->next != NULL) p->next->prev = p->prev;
+  p->prev = NULL;
+  p->next = l->dead;
+  l->dead = p;
+  fe_result r = {.id = p->id, .bytes_in = (uint64_t)err, .bytes_out = 0, .outcome = connect_outcome(err)};
+  l->eng->cb(&r, l->eng->ctx);
+  atomic_fetch_sub_explicit(&l->eng->pairs, 1, memory_order_release); /* after the report, as close_pair */
+}
+
+/* Connected: report it, then forward exactly as a pair added by fe_add. */
+static void connected(loop *l, pair *p, uint64_t now) {
+  p->connecting = false;
+  p->connect_deadline_ms = 0;
+  p->idle_ms = p->idle_after_connect;
+  p->last_ms = now;
+  fe_result r = {.id = p->id, .bytes_in = 0, .bytes_out = 0, .outcome = FE_CONNECTED};
+  l->eng->cb(&r, l->eng->ctx);
+  if (p->idle_ms > 0 && (l->min_idle_ms == 0 || p->idle_ms < l->min_idle_ms)) {
+    l->min_idle_ms = p->idle_ms;
+    l->next_scan_ms = 0;
+  }
+  for (int i = 0; i < 2; i++) {
+    if (p->d[i].b != NULL && !flush(l, p, i, now)) return;
+  }
+  set_interest(l, p, 0);
+  set_interest(l, p, 1);
+}
+
+static void connect_event(loop *l, pair *p, uint64_t now) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(p->s[1].fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err == 0) return connected(l, p, now);
+  if (err == EINPROGRESS || err == EALREADY || err == EINTR) return; /* not settled yet */
+  connect_failed(l, p, err);
+}
+
+static void start_connect(loop *l, connect_cmd *cc, uint64_t now) {
+  pair *p = cc->c.p;
+  p->next = l->pairs; /* in the pairs list at once: close by id, drain and stop find it */
+  if (l->pairs != NULL) l->pairs->prev = p;
+  l->pairs = p;
+  p->last_ms = now;
+  int fd = socket(cc->peer.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return connect_failed(l, p, errno);
+  p->s[1].fd = fd;
+  /* As the JS path's upstream sockets: no Nagle, keepalive after 60 s idle. */
+  int one = 1, idle = 60;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  int rc;
+  do rc = connect(fd, (struct sockaddr *)&cc->peer, cc->len);
+  while (rc < 0 && errno == EINTR);
+  if (rc == 0) return connected(l, p, now);
+  if (errno != EINPROGRESS) return connect_failed(l, p, errno);
+  struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = tag(p, 1)};
+  if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) != 0) return connect_failed(l, p, errno);
+  p->s[1].registered = true;
+  p->s[1].mask = EPOLLOUT;
+  if (cc->timeout_ms > 0) {
+    p->connect_deadline_ms = now + cc->timeout_ms;
+    if (l->next_connect_ms == 0 || p->connect_deadline_ms < l->next_connect_ms) l->next_connect_ms = p->connect_deadline_ms;
+  }
+}
+
+static void run_native_command(loop *l, cmd *c, uint64_t now) {
+  switch (c->type) {
+    case CMD_CONNECT:
+      start_connect(l, (connect_cmd *)c, now);
+      break;
+    case CMD_LISTEN: {
+      listen_cmd *lc = (listen_cmd *)c;
+      lsn *ls = lc->ls;
+      lc->ls = NULL;
+      ls->next = l->lsns;
+      l->lsns = ls;
+      if (!arm_listener(l, ls)) { /* cannot happen for a valid socket; retry rather than lose it */
+        ls->retry_ms = now + ACCEPT_RETRY_MS;
+        if (l->next_retry_ms == 0 || ls->retry_ms < l->next_retry_ms) l->next_retry_ms = ls->retry_ms;
+      }
+      break;
+    }
+    case CMD_UNLISTEN:
+      for (lsn **pp = &l->lsns; *pp != NULL; pp = &(*pp)->next) {
+        lsn *ls = *pp;
+        if (ls->lid != (uint32_t)c->arg) continue;
+        *pp = ls->next;
+        if (ls->registered) epoll_ctl(l->ep, EPOLL_CTL_DEL, ls->fd, NULL);
+        close(ls->fd); /* the kernel resets what waits in its accept queue, as server.close() */
+        free(ls);
+        break;
+      }
+      {
+        /* Every accept on it was reported before this (same thread, in order). */
+        fe_result r = {.id = c->arg, .bytes_in = 0, .bytes_out = 0, .outcome = FE_UNLISTENED};
+        l->eng->cb(&r, l->eng->ctx);
+      }
+      break;
+  }
+}
+
+/* Connect deadlines and paused listeners. A scan over the pairs only when the earliest deadline
+   seen passes: connects that succeed in time cost nothing here. */
+static void run_native_timers(loop *l, uint64_t now) {
+  if (l->next_retry_ms != 0 && now >= l->next_retry_ms) {
+    l->next_retry_ms = 0;
+    for (lsn *ls = l->lsns; ls != NULL; ls = ls->next) {
+      if (ls->retry_ms == 0) continue;
+      if (now >= ls->retry_ms && arm_listener(l, ls)) ls->retry_ms = 0;
+      else if (now >= ls->retry_ms) ls->retry_ms = now + ACCEPT_RETRY_MS;
+      if (ls->retry_ms != 0 && (l->next_retry_ms == 0 || ls->retry_ms < l->next_retry_ms)) l->next_retry_ms = ls->retry_ms;
+    }
+  }
+  if (l->next_connect_ms == 0 || now < l->next_connect_ms) return;
+  uint64_t next = 0;
+  for (pair *p = l->pairs, *nx; p != NULL; p = nx) {
+    nx = p->next;
+    if (!p->connecting || p->connect_deadline_ms == 0) continue;
+    if (now >= p->connect_deadline_ms) {
+      connect_failed(l, p, ETIMEDOUT);
+      continue;
+    }
+    if (next == 0 || p->connect_deadline_ms < next) next = p->connect_deadline_ms;
+  }
+  l->next_connect_ms = next;
+}
+
+void fe_set_batch_end_cb(fe_engine *e, fe_batch_end_cb cb, void *ctx) {
+  e->batch_end_ctx = ctx;
+  atomic_store_explicit(&e->batch_end_cb, cb, memory_order_release);
+}
+
+void fe_set_accept_cb(fe_engine *e, fe_accept_cb cb, void *ctx) {
+  e->accept_cb = cb;
+  e->accept_ctx = ctx;
+}
+
+int fe_listen(fe_engine *e, uint32_t lid, int fd) {
+  lsn *ls = calloc(1, sizeof *ls);
+  listen_cmd *lc = calloc(1, sizeof *lc);
+  if (ls == NULL || lc == NULL || e->accept_cb == NULL) {
+    free(ls);
+    free(lc);
+    close(fd);
+    return e->accept_cb == NULL ? -EINVAL : -ENOMEM;
+  }
+  ls->lid = lid;
+  ls->fd = fd;
+  lc->c.type = CMD_LISTEN;
+  lc->ls = ls;
+  push_cmd(&e->loops[lid % (unsigned)e->nloops], &lc->c);
+  return 0;
+}
+
+void fe_unlisten(fe_engine *e, uint32_t lid, int fd) {
+  /* Stop listening now, on the caller's thread: shutdown() takes the socket out of the port's
+     SO_REUSEPORT group and resets (or, with tcp_migrate_req, migrates) its queue exactly as close()
+     does, while the fd stays valid for the loop thread, which may be in accept4() on it (it then
+     gets EINVAL). The loop closes it when CMD_UNLISTEN arrives. */
+  if (fd >= 0) shutdown(fd, SHUT_RDWR);
+  cmd *c = calloc(1, sizeof *c);
+  if (c == NULL) return;
+  c->type = CMD_UNLISTEN;
+  c->arg = lid;
+  push_cmd(&e->loops[lid % (unsigned)e->nloops], c);
+}
+
+int fe_connect(fe_engine *e, uint64_t id, int fd_client, const struct sockaddr *peer, socklen_t len,
+               uint32_t timeout_ms, uint32_t idle_ms, const void *pre_up, size_t pre_up_len) {
+  if (len > sizeof(struct sockaddr_storage) || pre_up_len > UINT32_MAX || peer == NULL) return -EINVAL;
+  pair *p = calloc(1, sizeof *p);
+  connect_cmd *cc = calloc(1, sizeof *cc);
+  buf *up = copy_buf(e, pre_up, pre_up_len);
+  if (p == NULL || cc == NULL || (pre_up_len > 0 && up == NULL)) {
+    free(p);
+    free(cc);
+    if (up != NULL) atomic_fetch_sub_explicit(&e->bufs_in_use, 1, memory_order_relaxed);
+    free(up);
+    return -ENOMEM;
+  }
+  p->id = id;
+  p->connecting = true;
+  p->idle_after_connect = idle_ms;
+  p->s[0].fd = fd_client;
+  p->s[1].fd = -1;
+  p->d[0] = (dirn){.b = up, .start = 0, .end = (uint32_t)pre_up_len};
+  memcpy(&cc->peer, peer, len);
+  cc->len = len;
+  cc->timeout_ms = timeout_ms;
+  cc->c.type = CMD_CONNECT;
+  cc->c.p = p;
+  atomic_fetch_add_explicit(&e->pairs, 1, memory_order_relaxed);
+  unsigned k = atomic_fetch_add_explicit(&e->next_loop, 1, memory_order_relaxed);
+  push_cmd(&e->loops[k % (unsigned)e->nloops], &cc->c);
   return 0;
 }

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 enum fe_outcome {
   FE_OK = 0,             /* both sides sent FIN and every byte was handed to the kernel */
@@ -97,5 +98,65 @@ typedef void (*fe_detach_cb)(const fe_detached *d, void *ctx);
  * them). A half-closed pair stays (FE_DETACH_HALF_CLOSED). Returns 0, or -ENOMEM (cb not called).
  */
 int fe_detach(fe_engine *e, uint64_t id, fe_detach_cb cb, void *ctx);
+
+/*
+ * ---- Native accept and connect (stage 3: no Node socket per connection) ----
+ *
+ * The engine owns listening sockets (fe_listen) and accepts on a loop thread, reporting each
+ * accepted socket through the accept callback with the client's address; the caller decides and
+ * then asks the engine to connect that client to an endpoint (fe_connect). Connect results come
+ * through the done callback, with these outcomes:
+ *   FE_CONNECTED: the pair forwards from now on, exactly as after fe_add (a close report follows);
+ *   FE_CONNECT_*: the attempt failed (bytes_in: the errno); the pair is gone and the client fd is
+ *     the caller's again, still open (it may try fe_connect again, or close it).
+ * fe_close/fe_reset/fe_drain_by/fe_stop also close a pair that is still connecting (both fds).
+ */
+enum {
+  FE_CONNECTED = 5,
+  FE_CONNECT_REFUSED = 6,     /* ECONNREFUSED */
+  FE_CONNECT_TIMEOUT = 7,     /* no answer within timeout_ms */
+  FE_CONNECT_UNREACHABLE = 8, /* any other error (EHOSTUNREACH, ENETUNREACH, EMFILE ...) */
+  FE_UNLISTENED = 9,          /* id: a lid; its socket is closed and every accept on it was reported */
+};
+
+/*
+ * Called on a loop thread per accepted socket (non-blocking, close-on-exec: the callee owns it).
+ * Returns 0 to go on accepting, or non-zero to leave the rest in the kernel's queue for a while
+ * (the caller is not keeping up: a connection accepted here dies with this process, one left in
+ * the queue can still migrate to another listener or be taken by another worker).
+ */
+typedef int (*fe_accept_cb)(uint32_t lid, int fd, const struct sockaddr *peer, socklen_t len, void *ctx);
+
+/*
+ * Called by each loop thread at the end of every epoll batch (after its done/accept callbacks of
+ * that batch), so a caller can hand everything a batch produced on in one go. Set once, before
+ * the first fe_add/fe_connect/fe_listen.
+ */
+typedef void (*fe_batch_end_cb)(void *ctx);
+void fe_set_batch_end_cb(fe_engine *e, fe_batch_end_cb cb, void *ctx);
+
+/* Sets the accept callback; call once, before the first fe_listen. */
+void fe_set_accept_cb(fe_engine *e, fe_accept_cb cb, void *ctx);
+
+/*
+ * Accept on `fd` (a bound, listening, non-blocking socket the engine owns from here, also on
+ * failure) under the caller's id `lid`. Returns 0 or -errno.
+ */
+int fe_listen(fe_engine *e, uint32_t lid, int fd);
+
+/*
+ * Stops accepting on `lid` at once, as a JS server.close() would (the kernel no longer hands it
+ * connections when this returns); its fd (the one given to fe_listen) is closed asynchronously,
+ * then the done callback reports {id: lid, outcome: FE_UNLISTENED}, after every accept on it.
+ */
+void fe_unlisten(fe_engine *e, uint32_t lid, int fd);
+
+/*
+ * Connects client `fd_client` (an accepted socket) to `peer` within timeout_ms (0: the kernel's
+ * own timeout) and forwards once connected (pre_up first, idle_ms as in fe_add). The engine holds
+ * fd_client until the connect result; on a -errno return it stays the caller's.
+ */
+int fe_connect(fe_engine *e, uint64_t id, int fd_client, const struct sockaddr *peer, socklen_t len,
+               uint32_t timeout_ms, uint32_t idle_ms, const void *pre_up, size_t pre_up_len);
 
 #endif

@@ -4,10 +4,18 @@
  * sockets can then be destroyed: close() of one descriptor of a shared file description sends
  * nothing (no FIN, no RST) while the dup stays open.
  *
- * Exports: start(threads, onClosed), add(id, fdClient, fdUpstream, idleMs, preUp, preDown),
- * close(id), drainBy(delayMs), stats(), ref(), unref(), onDetached(fn), detach(id) (see the detach
- * block at the end).
- * onClosed(results: Float64Array) gets [id, bytesIn, bytesOut, outcome] × n, one call per batch.
+ * Exports: start(threads, onClosed, onAccepted?), add(id, fdClient, fdUpstream, idleMs, preUp, preDown),
+ * close(id), drainBy(delayMs), stats(), ref(), unref(); native accept and connect: listen(lid, fd)
+ * → the engine's fd, unlisten(lid, thatFd), connect(id, fd, ip, port, timeoutMs, idleMs, preUp), closeFd(fd, reset);
+ * handover: onDetached(fn), detach(id) (see the detach block at the end).
+ * onClosed(results: Float64Array) gets [id, bytesIn, bytesOut, outcome] × n, one call per batch
+ * (connect results too: outcome FE_CONNECTED / FE_CONNECT_*, bytesIn = errno).
+ * onAccepted(accepts: Float64Array, addresses: string[]) gets [lid, fd, port] × n and the n client
+ * addresses (as Node prints them: "::ffff:127.0.0.1" on a dual-stack socket), in the same call
+ * as results when both are waiting.
+ *
+ * Ownership (accept): g_accept_ref is written on the main thread only; g_accepts/g_naccepts/
+ * g_acap are guarded by g_mu like the results (filled by loop threads in on_accept).
  *
  * Ownership: g_engine, g_tsfn, g_refs are written on Node's main thread only (start, the cleanup
  * hook). g_mu guards g_results/g_nresults/g_cap/g_call_pending/g_closing, which loop threads fill
@@ -24,7 +32,11 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "engine-core.h"
 
@@ -34,6 +46,32 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static fe_result *g_results;
 static size_t g_nresults, g_cap;
 static bool g_call_pending, g_closing;
+/* Results or accepts queued since the last call into JS was asked for (guarded by g_mu): the loop
+   thread asks once at the end of its epoll batch (on_batch_end), not per result, so one wake-up of
+   the main thread carries everything a batch produced. */
+static bool g_dirty;
+
+typedef struct accepted {
+  uint32_t lid;
+  int fd;
+  uint16_t port;
+  char addr[INET6_ADDRSTRLEN];
+} accepted;
+static napi_ref g_accept_ref;
+static accepted *g_accepts;
+static size_t g_naccepts, g_acap;
+/* When the oldest accept still waiting for JS was queued (ms, monotonic; guarded by g_mu). */
+static uint64_t g_accept_oldest_ms;
+/* JS has not taken accepts queued this long ago: it is stalled (a hung or paused main thread).
+   Connections accepted meanwhile would die with the process if it is then killed as hung; left in
+   the kernel's queue they can still migrate (tcp_migrate_req) or go to another worker. */
+#define ACCEPT_STALL_MS 100
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 #define CHECK(call)                                  \
   do {                                               \
@@ -59,7 +97,6 @@ static napi_value throw_errno(napi_env env, const char *what, int err) {
 /* Loop thread: queue the result; one threadsafe call per batch of results. */
 static void on_done(const fe_result *r, void *ctx) {
   (void)ctx;
-  bool call = false;
   pthread_mutex_lock(&g_mu);
   if (!g_closing) {
     if (g_nresults == g_cap) {
@@ -71,10 +108,85 @@ static void on_done(const fe_result *r, void *ctx) {
       }
     }
     if (g_nresults < g_cap) g_results[g_nresults++] = *r; /* else lost: out of memory */
-    if (!g_call_pending) g_call_pending = call = true;
+    if (!g_call_pending) g_dirty = true;
   }
   pthread_mutex_unlock(&g_mu);
+}
+
+/* Loop thread, end of an epoll batch: one threadsafe call for whatever the batch queued. */
+static void on_batch_end(void *ctx) {
+  (void)ctx;
+  bool call = false;
+  pthread_mutex_lock(&g_mu);
+  if (g_dirty && !g_call_pending && !g_closing) g_call_pending = call = true;
+  g_dirty = false;
+  pthread_mutex_unlock(&g_mu);
   if (call) napi_call_threadsafe_function(g_tsfn, NULL, napi_tsfn_nonblocking);
+}
+
+/* Loop thread: queue an accepted socket for JS (one threadsafe call per batch, shared with results).
+   Returns non-zero (pause accepting) while JS is stalled. */
+static int on_accept(uint32_t lid, int fd, const struct sockaddr *peer, socklen_t len, void *ctx) {
+  (void)ctx;
+  (void)len;
+  accepted a = {.lid = lid, .fd = fd, .port = 0};
+  if (peer->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *p6 = (const struct sockaddr_in6 *)peer;
+    inet_ntop(AF_INET6, &p6->sin6_addr, a.addr, sizeof a.addr);
+    a.port = ntohs(p6->sin6_port);
+  } else if (peer->sa_family == AF_INET) {
+    const struct sockaddr_in *p4 = (const struct sockaddr_in *)peer;
+    inet_ntop(AF_INET, &p4->sin_addr, a.addr, sizeof a.addr);
+    a.port = ntohs(p4->sin_port);
+  }
+  bool kept = false, stalled = false;
+  uint64_t now = mono_ms();
+  pthread_mutex_lock(&g_mu);
+  if (!g_closing) {
+    if (g_naccepts == 0) g_accept_oldest_ms = now;
+    else stalled = now - g_accept_oldest_ms > ACCEPT_STALL_MS;
+    if (g_naccepts == g_acap) {
+      size_t cap = g_acap ? g_acap * 2 : 64;
+      accepted *grown = realloc(g_accepts, cap * sizeof *grown);
+      if (grown != NULL) {
+        g_accepts = grown;
+        g_acap = cap;
+      }
+    }
+    if (g_naccepts < g_acap) {
+      g_accepts[g_naccepts++] = a;
+      kept = true;
+      if (!g_call_pending) g_dirty = true;
+    }
+  }
+  pthread_mutex_unlock(&g_mu);
+  if (!kept) close(fd); /* shutting down, or out of memory: the client sees the connection close */
+  return stalled;
+}
+
+/* Main thread: the accepted sockets queued so far, to onAccepted (or closed if there is none). */
+static void deliver_accepts(napi_env env, accepted *batch, size_t n) {
+  napi_value fn = NULL, ab, nums, addrs, undef, argv[2];
+  double *out = NULL;
+  bool ok = env != NULL && g_accept_ref != NULL && napi_get_reference_value(env, g_accept_ref, &fn) == napi_ok && fn != NULL &&
+            napi_create_arraybuffer(env, n * 3 * sizeof(double), (void **)&out, &ab) == napi_ok &&
+            napi_create_typedarray(env, napi_float64_array, n * 3, ab, 0, &nums) == napi_ok &&
+            napi_create_array_with_length(env, n, &addrs) == napi_ok;
+  for (size_t i = 0; ok && i < n; i++) {
+    napi_value str;
+    out[3 * i] = (double)batch[i].lid;
+    out[3 * i + 1] = (double)batch[i].fd;
+    out[3 * i + 2] = (double)batch[i].port;
+    ok = napi_create_string_latin1(env, batch[i].addr, NAPI_AUTO_LENGTH, &str) == napi_ok && napi_set_element(env, addrs, (uint32_t)i, str) == napi_ok;
+  }
+  if (!ok) {
+    for (size_t i = 0; i < n; i++) close(batch[i].fd);
+    return;
+  }
+  argv[0] = nums;
+  argv[1] = addrs;
+  napi_get_undefined(env, &undef);
+  napi_call_function(env, undef, fn, 2, argv, NULL);
 }
 
 /* Main thread: hand every queued result to JS in one call. */
@@ -84,10 +196,16 @@ static void call_js(napi_env env, napi_value fn, void *context, void *data) {
   pthread_mutex_lock(&g_mu);
   fe_result *batch = g_results;
   size_t n = g_nresults;
+  accepted *acc = g_accepts;
+  size_t nacc = g_naccepts;
   g_results = NULL;
   g_nresults = g_cap = 0;
+  g_accepts = NULL;
+  g_naccepts = g_acap = 0;
   g_call_pending = false;
   pthread_mutex_unlock(&g_mu);
+  if (nacc > 0) deliver_accepts(env, acc, nacc);
+  free(acc);
   if (env != NULL && fn != NULL && n > 0) {
     napi_value ab, arr, undef;
     double *out = NULL;
@@ -120,6 +238,10 @@ static void cleanup(void *arg) {
   free(g_results);
   g_results = NULL;
   g_nresults = g_cap = 0;
+  for (size_t i = 0; i < g_naccepts; i++) close(g_accepts[i].fd);
+  free(g_accepts);
+  g_accepts = NULL;
+  g_naccepts = g_acap = 0;
   pthread_mutex_unlock(&g_mu);
   if (g_tsfn != NULL) napi_release_threadsafe_function(g_tsfn, napi_tsfn_abort);
   g_tsfn = NULL;
@@ -127,8 +249,8 @@ static void cleanup(void *arg) {
 }
 
 static napi_value js_start(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (g_engine != NULL) {
     napi_throw_error(env, "ERR_ENGINE", "engine already started");
@@ -143,11 +265,20 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
      process alive. */
   CHECK(napi_unref_threadsafe_function(env, g_tsfn));
   g_engine = fe_start(threads, on_done, NULL);
+  if (g_engine != NULL) fe_set_batch_end_cb(g_engine, on_batch_end, NULL);
   if (g_engine == NULL) {
     int err = errno;
     napi_release_threadsafe_function(g_tsfn, napi_tsfn_abort);
     g_tsfn = NULL;
     return throw_errno(env, "cannot start the engine threads", err);
+  }
+  if (argc > 2) {
+    napi_valuetype t;
+    CHECK(napi_typeof(env, argv[2], &t));
+    if (t == napi_function) {
+      CHECK(napi_create_reference(env, argv[2], 1, &g_accept_ref));
+      fe_set_accept_cb(g_engine, on_accept, NULL);
+    }
   }
   CHECK(napi_add_env_cleanup_hook(env, cleanup, NULL));
   return NULL;
@@ -258,6 +389,116 @@ static napi_value js_unref(napi_env env, napi_callback_info info) {
 
 static napi_value js_on_detached(napi_env env, napi_callback_info info);
 static napi_value js_detach(napi_env env, napi_callback_info info);
+/* listen(lid, fd): accept on a dup of Node's listening fd (the caller then closes its server). */
+static napi_value js_listen(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  uint32_t lid;
+  int32_t fd;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_uint32(env, argv[0], &lid));
+  CHECK(napi_get_value_int32(env, argv[1], &fd));
+  if (g_engine == NULL || g_accept_ref == NULL) {
+    napi_throw_error(env, "ERR_ENGINE", "engine not started with an accept callback");
+    return NULL;
+  }
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) return throw_errno(env, "dup(listener)", errno);
+  /* O_NONBLOCK belongs to the open file description, shared with Node's fd: set it anyway. */
+  int fl = fcntl(d, F_GETFL);
+  if (fl < 0 || fcntl(d, F_SETFL, fl | O_NONBLOCK) < 0) {
+    int err = errno;
+    close(d);
+    return throw_errno(env, "listener O_NONBLOCK", err);
+  }
+  int rc = fe_listen(g_engine, lid, d);
+  if (rc != 0) return throw_errno(env, "listen", -rc);
+  napi_value out;
+  CHECK(napi_create_int32(env, d, &out));
+  return out; /* the engine's descriptor, for unlisten */
+}
+
+static napi_value js_unlisten(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  uint32_t lid;
+  int32_t fd;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_uint32(env, argv[0], &lid));
+  CHECK(napi_get_value_int32(env, argv[1], &fd));
+  if (g_engine != NULL) fe_unlisten(g_engine, lid, fd);
+  return NULL;
+}
+
+/* connect(id, fd, ip, port, timeoutMs, idleMs, preUp): the engine holds fd until the result. */
+static napi_value js_connect(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  double id;
+  int32_t fd;
+  uint32_t port, timeout, idle;
+  char ip[64];
+  size_t iplen;
+  void *up;
+  size_t up_len;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_double(env, argv[0], &id));
+  CHECK(napi_get_value_int32(env, argv[1], &fd));
+  CHECK(napi_get_value_string_latin1(env, argv[2], ip, sizeof ip, &iplen));
+  CHECK(napi_get_value_uint32(env, argv[3], &port));
+  CHECK(napi_get_value_uint32(env, argv[4], &timeout));
+  CHECK(napi_get_value_uint32(env, argv[5], &idle));
+  if (!get_bytes(env, argv[6], &up, &up_len)) {
+    napi_throw_type_error(env, "ERR_ENGINE", "preUp must be a Buffer or null");
+    return NULL;
+  }
+  if (g_engine == NULL) {
+    napi_throw_error(env, "ERR_ENGINE", "engine not started");
+    return NULL;
+  }
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t len;
+  struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+  if (port > 65535) {
+    napi_throw_range_error(env, "ERR_ENGINE", "port out of range");
+    return NULL;
+  }
+  if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    len = sizeof *s4;
+  } else if (inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1) {
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    len = sizeof *s6;
+  } else {
+    napi_throw_type_error(env, "ERR_ENGINE", "not an IP address");
+    return NULL;
+  }
+  int rc = fe_connect(g_engine, (uint64_t)id, fd, (struct sockaddr *)&ss, len, timeout, idle, up, up_len);
+  if (rc != 0) return throw_errno(env, "connect", -rc);
+  return NULL;
+}
+
+/* closeFd(fd, reset): close a socket JS holds (accepted, not handed to a pair): FIN, or RST. */
+static napi_value js_close_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd;
+  bool reset = false;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  if (argc > 1) CHECK(napi_get_value_bool(env, argv[1], &reset));
+  if (fd < 0) return NULL;
+  if (reset) {
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  }
+  close(fd);
+  return NULL;
+}
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -270,6 +511,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"unref", NULL, js_unref, NULL, NULL, NULL, napi_enumerable, NULL},
       {"onDetached", NULL, js_on_detached, NULL, NULL, NULL, napi_enumerable, NULL},
       {"detach", NULL, js_detach, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"listen", NULL, js_listen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unlisten", NULL, js_unlisten, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"connect", NULL, js_connect, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -9,6 +9,14 @@
  * Checks: bytes arrive exactly (or, when cut, as an uncorrupted prefix), resets propagate, every
  * pair is reported exactly once with the expected outcome and counts, no buffer is left in use.
  *
+ * Native accept and connect (accept rounds, one per pair round): the engine accepts on its own
+ * listening socket; the main thread plays TypeScript's part for each accepted client, with a seeded
+ * choice: connect to a live echo target; connect to a refusing port first, then the live one; to a
+ * port that never answers (connect timeout), then the live one; reject (RST); or connect and close
+ * by id at once (racing the connect). Checks: every client's bytes come back exactly (or, when cut,
+ * as a prefix), each id reports its connect results in order and exactly one close, a failed attempt
+ * gives the client fd back open, and after fe_unlisten the port refuses connections.
+ *
  * usage: stress [first_seed] [seeds] [rounds]     exit 0 = all passed
  */
 #define _GNU_SOURCE
@@ -62,8 +70,13 @@ typedef struct job {
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static job g_jobs[PAIRS];
 
+static void acc_result(const fe_result *r);
+static atomic_ulong g_unlistened;
+
 static void on_done(const fe_result *r, void *ctx) {
   (void)ctx;
+  if (r->outcome == FE_UNLISTENED) return (void)atomic_fetch_add_explicit(&g_unlistened, 1, memory_order_relaxed);
+  if (r->id >= 1000) return acc_result(r);
   pthread_mutex_lock(&g_mu);
   if (r->id < PAIRS) {
     g_jobs[r->id].reports++;
@@ -295,6 +308,332 @@ static void tcp_pair(int l, uint16_t port, int *outer, int *inner) {
 
 static const char *names[] = {"client-first", "server-first", "client-reset", "server-reset", "close-by-id", "idle", "detach"};
 static const char *races[] = {"", "+close", "+reset"};
+/* ---- accept rounds ---- */
+
+#define ACC_CONNS 24
+enum { AC_OK, AC_RETRY, AC_TIMEOUT, AC_REJECT, AC_CLOSE_RACE, AC_COUNT };
+static const char *acc_names[] = {"ok", "retry-refused", "retry-timeout", "reject", "close-race"};
+
+typedef struct acc_event {
+  bool is_accept;
+  int fd;
+  uint16_t port;
+  fe_result r;
+} acc_event;
+
+/* g_acc_mu guards the event queue (loop threads push, main pops). */
+static pthread_mutex_t g_acc_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_acc_cv = PTHREAD_COND_INITIALIZER;
+static acc_event g_acc_q[4 * ACC_CONNS + 64];
+static size_t g_acc_n;
+
+static void acc_push(const acc_event *ev) {
+  pthread_mutex_lock(&g_acc_mu);
+  if (g_acc_n < sizeof g_acc_q / sizeof g_acc_q[0]) g_acc_q[g_acc_n++] = *ev;
+  else fprintf(stderr, "stress: accept event queue overflow\n");
+  pthread_cond_signal(&g_acc_cv);
+  pthread_mutex_unlock(&g_acc_mu);
+}
+
+static int on_accept(uint32_t lid, int fd, const struct sockaddr *peer, socklen_t len, void *ctx) {
+  (void)lid;
+  (void)len;
+  (void)ctx;
+  acc_event ev = {.is_accept = true, .fd = fd, .port = ntohs(((const struct sockaddr_in *)peer)->sin_port)};
+  acc_push(&ev);
+  /* Now and then ask for a pause, as the addon does when JS stalls: the rest must still come. */
+  return (fd & 7) == 0;
+}
+
+static void acc_result(const fe_result *r) {
+  acc_event ev = {.is_accept = false, .r = *r};
+  acc_push(&ev);
+}
+
+/* A client: sends its bytes, half-closes, reads until EOF or reset. Its own thread. */
+typedef struct acc_client {
+  int id;
+  size_t len;
+  uint16_t port;   /* its local port (to match the accepted socket) */
+  size_t got;
+  bool corrupt, reset, eof;
+  char err[160];
+  uint16_t eng_port;
+} acc_client;
+
+static void *run_client(void *arg) {
+  acc_client *c = arg;
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = c->eng_port, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    snprintf(c->err, sizeof c->err, "client connect: %s", strerror(errno));
+    if (fd >= 0) close(fd);
+    return NULL;
+  }
+  struct sockaddr_in me;
+  socklen_t ml = sizeof me;
+  getsockname(fd, (struct sockaddr *)&me, &ml);
+  c->port = ntohs(me.sin_port);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  size_t sent = 0;
+  bool shut = false;
+  uint64_t deadline = now_us() + 20u * 1000000u;
+  char buf[16384];
+  while (!c->eof && !c->reset) {
+    if (now_us() > deadline) {
+      snprintf(c->err, sizeof c->err, "client timed out (sent %zu/%zu got %zu)", sent, c->len, c->got);
+      break;
+    }
+    if (sent < c->len) {
+      size_t n = c->len - sent;
+      if (n > sizeof buf) n = sizeof buf;
+      for (size_t k = 0; k < n; k++) buf[k] = (char)pattern(c->id, 0, sent + k);
+      ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
+      if (w > 0) sent += (size_t)w;
+      else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) c->reset = true;
+    } else if (!shut) {
+      shutdown(fd, SHUT_WR);
+      shut = true;
+    }
+    ssize_t r = recv(fd, buf, sizeof buf, 0);
+    if (r > 0) {
+      for (ssize_t k = 0; k < r; k++)
+        if ((uint8_t)buf[k] != pattern(c->id, 0, c->got + (size_t)k)) c->corrupt = true;
+      c->got += (size_t)r;
+    } else if (r == 0) {
+      c->eof = true;
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      c->reset = true;
+    }
+    if (!c->eof && !c->reset) {
+      struct pollfd p = {.fd = fd, .events = POLLIN | (sent < c->len ? POLLOUT : 0)};
+      poll(&p, 1, 5);
+    }
+  }
+  close(fd);
+  return NULL;
+}
+
+/* The live target: echoes each connection, half-close honoured. Accept thread + a thread each. */
+static void *run_echo_conn(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  char buf[16384];
+  for (;;) {
+    ssize_t r = recv(fd, buf, sizeof buf, 0);
+    if (r <= 0) break;
+    for (ssize_t off = 0; off < r;) {
+      ssize_t w = send(fd, buf + off, (size_t)(r - off), MSG_NOSIGNAL);
+      if (w <= 0) goto out;
+      off += w;
+    }
+  }
+  shutdown(fd, SHUT_WR);
+out:
+  close(fd);
+  return NULL;
+}
+
+static void *run_echo(void *arg) {
+  int l = (int)(intptr_t)arg;
+  for (;;) {
+    int fd = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return NULL; /* shut down */
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, run_echo_conn, (void *)(intptr_t)fd) != 0) close(fd);
+    else pthread_detach(t);
+  }
+}
+
+typedef struct acc_conn {
+  int fd, scenario, failures, connected, closes, outcome;
+  uint16_t port;
+  bool closing, terminal, rejected;
+  uint64_t bytes_in, bytes_out;
+  char err[160];
+} acc_conn;
+
+static int acc_connect(fe_engine *eng, int id, acc_conn *c, uint16_t port_be, uint32_t timeout_ms) {
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = port_be, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  return fe_connect(eng, 1000u + (uint64_t)id, c->fd, (struct sockaddr *)&sa, sizeof sa, timeout_ms, 0, NULL, 0);
+}
+
+/* One accept round on `eng`; returns failures. */
+static int accept_round(fe_engine *eng, unsigned seed, unsigned round, uint16_t live_be, uint16_t dead_be, uint16_t hole_be, bool last) {
+  static unsigned lid_seq;
+  int failures = 0;
+  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t sl = sizeof sa;
+  if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(ls, 512) != 0 || getsockname(ls, (struct sockaddr *)&sa, &sl) != 0) {
+    perror("accept_round listener");
+    exit(2);
+  }
+  uint32_t lid = ++lid_seq;
+  if (fe_listen(eng, lid, ls) != 0) {
+    fprintf(stderr, "fe_listen failed\n");
+    exit(2);
+  }
+  static acc_client cl[ACC_CONNS];
+  static acc_conn cs[ACC_CONNS];
+  memset(cl, 0, sizeof cl);
+  memset(cs, 0, sizeof cs);
+  pthread_t thr[ACC_CONNS];
+  for (int i = 0; i < ACC_CONNS; i++) {
+    cl[i].id = 1000 + i;
+    cl[i].len = rnd() % 3 == 0 ? rnd() % 64 : rnd() % (32 * 1024);
+    cl[i].eng_port = sa.sin_port;
+    pthread_create(&thr[i], NULL, run_client, &cl[i]);
+  }
+  int accepted = 0, terminal = 0;
+  uint64_t deadline = now_us() + 30u * 1000000u;
+  while (terminal < ACC_CONNS && now_us() < deadline) {
+    acc_event evs[64];
+    size_t n = 0;
+    pthread_mutex_lock(&g_acc_mu);
+    if (g_acc_n == 0) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += 20 * 1000000;
+      if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+      }
+      pthread_cond_timedwait(&g_acc_cv, &g_acc_mu, &ts);
+    }
+    n = g_acc_n < 64 ? g_acc_n : 64;
+    memcpy(evs, g_acc_q, n * sizeof evs[0]);
+    memmove(g_acc_q, g_acc_q + n, (g_acc_n - n) * sizeof evs[0]);
+    g_acc_n -= n;
+    pthread_mutex_unlock(&g_acc_mu);
+    for (size_t k = 0; k < n; k++) {
+      acc_event *ev = &evs[k];
+      if (ev->is_accept) {
+        if (accepted >= ACC_CONNS) {
+          close(ev->fd);
+          continue;
+        }
+        int id = accepted++;
+        acc_conn *c = &cs[id];
+        c->fd = ev->fd;
+        c->port = ev->port;
+        c->scenario = (int)(rnd() % AC_COUNT);
+        int rc = 0;
+        switch (c->scenario) {
+          case AC_OK: rc = acc_connect(eng, id, c, live_be, 5000); break;
+          case AC_RETRY: rc = acc_connect(eng, id, c, dead_be, 5000); break;
+          case AC_TIMEOUT: rc = acc_connect(eng, id, c, hole_be, 20 + rnd() % 40); break;
+          case AC_REJECT:
+            reset_close(c->fd);
+            c->rejected = c->terminal = true;
+            terminal++;
+            break;
+          case AC_CLOSE_RACE:
+            rc = acc_connect(eng, id, c, live_be, 5000);
+            c->closing = true;
+            if (rnd() % 2) fe_close(eng, 1000u + (uint64_t)id);
+            else fe_reset(eng, 1000u + (uint64_t)id);
+            break;
+        }
+        if (rc != 0) {
+          snprintf(c->err, sizeof c->err, "fe_connect: %d", rc);
+          reset_close(c->fd);
+          c->terminal = true;
+          terminal++;
+        }
+        continue;
+      }
+      int id = (int)(ev->r.id - 1000);
+      if (id < 0 || id >= accepted) {
+        failures++;
+        fprintf(stderr, "seed %u accept round %u: report for unknown id %llu\n", seed, round, (unsigned long long)ev->r.id);
+        continue;
+      }
+      acc_conn *c = &cs[id];
+      int o = ev->r.outcome;
+      if (c->terminal) {
+        snprintf(c->err, sizeof c->err, "report (outcome %d) after the end", o);
+        continue;
+      }
+      if (o == FE_CONNECTED) {
+        c->connected++;
+        continue;
+      }
+      if (o >= FE_CONNECT_REFUSED) {
+        c->failures++;
+        /* the fd is ours again and must still be open */
+        if (fcntl(c->fd, F_GETFD) < 0) snprintf(c->err, sizeof c->err, "client fd closed after a failed connect");
+        bool retry = !c->closing && c->failures == 1 && ((c->scenario == AC_RETRY && o == FE_CONNECT_REFUSED) || (c->scenario == AC_TIMEOUT && o == FE_CONNECT_TIMEOUT));
+        if (!c->closing && !retry) snprintf(c->err, sizeof c->err, "connect failed (outcome %d, errno %llu)", o, (unsigned long long)ev->r.bytes_in);
+        if (retry && acc_connect(eng, id, c, live_be, 5000) == 0) continue;
+        reset_close(c->fd);
+        c->terminal = true;
+        terminal++;
+        continue;
+      }
+      c->closes++;
+      c->outcome = o;
+      c->bytes_in = ev->r.bytes_in;
+      c->bytes_out = ev->r.bytes_out;
+      c->terminal = true;
+      terminal++;
+    }
+  }
+  for (int i = 0; i < ACC_CONNS; i++) pthread_join(thr[i], NULL);
+  unsigned long unl = atomic_load(&g_unlistened);
+  fe_unlisten(eng, lid, ls);
+  for (int tries = 0; tries < 2000 && atomic_load(&g_unlistened) == unl; tries++) usleep(1000);
+  if (atomic_load(&g_unlistened) != unl + 1) {
+    failures++;
+    fprintf(stderr, "seed %u accept round %u: fe_unlisten not confirmed\n", seed, round);
+  }
+  if (last) {
+    /* fe_unlisten has returned: the port refuses from now on */
+    int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (connect(t, (struct sockaddr *)&sa, sizeof sa) == 0 || errno != ECONNREFUSED) {
+      failures++;
+      fprintf(stderr, "seed %u: a connection after fe_unlisten was not refused\n", seed);
+    }
+    close(t);
+  }
+  for (int i = 0; i < ACC_CONNS; i++) {
+    acc_conn *c = &cs[i];
+    acc_client *k = NULL;
+    for (int j = 0; j < ACC_CONNS; j++)
+      if (cl[j].port == c->port) k = &cl[j];
+    char why[200] = "";
+    if (i >= accepted) snprintf(why, sizeof why, "never accepted");
+    else if (c->err[0]) snprintf(why, sizeof why, "%s", c->err);
+    else if (!c->terminal) snprintf(why, sizeof why, "no close report (connected %d failures %d)", c->connected, c->failures);
+    else if (k == NULL) snprintf(why, sizeof why, "no client with port %u", c->port);
+    else if (k->err[0]) snprintf(why, sizeof why, "%s", k->err);
+    else if (k->corrupt) snprintf(why, sizeof why, "corrupt echo");
+    else if (c->scenario == AC_REJECT) {
+      if (k->got != 0) snprintf(why, sizeof why, "rejected client got %zu bytes", k->got);
+    } else if (c->scenario != AC_CLOSE_RACE) {
+      if (c->connected != 1 || c->closes != 1 || c->outcome != FE_OK) snprintf(why, sizeof why, "connected %d closes %d outcome %d", c->connected, c->closes, c->outcome);
+      else if (k->got != k->len || c->bytes_in != k->len || c->bytes_out != k->len)
+        snprintf(why, sizeof why, "bytes: client %zu/%zu, engine in %llu out %llu", k->got, k->len, (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
+    } else if (c->closes + (c->failures > 0) != 1 || c->connected > 1) {
+      snprintf(why, sizeof why, "close race: connected %d closes %d failures %d", c->connected, c->closes, c->failures);
+    }
+    if (why[0]) {
+      failures++;
+      fprintf(stderr, "seed %u accept round %u conn %d (%s, %zu bytes): %s\n", seed, round, i, acc_names[c->scenario], k ? k->len : 0, why);
+    }
+  }
+  return failures;
+}
+
+static atomic_ulong g_batches;
+static void on_batch_end(void *ctx) {
+  (void)ctx;
+  atomic_fetch_add_explicit(&g_batches, 1, memory_order_relaxed);
+}
+
+static const char *names[] = {"client-first", "server-first", "client-reset", "server-reset", "close-by-id", "idle"};
 
 int main(int argc, char **argv) {
   unsigned first = argc > 1 ? (unsigned)atoi(argv[1]) : 1;
@@ -303,7 +642,32 @@ int main(int argc, char **argv) {
   uint16_t port;
   int l = listener(&port);
   int failures = 0;
-  unsigned long pairs_run = 0, detached_total = 0, pending_total = 0;
+  unsigned long pairs_run = 0, detached_total = 0, pending_total = 0, accepts_run = 0;
+  /* accept rounds: a live echo target, a refusing port (bound, not listening), a port whose SYNs
+     go unanswered (backlog 0, its one queue slot taken by a parked connection) */
+  uint16_t live_be, dead_be, hole_be;
+  int live = listener(&live_be);
+  pthread_t echo_thr;
+  pthread_create(&echo_thr, NULL, run_echo, (void *)(intptr_t)live);
+  int dead = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in dsa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t dl = sizeof dsa;
+  bind(dead, (struct sockaddr *)&dsa, sizeof dsa);
+  getsockname(dead, (struct sockaddr *)&dsa, &dl);
+  dead_be = dsa.sin_port;
+  int hole = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in hsa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t hl = sizeof hsa;
+  if (bind(hole, (struct sockaddr *)&hsa, sizeof hsa) != 0 || listen(hole, 0) != 0 || getsockname(hole, (struct sockaddr *)&hsa, &hl) != 0) {
+    perror("blackhole");
+    return 2;
+  }
+  hole_be = hsa.sin_port;
+  int parked = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (connect(parked, (struct sockaddr *)&hsa, sizeof hsa) != 0) {
+    perror("park");
+    return 2;
+  }
   for (unsigned seed = first; seed < first + seeds; seed++) {
     rng_state = 0x9E3779B97F4A7C15ull * (seed + 1);
     fe_engine *eng = fe_start(1 + (int)(rnd() % 3), on_done, NULL);
@@ -311,6 +675,8 @@ int main(int argc, char **argv) {
       perror("fe_start");
       return 2;
     }
+    fe_set_accept_cb(eng, on_accept, NULL);
+    fe_set_batch_end_cb(eng, on_batch_end, NULL); /* set while the loops run, as the addon does */
     for (unsigned round = 0; round < rounds; round++) {
       bool drain = rnd() % 4 == 0;
       pthread_mutex_lock(&g_mu); /* on_done writes job slots under it */
@@ -391,6 +757,8 @@ int main(int argc, char **argv) {
         }
         pairs_run++;
       }
+      failures += accept_round(eng, seed, round, live_be, dead_be, hole_be, round + 1 == rounds);
+      accepts_run += ACC_CONNS;
     }
     fe_stats st;
     fe_get_stats(eng, &st);
@@ -401,7 +769,13 @@ int main(int argc, char **argv) {
     fe_stop(eng);
   }
   close(l);
-  printf("stress: seeds %u..%u, %u rounds each, %lu pairs, %lu detaches (%lu holding bytes), %d failures\n", first, first + seeds - 1, rounds, pairs_run, detached_total, pending_total, failures);
+  shutdown(live, SHUT_RDWR); /* the echo thread's accept returns */
+  pthread_join(echo_thr, NULL);
+  close(live);
+  close(dead);
+  close(parked);
+  close(hole);
+  printf("stress: seeds %u..%u, %u rounds each, %lu pairs, %lu detaches (%lu holding bytes), %lu accepted connections, %lu epoll batches, %d failures\n", first, first + seeds - 1, rounds, pairs_run, detached_total, pending_total, accepts_run, (unsigned long)atomic_load(&g_batches), failures);
   /* The detach path must have been exercised with bytes in flight, or it was not tested at all. */
   if (seeds * rounds >= 8 && pending_total == 0) {
     fprintf(stderr, "no detach held bytes in the engine's buffers: the detach scenario did not run as meant\n");

@@ -1,0 +1,156 @@
+// The accept path's conformance suite: the same policy behaviours, end to end on loopback, whichever
+// engine owns the sockets. On the js engine Node accepts and connects (Session); on the native
+// engine a plain TCP app is accepted, connected and forwarded in C while TypeScript decides each
+// connection (NativeSession). Run by accept-path-js.test.ts and accept-path-native.test.ts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import type { Engine } from './engine/engine.ts';
+import type { Listener } from './listener.ts';
+import { connectFrom, type Held } from './protect/protect-testing.ts';
+import type { ListenerSpec } from './spec.ts';
+import { closedPorts, exchange, listen, makeSpec, startEcho, waitFor } from './testing.ts';
+
+type T = { after: (fn: () => unknown) => void };
+
+/** `expectNative`: whether a plain TCP app on this engine is accepted without a Node socket. */
+export function acceptPathCase(name: string, engine: () => Engine, expectNative: boolean): void {
+  const start = async (t: T, spec: ListenerSpec): Promise<{ listener: Listener; port: number }> => {
+    const r = await listen(t, spec, undefined, engine());
+    assert.equal(r.listener.acceptsNatively, expectNative, 'accept path');
+    return r;
+  };
+  const echo = async (t: T, tag?: string) => {
+    const e = await startEcho(tag);
+    t.after(() => e.close());
+    return e;
+  };
+  const settled = (l: Listener) => waitFor(() => l.activeConnections === 0, 20_000, 'every connection closed');
+
+  test(`${name}: a dead target is retried and the next one serves; attempts, outcome and bytes counted`, async (t) => {
+    const [dead] = await closedPorts(t, 1);
+    const live = await echo(t, 'L');
+    const { listener, port } = await start(t, makeSpec([`127.0.0.1:${dead}`, `127.0.0.1:${live.port}`], { strategy: 'first' }));
+    const r = await exchange(port, 'hello');
+    assert.equal(r.error, undefined);
+    assert.equal(r.reply, 'L:hello');
+    await settled(listener);
+    const m = listener.metricsSnapshot();
+    assert.deepEqual(m.connections, { ok: 1 });
+    assert.deepEqual(m.attempts, { [`127.0.0.1:${dead}`]: { refused: 1 }, [`127.0.0.1:${live.port}`]: { ok: 1 } });
+    assert.deepEqual([m.bytesIn, m.bytesOut], [5, 7]);
+    assert.equal(m.connectDuration.counts.reduce((a, b) => a + b, 0), 1);
+    assert.equal(m.sessionDuration.counts.reduce((a, b) => a + b, 0), 1);
+    // Passive health heard the refusal: the dead target's report says so.
+    const dr = listener.targetsReport().targets.find((x) => x.target === `127.0.0.1:${dead}`);
+    assert.equal(dr?.activeConnections, 0);
+  });
+
+  test(`${name}: every target dead — the client is reset when the attempts run out, counted connect-failed`, async (t) => {
+    const dead = await closedPorts(t, 2);
+    const { listener, port } = await start(t, makeSpec(dead.map((p) => `127.0.0.1:${p}`), { connectTimeoutMs: 60_000 }));
+    const r = await exchange(port, 'hi', '127.0.0.1', 30_000);
+    assert.equal(r.error?.code, 'ECONNRESET');
+    await settled(listener);
+    const m = listener.metricsSnapshot();
+    assert.deepEqual(m.connections, { 'connect-failed': 1 });
+    assert.deepEqual(m.failures, { ERR_CONNECT_EXHAUSTED: 1 });
+    // max(3, 2 × pool size) attempts, spread over both targets.
+    const tried = Object.values(m.attempts).reduce((n, a) => n + (a.refused ?? 0), 0);
+    assert.equal(tried, 4);
+  });
+
+  test(`${name}: ACL deny — reset, counted denied, no attempt made`, async (t) => {
+    const live = await echo(t);
+    const { listener, port } = await start(t, makeSpec([`127.0.0.1:${live.port}`], { deny: ['127.0.0.0/8', '::ffff:127.0.0.0/104'] }));
+    const c = await connectFrom(port);
+    assert.equal(c.verdict, 'reset');
+    await settled(listener);
+    const m = listener.metricsSnapshot();
+    assert.deepEqual(m.connections, { denied: 1 });
+    assert.deepEqual(m.attempts, {});
+  });
+
+  test(`${name}: MaxConnections 1 — the second connection is refused while the first is open, admitted after it closes`, async (t) => {
+    const live = await echo(t);
+    const { listener, port } = await start(t, makeSpec([`127.0.0.1:${live.port}`], { maxConnections: 1 }));
+    const held: Held[] = [];
+    t.after(() => Promise.all(held.map((h) => h.close())));
+    const first = await connectFrom(port);
+    held.push(first.held);
+    assert.equal(first.verdict, 'served');
+    assert.equal(listener.activeConnections, 1);
+    assert.equal(listener.metricsSnapshot().targetActive[`127.0.0.1:${live.port}`], 1);
+    const second = await connectFrom(port);
+    held.push(second.held);
+    assert.equal(second.verdict, 'reset');
+    await first.held.close();
+    await settled(listener);
+    assert.equal(listener.metricsSnapshot().targetActive[`127.0.0.1:${live.port}`], 0);
+    const third = await connectFrom(port);
+    held.push(third.held);
+    assert.equal(third.verdict, 'served');
+    assert.equal(listener.metricsSnapshot().connections['over-limit'], 1);
+  });
+
+  test(`${name}: drain — stops accepting at once, an open connection keeps flowing, the rest is closed at the deadline`, async (t) => {
+    const live = await echo(t, 'D');
+    const { listener, port } = await start(t, makeSpec([`127.0.0.1:${live.port}`]));
+    const open = await connectFrom(port);
+    assert.equal(open.verdict, 'served');
+    t.after(() => open.held.close());
+    const drained = listener.drain(1500);
+    // The port is closed when drain() has started: a new connection is refused by the kernel.
+    const refused = await new Promise<string | undefined>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('connect', () => { s.destroy(); resolve(undefined); });
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code));
+    });
+    assert.equal(refused, 'ECONNREFUSED');
+    // Still forwarding while draining.
+    open.held.socket.write('more');
+    await waitFor(() => open.held.socket.bytesRead >= 'D:hi'.length + 'more'.length, 20_000, 'reply while draining');
+    const r = await drained;
+    assert.equal(r.closedByTimeout, 1);
+    const m = listener.metricsSnapshot();
+    assert.deepEqual(m.connections, { drained: 1 });
+    assert.deepEqual(m.failures, { ERR_DRAINED: 1 });
+    assert.equal(m.activeConnections, 0);
+  });
+
+  test(`${name}: Node sockets per open connection — ${expectNative ? 'none in the proxy' : 'two in the proxy (client and upstream)'}`, async (t) => {
+    const live = await echo(t, 'S');
+    const { listener, port } = await start(t, makeSpec([`127.0.0.1:${live.port}`]));
+    const tcp = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+    // Earlier tests' sockets finish closing on their own schedule: start from none.
+    await waitFor(() => tcp() === 0, 20_000, 'no TCP socket open in this process');
+    const before = tcp();
+    const c = await connectFrom(port);
+    t.after(() => c.held.close());
+    assert.equal(c.verdict, 'served');
+    await waitFor(() => live.connections === 1, 20_000, 'the target has the connection');
+    // The test's own client and the echo target's accepted socket are two; the proxy adds its own.
+    assert.equal(tcp() - before, expectNative ? 2 : 4);
+    assert.equal(listener.activeConnections, 1);
+  });
+
+  test(`${name}: 50 concurrent connections — each counted once, bytes exact, per-target counts back to 0`, async (t) => {
+    const a = await echo(t, 'A');
+    const b = await echo(t, 'B');
+    const { listener, port } = await start(t, makeSpec([`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`]));
+    const rs = await Promise.all(Array.from({ length: 50 }, (_, i) => exchange(port, `m${i}`)));
+    let out = 0;
+    rs.forEach((r, i) => {
+      assert.equal(r.error, undefined);
+      assert.match(r.reply, new RegExp(`^[AB]:m${i}$`));
+      out += r.reply.length;
+    });
+    await settled(listener);
+    const m = listener.metricsSnapshot();
+    assert.deepEqual(m.connections, { ok: 50 });
+    assert.equal(m.bytesIn, rs.reduce((n, _r, i) => n + `m${i}`.length, 0));
+    assert.equal(m.bytesOut, out);
+    assert.deepEqual(Object.values(m.targetActive), [0, 0]);
+    assert.deepEqual(m.attempts, { [`127.0.0.1:${a.port}`]: { ok: 25 }, [`127.0.0.1:${b.port}`]: { ok: 25 } });
+  });
+}
