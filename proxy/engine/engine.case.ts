@@ -444,3 +444,18 @@ export function detachCase(name: string, engine: () => Engine): void {
     await waitFor(() => e.open === 0, 5000, 'every pair reported or detached');
   });
 }
+
+/** preludeDown (a handed-over pair's bytes for the client), for every engine. */
+export function preludeDownCase(name: string, engine: () => Engine): void {
+  test(`${name}: preludeDown reaches the client before anything the upstream sends`, async (t) => {
+    const pair = await harness(t, engine());
+    const { cli, srv, result } = await pair({ opts: { preludeDown: Buffer.from('pending|') } });
+    const atCli = collect(cli);
+    const atSrv = collect(srv);
+    srv.end('live');
+    cli.end();
+    assert.equal((await atCli).data.toString(), 'pending|live');
+    assert.equal((await atSrv).data.length, 0);
+    assert.equal((await result).bytesOut, 'pending|live'.length);
+  });
+}

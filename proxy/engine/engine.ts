@@ -5,7 +5,8 @@
 //
 // Contract, whichever the engine:
 //   - forward() takes both sockets over; the caller never touches them again.
-//   - preludeUp goes to the upstream before any client byte; bytes either socket had already read
+//   - preludeUp goes to the upstream before any client byte (preludeDown to the client before any
+//     upstream byte); bytes either socket had already read
 //     but nobody consumed are forwarded too (nothing is lost at the hand-off).
 //   - backpressure both ways; a FIN one way is passed on once that direction's bytes are flushed,
 //     the other way keeps flowing; an error or reset on one side resets the other.

@@ -67,6 +67,7 @@ export class JsEngine implements Engine {
     c[kPair] = p;
     u[kPair] = p;
     if (opts.preludeUp != null && opts.preludeUp.length > 0) u.write(opts.preludeUp);
+    if (opts.preludeDown != null && opts.preludeDown.length > 0) c.write(opts.preludeDown);
     for (const s of [c, u]) {
       s.on('data', onData);
       s.on('drain', onDrain);

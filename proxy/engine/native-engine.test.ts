@@ -2,7 +2,7 @@
 // pooled, pairs counted on the C side). Skips, saying why, when the addon is not built.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { detachCase, engineCase, harness } from './engine.case.ts';
+import { detachCase, engineCase, harness, preludeDownCase } from './engine.case.ts';
 import { JsEngine } from './js-engine.ts';
 import { findAddon, NativeEngine } from './native-engine.ts';
 import { exchange, listen, makeSpec, startEcho, waitFor } from '../testing.ts';
@@ -14,6 +14,7 @@ if (addon === undefined) {
   const native = (): NativeEngine => NativeEngine.get(new JsEngine(), 1, addon);
   engineCase('native', native);
   detachCase('native', native);
+  preludeDownCase('native', native);
 
   test('native: an idle pair holds no user-space buffer', async (t) => {
     const e = native();
