@@ -112,6 +112,7 @@ typedef struct loop {
   cmd stop_cmd; /* pushed by fe_stop: stopping needs no allocation */
   /* loop thread only (native accept and connect): */
   struct lsn *lsns;         /* listening sockets this loop accepts on */
+  struct lsn *dead_lsns;    /* unlistened in this batch: freed after it (events may still name them) */
   uint64_t next_connect_ms; /* earliest connect deadline at the last scan (0: none) */
   uint64_t next_retry_ms;   /* earliest re-arm of a listener paused by EMFILE (0: none) */
 } loop;
@@ -770,10 +771,11 @@ int fe_detach(fe_engine *e, uint64_t id, fe_detach_cb cb, void *ctx) {
 #define ACCEPT_RETRY_MS 100  /* a listener paused (EMFILE/ENFILE, or its caller stalled) is re-armed this much later */
 
 typedef struct lsn {
-  struct lsn *next; /* the loop's list */
+  struct lsn *next; /* the loop's list, or its dead list once unlistened */
   uint32_t lid;
   int fd;
   bool registered;
+  bool closed; /* unlistened: later events of the same batch skip it */
   uint64_t retry_ms; /* 0: armed; else when to re-arm it */
 } lsn;
 
@@ -796,7 +798,16 @@ static void free_listen_cmd(cmd *c) {
   free(ls);
 }
 
+static void free_dead_lsns(loop *l) {
+  while (l->dead_lsns != NULL) {
+    lsn *ls = l->dead_lsns;
+    l->dead_lsns = ls->next;
+    free(ls);
+  }
+}
+
 static void free_native(loop *l) {
+  free_dead_lsns(l);
   while (l->lsns != NULL) {
     lsn *ls = l->lsns;
     l->lsns = ls->next;
@@ -821,6 +832,7 @@ static void pause_listener(loop *l, lsn *ls, uint64_t now) {
 }
 
 static void on_accept(loop *l, lsn *ls, uint64_t now) {
+  if (ls->closed) return; /* unlistened earlier in this batch */
   for (int k = 0; k < ACCEPTS_PER_EVENT; k++) {
     struct sockaddr_storage peer;
     socklen_t len = sizeof peer;
@@ -955,8 +967,14 @@ static void run_native_command(loop *l, cmd *c, uint64_t now) {
         if (ls->lid != (uint32_t)c->arg) continue;
         *pp = ls->next;
         if (ls->registered) epoll_ctl(l->ep, EPOLL_CTL_DEL, ls->fd, NULL);
+        ls->registered = false;
         close(ls->fd); /* the kernel resets what waits in its accept queue, as server.close() */
-        free(ls);
+        ls->fd = -1;
+        /* An event for it may follow in this same epoll batch (the shutdown in fe_unlisten makes
+           one likely; ASan caught the use after free): freed once the batch is done. */
+        ls->closed = true;
+        ls->next = l->dead_lsns;
+        l->dead_lsns = ls;
         break;
       }
       {
@@ -971,6 +989,7 @@ static void run_native_command(loop *l, cmd *c, uint64_t now) {
 /* Connect deadlines and paused listeners. A scan over the pairs only when the earliest deadline
    seen passes: connects that succeed in time cost nothing here. */
 static void run_native_timers(loop *l, uint64_t now) {
+  free_dead_lsns(l); /* after the batch: no event of it can name them any more */
   if (l->next_retry_ms != 0 && now >= l->next_retry_ms) {
     l->next_retry_ms = 0;
     for (lsn *ls = l->lsns; ls != NULL; ls = ls->next) {
