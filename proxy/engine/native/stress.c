@@ -306,8 +306,6 @@ static void tcp_pair(int l, uint16_t port, int *outer, int *inner) {
   *inner = i;
 }
 
-static const char *names[] = {"client-first", "server-first", "client-reset", "server-reset", "close-by-id", "idle", "detach"};
-static const char *races[] = {"", "+close", "+reset"};
 /* ---- accept rounds ---- */
 
 #define ACC_CONNS 24
@@ -633,7 +631,8 @@ static void on_batch_end(void *ctx) {
   atomic_fetch_add_explicit(&g_batches, 1, memory_order_relaxed);
 }
 
-static const char *names[] = {"client-first", "server-first", "client-reset", "server-reset", "close-by-id", "idle"};
+static const char *names[] = {"client-first", "server-first", "client-reset", "server-reset", "close-by-id", "idle", "detach"};
+static const char *races[] = {"", "+close", "+reset"};
 
 int main(int argc, char **argv) {
   unsigned first = argc > 1 ? (unsigned)atoi(argv[1]) : 1;
