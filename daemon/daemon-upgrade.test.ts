@@ -76,6 +76,15 @@ test('two upgrades under load at c=50 (a new connection per exchange): 0 failure
   const watchHealth = setInterval(() => void d.app('web').then((a) => a && healthSeen.push(a.health[0]!.state), () => {}), 50);
   t.after(() => clearInterval(watchHealth));
 
+  // The daemon's own counters carry over too: give this one some reloads (one SIGHUP at a time).
+  const reloads = async (): Promise<number> => sumSamples(parsePrometheusText((await d.get('/metrics')).body), 'fproxy_config_reloads_total', {});
+  for (let k = 0; k < 5; k++) {
+    const was = await reloads();
+    process.kill(firstPid, 'SIGHUP');
+    await waitFor(async () => (await reloads()) > was, 10_000, `SIGHUP ${k + 1} counted`);
+  }
+  let lastReloads = await reloads();
+
   let pid = firstPid;
   let lastTotal = 0;
   for (let i = 0; i < 2; i++) {
@@ -89,6 +98,10 @@ test('two upgrades under load at c=50 (a new connection per exchange): 0 failure
     const total = sumSamples(parsePrometheusText((await d.get('/metrics')).body), 'fproxy_connections_total', { app: 'web' });
     assert.ok(total >= lastTotal, `fproxy_connections_total went back from ${lastTotal} to ${total}`);
     lastTotal = total;
+    const reloaded = await reloads();
+    assert.ok(reloaded >= lastReloads, `fproxy_config_reloads_total went back from ${lastReloads} to ${reloaded}`);
+    t.diagnostic(`reloads ${lastReloads} -> ${reloaded}`);
+    lastReloads = reloaded;
     pid = next;
     const before = streams.map((c) => c.received.length);
     await waitFor(() => streams.every((c, n) => c.problem !== undefined || c.received.length >= before[n]! + 6), 20_000, 'every long-lived connection echoing after the upgrade');

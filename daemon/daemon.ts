@@ -238,8 +238,9 @@ class DaemonProcess implements Daemon, AppFleet {
           throw new DaemonError('ERR_UPGRADE_APP', `App "${name}" is not serving in the new daemon (${app.state}): ${app.currentError?.message ?? 'no worker ready'}`);
         }
       }
-      const { admin, metrics } = await takeover.ready(this.#upgradeTimeoutMs);
+      const { admin, metrics, daemon } = await takeover.ready(this.#upgradeTimeoutMs);
       this.#carryMetrics(metrics);
+      if (daemon !== undefined) this.#metrics.carryCounters(daemon);
       if (admin === undefined) throw new DaemonError('ERR_UPGRADE_PROTOCOL', 'The old daemon handed over no admin socket');
       this.adminAddress = this.#admin.adopt(admin);
     } catch (err) {
@@ -305,6 +306,7 @@ class DaemonProcess implements Daemon, AppFleet {
         carry: { fromPid: process.pid, apps },
         admin: () => this.#admin.listening,
         totals: () => this.#metrics.totals(),
+        counters: () => this.#metrics.counters(),
         timeoutMs: this.#upgradeTimeoutMs,
       });
     } catch (err) {

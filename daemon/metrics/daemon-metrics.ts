@@ -21,6 +21,7 @@ import type { HistogramSnapshot, ListenerSpec, MetricsSnapshot } from '../../pro
 import type { AppStatus } from '../app-supervisor.ts';
 import type { ListenerProcess } from '../listener-process.ts';
 import { addSnapshots, connectionsTotal, countersOnly, emptySnapshot } from './snapshot-sum.ts';
+import type { DaemonCounters } from '../upgrade/upgrade-protocol.ts';
 
 /** What the daemon shows the metrics of: its AppSupervisors (running and retiring). */
 export interface MetricsApp {
@@ -194,6 +195,29 @@ export class DaemonMetrics implements AppMetricsSink {
     if (result === 'completed') this.#rolloutDuration.observe(ms / 1000);
     this.#rollouts.push({ app, generation, result, durationMs: ms, at: new Date().toISOString() });
     if (this.#rollouts.length > 20) this.#rollouts.shift();
+  }
+
+  /** The daemon's own counters (reloads, rollouts, restarts), for a successor daemon (upgrade). */
+  async counters(): Promise<DaemonCounters> {
+    const out: Record<string, { labels: Record<string, string | number>; value: number }[]> = {};
+    for (const c of [this.#reloads, this.#rolloutsTotal, this.#restarts] as Counter<string>[]) {
+      const got = await c.get();
+      out[got.name] = got.values.map((v) => ({ labels: { ...v.labels } as Record<string, string | number>, value: v.value }));
+    }
+    return out;
+  }
+
+  /**
+   * A predecessor daemon's counters (upgrade): added to ours, so they go on from where it was
+   * (Envoy carries stats over a hot restart). Names this version does not have are left out.
+   */
+  carryCounters(counters: DaemonCounters): void {
+    const byName = new Map<string, Counter<string>>([this.#reloads, this.#rolloutsTotal, this.#restarts].map((c) => [(c as unknown as { name: string }).name, c as Counter<string>]));
+    for (const [name, values] of Object.entries(counters)) {
+      const c = byName.get(name);
+      if (c === undefined) continue;
+      for (const { labels, value } of values) if (Number.isFinite(value) && value > 0) c.inc(labels, value);
+    }
   }
 
   reload(result: ReloadResult, fullyApplied = false): void {

@@ -15,7 +15,7 @@ import { DaemonError } from '../daemon-error.ts';
 import type { Logger } from '../logger.ts';
 import type { HandoverPart } from '../listener-process.ts';
 import { parseFromSuccessor, UPGRADE_FROM_ENV, UPGRADE_VERSION } from './upgrade-protocol.ts';
-import type { FromSuccessor, ToSuccessor, UpgradeCarry } from './upgrade-protocol.ts';
+import type { DaemonCounters, FromSuccessor, ToSuccessor, UpgradeCarry } from './upgrade-protocol.ts';
 
 export interface SuccessorOptions {
   readonly logger: Logger;
@@ -25,6 +25,8 @@ export interface SuccessorOptions {
   readonly admin: () => NetServer | undefined;
   /** Our metrics totals at hand-over time. */
   readonly totals: () => Promise<MetricsSnapshot[]>;
+  /** Our own counters at hand-over time (reloads, rollouts, restarts): they go on in the new daemon. */
+  readonly counters?: () => Promise<DaemonCounters>;
   /** From spawn to took-over. */
   readonly timeoutMs: number;
   /** What to run; default this process's node, flags, script and arguments. */
@@ -60,7 +62,8 @@ export async function startSuccessor(options: SuccessorOptions): Promise<Success
     await inbox.next('ready', deadline);
     log.info({ event: 'upgrade-successor-ready' }, 'new daemon serves every app; handing over the admin endpoint');
     const totals = await options.totals();
-    send(child, { v: UPGRADE_VERSION, type: 'admin', metrics: totals }, options.admin());
+    const daemon = await options.counters?.();
+    send(child, { v: UPGRADE_VERSION, type: 'admin', metrics: totals, ...(daemon === undefined ? {} : { daemon }) }, options.admin());
     await inbox.next('took-over', deadline);
   } catch (err) {
     inbox.close();

@@ -9,7 +9,7 @@ import type net from 'node:net';
 import type { HandoverSession, MetricsSnapshot } from '../../proxy/index.ts';
 import { DaemonError } from '../daemon-error.ts';
 import { parseToSuccessor, UPGRADE_FROM_ENV, UPGRADE_VERSION } from './upgrade-protocol.ts';
-import type { FromSuccessor, UpgradeCarry } from './upgrade-protocol.ts';
+import type { DaemonCounters, FromSuccessor, UpgradeCarry } from './upgrade-protocol.ts';
 
 const CARRY_TIMEOUT_MS = 10_000;
 
@@ -36,11 +36,12 @@ export class Takeover {
   }
 
   /** Every app serves: say so and wait for the admin socket and the predecessor's totals. */
-  async ready(timeoutMs: number): Promise<{ admin: NetServer | undefined; metrics: readonly MetricsSnapshot[] }> {
+  async ready(timeoutMs: number): Promise<{ admin: NetServer | undefined; metrics: readonly MetricsSnapshot[]; daemon: DaemonCounters | undefined }> {
     const got = receive((m) => m.type === 'admin', timeoutMs, 'admin');
     reply({ v: UPGRADE_VERSION, type: 'ready', pid: process.pid });
     const { msg, handle } = await got;
-    return { admin: handle as NetServer | undefined, metrics: (msg as { metrics: readonly MetricsSnapshot[] }).metrics };
+    const admin = msg as { metrics: readonly MetricsSnapshot[]; daemon?: DaemonCounters };
+    return { admin: handle as NetServer | undefined, metrics: admin.metrics, daemon: admin.daemon };
   }
 
   /**

@@ -2,7 +2,8 @@
 // spawns from the code on disk ("new"), over the successor's IPC channel (JSON serialization).
 //   old → new  carry      (at spawn)   what to carry on: per app its bound ports and health states
 //   new → old  ready                   every app the old daemon serves is serving in the new one
-//   old → new  admin      + handle     the old daemon's listening admin socket, and its metrics totals
+//   old → new  admin      + handle     the old daemon's listening admin socket, its metrics totals and
+//                                      its own counters (reloads, rollouts, restarts)
 //   new → old  took-over               the new daemon answers on the admin socket; the old one drains
 //   old → new  adopt      + handle     a connection one of the old listeners handed over while draining
 //                                      (issue 16 §2): the new daemon gives it to a worker of that app
@@ -15,6 +16,9 @@ import type { AppCarry } from '../app-supervisor.ts';
 
 export const UPGRADE_VERSION = 1;
 
+/** The daemon's own counters by metric name: every labelled value (optional in `admin`: an older daemon sends none). */
+export type DaemonCounters = Readonly<Record<string, readonly { readonly labels: Readonly<Record<string, string | number>>; readonly value: number }[]>>;
+
 /** Environment variable naming the predecessor's pid: set only in a successor daemon. */
 export const UPGRADE_FROM_ENV = 'FPROXY_UPGRADE_FROM';
 
@@ -26,7 +30,7 @@ export interface UpgradeCarry {
 
 export type ToSuccessor =
   | { readonly v: number; readonly type: 'carry'; readonly carry: UpgradeCarry }
-  | { readonly v: number; readonly type: 'admin'; readonly metrics: readonly MetricsSnapshot[] }
+  | { readonly v: number; readonly type: 'admin'; readonly metrics: readonly MetricsSnapshot[]; readonly daemon?: DaemonCounters }
   | { readonly v: number; readonly type: 'metrics'; readonly metrics: readonly MetricsSnapshot[] }
   | { readonly v: number; readonly type: 'adopt'; readonly app: string; readonly from: number; readonly id: number; readonly part: 'client' | 'upstream'; readonly session: HandoverSession };
 
