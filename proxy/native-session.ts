@@ -18,12 +18,13 @@
 // then close ourselves).
 import type { ConnectError, ConnectHandle, Connector, Dialed, DialJob, Dialer } from './connector.ts';
 import { AttemptTimeoutError } from './connector.ts';
-import type { EngineOutcome, ForwardResult } from './engine/engine.ts';
+import type { ForwardResult } from './engine/engine.ts';
 import type { ConnectionSink, ConnectOutcome, NativeEngine } from './engine/native-engine.ts';
 import type { TargetPool } from './pool/target-pool.ts';
 import type { TargetState } from './pool/target-state.ts';
 import type { Router } from './router.ts';
 import type { HandoverSession } from './ipc/protocol.ts';
+import { ENGINE_CODES, NO_ALPN } from './session.ts';
 import type { Failure, HandOff, Outcome } from './session.ts';
 import { socketFromFd } from './engine/socket-from-fd.ts';
 import type { ListenerSpec } from './spec.ts';
@@ -37,14 +38,6 @@ export interface NativeSessionHost {
   onNativeClosed(session: NativeSession): void;
 }
 
-const NO_ALPN: readonly string[] = Object.freeze([]);
-/** The codes the JS path gives the same engine outcomes (see Session). */
-const ENGINE_CODES: Record<Exclude<EngineOutcome, 'ok'>, string> = {
-  'client-error': 'ECONNRESET',
-  'upstream-error': 'ECONNRESET',
-  'idle-timeout': 'ERR_IDLE_TIMEOUT',
-  'drained': 'ERR_DRAINED',
-};
 /** errno → code, for the pool's lastError and passive health (attemptResult reads `code`). */
 const ERRNO_CODES: Record<number, string> = { 111: 'ECONNREFUSED', 110: 'ETIMEDOUT', 113: 'EHOSTUNREACH', 101: 'ENETUNREACH', 24: 'EMFILE', 23: 'ENFILE', 99: 'EADDRNOTAVAIL', 104: 'ECONNRESET' };
 

@@ -54,9 +54,9 @@ const kPeer = Symbol('peer');
 const kSession = Symbol('session');
 type Peered = net.Socket & { [kPeer]: Peered; [kSession]: Session };
 
-const NO_ALPN: readonly string[] = Object.freeze([]);
-/** The reason codes the JS path gives the same outcomes (the native engine reports no errno). */
-const ENGINE_CODES: Record<Exclude<EngineOutcome, 'ok'>, string> = {
+export const NO_ALPN: readonly string[] = Object.freeze([]);
+/** The reason codes the JS path gives the same outcomes (the native engine reports no errno); NativeSession uses them too. */
+export const ENGINE_CODES: Readonly<Record<Exclude<EngineOutcome, 'ok'>, string>> = {
   // The engine reports a failed side, not its errno; a reset is what it sees nearly always.
   'client-error': 'ECONNRESET',
   'upstream-error': 'ECONNRESET',
