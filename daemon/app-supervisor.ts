@@ -197,7 +197,17 @@ export class AppSupervisor {
 
   /** A connection handed over by the old daemon's listeners (daemon upgrade): to a worker of the serving generation. */
   adopt(part: HandoverPart): boolean {
-    return this.#current?.adopt(part) ?? false;
+    // Both halves of a session to the same worker (see the handover relay above).
+    const key = `${part.from}:${part.id}`;
+    const pinned = this.#halves.get(key);
+    if (pinned !== undefined) {
+      this.#halves.delete(key);
+      return pinned(part);
+    }
+    const worker = this.#current?.adopt(part);
+    if (worker === undefined) return false;
+    this.#halves.set(key, (second) => worker.adopt(second, true));
+    return true;
   }
 
   /** Resolves when no process of this app is alive (after stop()). */
@@ -297,8 +307,14 @@ export class AppSupervisor {
       // To the generation serving now (the one that replaced `gen`, or `gen` itself when one of its
       // workers was stopped by SIGTERM: its ready workers, the replacement among them), or, when the
       // whole app stops for a daemon upgrade, to the new daemon; nobody to take it: it is closed.
+      // The two halves of a session (client, upstream) come as two messages: the second goes where
+      // the first went, even if another generation became current in between (split, neither
+      // worker could ever resume it).
+      const key = `${part.from}:${part.id}`;
+      const pinned = this.#halves.get(key);
+      if (pinned !== undefined) this.#halves.delete(key);
       const to = this.#current;
-      const taken = (!this.#retiring && to !== undefined && to.adopt(part)) || (this.handOverTo?.(this.name, part) ?? false);
+      const taken = pinned !== undefined ? pinned(part) : this.#handOverFirst(key, part, to);
       if (!taken) {
         this.#log.warn({ gen: gen.number, id: part.id }, 'no ready worker to hand a connection to; it is closed');
         part.socket.destroy();
@@ -380,6 +396,25 @@ export class AppSupervisor {
   #recordError(err: unknown): void {
     this.#lastError = summarizeError(err);
     this.#currentError = this.#lastError;
+  }
+
+  /** Where the first half of a handed-over session went (by "pid:id"), for its second half. */
+  readonly #halves = new Map<string, (part: HandoverPart) => boolean>();
+
+  #handOverFirst(key: string, part: HandoverPart, to: Generation | undefined): boolean {
+    if (!this.#retiring && to !== undefined) {
+      const worker = to.adopt(part);
+      if (worker !== undefined) {
+        this.#halves.set(key, (second) => worker.adopt(second, true));
+        return true;
+      }
+    }
+    if (this.handOverTo?.(this.name, part) === true) {
+      const relay = this.handOverTo;
+      this.#halves.set(key, (second) => relay(this.name, second));
+      return true;
+    }
+    return false;
   }
 
   /** Every live process of the app hears of a health change: all workers, starting and draining generations too. */

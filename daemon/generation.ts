@@ -90,13 +90,14 @@ export class Generation extends EventEmitter<{ failure: [DaemonError]; restarted
   }
 
   /**
-   * Give a handed-over socket to one of our ready workers: both halves of a session go to the same
-   * one (chosen from the sender's pid and the session id). False when no worker is ready.
+   * Give a handed-over socket to one of our ready workers (chosen from the sender's pid and the
+   * session id); the worker that took it, for the session's other half. Undefined when none could.
    */
-  adopt(part: HandoverPart): boolean {
+  adopt(part: HandoverPart): ListenerProcess | undefined {
     const ready = this.#slots.map((s) => s.process).filter((p): p is ListenerProcess => p?.state === 'ready');
-    if (ready.length === 0) return false;
-    return ready[(part.from + part.id) % ready.length]!.adopt(part);
+    if (ready.length === 0) return undefined;
+    const worker = ready[(part.from + part.id) % ready.length]!;
+    return worker.adopt(part) ? worker : undefined;
   }
 
   kill(): void {

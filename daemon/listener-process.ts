@@ -244,9 +244,12 @@ export class ListenerProcess extends EventEmitter<{ exit: [ListenerExit]; handov
   }
 
   /** Give this worker a handed-over session's socket; false (socket untouched) when it cannot take it. */
-  adopt(part: HandoverPart): boolean {
+  adopt(part: HandoverPart, secondHalf = false): boolean {
     const child = this.#child;
-    if (this.state !== 'ready' || child === undefined || !child.connected) return false;
+    // A session's second half follows its first even into a worker that has started draining since
+    // (it pairs them, then hands the session on or drains it with the rest).
+    const open = this.state === 'ready' || (secondHalf && this.state === 'draining');
+    if (!open || child === undefined || !child.connected) return false;
     // The connection's leases come with it (the client half carries them): moved here, and the
     // adopter is told what moved. From another daemon (an upgrade) nothing can move.
     const { lease, ...session } = part.session;

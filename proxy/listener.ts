@@ -626,12 +626,15 @@ export class Listener implements ListenerContext {
    * to HANDOVER_WINDOW_MS (one not at a clean point yet — pending writes, still inspecting — is
    * tried again); what cannot move (TLS terminated, half-closed, inspecting) drains as before.
    */
-  async drain(timeoutMs: number = this.spec.drainTimeoutMs, handOver?: (h: HandOff) => void): Promise<{ closedByTimeout: number; handedOver?: number }> {
+  async drain(timeoutMs: number = this.spec.drainTimeoutMs, handOver?: (h: HandOff) => void, adoptionsSettled?: () => Promise<void>): Promise<{ closedByTimeout: number; handedOver?: number }> {
     if (this.#draining) return { closedByTimeout: 0 };
     this.#draining = true;
     this.#reporter?.close();
     await this.#closeServers();
     this.#terminator?.close();
+    // Sessions handed to us whose second half is still on its way (the daemon sent `drain` in
+    // between): they become sessions here first, then go on with the rest.
+    await adoptionsSettled?.();
     let handedOver = 0;
     if (handOver !== undefined && this.spec.handOver !== false) {
       // Native-engine sessions answer asynchronously (the engine detaches on its loop thread):
@@ -717,8 +720,9 @@ export class Listener implements ListenerContext {
         this.#tickets.set(a, t);
       }
     });
-    // Arrived while this worker drains in turn: closed, but counted (one count per connection, here).
-    if (this.#draining) return s.destroy('drained', 'ERR_DRAINING');
+    // Arrived while this worker drains in turn: it drains (or is handed on) with the others; only
+    // once the drain is over is it closed (counted here).
+    if (this.#drainClosed) return s.destroy('drained', 'ERR_DRAINING');
     if (this.spec.onTargetRemoved === 'close' && !this.#configured().has(state.target)) s.destroy('drained', 'ERR_TARGET_REMOVED');
   }
 

@@ -72,7 +72,7 @@ async function drainAndExit(reason: string, handOver = false): Promise<void> {
   logger.info({ reason, activeConnections: active, handOver }, 'draining');
   // drain() closes the servers before its first await: `draining` tells the daemon this process
   // accepts nothing more (an API write is answered on it), so it goes out only after that.
-  const drained = listener.drain(undefined, handOver && process.connected ? sendHandOff : undefined);
+  const drained = listener.drain(undefined, handOver && process.connected ? sendHandOff : undefined, adoptionsSettled);
   send({ v: IPC_VERSION, type: 'draining', activeConnections: active });
   const { closedByTimeout, handedOver } = await drained;
   await handOffsSent();
@@ -204,6 +204,12 @@ function onSigterm(): void {
   logger.info({ event: 'stopping', activeConnections: listener.activeConnections }, 'SIGTERM: the daemon starts a replacement worker; open connections are handed to it, then this one exits');
   send({ v: IPC_VERSION, type: 'stopping', reason: 'SIGTERM' });
   setTimeout(() => void drainAndExit('SIGTERM (no drain from the daemon)'), STOPPING_FALLBACK_MS).unref();
+}
+
+/** Resolves once no handed-over session waits for its second half (at most ADOPT_WAIT_MS). */
+const ADOPT_WAIT_MS = 2000;
+async function adoptionsSettled(): Promise<void> {
+  for (const until = Date.now() + ADOPT_WAIT_MS; adopting.size > 0 && Date.now() < until && process.connected; ) await new Promise((r) => setTimeout(r, 10));
 }
 
 function heldError(): void {
