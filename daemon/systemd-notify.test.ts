@@ -29,11 +29,13 @@ test('sends MAINPID and READY=1 to NOTIFY_SOCKET', { skip: has('systemd-notify')
   const sock = join(dir, 'notify.sock');
   const receiver = spawn('python3', ['-c', `import socket,sys\ns=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nsys.stdout.write(s.recv(4096).decode())`, sock], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => receiver.kill('SIGKILL'));
+  // Attached now: the receiver can get the datagram and exit before notifySystemd's callback runs.
+  const exited = once(receiver, 'exit');
   let got = '';
   receiver.stdout.on('data', (b: Buffer) => (got += b.toString()));
   await waitFor(() => existsSync(sock), 10_000, 'the receiver bound');
   assert.equal(await notifySystemd({ PATH: process.env.PATH, NOTIFY_SOCKET: sock }, { ready: true, mainPid: 4242 }), undefined);
-  await once(receiver, 'exit');
+  await exited;
   assert.deepEqual(got.split('\n').sort(), ['MAINPID=4242', 'READY=1']);
 });
 
