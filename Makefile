@@ -44,7 +44,7 @@ test-sanitizers: node_modules/.installed
 	ASAN_OPTIONS=halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1 timeout 600 build/native/stress-asan 1 $(STRESS_SEEDS) $(STRESS_ROUNDS)
 	TSAN_OPTIONS=halt_on_error=1 timeout 600 build/native/stress-tsan 1 $(STRESS_SEEDS) $(STRESS_ROUNDS)
 	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 FPROXY_ENGINE_ADDON=$(CURDIR)/build/native/forwarder-asan.node \
-	  timeout 600 $(NODE) --test --test-concurrency=1 --test-timeout=120000 proxy/engine/native-engine.test.ts proxy/accept-path-native.test.ts
+	  timeout 600 $(NODE) --test --test-concurrency=1 --test-timeout=120000 proxy/engine/native-engine.test.ts proxy/engine/native-engine-threaded.test.ts proxy/accept-path-native.test.ts proxy/accept-path-native-threaded.test.ts
 
 ## Run the daemon on the shipped config.json, with local echo targets on 9001-9003.
 run: deps

@@ -1,6 +1,7 @@
 // defaultEngine: the process's socket engine. Native when the addon is built and loads, unless
 // FPROXY_ENGINE=js; otherwise JS, with one warning saying why. FPROXY_ENGINE_THREADS sets the
-// native loop threads (default 1: a listener process per worker already spreads apps over cores).
+// native loop threads (default 0: the loop runs on the listener's own thread, no hand-off between
+// threads per connection; a listener process per worker already spreads apps over cores).
 import type { Engine } from './engine.ts';
 import { JsEngine } from './js-engine.ts';
 import { NativeEngine } from './native-engine.ts';
@@ -14,8 +15,8 @@ export function defaultEngine(env: NodeJS.ProcessEnv = process.env): { engine: E
   const want = env.FPROXY_ENGINE ?? 'native';
   if (want === 'js') return (chosen = { engine: js });
   if (want !== 'native') return (chosen = { engine: js, warning: `FPROXY_ENGINE="${want}" is not "native" or "js"; using the js engine` });
-  const threads = Number(env.FPROXY_ENGINE_THREADS ?? 1);
-  if (!Number.isInteger(threads) || threads < 1 || threads > 64) return (chosen = { engine: js, warning: `FPROXY_ENGINE_THREADS="${env.FPROXY_ENGINE_THREADS}" is not an integer 1..64; using the js engine` });
+  const threads = Number(env.FPROXY_ENGINE_THREADS ?? 0);
+  if (!Number.isInteger(threads) || threads < 0 || threads > 64) return (chosen = { engine: js, warning: `FPROXY_ENGINE_THREADS="${env.FPROXY_ENGINE_THREADS}" is not an integer 0..64; using the js engine` });
   try {
     return (chosen = { engine: NativeEngine.get(js, threads) });
   } catch (err) {

@@ -130,7 +130,7 @@ export class NativeEngine implements Engine {
   readonly #detaching = new Map<number, { resolve: (r: DetachResult) => void; timer: NodeJS.Timeout }>();
 
   /** The process's native engine (the addon is loaded and started once). Throws if it cannot load. */
-  static get(fallback: Engine, threads = 1, addonPath: string | undefined = findAddon()): NativeEngine {
+  static get(fallback: Engine, threads = 0, addonPath: string | undefined = findAddon()): NativeEngine {
     if (instance !== undefined) return instance;
     if (addonPath === undefined) throw Object.assign(new Error(`native engine not built (no ${ADDON_FILE}; run make native)`), { code: 'ERR_ENGINE_NOT_BUILT' });
     const addon = createRequire(import.meta.url)(addonPath) as Addon;

@@ -109,6 +109,7 @@ typedef struct loop {
   uint64_t next_scan_ms;
   uint32_t min_idle_ms; /* smallest idle_ms among open pairs at the last scan or add (0: none) */
   bool stop;
+  bool inline_loop; /* fe_start(0): no thread; the owner runs turns with fe_run (written once) */
   cmd stop_cmd; /* pushed by fe_stop: stopping needs no allocation */
   /* loop thread only (native accept and connect): */
   struct lsn *lsns;         /* listening sockets this loop accepts on */
@@ -464,35 +465,42 @@ static void on_accept(loop *l, struct lsn *ls, uint64_t now);
 static void run_native_timers(loop *l, uint64_t now);
 static void free_native(loop *l);
 
-static void *loop_main(void *arg) {
-  loop *l = arg;
+/* One epoll batch (waiting up to `timeout` ms), then timers, frees and the batch-end callback. */
+static void loop_turn(loop *l, int timeout) {
   struct epoll_event evs[MAX_EVENTS];
-  while (!l->stop) {
-    int n = epoll_wait(l->ep, evs, MAX_EVENTS, wait_timeout(l, now_ms()));
-    if (n < 0) n = 0; /* EINTR */
-    uint64_t now = now_ms();
-    for (int k = 0; k < n; k++) {
-      void *ptr = evs[k].data.ptr;
-      if (ptr == NULL) {
-        run_commands(l, now);
-        continue;
-      }
-      if ((uintptr_t)ptr & 2) { /* a listening socket (tag 2; pairs use bit 0 for the side) */
-        on_accept(l, (struct lsn *)((uintptr_t)ptr & ~(uintptr_t)3), now);
-        continue;
-      }
-      pair *p = (pair *)((uintptr_t)ptr & ~(uintptr_t)1);
-      if (p->closed) continue;
-      on_event(l, p, (int)((uintptr_t)ptr & 1), evs[k].events, now);
+  int n = epoll_wait(l->ep, evs, MAX_EVENTS, timeout);
+  if (n < 0) n = 0; /* EINTR */
+  uint64_t now = now_ms();
+  for (int k = 0; k < n; k++) {
+    void *ptr = evs[k].data.ptr;
+    if (ptr == NULL) {
+      run_commands(l, now);
+      continue;
     }
-    run_timers(l, now);
-    run_native_timers(l, now);
-    free_dead(l);
-    fe_batch_end_cb end = atomic_load_explicit(&l->eng->batch_end_cb, memory_order_acquire);
-    if (end != NULL) end(l->eng->batch_end_ctx);
+    if ((uintptr_t)ptr & 2) { /* a listening socket (tag 2; pairs use bit 0 for the side) */
+      on_accept(l, (struct lsn *)((uintptr_t)ptr & ~(uintptr_t)3), now);
+      continue;
+    }
+    pair *p = (pair *)((uintptr_t)ptr & ~(uintptr_t)1);
+    if (p->closed) continue;
+    on_event(l, p, (int)((uintptr_t)ptr & 1), evs[k].events, now);
   }
+  run_timers(l, now);
+  run_native_timers(l, now);
+  free_dead(l);
+  fe_batch_end_cb end = atomic_load_explicit(&l->eng->batch_end_cb, memory_order_acquire);
+  if (end != NULL) end(l->eng->batch_end_ctx);
+}
+
+static void loop_close_all(loop *l) {
   while (l->pairs != NULL) close_pair(l, l->pairs, FE_DRAINED, -1);
   free_dead(l);
+}
+
+static void *loop_main(void *arg) {
+  loop *l = arg;
+  while (!l->stop) loop_turn(l, wait_timeout(l, now_ms()));
+  loop_close_all(l);
   return NULL;
 }
 
@@ -529,6 +537,8 @@ static void free_loop(loop *l) {
 }
 
 fe_engine *fe_start(int threads, fe_done_cb cb, void *ctx) {
+  bool inline_loop = threads == 0;
+  if (inline_loop) threads = 1;
   if (threads < 1 || threads > 64 || cb == NULL) {
     errno = EINVAL;
     return NULL;
@@ -554,8 +564,9 @@ fe_engine *fe_start(int threads, fe_done_cb cb, void *ctx) {
     l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&l->mu, NULL);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    l->inline_loop = inline_loop;
     if (l->ep < 0 || l->evfd < 0 || epoll_ctl(l->ep, EPOLL_CTL_ADD, l->evfd, &ev) != 0 ||
-        (err = pthread_create(&l->thr, NULL, loop_main, l)) != 0) {
+        (!inline_loop && (err = pthread_create(&l->thr, NULL, loop_main, l)) != 0)) {
       if (err == 0) err = errno;
       free_loop(l);
       break;
@@ -630,6 +641,14 @@ void fe_reset(fe_engine *e, uint64_t id) { broadcast(e, CMD_RESET, id); }
 
 void fe_drain_by(fe_engine *e, uint64_t delay_ms) { broadcast(e, CMD_DRAIN, now_ms() + delay_ms + 1); }
 
+int fe_poll_fd(fe_engine *e) { return e->nloops == 1 && e->loops[0].inline_loop ? e->loops[0].ep : -1; }
+
+int fe_run(fe_engine *e) {
+  loop *l = &e->loops[0];
+  loop_turn(l, 0);
+  return wait_timeout(l, now_ms());
+}
+
 void fe_get_stats(fe_engine *e, fe_stats *out) {
   out->pairs = atomic_load_explicit(&e->pairs, memory_order_acquire);
   out->buffers_in_use = atomic_load_explicit(&e->bufs_in_use, memory_order_relaxed);
@@ -638,6 +657,14 @@ void fe_get_stats(fe_engine *e, fe_stats *out) {
 
 void fe_stop(fe_engine *e) {
   if (e == NULL) return;
+  if (e->nloops == 1 && e->loops[0].inline_loop) {
+    /* the caller is the loop's thread: what is queued is freed unseen, as after a join */
+    loop_close_all(&e->loops[0]);
+    free_loop(&e->loops[0]);
+    free(e->loops);
+    free(e);
+    return;
+  }
   for (int i = 0; i < e->nloops; i++) {
     e->loops[i].stop_cmd.type = CMD_STOP;
     push_cmd(&e->loops[i], &e->loops[i].stop_cmd);

@@ -41,8 +41,22 @@ typedef struct fe_stats {
 
 typedef struct fe_engine fe_engine;
 
-/* Starts `threads` loop threads. NULL with errno set on failure. */
+/*
+ * Starts `threads` loop threads. NULL with errno set on failure.
+ * threads 0: one loop and no thread ("inline"): the owner thread runs it, one non-blocking turn per
+ * fe_run, whenever fe_poll_fd is readable or the timeout fe_run returned has passed. Every call
+ * (and every callback) then happens on that one thread: no hand-off between threads per connection.
+ */
 fe_engine *fe_start(int threads, fe_done_cb cb, void *ctx);
+
+/* Inline engine: the fd to watch for readability (the loop's epoll set); -1 for a threaded one. */
+int fe_poll_fd(fe_engine *e);
+
+/*
+ * Inline engine: one turn (events ready now, commands, timers, the batch-end callback). Returns the
+ * ms until the loop's next timer (idle scan, connect deadline, drain deadline), or -1 for none.
+ */
+int fe_run(fe_engine *e);
 
 /*
  * Hands a pair over: the engine owns both fds from here (closes them, also on failure).

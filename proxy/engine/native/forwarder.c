@@ -24,6 +24,7 @@
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
 #include <node_api.h>
+#include <uv.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -41,6 +42,11 @@
 #include "engine-core.h"
 
 static fe_engine *g_engine;
+/* Inline engine (start(0, ...)): its epoll set watched by Node's own loop, its timer a uv timer;
+   both main thread only. Neither keeps the process alive (the threadsafe function's ref does). */
+static uv_poll_t g_poll;
+static uv_timer_t g_timer;
+static bool g_inline;
 static napi_threadsafe_function g_tsfn;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static fe_result *g_results;
@@ -227,8 +233,34 @@ static void call_js(napi_env env, napi_value fn, void *context, void *data) {
 static void detach_cleanup(void);
 
 /* Environment teardown: stop the loops (closing every pair), then drop the queue. */
+static void run_inline(void);
+static void on_poll(uv_poll_t *h, int status, int events) {
+  (void)h;
+  (void)status;
+  (void)events;
+  run_inline();
+}
+static void on_timer(uv_timer_t *h) {
+  (void)h;
+  run_inline();
+}
+/* Main thread: one turn of the inline engine, then its next timer. */
+static void run_inline(void) {
+  if (g_engine == NULL) return;
+  int ms = fe_run(g_engine);
+  if (ms < 0) uv_timer_stop(&g_timer);
+  else uv_timer_start(&g_timer, on_timer, (uint64_t)ms, 0);
+}
+
 static void cleanup(void *arg) {
   (void)arg;
+  if (g_inline) {
+    uv_poll_stop(&g_poll);
+    uv_timer_stop(&g_timer);
+    uv_close((uv_handle_t *)&g_poll, NULL);
+    uv_close((uv_handle_t *)&g_timer, NULL);
+    g_inline = false;
+  }
   pthread_mutex_lock(&g_mu);
   g_closing = true;
   pthread_mutex_unlock(&g_mu);
@@ -266,8 +298,22 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   CHECK(napi_unref_threadsafe_function(env, g_tsfn));
   g_engine = fe_start(threads, on_done, NULL);
   if (g_engine != NULL) fe_set_batch_end_cb(g_engine, on_batch_end, NULL);
+  int err = errno;
+  if (g_engine != NULL && threads == 0) {
+    uv_loop_t *uvl = NULL;
+    if (napi_get_uv_event_loop(env, &uvl) != napi_ok || uv_poll_init(uvl, &g_poll, fe_poll_fd(g_engine)) != 0) {
+      err = EINVAL;
+      fe_stop(g_engine);
+      g_engine = NULL;
+    } else {
+      uv_timer_init(uvl, &g_timer);
+      uv_unref((uv_handle_t *)&g_poll);
+      uv_unref((uv_handle_t *)&g_timer);
+      uv_poll_start(&g_poll, UV_READABLE, on_poll);
+      g_inline = true;
+    }
+  }
   if (g_engine == NULL) {
-    int err = errno;
     napi_release_threadsafe_function(g_tsfn, napi_tsfn_abort);
     g_tsfn = NULL;
     return throw_errno(env, "cannot start the engine threads", err);
