@@ -69,6 +69,9 @@ test('N connections through 2 workers with two rollouts in the middle: fproxy_co
   const n = ok + held.length;
   // Generation 1 exits once its held connections close; its final snapshot is folded in then.
   await poll(async () => (await d.apps()).every((a) => a.drainingPids.length === 0), 15_000, 'old generations gone');
+  // The client sees its close before the worker has counted it (the proxy sends the FIN, then
+  // reports): wait until no worker has a session open, then every count must be exact.
+  await poll(async () => sumSamples(await scrape(d), 'fproxy_active_connections', { app: 'web' }) === 0, 15_000, 'every session closed');
   const families = await scrape(d);
   t.diagnostic(`N = ${n}; scrapes saw ${scrapes.join(' ')} … ${sumSamples(families, 'fproxy_connections_total', { app: 'web' })}`);
   assert.equal(sumSamples(families, 'fproxy_connections_total', { app: 'web' }), n);

@@ -3,7 +3,11 @@
 // Node's own thread, the default; 1+: loop threads). Skips, saying why, when the addon is not built.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { detachCase, engineCase, harness, preludeDownCase } from './engine.case.ts';
+import { once } from 'node:events';
+import { closeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import type net from 'node:net';
+import { collect, detachCase, engineCase, harness, preludeDownCase } from './engine.case.ts';
 import { JsEngine } from './js-engine.ts';
 import { findAddon, NativeEngine } from './native-engine.ts';
 import { exchange, listen, makeSpec, startEcho, waitFor } from '../testing.ts';
@@ -36,6 +40,88 @@ export function nativeEngineCase(threads: number): void {
       await waitFor(() => e.stats().pairs === 0, 20_000, 'pair gone');
     });
 
+
+    if (threads === 0) {
+      test(`${label}: hot pairs move to the offload thread while the loop is busy; they forward every byte, close and detach there`, async (t) => {
+        const e = native();
+        // Any pair that reads 256 KiB within a 100 ms window counts as hot, busy or not (the default
+        // asks for a busy loop and 4 MiB: a test process cannot make one without flaking).
+        e.setOffload(0, 256 * 1024);
+        t.after(() => e.setOffload(50, 4 * 1024 * 1024));
+        const pair = await harness(t, e);
+        // 4 MiB each way in 64 KiB writes spread over ~0.5 s: hot for several windows.
+        const pump = async (s: net.Socket, data: Buffer) => {
+          for (let off = 0; off < data.length; off += 64 * 1024) {
+            if (!s.write(data.subarray(off, off + 64 * 1024))) await once(s, 'drain');
+            await new Promise((r) => setTimeout(r, 8));
+          }
+        };
+        const group = async () => {
+          const pairs = [];
+          for (let i = 0; i < 4; i++) pairs.push(await pair()); // one at a time: the harness pairs them in order
+          const before = e.stats().offloaded;
+          return { pairs, before };
+        };
+
+        // 1. Forwarding: 4 hot pairs, so (hot > offloaded + 1) at least 2 move; every byte arrives.
+        const g1 = await group();
+        const flows = g1.pairs.map(({ cli, srv }) => {
+          const up = randomBytes(4 * 1024 * 1024);
+          const down = randomBytes(4 * 1024 * 1024);
+          const atSrv = collect(srv);
+          const atCli = collect(cli);
+          return { up, down, atSrv, atCli, writing: Promise.all([pump(cli, up).then(() => cli.end()), pump(srv, down).then(() => srv.end())]) };
+        });
+        await waitFor(() => e.stats().offloaded - g1.before >= 2, 20_000, 'two pairs moved');
+        for (const [i, f] of flows.entries()) {
+          await f.writing;
+          const [s, c] = await Promise.all([f.atSrv, f.atCli]);
+          assert.ok(s.data.equals(f.up) && c.data.equals(f.down), `pair ${i}: every byte, in order`);
+          const r = await g1.pairs[i]!.result;
+          assert.deepEqual([r.outcome, r.bytesIn, r.bytesOut], ['ok', f.up.length, f.down.length]);
+          assert.equal(g1.pairs[i]!.reports(), 1);
+        }
+
+        // 2. Close by handle, and 3. detach, of pairs some of which live on the offload thread.
+        for (const how of ['close', 'detach'] as const) {
+          const g = await group();
+          const stop = new AbortController();
+          const streams = g.pairs.map(({ cli, srv }) => {
+            srv.resume();
+            cli.resume();
+            return (async () => {
+              const chunk = randomBytes(64 * 1024);
+              while (!stop.signal.aborted && !cli.destroyed) {
+                if (!cli.write(chunk)) await Promise.race([once(cli, 'drain'), once(cli, 'close')]);
+                await new Promise((r) => setTimeout(r, 8));
+              }
+            })();
+          });
+          await waitFor(() => e.stats().offloaded - g.before >= 2, 20_000, `two pairs moved (${how})`);
+          if (how === 'close') {
+            for (const p of g.pairs) p.handle.close();
+            for (const [i, p] of g.pairs.entries()) assert.equal((await p.result).outcome, 'drained', `pair ${i}`);
+          } else {
+            const answers = await Promise.all(g.pairs.map((p) => p.handle.detach!()));
+            for (const [i, a] of answers.entries()) {
+              assert.ok(a.ok, `pair ${i} detached`);
+              if (a.ok) {
+                closeSync(a.pair.clientFd);
+                closeSync(a.pair.upstreamFd);
+              }
+            }
+          }
+          stop.abort();
+          await Promise.all(streams);
+          for (const p of g.pairs) {
+            p.cli.destroy();
+            p.srv.destroy();
+          }
+        }
+        await waitFor(() => e.stats().pairs === 0, 20_000, 'every pair gone');
+        for (const p of g1.pairs) assert.equal(p.reports(), 1);
+      });
+    }
 
     test(`${label}: a listener forwards with it (FPROXY_ENGINE unset) and counts the bytes it moved`, { skip: process.env.FPROXY_ENGINE === 'js' ? 'FPROXY_ENGINE=js' : false }, async (t) => {
       const echo = await startEcho('E');

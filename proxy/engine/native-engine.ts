@@ -19,7 +19,8 @@ interface Addon {
   add(id: number, fdClient: number, fdUpstream: number, idleMs: number, preUp: Buffer | null, preDown: Buffer | null): void;
   close(id: number, reset?: boolean): void;
   drainBy(delayMs: number): void;
-  stats(): { pairs: number; buffersInUse: number; buffersPooled: number };
+  setOffload(busyPct: number, hotBytes: number): void;
+  stats(): { pairs: number; buffersInUse: number; buffersPooled: number; offloaded: number };
   ref(): void;
   unref(): void;
   listen(lid: number, fd: number): number;
@@ -230,7 +231,7 @@ export class NativeEngine implements Engine {
   }
 
   /** Buffers and pairs as the C side counts them (tests: an idle pair holds no buffer). */
-  stats(): { pairs: number; buffersInUse: number; buffersPooled: number } {
+  stats(): { pairs: number; buffersInUse: number; buffersPooled: number; offloaded: number } {
     return this.#addon.stats();
   }
 
@@ -313,6 +314,11 @@ export class NativeEngine implements Engine {
       waiter.resolve({ ok: true, pair: { clientFd: a.clientFd, upstreamFd: a.upstreamFd, toUpstream: a.toUpstream ?? NO_BYTES, toClient: a.toClient ?? NO_BYTES, bytesIn: a.bytesIn, bytesOut: a.bytesOut } });
     }
     this.#updateRef();
+  }
+
+  /** The inline loop's offload thresholds (busy % of a 100 ms window, bytes a pair read in it); tests lower them. */
+  setOffload(busyPct: number, hotBytes: number): void {
+    this.#addon.setOffload(busyPct, hotBytes);
   }
 
   drainBy(delayMs: number): void {

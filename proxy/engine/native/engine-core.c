@@ -11,9 +11,12 @@
  *     Before that, a pair belongs to the thread calling fe_add, which does not touch it once queued.
  *
  * Invariants:
- *   - Only the loop thread calls epoll_ctl on its epoll set, and always EPOLL_CTL_DEL before
- *     close(): a registration belongs to the open file description, not the fd number, so a
- *     dup() elsewhere would otherwise keep delivering events for a closed fd.
+ *   - Only the loop thread calls epoll_ctl on its epoll set, and EPOLL_CTL_DEL before close(): a
+ *     registration belongs to the open file description, not the fd number, so a dup() elsewhere
+ *     would otherwise keep delivering events for a closed fd. Except a pair's sockets that only
+ *     the engine ever had (fe_connect: accepted and connected here, `own_fds`): no other
+ *     descriptor refers to them — the host process must not fork while they are open (a
+ *     listener never does) — so close() alone removes them (two epoll_ctl less per connection).
  *   - A closed pair is unlinked at once but freed only at the end of the epoll batch: both of its
  *     sockets may have events in the same batch (they are skipped via `closed`).
  *   - dir[i].b != NULL exactly while bytes read from side i wait to be sent to side 1-i; side i is
@@ -44,6 +47,10 @@
 #define BUF_SIZE 16384   /* 64 KiB showed an unexplained bulk dip in the prototype; 16 did not */
 #define POOL_MAX 256     /* free buffers kept per loop (4 MiB) */
 #define MAX_EVENTS 256
+/* offload (inline engine, see offload_check) */
+#define OFFLOAD_WINDOW_MS 100
+#define OFFLOAD_BUSY_PCT 50          /* of the window spent in the inline loop's turns */
+#define OFFLOAD_HOT_BYTES (4u << 20) /* read by a pair in one window (~335 Mbit/s) */
 #define READS_PER_EVENT 4 /* recv/send rounds per readiness event while the peer keeps up */
 
 typedef struct buf {
@@ -79,12 +86,15 @@ typedef struct pair {
   /* native connect (fe_connect): while `connecting`, s[1] is the socket being connected (s[0] is
      not in the epoll set), idle_ms is 0 and the pair's idle timeout waits in idle_after_connect */
   bool connecting;
+  bool own_fds; /* fe_connect: both sockets were created here (accept4, socket), never dup()ed */
+  uint64_t win_mark; /* inline loop: rd[0] + rd[1] at the start of the offload window */
   uint32_t idle_after_connect;
   uint64_t connect_deadline_ms; /* 0: none */
 } pair;
 
 enum { CMD_ADD, CMD_CLOSE, CMD_RESET, CMD_DRAIN, CMD_STOP, CMD_CONNECT, CMD_LISTEN, CMD_UNLISTEN };
 enum { CMD_DETACH = 16 }; /* fe_detach (block at the end of this file) */
+enum { CMD_ADOPT = 17 };  /* a pair moved here by the inline loop (offload) */
 struct detach_req;
 typedef struct cmd {
   struct cmd *next;
@@ -110,6 +120,10 @@ typedef struct loop {
   uint32_t min_idle_ms; /* smallest idle_ms among open pairs at the last scan or add (0: none) */
   bool stop;
   bool inline_loop; /* fe_start(0): no thread; the owner runs turns with fe_run (written once) */
+  atomic_uint open;  /* pairs in this loop's list (its thread writes; the inline loop reads the offload's) */
+  uint64_t win_start_ms, win_busy_us; /* inline loop only: the offload window */
+  uint32_t off_busy_pct;              /* inline loop only: fe_set_offload (owner thread) */
+  uint64_t off_hot_bytes;
   cmd stop_cmd; /* pushed by fe_stop: stopping needs no allocation */
   /* loop thread only (native accept and connect): */
   struct lsn *lsns;         /* listening sockets this loop accepts on */
@@ -124,7 +138,8 @@ struct fe_engine {
   atomic_uint next_loop;
   fe_done_cb cb;
   void *ctx;
-  atomic_uint_fast64_t pairs, bufs_in_use, bufs_pooled;
+  atomic_uint_fast64_t pairs, bufs_in_use, bufs_pooled, offloaded;
+  pthread_mutex_t bcast_mu; /* a command pushed to every loop vs. the offload's moves (offload_check) */
   /* set once by fe_set_accept_cb before the first fe_listen (whose queue mutex publishes it) */
   fe_accept_cb accept_cb;
   void *accept_ctx;
@@ -133,6 +148,12 @@ struct fe_engine {
   _Atomic(fe_batch_end_cb) batch_end_cb;
   void *batch_end_ctx;
 };
+
+static uint64_t now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 static uint64_t now_ms(void) {
   struct timespec ts;
@@ -174,6 +195,23 @@ static void buf_put(loop *l, buf *b) {
   atomic_fetch_add_explicit(&l->eng->bufs_pooled, 1, memory_order_relaxed);
 }
 
+/* ---- the loop's list of open pairs (loop thread only; `open` counts it for the offload) ---- */
+
+static void link_pair(loop *l, pair *p) {
+  p->prev = NULL;
+  p->next = l->pairs;
+  if (l->pairs != NULL) l->pairs->prev = p;
+  l->pairs = p;
+  atomic_fetch_add_explicit(&l->open, 1, memory_order_relaxed);
+}
+
+static void unlink_pair(loop *l, pair *p) {
+  if (p->prev != NULL) p->prev->next = p->next;
+  else l->pairs = p->next;
+  if (p->next != NULL) p->next->prev = p->prev;
+  atomic_fetch_sub_explicit(&l->open, 1, memory_order_relaxed);
+}
+
 /* ---- epoll registration (loop thread only) ---- */
 
 static void *tag(pair *p, int i) { return (void *)((uintptr_t)p | (uintptr_t)i); }
@@ -209,7 +247,9 @@ static void close_pair(loop *l, pair *p, int outcome, int reset_side) {
   p->closed = true;
   for (int i = 0; i < 2; i++) {
     side *s = &p->s[i];
-    if (s->registered) epoll_ctl(l->ep, EPOLL_CTL_DEL, s->fd, NULL);
+    /* A socket only this engine ever had (accepted and connected here, never dup()ed) leaves
+       the epoll set with its close(); a dup()ed one must leave it first (see the top). */
+    if (s->registered && !p->own_fds) epoll_ctl(l->ep, EPOLL_CTL_DEL, s->fd, NULL);
     s->registered = false;
     if (i == reset_side || reset_side == RESET_BOTH) {
       struct linger lg = {.l_onoff = 1, .l_linger = 0};
@@ -220,9 +260,7 @@ static void close_pair(loop *l, pair *p, int outcome, int reset_side) {
     buf_put(l, p->d[i].b);
     p->d[i].b = NULL;
   }
-  if (p->prev != NULL) p->prev->next = p->next;
-  else l->pairs = p->next;
-  if (p->next != NULL) p->next->prev = p->prev;
+  unlink_pair(l, p);
   p->prev = NULL;
   p->next = l->dead; /* freed at the end of the batch */
   l->dead = p;
@@ -267,7 +305,11 @@ static bool flush(loop *l, pair *p, int from, uint64_t now) {
   }
   if (d->b == NULL && p->s[from].rd_eof && !p->s[to].wr_shut) {
     p->s[to].wr_shut = true;
-    shutdown(p->s[to].fd, SHUT_WR); /* an error here shows up as an event on that side */
+    /* The last FIN of the pair (side `to` sent its own FIN, which we read, and the other way is
+       done): the pair closes right below, and close() sends this FIN itself — after whatever is
+       still queued, and not a RST, as nothing unread can follow a FIN we read. One syscall less
+       per connection. */
+    if (!(p->s[to].rd_eof && p->s[from].wr_shut)) shutdown(p->s[to].fd, SHUT_WR); /* an error here shows up as an event on that side */
   }
   if (p->s[0].rd_eof && p->s[1].rd_eof && p->s[0].wr_shut && p->s[1].wr_shut) {
     close_pair(l, p, FE_OK, -1);
@@ -306,10 +348,10 @@ static bool read_side(loop *l, pair *p, int i, uint64_t now) {
   return true;
 }
 
-static void connect_event(loop *l, pair *p, uint64_t now);
+static void connect_event(loop *l, pair *p, uint32_t ev, uint64_t now);
 
 static void on_event(loop *l, pair *p, int i, uint32_t ev, uint64_t now) {
-  if (p->connecting) return connect_event(l, p, now); /* only s[1] is registered meanwhile */
+  if (p->connecting) return connect_event(l, p, ev, now); /* only s[1] is registered meanwhile */
   if (ev & EPOLLERR) {
     fail(l, p, i);
     return;
@@ -352,9 +394,7 @@ static void push_cmd(loop *l, cmd *c) {
 }
 
 static void add_pair(loop *l, pair *p, uint64_t now) {
-  p->next = l->pairs;
-  if (l->pairs != NULL) l->pairs->prev = p;
-  l->pairs = p;
+  link_pair(l, p);
   p->last_ms = now;
   if (p->idle_ms > 0 && (l->min_idle_ms == 0 || p->idle_ms < l->min_idle_ms)) {
     l->min_idle_ms = p->idle_ms;
@@ -385,6 +425,7 @@ static void run_commands(loop *l, uint64_t now) {
     cmd *next = c->next;
     switch (c->type) {
       case CMD_ADD:
+      case CMD_ADOPT:
         add_pair(l, c->p, now);
         break;
       case CMD_CLOSE: /* O(open pairs): only drains and resets close pairs one by one */
@@ -538,7 +579,7 @@ static void free_loop(loop *l) {
 
 fe_engine *fe_start(int threads, fe_done_cb cb, void *ctx) {
   bool inline_loop = threads == 0;
-  if (inline_loop) threads = 1;
+  if (inline_loop) threads = 2; /* the inline loop and its offload thread */
   if (threads < 1 || threads > 64 || cb == NULL) {
     errno = EINVAL;
     return NULL;
@@ -553,6 +594,7 @@ fe_engine *fe_start(int threads, fe_done_cb cb, void *ctx) {
   e->cb = cb;
   e->ctx = ctx;
   atomic_init(&e->next_loop, 0);
+  pthread_mutex_init(&e->bcast_mu, NULL);
   atomic_init(&e->pairs, 0);
   atomic_init(&e->bufs_in_use, 0);
   atomic_init(&e->bufs_pooled, 0);
@@ -564,9 +606,11 @@ fe_engine *fe_start(int threads, fe_done_cb cb, void *ctx) {
     l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&l->mu, NULL);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-    l->inline_loop = inline_loop;
+    l->inline_loop = inline_loop && started == 0;
+    l->off_busy_pct = OFFLOAD_BUSY_PCT;
+    l->off_hot_bytes = OFFLOAD_HOT_BYTES;
     if (l->ep < 0 || l->evfd < 0 || epoll_ctl(l->ep, EPOLL_CTL_ADD, l->evfd, &ev) != 0 ||
-        (!inline_loop && (err = pthread_create(&l->thr, NULL, loop_main, l)) != 0)) {
+        (!l->inline_loop && (err = pthread_create(&l->thr, NULL, loop_main, l)) != 0)) {
       if (err == 0) err = errno;
       free_loop(l);
       break;
@@ -579,6 +623,19 @@ fe_engine *fe_start(int threads, fe_done_cb cb, void *ctx) {
     return NULL;
   }
   return e;
+}
+
+/* A new pair's loop: the inline loop when there is one (its offload loop only adopts), else the
+   threads in turn. */
+static loop *pick_loop(fe_engine *e) {
+  if (e->loops[0].inline_loop) return &e->loops[0];
+  unsigned k = atomic_fetch_add_explicit(&e->next_loop, 1, memory_order_relaxed);
+  return &e->loops[k % (unsigned)e->nloops];
+}
+
+/* A listening socket's loop (inline: always the inline one). */
+static loop *listen_loop(fe_engine *e, uint32_t lid) {
+  return e->loops[0].inline_loop ? &e->loops[0] : &e->loops[lid % (unsigned)e->nloops];
 }
 
 static buf *copy_buf(fe_engine *e, const void *data, size_t len) {
@@ -621,12 +678,12 @@ int fe_add(fe_engine *e, uint64_t id, int fd_client, int fd_upstream, uint32_t i
   c->type = CMD_ADD;
   c->p = p;
   atomic_fetch_add_explicit(&e->pairs, 1, memory_order_relaxed);
-  unsigned k = atomic_fetch_add_explicit(&e->next_loop, 1, memory_order_relaxed);
-  push_cmd(&e->loops[k % (unsigned)e->nloops], c);
+  push_cmd(pick_loop(e), c);
   return 0;
 }
 
 static void broadcast(fe_engine *e, int type, uint64_t arg) {
+  pthread_mutex_lock(&e->bcast_mu);
   for (int i = 0; i < e->nloops; i++) {
     cmd *c = calloc(1, sizeof *c);
     if (c == NULL) continue;
@@ -634,6 +691,7 @@ static void broadcast(fe_engine *e, int type, uint64_t arg) {
     c->arg = arg;
     push_cmd(&e->loops[i], c);
   }
+  pthread_mutex_unlock(&e->bcast_mu);
 }
 
 void fe_close(fe_engine *e, uint64_t id) { broadcast(e, CMD_CLOSE, id); }
@@ -641,39 +699,109 @@ void fe_reset(fe_engine *e, uint64_t id) { broadcast(e, CMD_RESET, id); }
 
 void fe_drain_by(fe_engine *e, uint64_t delay_ms) { broadcast(e, CMD_DRAIN, now_ms() + delay_ms + 1); }
 
-int fe_poll_fd(fe_engine *e) { return e->nloops == 1 && e->loops[0].inline_loop ? e->loops[0].ep : -1; }
+int fe_poll_fd(fe_engine *e) { return e->loops[0].inline_loop ? e->loops[0].ep : -1; }
+
+static void offload_check(loop *l, uint64_t now, uint64_t busy_us);
 
 int fe_run(fe_engine *e) {
   loop *l = &e->loops[0];
+  uint64_t t0 = now_us();
   loop_turn(l, 0);
+  uint64_t t1 = now_us();
+  offload_check(l, t1 / 1000, t1 - t0);
   return wait_timeout(l, now_ms());
+}
+
+/* ---- offload (inline engine): hot pairs move to the offload loop thread ----
+ *
+ * An inline engine forwards on Node's thread, one core. A listener process that got several bulk
+ * streams (the kernel's SO_REUSEPORT hash splits connections between worker processes blindly: 4
+ * streams over 2 workers land 3-1 or 4-0 five times in eight) would leave the other core idle, so
+ * the inline loop moves pairs that are moving a lot of bytes to its offload loop (loops[1], a thread
+ * of its own) while it is busy. A pair moves at most once; short connections never do (no hand-off
+ * between threads for them). The move happens after the turn, on the inline loop's thread: the
+ * pair leaves its epoll set and its list, then the offload loop adopts it through its command
+ * queue (FIFO: a close, reset or detach asked after the move is queued behind the adoption there;
+ * one asked before it was run by the inline loop in this turn, see below).
+ */
+
+void fe_set_offload(fe_engine *e, uint32_t busy_pct, uint64_t hot_bytes) {
+  e->loops[0].off_busy_pct = busy_pct;
+  e->loops[0].off_hot_bytes = hot_bytes;
+}
+
+static void offload_check(loop *l, uint64_t now, uint64_t busy_us) {
+  fe_engine *e = l->eng;
+  if (e->nloops < 2) return;
+  l->win_busy_us += busy_us;
+  if (l->win_start_ms == 0) l->win_start_ms = now;
+  if (now - l->win_start_ms < OFFLOAD_WINDOW_MS) return;
+  uint64_t span_us = (now - l->win_start_ms) * 1000;
+  bool busy = l->win_busy_us * 100 >= span_us * l->off_busy_pct;
+  l->win_start_ms = now;
+  l->win_busy_us = 0;
+  loop *off = &e->loops[1];
+  if (busy) {
+    /* A command for every loop (close, reset, drain, detach) is pushed to all of them under
+       bcast_mu, and the moves happen under it too: such a command is either queued here before
+       the moves (run just below, while the pair is still here; the offload loop gets its copy
+       before the adoption) or pushed after them (queued there behind the adoption). Either way it
+       meets the pair. (Node makes every call on this thread, between turns; the stress does not.) */
+    pthread_mutex_lock(&e->bcast_mu);
+    run_commands(l, now);
+    unsigned hot = 0;
+    for (pair *p = l->pairs; p != NULL; p = p->next)
+      if (!p->closed && !p->connecting && p->rd[0] + p->rd[1] - p->win_mark >= l->off_hot_bytes) hot++;
+    unsigned there = atomic_load_explicit(&off->open, memory_order_relaxed); /* adoptions may lag: then fewer move */
+    for (pair *p = l->pairs, *next; p != NULL && hot > there + 1; p = next) {
+      next = p->next;
+      if (p->closed || p->connecting || p->rd[0] + p->rd[1] - p->win_mark < l->off_hot_bytes) continue;
+      cmd *c = calloc(1, sizeof *c);
+      if (c == NULL) break;
+      for (int i = 0; i < 2; i++) {
+        if (p->s[i].registered) epoll_ctl(l->ep, EPOLL_CTL_DEL, p->s[i].fd, NULL);
+        p->s[i].registered = false;
+        p->s[i].mask = 0;
+      }
+      unlink_pair(l, p);
+      p->prev = p->next = NULL;
+      atomic_fetch_add_explicit(&e->offloaded, 1, memory_order_relaxed);
+      c->type = CMD_ADOPT;
+      c->p = p;
+      push_cmd(off, c); /* the pair is the offload loop's from here */
+      hot--;
+      there++;
+    }
+    pthread_mutex_unlock(&e->bcast_mu);
+  }
+  for (pair *p = l->pairs; p != NULL; p = p->next) p->win_mark = p->rd[0] + p->rd[1];
 }
 
 void fe_get_stats(fe_engine *e, fe_stats *out) {
   out->pairs = atomic_load_explicit(&e->pairs, memory_order_acquire);
   out->buffers_in_use = atomic_load_explicit(&e->bufs_in_use, memory_order_relaxed);
   out->buffers_pooled = atomic_load_explicit(&e->bufs_pooled, memory_order_relaxed);
+  out->offloaded = atomic_load_explicit(&e->offloaded, memory_order_relaxed);
 }
 
 void fe_stop(fe_engine *e) {
   if (e == NULL) return;
-  if (e->nloops == 1 && e->loops[0].inline_loop) {
-    /* the caller is the loop's thread: what is queued is freed unseen, as after a join */
-    loop_close_all(&e->loops[0]);
-    free_loop(&e->loops[0]);
-    free(e->loops);
-    free(e);
-    return;
-  }
   for (int i = 0; i < e->nloops; i++) {
+    if (e->loops[i].inline_loop) continue;
     e->loops[i].stop_cmd.type = CMD_STOP;
     push_cmd(&e->loops[i], &e->loops[i].stop_cmd);
   }
   for (int i = 0; i < e->nloops; i++) {
-    pthread_join(e->loops[i].thr, NULL);
+    if (e->loops[i].inline_loop) {
+      /* the caller is this loop's thread: what is still queued is freed unseen, as after a join */
+      loop_close_all(&e->loops[i]);
+    } else {
+      pthread_join(e->loops[i].thr, NULL);
+    }
     free_loop(&e->loops[i]);
   }
   free(e->loops);
+  pthread_mutex_destroy(&e->bcast_mu);
   free(e);
 }
 
@@ -729,9 +857,7 @@ static void run_detach(loop *l, detach_req *r) {
     p->s[i].registered = false;
   }
   p->closed = true; /* its events later in this batch are skipped; freed at the end of it */
-  if (p->prev != NULL) p->prev->next = p->next;
-  else l->pairs = p->next;
-  if (p->next != NULL) p->next->prev = p->prev;
+  unlink_pair(l, p);
   p->prev = NULL;
   p->next = l->dead;
   l->dead = p;
@@ -775,11 +901,13 @@ int fe_detach(fe_engine *e, uint64_t id, fe_detach_cb cb, void *ctx) {
   r->ctx = ctx;
   atomic_init(&r->remaining, e->nloops);
   atomic_init(&r->found, false);
+  pthread_mutex_lock(&e->bcast_mu);
   for (int i = 0; i < e->nloops; i++) {
     cs[i]->type = CMD_DETACH;
     cs[i]->req = r;
     push_cmd(&e->loops[i], cs[i]);
   }
+  pthread_mutex_unlock(&e->bcast_mu);
   free(cs);
   return 0;
 }
@@ -903,9 +1031,7 @@ static void connect_failed(loop *l, pair *p, int err) {
     p->d[i].b = NULL;
   }
   p->closed = true; /* skipped by the rest of this epoll batch; freed at its end */
-  if (p->prev != NULL) p->prev->next = p->next;
-  else l->pairs = p->next;
-  if (p->next != NULL) p->next->prev = p->prev;
+  unlink_pair(l, p);
   p->prev = NULL;
   p->next = l->dead;
   l->dead = p;
@@ -933,7 +1059,10 @@ static void connected(loop *l, pair *p, uint64_t now) {
   set_interest(l, p, 1);
 }
 
-static void connect_event(loop *l, pair *p, uint64_t now) {
+static void connect_event(loop *l, pair *p, uint32_t ev, uint64_t now) {
+  /* Writable with no error or hang-up: connected (a failed connect always sets EPOLLERR), and the
+     SO_ERROR read can be saved, as HAProxy does. */
+  if ((ev & (EPOLLERR | EPOLLHUP)) == 0 && (ev & EPOLLOUT) != 0) return connected(l, p, now);
   int err = 0;
   socklen_t len = sizeof err;
   if (getsockopt(p->s[1].fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
@@ -944,9 +1073,7 @@ static void connect_event(loop *l, pair *p, uint64_t now) {
 
 static void start_connect(loop *l, connect_cmd *cc, uint64_t now) {
   pair *p = cc->c.p;
-  p->next = l->pairs; /* in the pairs list at once: close by id, drain and stop find it */
-  if (l->pairs != NULL) l->pairs->prev = p;
-  l->pairs = p;
+  link_pair(l, p); /* in the pairs list at once: close by id, drain and stop find it */
   p->last_ms = now;
   int fd = socket(cc->peer.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return connect_failed(l, p, errno);
@@ -1063,7 +1190,7 @@ int fe_listen(fe_engine *e, uint32_t lid, int fd) {
   ls->fd = fd;
   lc->c.type = CMD_LISTEN;
   lc->ls = ls;
-  push_cmd(&e->loops[lid % (unsigned)e->nloops], &lc->c);
+  push_cmd(listen_loop(e, lid), &lc->c);
   return 0;
 }
 
@@ -1077,7 +1204,7 @@ void fe_unlisten(fe_engine *e, uint32_t lid, int fd) {
   if (c == NULL) return;
   c->type = CMD_UNLISTEN;
   c->arg = lid;
-  push_cmd(&e->loops[lid % (unsigned)e->nloops], c);
+  push_cmd(listen_loop(e, lid), c);
 }
 
 int fe_connect(fe_engine *e, uint64_t id, int fd_client, const struct sockaddr *peer, socklen_t len,
@@ -1095,6 +1222,7 @@ int fe_connect(fe_engine *e, uint64_t id, int fd_client, const struct sockaddr *
   }
   p->id = id;
   p->connecting = true;
+  p->own_fds = true;
   p->idle_after_connect = idle_ms;
   p->s[0].fd = fd_client;
   p->s[1].fd = -1;
@@ -1105,7 +1233,6 @@ int fe_connect(fe_engine *e, uint64_t id, int fd_client, const struct sockaddr *
   cc->c.type = CMD_CONNECT;
   cc->c.p = p;
   atomic_fetch_add_explicit(&e->pairs, 1, memory_order_relaxed);
-  unsigned k = atomic_fetch_add_explicit(&e->next_loop, 1, memory_order_relaxed);
-  push_cmd(&e->loops[k % (unsigned)e->nloops], &cc->c);
+  push_cmd(pick_loop(e), &cc->c);
   return 0;
 }

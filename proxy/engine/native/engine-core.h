@@ -37,17 +37,28 @@ typedef struct fe_stats {
   uint64_t pairs;          /* pairs open (added and not yet reported) */
   uint64_t buffers_in_use; /* user-space buffers held by pairs (0 when every pair is idle) */
   uint64_t buffers_pooled; /* free buffers kept for reuse */
+  uint64_t offloaded;      /* pairs an inline engine moved to its offload thread, ever */
 } fe_stats;
 
 typedef struct fe_engine fe_engine;
 
 /*
  * Starts `threads` loop threads. NULL with errno set on failure.
- * threads 0: one loop and no thread ("inline"): the owner thread runs it, one non-blocking turn per
- * fe_run, whenever fe_poll_fd is readable or the timeout fe_run returned has passed. Every call
- * (and every callback) then happens on that one thread: no hand-off between threads per connection.
+ * threads 0: an "inline" loop with no thread of its own: the owner thread runs it, one non-blocking
+ * turn per fe_run, whenever fe_poll_fd is readable or the timeout fe_run returned has passed. Every
+ * pair starts there and every call is made on that thread: no hand-off between threads per
+ * connection. Plus one offload loop thread, which only adopts pairs the inline loop moves to it
+ * while it is busy and they move many bytes (so a process with several bulk streams uses a second
+ * core); its done callbacks come from that thread.
  */
 fe_engine *fe_start(int threads, fe_done_cb cb, void *ctx);
+
+/*
+ * Inline engine, owner thread: when the inline loop moves pairs to its offload thread — it was busy
+ * for busy_pct % of a 100 ms window and a pair read hot_bytes in it (defaults 50 %, 4 MiB). Tests
+ * and the stress lower them to make moves happen.
+ */
+void fe_set_offload(fe_engine *e, uint32_t busy_pct, uint64_t hot_bytes);
 
 /* Inline engine: the fd to watch for readability (the loop's epoll set); -1 for a threaded one. */
 int fe_poll_fd(fe_engine *e);

@@ -396,6 +396,18 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* setOffload(busyPct, hotBytes): an inline engine's offload thresholds (tests lower them). */
+static napi_value js_set_offload(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  double pct, bytes;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_double(env, argv[0], &pct));
+  CHECK(napi_get_value_double(env, argv[1], &bytes));
+  if (g_engine != NULL && g_inline) fe_set_offload(g_engine, pct > 0 ? (uint32_t)pct : 0, bytes > 0 ? (uint64_t)bytes : 0);
+  return NULL;
+}
+
 static napi_value js_drain_by(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -418,6 +430,8 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, obj, "buffersInUse", v));
   CHECK(napi_create_double(env, (double)s.buffers_pooled, &v));
   CHECK(napi_set_named_property(env, obj, "buffersPooled", v));
+  CHECK(napi_create_double(env, (double)s.offloaded, &v));
+  CHECK(napi_set_named_property(env, obj, "offloaded", v));
   return obj;
 }
 
@@ -552,6 +566,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"add", NULL, js_add, NULL, NULL, NULL, napi_enumerable, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
       {"drainBy", NULL, js_drain_by, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setOffload", NULL, js_set_offload, NULL, NULL, NULL, napi_enumerable, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
       {"ref", NULL, js_ref, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unref", NULL, js_unref, NULL, NULL, NULL, napi_enumerable, NULL},

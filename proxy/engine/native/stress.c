@@ -637,6 +637,7 @@ static const char *races[] = {"", "+close", "+reset"};
 /* The owner thread of an inline engine: waits on its epoll fd (or its next timer), runs a turn. */
 static atomic_bool g_runner_stop;
 static unsigned inline_runs;
+static unsigned long offloaded_total;
 static void *run_inline(void *arg) {
   fe_engine *eng = arg;
   int timeout = 0;
@@ -696,6 +697,8 @@ int main(int argc, char **argv) {
     atomic_store(&g_runner_stop, false);
     if (threads == 0) {
       inline_runs++;
+      /* move any pair that read 64 KiB in a window, busy or not: the moves race everything else */
+      fe_set_offload(eng, 0, 64 * 1024);
       pthread_create(&runner, NULL, run_inline, eng);
     }
     fe_set_accept_cb(eng, on_accept, NULL);
@@ -785,6 +788,7 @@ int main(int argc, char **argv) {
     }
     fe_stats st;
     fe_get_stats(eng, &st);
+    offloaded_total += (unsigned long)st.offloaded;
     if (st.buffers_in_use != 0) {
       failures++;
       fprintf(stderr, "seed %u: %llu buffers still in use\n", seed, (unsigned long long)st.buffers_in_use);
@@ -802,7 +806,11 @@ int main(int argc, char **argv) {
   close(dead);
   close(parked);
   close(hole);
-  printf("stress: seeds %u..%u (%u on the inline loop), %u rounds each, %lu pairs, %lu detaches (%lu holding bytes), %lu accepted connections, %lu epoll batches, %d failures\n", first, first + seeds - 1, inline_runs, rounds, pairs_run, detached_total, pending_total, accepts_run, (unsigned long)atomic_load(&g_batches), failures);
+  printf("stress: seeds %u..%u (%u on the inline loop, %lu pairs moved to its offload thread), %u rounds each, %lu pairs, %lu detaches (%lu holding bytes), %lu accepted connections, %lu epoll batches, %d failures\n", first, first + seeds - 1, inline_runs, offloaded_total, rounds, pairs_run, detached_total, pending_total, accepts_run, (unsigned long)atomic_load(&g_batches), failures);
+  if (inline_runs > 0 && seeds * rounds >= 8 && offloaded_total == 0) {
+    fprintf(stderr, "no pair moved to an offload thread: the inline seeds did not exercise the move\n");
+    failures++;
+  }
   /* The detach path must have been exercised with bytes in flight, or it was not tested at all. */
   if (seeds * rounds >= 8 && pending_total == 0) {
     fprintf(stderr, "no detach held bytes in the engine's buffers: the detach scenario did not run as meant\n");
