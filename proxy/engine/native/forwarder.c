@@ -47,6 +47,13 @@ static fe_engine *g_engine;
 static uv_poll_t g_poll;
 static uv_timer_t g_timer;
 static bool g_inline;
+/* Inline engine: Node's thread; a call into JS asked by a turn of the inline loop (main thread
+   only); what that call needs (main thread only, set in start). */
+static pthread_t g_main;
+static bool g_direct;
+static napi_env g_env;
+static napi_ref g_closed_ref, g_resource_ref;
+static napi_async_context g_async;
 static napi_threadsafe_function g_tsfn;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static fe_result *g_results;
@@ -127,7 +134,11 @@ static void on_batch_end(void *ctx) {
   if (g_dirty && !g_call_pending && !g_closing) g_call_pending = call = true;
   g_dirty = false;
   pthread_mutex_unlock(&g_mu);
-  if (call) napi_call_threadsafe_function(g_tsfn, NULL, napi_tsfn_nonblocking);
+  if (!call) return;
+  /* The inline loop's own turn (Node's thread, inside run_inline): JS is called right after it,
+     in the same uv callback. Anything else (the offload thread) goes through the threadsafe call. */
+  if (g_inline && pthread_equal(pthread_self(), g_main)) g_direct = true;
+  else napi_call_threadsafe_function(g_tsfn, NULL, napi_tsfn_nonblocking);
 }
 
 /* Loop thread: queue an accepted socket for JS (one threadsafe call per batch, shared with results).
@@ -244,10 +255,47 @@ static void on_timer(uv_timer_t *h) {
   (void)h;
   run_inline();
 }
-/* Main thread: one turn of the inline engine, then its next timer. */
+static void call_js(napi_env env, napi_value fn, void *context, void *data);
+
+/* Main thread, from a uv callback (no JS on the stack): call_js as the threadsafe function would,
+   in a callback scope, so the promises and ticks JS queues run before it returns. An exception
+   goes to 'uncaughtException', as one thrown through the threadsafe function does. */
+static void call_js_direct(void) {
+  napi_env env = g_env;
+  napi_handle_scope hs;
+  if (napi_open_handle_scope(env, &hs) != napi_ok) return;
+  napi_value fn = NULL, resource = NULL;
+  napi_callback_scope cs;
+  if (napi_get_reference_value(env, g_closed_ref, &fn) == napi_ok && napi_get_reference_value(env, g_resource_ref, &resource) == napi_ok &&
+      napi_open_callback_scope(env, resource, g_async, &cs) == napi_ok) {
+    call_js(env, fn, NULL, NULL);
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+      napi_value err;
+      if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+    }
+    napi_close_callback_scope(env, cs);
+  }
+  napi_close_handle_scope(env, hs);
+}
+
+/* Main thread: a turn of the inline engine, JS called at once with what it produced (accepts to
+   decide, results), and another turn to run what JS asked (the connects), so an accepted
+   connection is connected within one wake-up of Node's loop; then the loop's next timer. */
+#define INLINE_ROUNDS 4
 static void run_inline(void) {
   if (g_engine == NULL) return;
   int ms = fe_run(g_engine);
+  for (int round = 1; g_direct && round <= INLINE_ROUNDS && g_engine != NULL; round++) {
+    g_direct = false;
+    call_js_direct();
+    if (g_engine == NULL) return; /* stopped from JS (environment teardown) */
+    ms = fe_run(g_engine);
+  }
+  if (g_direct) { /* still more: the next iteration of Node's loop */
+    g_direct = false;
+    napi_call_threadsafe_function(g_tsfn, NULL, napi_tsfn_nonblocking);
+  }
   if (ms < 0) uv_timer_stop(&g_timer);
   else uv_timer_start(&g_timer, on_timer, (uint64_t)ms, 0);
 }
@@ -306,6 +354,14 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
       fe_stop(g_engine);
       g_engine = NULL;
     } else {
+      napi_value resource, rname;
+      g_main = pthread_self();
+      g_env = env;
+      CHECK(napi_create_object(env, &resource));
+      CHECK(napi_create_string_utf8(env, "fproxy-engine", NAPI_AUTO_LENGTH, &rname));
+      CHECK(napi_create_reference(env, resource, 1, &g_resource_ref));
+      CHECK(napi_create_reference(env, argv[1], 1, &g_closed_ref));
+      CHECK(napi_async_init(env, resource, rname, &g_async));
       uv_timer_init(uvl, &g_timer);
       uv_unref((uv_handle_t *)&g_poll);
       uv_unref((uv_handle_t *)&g_timer);
