@@ -165,12 +165,12 @@ static void *run_job(void *arg) {
   bool closed_by_id = false, reset_done = false;
   /* SC_DETACH: 0 idle, 1 asked (waiting for the answer); `held` stops the server reading so bytes
      pile up in the engine's buffers before a detach. */
-  int det_state = 0, det_done = 0;
+  int det_state = 0, det_done = 0, last_status = -1;
   bool det_over = j->scenario != SC_DETACH;
   uint64_t det_next = start + 2000 + (uint64_t)(j->close_after_us % 8000);
   for (;;) {
     if (now_us() > deadline) {
-      snprintf(j->err, sizeof j->err, "timed out (a sent %zu got %zu eof %d reset %d; b sent %zu got %zu eof %d reset %d)", a.sent, a.got, a.eof, a.reset, b.sent, b.got, b.eof, b.reset);
+      snprintf(j->err, sizeof j->err, "timed out (a sent %zu got %zu eof %d reset %d; b sent %zu got %zu eof %d reset %d; detach state %d, %d done, %d detached, last status %d)", a.sent, a.got, a.eof, a.reset, b.sent, b.got, b.eof, b.reset, det_state, det_done, j->detached, last_status);
       break;
     }
     bool idle = j->scenario == SC_IDLE;
@@ -202,6 +202,7 @@ static void *run_job(void *arg) {
       pthread_mutex_unlock(&g_mu);
       if (got) {
         det_state = 0;
+        last_status = d.status;
         det_next = now_us() + 3000 + (uint64_t)(j->close_after_us % 10000);
         if (d.status == FE_DETACHED) {
           j->detached++;
@@ -729,9 +730,15 @@ int main(int argc, char **argv) {
         if (j->scenario == SC_DETACH) {
           /* long enough to be mid-transfer at the detaches; small socket buffers so the engine's
              own buffers hold bytes when the server stops reading */
-          j->up_len = 96 * 1024 + rnd() % (160 * 1024);
-          j->down_len = 96 * 1024 + rnd() % (160 * 1024);
-          int small = 32 * 1024; /* 16 KiB made loopback crawl (delayed ACKs): 10x the run time */
+          j->up_len = 320 * 1024 + rnd() % (256 * 1024);
+          j->down_len = 320 * 1024 + rnd() % (256 * 1024);
+          /* 16 KiB made loopback crawl (delayed ACKs): 10x the run time. 32 KiB with the engine's
+             64 KiB sends (one loopback segment each) hung 1 pair in ~300 at a detach racing a
+             close: the pair's sockets were closed (the fds the engine handed back were the pair's),
+             yet the peer, done sending, saw neither FIN nor RST for 20 s — most likely a segment
+             that never fit its window, then a RST beyond it (not captured). 64 KiB holds a segment; the streams grew so
+             that bytes still pile up in the engine's buffers. */
+          int small = 64 * 1024;
           int fds[4] = {ci, ui, j->a, j->b};
           for (int k = 0; k < 4; k++) {
             setsockopt(fds[k], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
@@ -779,7 +786,7 @@ int main(int argc, char **argv) {
         }
         if (why[0]) {
           failures++;
-          fprintf(stderr, "seed %u round %u pair %d (%s%s%s, up %zu down %zu): %s\n", seed, round, id, names[j->scenario], j->scenario == SC_DETACH ? races[j->race] : "", j->cut ? ", drain" : "", j->up_len, j->down_len, why);
+          fprintf(stderr, "seed %u round %u pair %d (%d threads; %s%s%s, up %zu down %zu): %s\n", seed, round, id, threads, names[j->scenario], j->scenario == SC_DETACH ? races[j->race] : "", j->cut ? ", drain" : "", j->up_len, j->down_len, why);
         }
         pairs_run++;
       }
