@@ -1,6 +1,7 @@
 // One pino logger per process, bound to {proc, app, gen}. Logs are NDJSON on stdout; pretty-printing
 // is a terminal concern done outside the hot processes (with pino 10, a pino-pretty transport runs a
 // worker thread and adds ~17 MB RSS to each process that has one).
+import { writeSync } from 'node:fs';
 import { pino, type Logger } from 'pino';
 
 export type { Logger };
@@ -24,5 +25,59 @@ export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): LogLevel 
 
 export function createLogger(bindings: Record<string, unknown>, level: LogLevel = logLevelFromEnv(), destination?: NodeJS.WritableStream): Logger {
   const options = { level, base: { pid: process.pid, ...bindings }, timestamp: pino.stdTimeFunctions.isoTime };
-  return destination ? pino(options, destination) : pino(options);
+  return pino(options, destination ?? new StdoutLines());
+}
+
+/** How long one line may wait for a full stdout before it is dropped. */
+const STALL_LIMIT_MS = 1000;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Log lines to fd 1, written at once, that can never hang the process. pino's default (sonic-boom,
+ * sync) sleeps 100 ms and retries while stdout is full, with no end, and once the reader has gone
+ * it retries EPIPE the same way: a listener whose daemon was killed, with a full or broken stdout,
+ * stayed in that loop for good, its event loop (and, with the inline engine, its forwarding)
+ * stopped, holding its port, deaf to SIGTERM. Here a full stdout is waited for up to
+ * STALL_LIMIT_MS per line (a slow reader still gets every line), then lines are dropped, tried
+ * once each without waiting, until one goes through; a broken one (EPIPE or any other error)
+ * drops everything after. Lines are written whole when they fit a pipe's atomic size (4 KiB).
+ */
+export class StdoutLines {
+  #stalled = false;
+  #broken = false;
+  dropped = 0;
+  readonly #fd: number;
+  constructor(fd = 1) {
+    this.#fd = fd;
+  }
+
+  write(line: string): boolean {
+    if (this.#broken) return this.#drop();
+    let buf = Buffer.from(line);
+    const deadline = Date.now() + (this.#stalled ? 0 : STALL_LIMIT_MS);
+    for (;;) {
+      try {
+        const n = writeSync(this.#fd, buf);
+        this.#stalled = false;
+        if (n >= buf.length) return true;
+        buf = buf.subarray(n);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EAGAIN' && code !== 'EBUSY') {
+          this.#broken = true;
+          return this.#drop();
+        }
+        if (Date.now() >= deadline) {
+          this.#stalled = true;
+          return this.#drop();
+        }
+        Atomics.wait(sleeper, 0, 0, 10);
+      }
+    }
+  }
+
+  #drop(): boolean {
+    this.dropped++;
+    return true;
+  }
 }

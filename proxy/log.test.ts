@@ -1,0 +1,58 @@
+// The process logger's stdout: lines go out whole, and a stdout that is full, then gone, never
+// hangs the process (pino's default retried both without end: a listener whose daemon was killed
+// stayed stuck in a log call, holding its port).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+
+const LOG_TS = fileURLToPath(new URL('./log.ts', import.meta.url));
+
+function child(code: string) {
+  return spawn(process.execPath, ['--input-type=module', '-e', `import { createLogger, StdoutLines } from ${JSON.stringify(LOG_TS)};\n${code}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+test('log lines reach stdout whole, one JSON object per line', async () => {
+  const c = child(`const log = createLogger({ proc: 't' }, 'info'); for (let i = 0; i < 200; i++) log.info({ i, pad: 'x'.repeat(500) }, 'line');`);
+  let out = '';
+  c.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const [code] = await once(c, 'exit');
+  assert.equal(code, 0);
+  const lines = out.trim().split('\n').map((l) => JSON.parse(l) as { i: number; proc: string });
+  assert.deepEqual(lines.map((l) => l.i), Array.from({ length: 200 }, (_, i) => i));
+  assert.equal(lines[0]!.proc, 't');
+});
+
+test('stdout full and never read, then closed: the process goes on and exits on its own', async (t) => {
+  // Logs 1 KiB lines for 3 s while nobody reads (the pipe fills within ~64 lines), then exits by
+  // itself; the test closes its end of the pipe after 1.5 s (EPIPE from then on). It must exit.
+  const c = child(`
+    const out = new StdoutLines();
+    const log = createLogger({ proc: 't' }, 'info', out);
+    const end = Date.now() + 3000;
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 50);
+    const spin = () => {
+      for (let i = 0; i < 50; i++) log.info({ pad: 'x'.repeat(1024) }, 'line');
+      if (Date.now() < end) return setImmediate(spin);
+      clearInterval(timer);
+      process.stderr.write(JSON.stringify({ dropped: out.dropped, ticks }) + '\\n');
+      process.exit(0);
+    };
+    spin();`);
+  t.after(() => c.kill('SIGKILL'));
+  c.stdout.pause();
+  let err = '';
+  c.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const closing = setTimeout(() => c.stdout.destroy(), 1500);
+  const exited = once(c, 'exit');
+  const verdict = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 30_000))]);
+  clearTimeout(closing);
+  assert.notEqual(verdict, 'hung', 'the process hung in a log call');
+  assert.equal((verdict as [number | null])[0], 0, `exit code; stderr: ${err}`);
+  const report = JSON.parse(err.trim().split('\n').pop()!) as { dropped: number; ticks: number };
+  t.diagnostic(`lines dropped: ${report.dropped}; timer ticks while logging: ${report.ticks}`);
+  assert.ok(report.dropped > 0, 'lines were dropped rather than waited for');
+  assert.ok(report.ticks > 0, 'the event loop ran while stdout was stuck');
+});
