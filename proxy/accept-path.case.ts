@@ -9,7 +9,33 @@ import type { Engine } from './engine/engine.ts';
 import type { Listener } from './listener.ts';
 import { connectFrom, type Held } from './protect/protect-testing.ts';
 import type { ListenerSpec } from './spec.ts';
-import { closedPorts, exchange, listen, makeSpec, startEcho, waitFor } from './testing.ts';
+import { readFileSync } from 'node:fs';
+import { closedPorts, exchange, listen, makeSpec, slowClient, startEcho, targetSpec, waitFor } from './testing.ts';
+
+/** A ClientHello from `openssl s_client -servername a.example.test -alpn h2,http/1.1`. */
+const HELLO = readFileSync(new URL('./tls/fixtures/openssl-sni-alpn.bin', import.meta.url));
+
+/** Connect, write `parts` one after another (a pause between), half-close, collect the reply. Never rejects. */
+function sendParts(port: number, parts: Buffer[]): Promise<{ reply: Buffer; error?: string }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true, noDelay: true });
+    s.setTimeout(20_000, () => s.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('error', (err: NodeJS.ErrnoException) => resolve({ reply: Buffer.concat(chunks), error: err.code ?? 'ERR' }));
+    s.on('end', () => {
+      s.destroy();
+      resolve({ reply: Buffer.concat(chunks) });
+    });
+    s.on('connect', async () => {
+      for (const [i, part] of parts.entries()) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 20));
+        s.write(part);
+      }
+      s.end();
+    });
+  });
+}
 
 type T = { after: (fn: () => unknown) => void };
 
@@ -152,5 +178,51 @@ export function acceptPathCase(name: string, engine: () => Engine, expectNative:
     assert.equal(m.bytesOut, out);
     assert.deepEqual(Object.values(m.targetActive), [0, 0]);
     assert.deepEqual(m.attempts, { [`127.0.0.1:${a.port}`]: { ok: 25 }, [`127.0.0.1:${b.port}`]: { ok: 25 } });
+  });
+
+  test(`${name}: PROXY header in and out — the target gets the header rebuilt from the client's, then the bytes; the header's source is the client; counted once`, async (t) => {
+    const rec = await echo(t, 'R');
+    const { listener, port } = await start(t, makeSpec([`127.0.0.1:${rec.port}`], { acceptProxyProtocol: true, sendProxyProtocol: 'v1', deny: ['10.66.0.0/16'] }));
+    // Split inside the header: read again until it is whole.
+    const r = await sendParts(port, [Buffer.from('PROXY TCP4 10.1.2.3 10.4.5'), Buffer.from('.6 1111 2222\r\nhel'), Buffer.from('lo')]);
+    assert.equal(r.error, undefined);
+    assert.equal(rec.received[0]!.toString('latin1'), 'PROXY TCP4 10.1.2.3 10.4.5.6 1111 2222\r\nhello');
+    assert.equal(r.reply.toString(), `R:${rec.received[0]!.toString('latin1')}`); // the target echoes what it got
+    // Admission sees the header's source: denied, reset, no attempt.
+    const denied = await sendParts(port, [Buffer.from('PROXY TCP4 10.66.1.1 10.4.5.6 1111 2222\r\nhello')]);
+    assert.equal(denied.error, 'ECONNRESET');
+    // Not a PROXY header: reset at once.
+    const bad = await sendParts(port, [Buffer.from('GET / HTTP/1.1\r\n\r\n')]);
+    assert.equal(bad.error, 'ECONNRESET');
+    await settled(listener);
+    const m = listener.metricsSnapshot();
+    assert.deepEqual(m.connections, { ok: 1, denied: 1, 'bad-handshake': 1 });
+    assert.deepEqual(m.attempts, { [`127.0.0.1:${rec.port}`]: { ok: 1 } });
+    assert.equal(m.bytesIn, 'PROXY TCP4 10.1.2.3 10.4.5.6 1111 2222\r\nhello'.length + 'PROXY TCP4 10.66.1.1 10.4.5.6 1111 2222\r\nhello'.length + 'GET / HTTP/1.1\r\n\r\n'.length);
+  });
+
+  test(`${name}: TLS passthrough — a ClientHello in pieces goes to its SNI's route with every byte; not TLS is reset at once; a stalled hello at HandshakeTimeoutMs`, async (t) => {
+    const a = await echo(t, 'A');
+    const c = await echo(t, 'C');
+    const spec = makeSpec([`127.0.0.1:${c.port}`], {
+      tls: { mode: 'passthrough', certs: [] },
+      routes: [{ sni: ['a.example.test'], alpn: [], targets: [targetSpec(`127.0.0.1:${a.port}`)] }],
+      handshakeTimeoutMs: 1000,
+    });
+    const { listener, port } = await start(t, spec);
+    const r = await sendParts(port, [HELLO.subarray(0, 3), HELLO.subarray(3, 100), Buffer.concat([HELLO.subarray(100), Buffer.from('tail')])]);
+    assert.equal(r.error, undefined);
+    assert.deepEqual(r.reply, Buffer.concat([Buffer.from('A:'), HELLO, Buffer.from('tail')]));
+    assert.equal(c.connections, 0);
+    const bad = await sendParts(port, [Buffer.from('GET / HTTP/1.1\r\n\r\n')]);
+    assert.equal(bad.error, 'ECONNRESET');
+    // One byte, then nothing for 5 s: closed by the deadline, not by the client.
+    const slow = await slowClient(port, HELLO.subarray(0, 12), 5000);
+    assert.equal(slow.sent, 1, `closed after ${slow.sent} bytes`);
+    assert.ok(slow.ms >= 900, `closed after ${slow.ms} ms`);
+    await settled(listener);
+    const m = listener.metricsSnapshot();
+    assert.deepEqual(m.connections, { ok: 1, 'bad-handshake': 1, 'handshake-timeout': 1 });
+    assert.deepEqual(m.attempts, { [`127.0.0.1:${a.port}`]: { ok: 1 } });
   });
 }

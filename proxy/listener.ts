@@ -97,12 +97,14 @@ export interface ListenerOptions {
 }
 
 /**
- * Which apps the native engine accepts and connects for (no Node socket per connection): plain TCP
- * without a PROXY header either way and without FirstByteTimeoutMs (it reads a JS socket's bytes).
- * TLS needs the ClientHello (passthrough) or Node's TLS (terminate): those stay on Session.
+ * Which apps the native engine accepts and connects for (no Node socket per connection): all but
+ * TLS termination (Node's TLS socket does the handshake) and plain TCP with FirstByteTimeoutMs (it
+ * reads a JS socket's byte count; an app that inspects — PROXY header in, passthrough — has
+ * HandshakeTimeoutMs instead). Those stay on Session.
  */
 function nativeAccepts(spec: ListenerSpec): boolean {
-  return spec.tls === undefined && !spec.acceptProxyProtocol && spec.sendProxyProtocol === 'none' && spec.firstByteTimeoutMs === 0;
+  if (spec.tls?.mode === 'terminate') return false;
+  return spec.firstByteTimeoutMs === 0 || spec.tls !== undefined || spec.acceptProxyProtocol;
 }
 
 /** What the metrics and the access line read from a closed connection, whichever path served it. */
@@ -170,7 +172,7 @@ interface SessionTicket extends Ticket {
 function onDecided(t: Ticket, refusal: Refusal | null): void {
   const s = (t as SessionTicket).session;
   if (refusal !== null) s.refuse(refusal, REFUSAL_CODE[refusal]);
-  else if (s instanceof NativeSession) s.start();
+  else if (s instanceof NativeSession) s.admitted();
   else if (s.ctx.spec.acceptProxyProtocol) s.admitted();
   else s.start();
 }
@@ -214,7 +216,7 @@ export class Listener implements ListenerContext {
   #lastFdError = 0;
   /** Sessions this process can hold within RLIMIT_NOFILE (Infinity when unknown). */
   #fdCap = Infinity;
-  readonly admit: ((session: Session) => boolean) | undefined;
+  readonly admit: ((session: Session | NativeSession) => boolean) | undefined;
 
   constructor(spec: ListenerSpec, opts: ListenerOptions) {
     this.spec = spec;
@@ -487,7 +489,8 @@ export class Listener implements ListenerContext {
       this.#fdExhausted(undefined, 'EMFILE');
       return s.refuse('over-limit', 'ERR_FD_LIMIT');
     }
-    if (this.#admission === null || this.#admit(s, address)) s.start();
+    // PROXY apps are checked once the header gives the real address (NativeSession calls this.admit).
+    if (this.#admission === null || this.spec.acceptProxyProtocol || this.#admit(s, address)) s.start();
   }
 
   onConnectFailed(session: { readonly clientAddress: string | undefined }, err: ConnectError | null): void {

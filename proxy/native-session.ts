@@ -1,19 +1,24 @@
 // NativeSession: one client connection that the native engine accepted, connects and forwards
-// (plain TCP apps without PROXY header in or out, TLS or FirstByteTimeoutMs; see Listener). No
-// net.Socket exists for it: the engine reports the accepted fd and client address, and this object
-// runs the same policy as Session with plain values:
-//   1. accept: the listener has checked drain, descriptors and admission (ACL, limits, leases)
-//   2. route: the app's default pool (no SNI/ALPN without TLS); none → RST
-//   3. connect: Connector.dialWith — the same pick, retry budget, backoff, queueing and pool reports
+// (every app but TLS termination, which needs Node's TLS socket, and FirstByteTimeoutMs on plain
+// TCP; see Listener). No net.Socket exists for it: the engine reports the accepted fd and client
+// address, and this object runs the same policy as Session with plain values:
+//   1. accept: the listener has checked drain, descriptors and admission (ACL, limits, leases;
+//      PROXY apps: after the header, on the real client)
+//   2. inspect (PROXY header in, TLS passthrough), within HandshakeTimeoutMs: the engine watches
+//      the fd (waitReadable); we read it (recv) and feed the same Inspector as Session; the bytes
+//      after the header (passthrough: the ClientHello too) go upstream first
+//   3. route: the SNI/ALPN route or the app's default pool; none → RST
+//   4. connect: Connector.dialWith — the same pick, retry budget, backoff, queueing and pool reports
 //      as the JS path — with each attempt made by the engine (`dial`); a failed attempt gives the
 //      client fd back to us for the next one; no target → RST to the client
-//   4. forward: the engine forwards from the moment it connected (idle timeout in C)
-//   5. close: the engine's one close report (bytes, outcome) → finish(): target released, one
+//   5. forward: the engine forwards from the moment it connected (PROXY header out and the
+//      inspected bytes first; idle timeout in C)
+//   6. close: the engine's one close report (bytes, outcome) → finish(): target released, one
 //      metrics update and access line through the listener
 //
 // State is a handful of plain fields and no closure, so an idle connection costs little JS memory.
-// Who holds the client fd: us (`fd` ≥ 0) between attempts, the engine while it connects or forwards
-// (`fd` −1). Exactly one close report or one finish() per connection: destroy() while the engine
+// Who holds the client fd: us between attempts and reads, the engine while it watches, connects or
+// forwards. Exactly one close report or one finish() per connection: destroy() while the engine
 // holds the fd asks it to close and waits for its report (or for the failed attempt's fd, which we
 // then close ourselves).
 import type { ConnectError, ConnectHandle, Connector, Dialed, DialJob, Dialer } from './connector.ts';
@@ -26,6 +31,8 @@ import type { Router } from './router.ts';
 import type { HandoverSession } from './ipc/protocol.ts';
 import { ENGINE_CODES, NO_ALPN } from './session.ts';
 import type { Failure, HandOff, Outcome } from './session.ts';
+import { DONE, EMPTY, FAILED, HEADER, Inspector, MORE } from './inspect.ts';
+import { buildProxyHeaderV1, buildProxyHeaderV2 } from './proxy-protocol.ts';
 import { socketFromFd } from './engine/socket-from-fd.ts';
 import type { ListenerSpec } from './spec.ts';
 
@@ -34,6 +41,8 @@ export interface NativeSessionHost {
   readonly spec: ListenerSpec;
   readonly router: Router;
   readonly connector: Connector;
+  /** PROXY apps: protection on the real client, once the header is read (see Listener#admit). */
+  readonly admit: ((session: NativeSession) => boolean) | undefined;
   onConnectFailed(session: { readonly clientAddress: string | undefined }, err: ConnectError | null): void;
   onNativeClosed(session: NativeSession): void;
 }
@@ -41,10 +50,14 @@ export interface NativeSessionHost {
 /** errno → code, for the pool's lastError and passive health (attemptResult reads `code`). */
 const ERRNO_CODES: Record<number, string> = { 111: 'ECONNREFUSED', 110: 'ETIMEDOUT', 113: 'EHOSTUNREACH', 101: 'ENETUNREACH', 24: 'EMFILE', 23: 'ENFILE', 99: 'EADDRNOTAVAIL', 104: 'ECONNRESET' };
 
-const WAITING = 0; // we hold the fd (admission, DNS, backoff)
+const WAITING = 0; // we hold the fd (admission, reading, DNS, backoff)
 const CONNECTING = 1; // the engine holds it and is connecting
 const FORWARDING = 2;
 const CLOSED = 3;
+const READING = 4; // the engine holds it and watches it for the first bytes
+const EAGAIN = 11;
+/** Where first bytes are read; a chunk is copied out before anything else runs (one thread). */
+const scratch = Buffer.allocUnsafe(16 * 1024);
 
 export class NativeSession implements Dialer, ConnectionSink {
   readonly host: NativeSessionHost;
@@ -52,13 +65,16 @@ export class NativeSession implements Dialer, ConnectionSink {
   readonly id: number;
   /** The accepted client socket: ours in WAITING, the engine's while it connects or forwards. */
   readonly fd: number;
-  readonly clientAddress: string;
-  readonly clientPort: number;
+  /** As accepted, or as a PROXY header says. */
+  clientAddress: string;
+  clientPort: number;
   readonly startedAt: number;
   readonly t0: number;
-  readonly sni: undefined = undefined;
+  sni: string | undefined;
+  /** Passthrough: not known (the target negotiates); no termination here. */
   readonly alpn: undefined = undefined;
-  readonly handshakeMs = -1;
+  /** ms from accept to the ClientHello read (TLS passthrough); -1 = none. */
+  handshakeMs = -1;
   connectMs = -1;
   target: string | undefined;
   endpoint: string | undefined;
@@ -82,6 +98,16 @@ export class NativeSession implements Dialer, ConnectionSink {
   #detaching = false;
   /** The engine said half-closed: it stays here to its end. */
   #detachRefused = false;
+  /** Step 2, while reading the first bytes (null before and after). */
+  #inspector: Inspector | null = null;
+  #inspected = false;
+  /** A PROXY header's destination (where the client connected), for the header we send on. */
+  #destAddress: string | undefined;
+  #destPort: number | undefined;
+  /** What goes upstream before the client's next bytes: PROXY header out, then the inspected bytes. */
+  #preUp: Buffer | null = null;
+  /** Bytes read from the client while inspecting (the engine counts from the connect on). */
+  #readBefore = 0;
 
   constructor(host: NativeSessionHost, engine: NativeEngine, fd: number, address: string, port: number) {
     this.host = host;
@@ -117,7 +143,7 @@ export class NativeSession implements Dialer, ConnectionSink {
         return undefined;
       }
       const d = r.pair;
-      const state = this.handoverState(d.bytesIn, d.bytesOut)!;
+      const state = this.handoverState(this.#readBefore + d.bytesIn, d.bytesOut)!;
       this.#state = CLOSED;
       this.#finished = true;
       // Released on its target here; the adopting worker counts it on its own.
@@ -143,25 +169,128 @@ export class NativeSession implements Dialer, ConnectionSink {
     };
   }
 
-  /** Admitted: route and connect. */
+  /** Accepted (and, without a PROXY header, admitted): inspect, or route and connect. */
   start(): void {
+    if (this.#state !== WAITING || this.#closing || this.#inspector !== null) return;
+    const spec = this.host.spec;
+    if (!this.#inspected && (spec.acceptProxyProtocol || spec.tls !== undefined)) {
+      this.#inspector = new Inspector(spec.acceptProxyProtocol, spec.tls !== undefined);
+      return this.#read();
+    }
+    this.#route(undefined, NO_ALPN);
+  }
+
+  /** Protection let a connection in: one held after its PROXY header reads on; else start(). */
+  admitted(): void {
+    if (this.#inspector === null) return this.start();
     if (this.#state !== WAITING || this.#closing) return;
-    const pool = this.host.router.pool(undefined, NO_ALPN);
+    this.#step(this.#inspector.feed(EMPTY));
+  }
+
+  /** 2. Read what the fd has now; wait for more with the engine when it has nothing. */
+  #read(): void {
+    const inspector = this.#inspector!;
+    for (;;) {
+      const n = this.engine.recv(this.fd, scratch);
+      if (n === -EAGAIN) return this.#waitInput();
+      if (n === 0) return this.refuse('bad-handshake', 'ERR_HANDSHAKE_EOF');
+      if (n < 0) return this.refuse('client-error', ERRNO_CODES[-n] ?? `ERRNO_${-n}`);
+      this.#readBefore += n;
+      this.bytesIn = this.#readBefore;
+      // A copy: the inspector may keep the chunk while it waits for the rest.
+      if (!this.#step(inspector.feed(Buffer.from(scratch.subarray(0, n))))) return;
+    }
+  }
+
+  /** One inspect step; true: read on. */
+  #step(step: number): boolean {
+    const inspector = this.#inspector!;
+    if (step === HEADER) {
+      // LOCAL (a health check) and UNKNOWN carry no addresses: the connection's own stand.
+      const h = inspector.header!;
+      if (h.sourceAddress !== undefined && h.destinationAddress !== undefined) {
+        this.clientAddress = h.sourceAddress;
+        this.clientPort = h.sourcePort ?? 0;
+        this.#destAddress = h.destinationAddress;
+        this.#destPort = h.destinationPort;
+      }
+      // Protection on the real client address: refused, or held until the listener calls admitted().
+      if (this.host.admit !== undefined && !this.host.admit(this)) return false;
+      step = inspector.feed(EMPTY);
+    }
+    if (step === MORE) return true;
+    if (step === FAILED) {
+      this.refuse('bad-handshake', inspector.code!);
+      return false;
+    }
+    if (step !== DONE) return false;
+    this.#inspector = null;
+    this.#inspected = true;
+    if (this.host.spec.tls !== undefined) {
+      this.handshakeMs = performance.now() - this.t0;
+      this.sni = inspector.sni;
+    }
+    this.#preUp = inspector.rest;
+    this.#route(inspector.sni, inspector.alpn);
+    return false;
+  }
+
+  /** The engine watches the fd until HandshakeTimeoutMs from accept. */
+  #waitInput(): void {
+    const left = this.host.spec.handshakeTimeoutMs - (performance.now() - this.t0);
+    if (left <= 0) return this.refuse('handshake-timeout', 'ERR_HANDSHAKE_TIMEOUT');
+    try {
+      this.engine.waitReadable(this.id, this.fd, left, this);
+    } catch (err) {
+      // Out of memory: the fd is still ours.
+      return this.refuse('client-error', (err as NodeJS.ErrnoException).code ?? 'ENOMEM');
+    }
+    this.#state = READING;
+  }
+
+  /** ConnectionSink: the engine's answer to waitReadable (the fd is ours again). */
+  readable(timedOut: boolean): void {
+    this.#state = WAITING;
+    if (this.#closing) return this.#closeHeld(this.#closingReset);
+    if (timedOut) return this.refuse('handshake-timeout', 'ERR_HANDSHAKE_TIMEOUT');
+    this.#read();
+  }
+
+  /** 3. route, 4. connect. */
+  #route(sni: string | undefined, alpn: readonly string[]): void {
+    const pool = this.host.router.pool(sni, alpn);
     if (pool.size === 0) return this.refuse('no-route', 'ERR_NO_ROUTE');
+    const send = this.host.spec.sendProxyProtocol;
+    if (send !== 'none') {
+      const header = this.#proxyHeaderOut(send);
+      this.#preUp = this.#preUp === null ? header : Buffer.concat([header, this.#preUp]);
+    }
     this.#pool = pool;
     const key = this.host.spec.strategy === 'source-hash' ? this.clientAddress : undefined;
     this.#job = this.host.connector.dialWith(pool, key, this.startedAt, this);
   }
 
-  /** Not PROXY-protocol: never held after a header. Here for the admission's ticket. */
-  admitted(): void {
-    this.start();
+  /**
+   * Source: the client (from the PROXY header if one came). Destination: where the client
+   * connected — the PROXY header's destination if one came, else the accepted socket's own address.
+   */
+  #proxyHeaderOut(version: 'v1' | 'v2'): Buffer {
+    const src = { address: this.clientAddress, port: this.clientPort, family: familyOf(this.clientAddress) };
+    let address = this.#destAddress;
+    let port = this.#destPort ?? 0;
+    if (address === undefined) {
+      const local = this.engine.localAddress(this.fd);
+      address = local?.address ?? '';
+      port = local?.port ?? 0;
+    }
+    const dst = { address, port, family: familyOf(address) };
+    return version === 'v1' ? buildProxyHeaderV1(src, dst) : buildProxyHeaderV2(src, dst);
   }
 
   /** Dialer: one attempt, made by the engine with the client fd. */
   dial(job: DialJob, address: string, port: number, timeoutMs: number): void {
     try {
-      this.engine.connect(this.id, this.fd, address, port, timeoutMs, this.host.spec.idleTimeoutMs, null, this);
+      this.engine.connect(this.id, this.fd, address, port, timeoutMs, this.host.spec.idleTimeoutMs, this.#preUp, this);
     } catch (err) {
       // Bad arguments or out of memory: the fd is still ours; this attempt failed.
       return job.dialed(Object.assign(new Error((err as Error).message), { code: 'ENOMEM' }));
@@ -216,7 +345,7 @@ export class NativeSession implements Dialer, ConnectionSink {
       this.#job.cancel();
       this.#job = null;
     }
-    this.bytesIn = r.bytesIn;
+    this.bytesIn = this.#readBefore + r.bytesIn;
     this.bytesOut = r.bytesOut;
     if (r.outcome !== 'ok') this.fail(r.outcome, ENGINE_CODES[r.outcome]);
     this.finish();
@@ -271,4 +400,9 @@ export class NativeSession implements Dialer, ConnectionSink {
     this.#pool = null;
     this.host.onNativeClosed(this);
   }
+}
+
+/** The builder reads the family from the address text; this is only its hint. */
+function familyOf(address: string): 4 | 6 {
+  return address.includes(':') ? 6 : 4;
 }

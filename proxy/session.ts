@@ -27,8 +27,8 @@ import type tls from 'node:tls';
 import type { ConnectError, ConnectHandle, ConnectResult } from './connector.ts';
 import type { EngineOutcome, ForwardHandle, ForwardResult } from './engine/engine.ts';
 import type { ListenerContext } from './listener-context.ts';
-import { parseProxyHeader, buildProxyHeaderV1, buildProxyHeaderV2, type ProxyEndpoint } from './proxy-protocol.ts';
-import { parseClientHello } from './tls/client-hello.ts';
+import { buildProxyHeaderV1, buildProxyHeaderV2, type ProxyEndpoint } from './proxy-protocol.ts';
+import { DONE, EMPTY, FAILED, HEADER, Inspector, MORE, NO_ALPN } from './inspect.ts';
 import type { TargetPool } from './pool/target-pool.ts';
 import type { TargetState } from './pool/target-state.ts';
 import type { HandoverSession } from './ipc/protocol.ts';
@@ -54,7 +54,7 @@ const kPeer = Symbol('peer');
 const kSession = Symbol('session');
 type Peered = net.Socket & { [kPeer]: Peered; [kSession]: Session };
 
-export const NO_ALPN: readonly string[] = Object.freeze([]);
+export { NO_ALPN };
 /** The reason codes the JS path gives the same outcomes (the native engine reports no errno); NativeSession uses them too. */
 export const ENGINE_CODES: Readonly<Record<Exclude<EngineOutcome, 'ok'>, string>> = {
   // The engine reports a failed side, not its errno; a reset is what it sees nearly always.
@@ -63,8 +63,6 @@ export const ENGINE_CODES: Readonly<Record<Exclude<EngineOutcome, 'ok'>, string>
   'idle-timeout': 'ERR_IDLE_TIMEOUT',
   'drained': 'ERR_DRAINED',
 };
-const EMPTY = Buffer.alloc(0);
-const TLS_RECORD_HEADER = 5;
 
 export class Session {
   readonly ctx: ListenerContext;
@@ -102,12 +100,8 @@ export class Session {
   code: string | undefined;
   /** What bytes are forwarded from and to on the client side: `client`, or the TLS socket over it. */
   #down: net.Socket;
-  /** Inspect buffer: bytes [#bufStart, #bufEnd) of #buf are received and not yet consumed. */
-  #buf: Buffer | null = null;
-  #bufStart = 0;
-  #bufEnd = 0;
-  /** Passthrough: don't re-parse the ClientHello before this many bytes (its first record) are in. */
-  #helloWant = 0;
+  /** Step 2's reader of the first bytes, while inspecting. */
+  #inspector: Inspector | null = null;
   #prelude: Buffer | null = null;
   #timer: NodeJS.Timeout | null = null;
   #connect: ConnectHandle | null = null;
@@ -162,6 +156,7 @@ export class Session {
     // 2. inspect
     this.#timer = setTimeout(onHandshakeTimeout, this.ctx.spec.handshakeTimeoutMs, this);
     if (this.#proxyDone && tlsMode === 'terminate') return this.#terminate(null);
+    this.#inspector = new Inspector(!this.#proxyDone, tlsMode === 'passthrough');
     c.on('data', onInspectData);
     // Until forwarding starts: pause() does not stop Node from reading ahead to the FIN (the stream
     // keeps filling up to its high-water mark), and an 'end' nobody hears would be lost for good.
@@ -172,40 +167,29 @@ export class Session {
 
   /** @internal 2. inspect: called with every chunk until the header/hello is complete. */
   inspect(chunk: Buffer): void {
-    const buf = this.#append(chunk);
-    if (!this.#proxyDone) {
-      // 2a. PROXY header
-      const r = parseProxyHeader(buf);
-      if (r.status === 'need-more') return;
-      if (r.status === 'error') return this.#abort('bad-handshake', r.code);
+    const inspector = this.#inspector;
+    if (inspector === null) return;
+    let step = inspector.feed(chunk);
+    if (step === HEADER) {
       this.#proxyDone = true;
       // LOCAL (a health check) and UNKNOWN carry no addresses: the connection's own stand.
-      const h = r.header;
+      const h = inspector.header!;
       if (h.sourceAddress !== undefined && h.destinationAddress !== undefined) {
         this.#clientAddress = h.sourceAddress;
         this.#clientPort = h.sourcePort;
         this.#destAddress = h.destinationAddress;
         this.#destPort = h.destinationPort;
       }
-      this.#bufStart += r.length;
       // Protection (issue 12) on the real client address: refused, or paused until the listener calls admitted().
       if (this.ctx.admit !== undefined && !this.ctx.admit(this)) return void this.client.pause();
+      step = inspector.feed(EMPTY);
     }
-    const rest = this.#buf!.subarray(this.#bufStart, this.#bufEnd);
-    const tlsMode = this.ctx.spec.tls?.mode;
-    // PROXY header only: the remaining bytes (if any) go upstream first.
-    if (tlsMode === undefined) return this.#endInspect(rest.length > 0 ? rest : null, undefined, NO_ALPN);
-    if (tlsMode === 'terminate') return this.#terminate(rest);
-    // 2b. passthrough: the parser is O(bytes), so skip calls that cannot complete the first record.
-    if (rest.length === 0 || rest.length < this.#helloWant) return;
-    const hello = parseClientHello(rest);
-    if (hello.status === 'need-more') {
-      // The parser saw no fault in the record header, so its length is the next point worth a look.
-      if (rest.length >= TLS_RECORD_HEADER) this.#helloWant = TLS_RECORD_HEADER + rest.readUInt16BE(3);
-      return;
-    }
-    if (hello.status === 'error') return this.#abort('bad-handshake', hello.code);
-    this.#endInspect(rest, hello.sni, hello.alpn);
+    if (step === MORE) return;
+    if (step === FAILED) return this.#abort('bad-handshake', inspector.code!);
+    if (step !== DONE) return;
+    // The bytes after the header go to TLS (terminate) or upstream first (PROXY only, passthrough).
+    if (this.ctx.spec.tls?.mode === 'terminate') return this.#terminate(inspector.rest);
+    this.#endInspect(inspector.rest, inspector.sni, inspector.alpn);
   }
 
   /** Protection let a session held after its PROXY header in: go on with the bytes already received. */
@@ -219,38 +203,12 @@ export class Session {
     this.#abort(outcome, code);
   }
 
-  /** Adds a chunk to the inspect buffer; returns the unconsumed bytes. Grows by doubling. */
-  #append(chunk: Buffer): Buffer {
-    const held = this.#buf;
-    const used = this.#bufEnd - this.#bufStart;
-    if (held === null || used === 0) {
-      // The common cases: everything in one chunk, or the PROXY header alone in the first one.
-      this.#buf = chunk;
-      this.#bufStart = 0;
-      this.#bufEnd = chunk.length;
-      return chunk;
-    }
-    if (this.#bufEnd + chunk.length <= held.length) {
-      // Spare room exists only in buffers allocated below, never in a received chunk.
-      chunk.copy(held, this.#bufEnd);
-    } else {
-      const grown = Buffer.allocUnsafe(Math.max(2 * (used + chunk.length), 512));
-      held.copy(grown, 0, this.#bufStart, this.#bufEnd);
-      chunk.copy(grown, used);
-      this.#buf = grown;
-      this.#bufStart = 0;
-      this.#bufEnd = used;
-    }
-    this.#bufEnd += chunk.length;
-    return this.#buf!.subarray(this.#bufStart, this.#bufEnd);
-  }
-
   #stopInspecting(): void {
     const c = this.client;
     c.removeListener('data', onInspectData);
     c.pause();
     this.#inspecting = false;
-    this.#buf = null;
+    this.#inspector = null;
   }
 
   #endInspect(prelude: Buffer | null, sni: string | undefined, alpn: readonly string[]): void {
@@ -605,7 +563,7 @@ export class Session {
     if (this.#closed) return;
     this.#closed = true;
     this.#clearTimer();
-    this.#buf = null;
+    this.#inspector = null;
     if (this.#connect !== null) {
       this.#connect.cancel();
       this.#connect = null;

@@ -27,6 +27,9 @@ interface Addon {
   unlisten(lid: number, engineFd: number): void;
   connect(id: number, fd: number, ip: string, port: number, timeoutMs: number, idleMs: number, preUp: Buffer | null): void;
   closeFd(fd: number, reset: boolean): void;
+  waitReadable(id: number, fd: number, timeoutMs: number): void;
+  recv(fd: number, buffer: Buffer): number;
+  localAddress(fd: number): [string, number] | null;
   /** Issue 16 (absent in an older build): where detach answers go, set once; then detach(id) asks. */
   onDetached?(fn: (answers: DetachAnswer[]) => void): void;
   detach?(id: number): void;
@@ -62,6 +65,8 @@ export interface ConnectionSink {
   connectResult(result: ConnectOutcome, errno: number): void;
   /** The forwarded (or still connecting) pair closed; after this the id is gone. */
   closed(r: ForwardResult): void;
+  /** waitReadable's answer: the fd is the caller's again; something to read, or the time ran out. */
+  readable(timedOut: boolean): void;
 }
 
 export type ConnectOutcome = 'connected' | 'refused' | 'timeout' | 'unreachable';
@@ -73,6 +78,9 @@ const OUTCOMES: readonly EngineOutcome[] = ['ok', 'client-error', 'upstream-erro
 const ADDON_FILE = 'build/native/forwarder.node';
 /** engine-core.h FE_UNLISTENED: a listener's socket closed, every accept on it reported. */
 const FE_UNLISTENED = 9;
+/** engine-core.h FE_READABLE / FE_READ_TIMEOUT: waitReadable's answers. */
+const FE_READABLE = 10;
+const FE_READ_TIMEOUT = 11;
 
 /**
  * Where the built addon is: FPROXY_ENGINE_ADDON, else `build/native/forwarder.node` in the first
@@ -193,6 +201,29 @@ export class NativeEngine implements Engine {
     this.#addon.connect(id, fd, ip, port, Math.max(0, Math.min(0xffffffff, Math.ceil(timeoutMs))), idleMs, preUp);
     this.#conns.set(id, sink);
     this.#updateRef();
+  }
+
+  /**
+   * Watch accepted client `fd` for its first bytes (a PROXY header, a ClientHello) for up to
+   * timeoutMs (0: no limit): `sink.readable()` hears when to read it (recv), with the fd the
+   * caller's again; close(id) while it waits closes the fd (sink.closed). Throws (fd still the
+   * caller's) only on bad arguments or out of memory.
+   */
+  waitReadable(id: number, fd: number, timeoutMs: number, sink: ConnectionSink): void {
+    this.#addon.waitReadable(id, fd, Math.max(0, Math.min(0xffffffff, Math.ceil(timeoutMs))));
+    this.#conns.set(id, sink);
+    this.#updateRef();
+  }
+
+  /** One non-blocking read of a client fd the caller holds: bytes read, 0 at EOF, −errno (−11: EAGAIN). */
+  recv(fd: number, buffer: Buffer): number {
+    return this.#addon.recv(fd, buffer);
+  }
+
+  /** Where a client fd the caller holds was connected to (getsockname); undefined if unknown. */
+  localAddress(fd: number): { address: string; port: number } | undefined {
+    const a = this.#addon.localAddress(fd);
+    return a === null ? undefined : { address: a[0], port: a[1] };
   }
 
   /** Close connection `id` (connecting or forwarding): FIN both ways, or RST with `reset`. */
@@ -355,7 +386,10 @@ export class NativeEngine implements Engine {
   #connReport(id: number, c: ConnectionSink, results: Float64Array, i: number): void {
     const code = results[i + 3]!;
     try {
-      if (code >= 5) {
+      if (code === FE_READABLE || code === FE_READ_TIMEOUT) {
+        this.#conns.delete(id);
+        c.readable(code === FE_READ_TIMEOUT);
+      } else if (code >= 5) {
         const outcome = CONNECT_OUTCOMES[code - 5] ?? 'unreachable';
         if (outcome !== 'connected') this.#conns.delete(id);
         c.connectResult(outcome, results[i + 1]!);

@@ -86,13 +86,16 @@ typedef struct pair {
   /* native connect (fe_connect): while `connecting`, s[1] is the socket being connected (s[0] is
      not in the epoll set), idle_ms is 0 and the pair's idle timeout waits in idle_after_connect */
   bool connecting;
+  /* fe_wait_readable: a `connecting` pair whose s[0] (only) is watched for input until the
+     deadline in connect_deadline_ms; it then hands s[0] back (FE_READABLE / FE_READ_TIMEOUT) */
+  bool waiting;
   bool own_fds; /* fe_connect: both sockets were created here (accept4, socket), never dup()ed */
   uint64_t win_mark; /* inline loop: rd[0] + rd[1] at the start of the offload window */
   uint32_t idle_after_connect;
   uint64_t connect_deadline_ms; /* 0: none */
 } pair;
 
-enum { CMD_ADD, CMD_CLOSE, CMD_RESET, CMD_DRAIN, CMD_STOP, CMD_CONNECT, CMD_LISTEN, CMD_UNLISTEN };
+enum { CMD_ADD, CMD_CLOSE, CMD_RESET, CMD_DRAIN, CMD_STOP, CMD_CONNECT, CMD_LISTEN, CMD_UNLISTEN, CMD_WAIT };
 enum { CMD_DETACH = 16 }; /* fe_detach (block at the end of this file) */
 enum { CMD_ADOPT = 17 };  /* a pair moved here by the inline loop (offload) */
 struct detach_req;
@@ -349,9 +352,13 @@ static bool read_side(loop *l, pair *p, int i, uint64_t now) {
 }
 
 static void connect_event(loop *l, pair *p, uint32_t ev, uint64_t now);
+static void wait_done(loop *l, pair *p, int outcome);
 
 static void on_event(loop *l, pair *p, int i, uint32_t ev, uint64_t now) {
-  if (p->connecting) return connect_event(l, p, ev, now); /* only s[1] is registered meanwhile */
+  /* Waiting, only s[0] is registered; connecting, only s[1]. Input, a hang-up or an error all
+     end a wait: the caller's read tells which. */
+  if (p->waiting) return wait_done(l, p, FE_READABLE);
+  if (p->connecting) return connect_event(l, p, ev, now);
   if (ev & EPOLLERR) {
     fail(l, p, i);
     return;
@@ -447,6 +454,7 @@ static void run_commands(loop *l, uint64_t now) {
         run_detach(l, c->req);
         break;
       case CMD_CONNECT:
+      case CMD_WAIT:
       case CMD_LISTEN:
       case CMD_UNLISTEN:
         run_native_command(l, c, now);
@@ -553,7 +561,7 @@ static void free_loop(loop *l) {
   /* loop thread joined: whatever is still queued (never seen by it) is ours now */
   for (cmd *c = l->q_head, *next; c != NULL; c = next) {
     next = c->next;
-    if (c->type == CMD_ADD || c->type == CMD_CONNECT) {
+    if (c->type == CMD_ADD || c->type == CMD_CONNECT || c->type == CMD_WAIT) {
       for (int i = 0; i < 2; i++) {
         if (c->p->s[i].fd >= 0) close(c->p->s[i].fd);
         buf_put(l, c->p->d[i].b);
@@ -1098,10 +1106,45 @@ static void start_connect(loop *l, connect_cmd *cc, uint64_t now) {
   }
 }
 
+/* A wait ended: s[0] leaves the epoll set (it stays open: the caller reads it, then connects or
+   closes it), the report gives it back, and the pair is freed at the end of the batch. */
+static void wait_done(loop *l, pair *p, int outcome) {
+  side *c = &p->s[0];
+  if (c->registered) epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
+  c->registered = false;
+  p->closed = true;
+  unlink_pair(l, p);
+  p->prev = NULL;
+  p->next = l->dead;
+  l->dead = p;
+  fe_result r = {.id = p->id, .bytes_in = 0, .bytes_out = 0, .outcome = outcome};
+  l->eng->cb(&r, l->eng->ctx);
+  atomic_fetch_sub_explicit(&l->eng->pairs, 1, memory_order_release); /* after the report, as close_pair */
+}
+
+static void start_wait(loop *l, connect_cmd *cc, uint64_t now) {
+  pair *p = cc->c.p;
+  link_pair(l, p);
+  p->last_ms = now;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag(p, 0)};
+  /* Cannot fail for an open socket short of ENOMEM: then the wait ends at once and the
+     caller's read finds what there is (EAGAIN: it waits again). */
+  if (epoll_ctl(l->ep, EPOLL_CTL_ADD, p->s[0].fd, &ev) != 0) return wait_done(l, p, FE_READABLE);
+  p->s[0].registered = true;
+  p->s[0].mask = EPOLLIN;
+  if (cc->timeout_ms > 0) {
+    p->connect_deadline_ms = now + cc->timeout_ms;
+    if (l->next_connect_ms == 0 || p->connect_deadline_ms < l->next_connect_ms) l->next_connect_ms = p->connect_deadline_ms;
+  }
+}
+
 static void run_native_command(loop *l, cmd *c, uint64_t now) {
   switch (c->type) {
     case CMD_CONNECT:
       start_connect(l, (connect_cmd *)c, now);
+      break;
+    case CMD_WAIT:
+      start_wait(l, (connect_cmd *)c, now);
       break;
     case CMD_LISTEN: {
       listen_cmd *lc = (listen_cmd *)c;
@@ -1159,7 +1202,8 @@ static void run_native_timers(loop *l, uint64_t now) {
     nx = p->next;
     if (!p->connecting || p->connect_deadline_ms == 0) continue;
     if (now >= p->connect_deadline_ms) {
-      connect_failed(l, p, ETIMEDOUT);
+      if (p->waiting) wait_done(l, p, FE_READ_TIMEOUT);
+      else connect_failed(l, p, ETIMEDOUT);
       continue;
     }
     if (next == 0 || p->connect_deadline_ms < next) next = p->connect_deadline_ms;
@@ -1231,6 +1275,28 @@ int fe_connect(fe_engine *e, uint64_t id, int fd_client, const struct sockaddr *
   cc->len = len;
   cc->timeout_ms = timeout_ms;
   cc->c.type = CMD_CONNECT;
+  cc->c.p = p;
+  atomic_fetch_add_explicit(&e->pairs, 1, memory_order_relaxed);
+  push_cmd(pick_loop(e), &cc->c);
+  return 0;
+}
+
+int fe_wait_readable(fe_engine *e, uint64_t id, int fd_client, uint32_t timeout_ms) {
+  pair *p = calloc(1, sizeof *p);
+  connect_cmd *cc = calloc(1, sizeof *cc);
+  if (p == NULL || cc == NULL) {
+    free(p);
+    free(cc);
+    return -ENOMEM;
+  }
+  p->id = id;
+  p->connecting = true; /* not forwarding: no offload, no detach, no idle timeout */
+  p->waiting = true;
+  p->own_fds = true;
+  p->s[0].fd = fd_client;
+  p->s[1].fd = -1;
+  cc->timeout_ms = timeout_ms;
+  cc->c.type = CMD_WAIT;
   cc->c.p = p;
   atomic_fetch_add_explicit(&e->pairs, 1, memory_order_relaxed);
   push_cmd(pick_loop(e), &cc->c);

@@ -142,6 +142,8 @@ enum {
   FE_CONNECT_TIMEOUT = 7,     /* no answer within timeout_ms */
   FE_CONNECT_UNREACHABLE = 8, /* any other error (EHOSTUNREACH, ENETUNREACH, EMFILE ...) */
   FE_UNLISTENED = 9,          /* id: a lid; its socket is closed and every accept on it was reported */
+  FE_READABLE = 10,           /* fe_wait_readable: input, a FIN or an error waits on the fd; it is the caller's again */
+  FE_READ_TIMEOUT = 11,       /* fe_wait_readable: nothing within timeout_ms; the fd is the caller's again */
 };
 
 /*
@@ -183,5 +185,15 @@ void fe_unlisten(fe_engine *e, uint32_t lid, int fd);
  */
 int fe_connect(fe_engine *e, uint64_t id, int fd_client, const struct sockaddr *peer, socklen_t len,
                uint32_t timeout_ms, uint32_t idle_ms, const void *pre_up, size_t pre_up_len);
+
+/*
+ * Watches accepted client `fd_client` for input (its first bytes: a PROXY header, a TLS
+ * ClientHello) within timeout_ms (0: none), under id `id`, then gives it back through the done
+ * callback: FE_READABLE (the caller reads it: bytes, EOF, or an error; EAGAIN, wait again) or
+ * FE_READ_TIMEOUT. The caller reads with the fd in hand, so the bytes never cross a thread.
+ * fe_close/fe_reset/fe_drain_by/fe_stop close a waiting fd (FE_DRAINED), as a connecting one.
+ * Returns 0 or -errno (the fd stays the caller's).
+ */
+int fe_wait_readable(fe_engine *e, uint64_t id, int fd_client, uint32_t timeout_ms);
 
 #endif

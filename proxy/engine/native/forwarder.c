@@ -616,6 +616,84 @@ static napi_value js_close_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* waitReadable(id, fd, timeoutMs): watch an accepted client fd for its first bytes (fe_wait_readable);
+   the answer comes as a result with outcome 10 (readable) or 11 (timed out). */
+static napi_value js_wait_readable(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  double id;
+  int32_t fd;
+  uint32_t timeout;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_double(env, argv[0], &id));
+  CHECK(napi_get_value_int32(env, argv[1], &fd));
+  CHECK(napi_get_value_uint32(env, argv[2], &timeout));
+  if (g_engine == NULL) {
+    napi_throw_error(env, "ERR_ENGINE", "engine not started");
+    return NULL;
+  }
+  int rc = fe_wait_readable(g_engine, (uint64_t)id, fd, timeout);
+  if (rc != 0) return throw_errno(env, "waitReadable", -rc);
+  return NULL;
+}
+
+/* recv(fd, buffer): one non-blocking read of a client fd JS holds, into `buffer`: the byte count,
+   0 at EOF, or -errno (-EAGAIN: nothing yet). The fd is accepted non-blocking, so it never waits. */
+static napi_value js_recv(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd;
+  void *data;
+  size_t len;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) {
+    napi_throw_type_error(env, "ERR_ENGINE", "recv needs a Buffer");
+    return NULL;
+  }
+  ssize_t n;
+  do n = recv(fd, data, len, MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  napi_value out;
+  CHECK(napi_create_int32(env, n < 0 ? -errno : (int32_t)n, &out));
+  return out;
+}
+
+/* localAddress(fd): [address, port] of a socket JS holds (getsockname), or null. Only PROXY-out
+   apps ask (the header names where the client connected), so accepts don't pay for it. */
+static napi_value js_local_address(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out, v;
+  int32_t fd;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  char text[INET6_ADDRSTRLEN];
+  unsigned port;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) goto none;
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+    if (inet_ntop(AF_INET, &a->sin_addr, text, sizeof text) == NULL) goto none;
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+    if (inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text) == NULL) goto none;
+    port = ntohs(a->sin6_port);
+  } else {
+    goto none;
+  }
+  CHECK(napi_create_array_with_length(env, 2, &out));
+  CHECK(napi_create_string_latin1(env, text, NAPI_AUTO_LENGTH, &v));
+  CHECK(napi_set_element(env, out, 0, v));
+  CHECK(napi_create_uint32(env, port, &v));
+  CHECK(napi_set_element(env, out, 1, v));
+  return out;
+none:
+  CHECK(napi_get_null(env, &out));
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"start", NULL, js_start, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -632,6 +710,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"unlisten", NULL, js_unlisten, NULL, NULL, NULL, napi_enumerable, NULL},
       {"connect", NULL, js_connect, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closeFd", NULL, js_close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"waitReadable", NULL, js_wait_readable, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"recv", NULL, js_recv, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"localAddress", NULL, js_local_address, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;
