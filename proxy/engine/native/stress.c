@@ -310,8 +310,11 @@ static void tcp_pair(int l, uint16_t port, int *outer, int *inner) {
 /* ---- accept rounds ---- */
 
 #define ACC_CONNS 24
-enum { AC_OK, AC_RETRY, AC_TIMEOUT, AC_REJECT, AC_CLOSE_RACE, AC_COUNT };
-static const char *acc_names[] = {"ok", "retry-refused", "retry-timeout", "reject", "close-race"};
+/* AC_PEEK: fe_wait_readable first, read a few bytes (as TypeScript reads a PROXY header or a
+   ClientHello), then fe_connect with them as pre_up; AC_PEEK_RACE: a close or reset right after the
+   wait (either the close report or the readable report comes, never both). */
+enum { AC_OK, AC_RETRY, AC_TIMEOUT, AC_REJECT, AC_CLOSE_RACE, AC_PEEK, AC_PEEK_RACE, AC_COUNT };
+static const char *acc_names[] = {"ok", "retry-refused", "retry-timeout", "reject", "close-race", "peek", "peek-race"};
 
 typedef struct acc_event {
   bool is_accept;
@@ -447,7 +450,8 @@ static void *run_echo(void *arg) {
 }
 
 typedef struct acc_conn {
-  int fd, scenario, failures, connected, closes, outcome;
+  int fd, scenario, failures, connected, closes, outcome, waits;
+  size_t peeked;
   uint16_t port;
   bool closing, terminal, rejected;
   uint64_t bytes_in, bytes_out;
@@ -458,6 +462,9 @@ static int acc_connect(fe_engine *eng, int id, acc_conn *c, uint16_t port_be, ui
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = port_be, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   return fe_connect(eng, 1000u + (uint64_t)id, c->fd, (struct sockaddr *)&sa, sizeof sa, timeout_ms, 0, NULL, 0);
 }
+
+/* Waits answered (fe_wait_readable), all rounds: the summary shows the peeks happened. */
+static unsigned long g_waits;
 
 /* One accept round on `eng`; returns failures. */
 static int accept_round(fe_engine *eng, unsigned seed, unsigned round, uint16_t live_be, uint16_t dead_be, uint16_t hole_be, bool last) {
@@ -535,6 +542,15 @@ static int accept_round(fe_engine *eng, unsigned seed, unsigned round, uint16_t 
             if (rnd() % 2) fe_close(eng, 1000u + (uint64_t)id);
             else fe_reset(eng, 1000u + (uint64_t)id);
             break;
+          case AC_PEEK:
+            rc = fe_wait_readable(eng, 1000u + (uint64_t)id, c->fd, 5000);
+            break;
+          case AC_PEEK_RACE:
+            rc = fe_wait_readable(eng, 1000u + (uint64_t)id, c->fd, 5000);
+            c->closing = true;
+            if (rnd() % 2) fe_close(eng, 1000u + (uint64_t)id);
+            else fe_reset(eng, 1000u + (uint64_t)id);
+            break;
         }
         if (rc != 0) {
           snprintf(c->err, sizeof c->err, "fe_connect: %d", rc);
@@ -558,6 +574,32 @@ static int accept_round(fe_engine *eng, unsigned seed, unsigned round, uint16_t 
       }
       if (o == FE_CONNECTED) {
         c->connected++;
+        continue;
+      }
+      if (o == FE_READABLE || o == FE_READ_TIMEOUT) {
+        c->waits++;
+        g_waits++;
+        /* the fd is ours again and must still be open */
+        if (fcntl(c->fd, F_GETFD) < 0) snprintf(c->err, sizeof c->err, "client fd closed after a wait");
+        else if (o == FE_READ_TIMEOUT) snprintf(c->err, sizeof c->err, "wait timed out");
+        else if (!c->closing) {
+          char pb[8];
+          ssize_t r = recv(c->fd, pb, 1 + rnd() % sizeof pb, MSG_DONTWAIT);
+          if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (fe_wait_readable(eng, ev->r.id, c->fd, 5000) == 0) continue;
+            snprintf(c->err, sizeof c->err, "fe_wait_readable again failed");
+          } else if (r < 0) {
+            snprintf(c->err, sizeof c->err, "recv after a wait: %s", strerror(errno));
+          } else {
+            c->peeked += (size_t)r;
+            struct sockaddr_in up = {.sin_family = AF_INET, .sin_port = live_be, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+            if (fe_connect(eng, ev->r.id, c->fd, (struct sockaddr *)&up, sizeof up, 5000, 0, pb, (size_t)r) == 0) continue;
+            snprintf(c->err, sizeof c->err, "fe_connect after a peek failed");
+          }
+        }
+        reset_close(c->fd);
+        c->terminal = true;
+        terminal++;
         continue;
       }
       if (o >= FE_CONNECT_REFUSED) {
@@ -611,10 +653,12 @@ static int accept_round(fe_engine *eng, unsigned seed, unsigned round, uint16_t 
     else if (k->corrupt) snprintf(why, sizeof why, "corrupt echo");
     else if (c->scenario == AC_REJECT) {
       if (k->got != 0) snprintf(why, sizeof why, "rejected client got %zu bytes", k->got);
+    } else if (c->scenario == AC_PEEK_RACE) {
+      if (c->closes + c->waits != 1 || c->connected != 0) snprintf(why, sizeof why, "peek race: waits %d closes %d connected %d", c->waits, c->closes, c->connected);
     } else if (c->scenario != AC_CLOSE_RACE) {
       if (c->connected != 1 || c->closes != 1 || c->outcome != FE_OK) snprintf(why, sizeof why, "connected %d closes %d outcome %d", c->connected, c->closes, c->outcome);
-      else if (k->got != k->len || c->bytes_in != k->len || c->bytes_out != k->len)
-        snprintf(why, sizeof why, "bytes: client %zu/%zu, engine in %llu out %llu", k->got, k->len, (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
+      else if (k->got != k->len || c->bytes_in + c->peeked != k->len || c->bytes_out != k->len)
+        snprintf(why, sizeof why, "bytes: client %zu/%zu, engine in %llu (+%zu peeked) out %llu", k->got, k->len, (unsigned long long)c->bytes_in, c->peeked, (unsigned long long)c->bytes_out);
     } else if (c->closes + (c->failures > 0) != 1 || c->connected > 1) {
       snprintf(why, sizeof why, "close race: connected %d closes %d failures %d", c->connected, c->closes, c->failures);
     }
@@ -813,7 +857,7 @@ int main(int argc, char **argv) {
   close(dead);
   close(parked);
   close(hole);
-  printf("stress: seeds %u..%u (%u on the inline loop, %lu pairs moved to its offload thread), %u rounds each, %lu pairs, %lu detaches (%lu holding bytes), %lu accepted connections, %lu epoll batches, %d failures\n", first, first + seeds - 1, inline_runs, offloaded_total, rounds, pairs_run, detached_total, pending_total, accepts_run, (unsigned long)atomic_load(&g_batches), failures);
+  printf("stress: seeds %u..%u (%u on the inline loop, %lu pairs moved to its offload thread), %u rounds each, %lu pairs, %lu detaches (%lu holding bytes), %lu accepted connections (%lu first-byte waits answered), %lu epoll batches, %d failures\n", first, first + seeds - 1, inline_runs, offloaded_total, rounds, pairs_run, detached_total, pending_total, accepts_run, g_waits, (unsigned long)atomic_load(&g_batches), failures);
   if (inline_runs > 0 && seeds * rounds >= 8 && offloaded_total == 0) {
     fprintf(stderr, "no pair moved to an offload thread: the inline seeds did not exercise the move\n");
     failures++;
