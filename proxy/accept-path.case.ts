@@ -183,8 +183,8 @@ export function acceptPathCase(name: string, engine: () => Engine, expectNative:
   test(`${name}: PROXY header in and out — the target gets the header rebuilt from the client's, then the bytes; the header's source is the client; counted once`, async (t) => {
     const rec = await echo(t, 'R');
     const { listener, port } = await start(t, makeSpec([`127.0.0.1:${rec.port}`], { acceptProxyProtocol: true, sendProxyProtocol: 'v1', deny: ['10.66.0.0/16'] }));
-    // Split inside the header: read again until it is whole.
-    const r = await sendParts(port, [Buffer.from('PROXY TCP4 10.1.2.3 10.4.5'), Buffer.from('.6 1111 2222\r\nhel'), Buffer.from('lo')]);
+    // Split inside the header, and the bytes after it only once it is whole: read on both times.
+    const r = await sendParts(port, [Buffer.from('PROXY TCP4 10.1.2.3 10.4.5'), Buffer.from('.6 1111 2222\r\n'), Buffer.from('hello')]);
     assert.equal(r.error, undefined);
     assert.equal(rec.received[0]!.toString('latin1'), 'PROXY TCP4 10.1.2.3 10.4.5.6 1111 2222\r\nhello');
     assert.equal(r.reply.toString(), `R:${rec.received[0]!.toString('latin1')}`); // the target echoes what it got
@@ -224,5 +224,35 @@ export function acceptPathCase(name: string, engine: () => Engine, expectNative:
     const m = listener.metricsSnapshot();
     assert.deepEqual(m.connections, { ok: 1, 'bad-handshake': 1, 'handshake-timeout': 1 });
     assert.deepEqual(m.attempts, { [`127.0.0.1:${a.port}`]: { ok: 1 } });
+  });
+
+  test(`${name}: PROXY header, then a ClientHello, held for a MaxConnections slot after the header — read on once admitted`, async (t) => {
+    const a = await echo(t, 'A');
+    const spec = makeSpec([], {
+      acceptProxyProtocol: true,
+      tls: { mode: 'passthrough', certs: [] },
+      routes: [{ sni: ['a.example.test'], alpn: [], targets: [targetSpec(`127.0.0.1:${a.port}`)] }],
+      maxConnections: 1,
+      queueTimeoutMs: 10_000,
+      handshakeTimeoutMs: 10_000,
+    });
+    const { listener, port } = await start(t, spec);
+    const header = (src: string) => Buffer.from(`PROXY TCP4 ${src} 10.9.9.9 1111 443\r\n`);
+    // The first holds the only slot until it is closed.
+    const first = net.connect({ port, host: '127.0.0.1' });
+    t.after(() => first.destroy());
+    const firstReply = new Promise<void>((resolve) => first.once('data', () => resolve()));
+    first.write(Buffer.concat([header('10.1.1.1'), HELLO]));
+    await firstReply;
+    // The second's header is read, then it waits for the slot; its hello arrives meanwhile.
+    const second = sendParts(port, [header('10.2.2.2'), Buffer.concat([HELLO, Buffer.from('x')])]);
+    await waitFor(() => listener.activeConnections === 2, 20_000, 'the second connection held');
+    await new Promise((r) => setTimeout(r, 100));
+    first.end();
+    const r = await second;
+    assert.equal(r.error, undefined);
+    assert.deepEqual(r.reply, Buffer.concat([Buffer.from('A:'), HELLO, Buffer.from('x')]));
+    await settled(listener);
+    assert.deepEqual(listener.metricsSnapshot().connections, { ok: 2 });
   });
 }

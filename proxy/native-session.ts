@@ -184,7 +184,7 @@ export class NativeSession implements Dialer, ConnectionSink {
   admitted(): void {
     if (this.#inspector === null) return this.start();
     if (this.#state !== WAITING || this.#closing) return;
-    this.#step(this.#inspector.feed(EMPTY));
+    if (this.#step(this.#inspector.feed(EMPTY))) this.#read();
   }
 
   /** 2. Read what the fd has now; wait for more with the engine when it has nothing. */
