@@ -9,7 +9,7 @@
 //   GET /apps    → [{name, generation, state, pids, ports, [listen], targets, [routes], activeConnections,
 //                   currentError, lastError, lastErrorAt, nextAttemptAt, …,
 //                   health: [{target, state, since, lastError, activeConnections}], panic}] (AppStatus)
-//   GET /status  → {pid, config: {path, hash, appliedAt, error}, migrateReq, spares, reconciles, apps} — `config.error` is
+//   GET /status  → {pid, config: {path, hash, appliedAt, error}, migrateReq, spares, reconciles, logLinesDropped, apps} — `config.error` is
 //                  the last rejected edit ({code, message, issues: [{path, message}]}) or null
 //   writes: see admin/admin-routes.ts and GET /openapi.json
 // It never throws on a bad request: unknown path → 404, a known path with another method → 405,

@@ -88,6 +88,8 @@ export interface DaemonStatus {
   /** Idle listeners forked ahead of need, right now. */
   readonly spares: number;
   readonly reconciles: number;
+  /** Log lines dropped on a full or broken stdout: the daemon's and every listener's (fproxy_log_lines_dropped_total summed). */
+  readonly logLinesDropped: number;
   readonly upgrade: UpgradeStatus;
   readonly apps: AppStatus[];
 }
@@ -352,6 +354,7 @@ class DaemonProcess implements Daemon, AppFleet {
       migrateReq: this.#migrateReq,
       spares: this.#spares?.size ?? 0,
       reconciles,
+      logLinesDropped: this.#metrics.logLinesDropped(),
       upgrade: this.#upgrade,
       apps: this.apps(),
     };

@@ -8,7 +8,7 @@ export { HEALTH_CHECK_DEFAULTS, OUTLIER_DEFAULTS, PER_SOURCE_DEFAULTS, SPEC_DEFA
 export { parseTarget, type ParsedTarget, type TargetAddress } from './parse-target.ts';
 export * from './ipc/protocol.ts';
 export { parseCertPair, readProblem, type CertPair, type CertPairProblem, type ParsedCertPair } from './tls/cert-pair.ts';
-export { createLogger, logLevelFromEnv, LogLevelError, type Logger } from './log.ts';
+export { createLogger, logLevelFromEnv, logLinesDropped, LogLevelError, type Logger } from './log.ts';
 export { cidrProblem } from './protect/cidr-list.ts';
 export { LimitAuthority } from './protect/limit-authority.ts';
 export type { LimitSettings, ToHolder } from './protect/lease-messages.ts';

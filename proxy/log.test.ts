@@ -5,7 +5,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { closeSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { logLinesDropped, StdoutLines } from './log.ts';
 
 const LOG_TS = fileURLToPath(new URL('./log.ts', import.meta.url));
 
@@ -55,4 +57,19 @@ test('stdout full and never read, then closed: the process goes on and exits on 
   t.diagnostic(`lines dropped: ${report.dropped}; timer ticks while logging: ${report.ticks}`);
   assert.ok(report.dropped > 0, 'lines were dropped rather than waited for');
   assert.ok(report.ticks > 0, 'the event loop ran while stdout was stuck');
+});
+
+test('dropped lines are counted per writer and for the whole process, over every writer it made', (t) => {
+  // A listener makes a new logger (and writer) at start; the daemon shows the process's count.
+  const fd = openSync(LOG_TS, 'r'); // writing to it fails (EBADF): a broken stdout
+  t.after(() => closeSync(fd));
+  const before = logLinesDropped();
+  const first = new StdoutLines(fd);
+  const second = new StdoutLines(fd);
+  first.write('a\n');
+  first.write('b\n');
+  second.write('c\n');
+  assert.equal(first.dropped, 2);
+  assert.equal(second.dropped, 1);
+  assert.equal(logLinesDropped() - before, 3);
 });

@@ -31,6 +31,13 @@ export function createLogger(bindings: Record<string, unknown>, level: LogLevel 
 /** How long one line may wait for a full stdout before it is dropped. */
 const STALL_LIMIT_MS = 1000;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
+/** Over every StdoutLines of this process: a listener replaces its logger at start, and the count must not restart with it. */
+let droppedInProcess = 0;
+
+/** Log lines this process has dropped so far (what the daemon shows as fproxy_log_lines_dropped_total). */
+export function logLinesDropped(): number {
+  return droppedInProcess;
+}
 
 /**
  * Log lines to fd 1, written at once, that can never hang the process. pino's default (sonic-boom,
@@ -41,6 +48,8 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4));
  * STALL_LIMIT_MS per line (a slow reader still gets every line), then lines are dropped, tried
  * once each without waiting, until one goes through; a broken one (EPIPE or any other error)
  * drops everything after. Lines are written whole when they fit a pipe's atomic size (4 KiB).
+ * Drops are counted here (`dropped`) and for the process (logLinesDropped()), never logged: the
+ * log is what is failing.
  */
 export class StdoutLines {
   #stalled = false;
@@ -78,6 +87,7 @@ export class StdoutLines {
 
   #drop(): boolean {
     this.dropped++;
+    droppedInProcess++;
     return true;
   }
 }

@@ -7,10 +7,10 @@
 // one answered with its reason.
 import { AccessLog } from './access-log.ts';
 import type net from 'node:net';
-import { IPC_VERSION, parseToListener, type FromListener, type HandoverSession, type HealthStates } from './ipc/protocol.ts';
+import { IPC_VERSION, parseToListener, type FromListener, type HandoverSession, type HealthStates, type MetricsSnapshot } from './ipc/protocol.ts';
 import type { HandOff } from './session.ts';
 import { Listener } from './listener.ts';
-import { createLogger, logLevelFromEnv, type LogLevel, type Logger } from './log.ts';
+import { createLogger, logLevelFromEnv, logLinesDropped, type LogLevel, type Logger } from './log.ts';
 import type { ListenerSpec } from './spec.ts';
 
 let listener: Listener | undefined;
@@ -77,7 +77,7 @@ async function drainAndExit(reason: string, handOver = false): Promise<void> {
   const { closedByTimeout, handedOver } = await drained;
   await handOffsSent();
   logger.info({ closedByTimeout, handedOver }, 'drained');
-  const final: FromListener = { v: IPC_VERSION, type: 'drained', closedByTimeout, snapshot: listener.metricsSnapshot() };
+  const final: FromListener = { v: IPC_VERSION, type: 'drained', closedByTimeout, snapshot: metricsSnapshot(listener) };
   // Behind handed-over sockets this message waits in Node's queue for their ACKs: exit once it is
   // out — or once the daemon is gone (a message still queued then never gets its callback).
   if (process.connected) {
@@ -88,6 +88,11 @@ async function drainAndExit(reason: string, handOver = false): Promise<void> {
     });
   }
   exit(0);
+}
+
+/** The listener's figures plus what is the process's, not the listener's: the log lines it dropped. */
+function metricsSnapshot(l: Listener): MetricsSnapshot {
+  return { ...l.metricsSnapshot(), logLinesDropped: logLinesDropped() };
 }
 
 /** Set while the last message waits to go out: the daemon watch ends that wait when the daemon is gone. */
@@ -248,7 +253,7 @@ function onMessage(raw: unknown, handle?: unknown): void {
     }
     case 'metrics':
       // Before `start` there is nothing to count: no reply, and the daemon's scrape timeout covers it.
-      if (listener !== undefined) send({ v: IPC_VERSION, type: 'metrics-snapshot', seq: msg.seq, snapshot: listener.metricsSnapshot() });
+      if (listener !== undefined) send({ v: IPC_VERSION, type: 'metrics-snapshot', seq: msg.seq, snapshot: metricsSnapshot(listener) });
       break;
     case 'drain':
       void drainAndExit('daemon asked', msg.handOver === true);

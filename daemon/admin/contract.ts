@@ -94,6 +94,7 @@ export const StatusResponseSchema = z
     pid: z.int(),
     config: z.looseObject({ path: z.string(), hash: z.string().nullable(), appliedAt: z.string().nullable(), error: z.looseObject({ code: z.string(), message: z.string() }).nullable() }),
     reconciles: z.int(),
+    logLinesDropped: z.int(),
     apps: z.array(AppStatusSchema),
   })
   ;

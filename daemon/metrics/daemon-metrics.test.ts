@@ -1,5 +1,6 @@
 // GET /metrics on a real daemon: every listener process is asked on each scrape, exited ones are
 // folded into the app's totals, so the numbers add up across workers and rollouts and never go back.
+// Dropped log lines (each app's listeners', the daemon's own) are counted the same way.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -7,6 +8,8 @@ import { once } from 'node:events';
 import { closedPort, exchange, startEcho } from '../../proxy/testing.ts';
 import { appConfig, waitFor as poll, startTestDaemon } from '../testing.ts';
 import type { TestDaemon } from '../testing.ts';
+import { logLinesDropped } from '../../proxy/index.ts';
+import { DaemonMetrics } from './daemon-metrics.ts';
 import { parsePrometheusText, sumSamples } from './prometheus-text.ts';
 
 async function scrape(d: TestDaemon): Promise<ReturnType<typeof parsePrometheusText>> {
@@ -107,7 +110,8 @@ test('/metrics is valid Prometheus text with every metric the issue names, HELP 
     fproxy_connect_duration_seconds: 'histogram', fproxy_tls_handshake_duration_seconds: 'histogram', fproxy_session_duration_seconds: 'histogram',
     fproxy_dns_lookups_total: 'counter', fproxy_config_reloads_total: 'counter', fproxy_config_last_reload_success_timestamp_seconds: 'gauge',
     fproxy_rollouts_total: 'counter', fproxy_rollout_duration_seconds: 'histogram', fproxy_listener_restarts_total: 'counter',
-    fproxy_app_generation: 'gauge', fproxy_scrape_errors_total: 'counter', process_cpu_seconds_total: 'counter', process_resident_memory_bytes: 'gauge',
+    fproxy_app_generation: 'gauge', fproxy_scrape_errors_total: 'counter', fproxy_log_lines_dropped_total: 'counter',
+    process_cpu_seconds_total: 'counter', process_resident_memory_bytes: 'gauge',
   };
   for (const [name, type] of Object.entries(expect)) {
     const f = families.get(name);
@@ -169,4 +173,50 @@ test('a worker killed with SIGKILL keeps the counts it had reported', async (t) 
   const families = await scrape(d);
   assert.equal(sumSamples(families, 'fproxy_connections_total', { app: 'web' }), 10);
   assert.equal(sumSamples(families, 'fproxy_listener_restarts_total', { app: 'web' }), 1);
+});
+
+test('log lines dropped on a broken stdout: fproxy_log_lines_dropped_total for the daemon (no label) and per app, kept across a rollout; /status logLinesDropped', async (t) => {
+  const echo = await startEcho('e');
+  t.after(() => echo.close());
+  // AccessLog: one line per connection, written by the listener to the stdout it shares with the daemon.
+  const app = (drain: number) => appConfig('web', [0], [echo.port], { AccessLog: true, DrainTimeoutMs: drain });
+  const d = await startTestDaemon(t, { Apps: [app(2000)] });
+  const [port] = await d.ports('web');
+  await d.running('web');
+  const dropped = async () => {
+    const f = await scrape(d);
+    const samples = f.get('fproxy_log_lines_dropped_total')?.samples ?? [];
+    return { daemon: samples.find((s) => !('app' in s.labels))?.value, web: sumSamples(f, 'fproxy_log_lines_dropped_total', { app: 'web' }) };
+  };
+  assert.deepEqual(await dropped(), { daemon: 0, web: 0 }, 'nothing dropped while the test reads stdout');
+
+  // Nobody reads the daemon's stdout from here on: every line of the daemon and its listeners fails (EPIPE) and is dropped.
+  d.child.stdout!.destroy();
+  for (let i = 0; i < 3; i++) assert.equal((await exchange(port!, 'x')).reply, 'e:x');
+  const before = await poll(async () => {
+    const n = await dropped();
+    return n.web >= 3 ? n : undefined;
+  }, 10_000, 'the three access lines dropped');
+
+  // A rollout: the daemon logs it (dropped), generation 1 drains and exits; its count stays in.
+  await d.writeConfig({ Apps: [app(2001)] });
+  await d.running('web', 2);
+  await poll(async () => (await d.apps()).every((a) => a.drainingPids.length === 0), 15_000, 'generation 1 gone');
+  const after = await dropped();
+  t.diagnostic(`dropped before the rollout ${JSON.stringify(before)}, after ${JSON.stringify(after)}`);
+  assert.ok(after.daemon! > before.daemon!, 'the daemon\'s own lines about the rollout are counted');
+  assert.ok(after.web > before.web, 'generation 1\'s drops are kept after it exits, and generation 2\'s are added');
+  const status = await d.status();
+  assert.ok(status.logLinesDropped >= after.daemon! + after.web, `/status logLinesDropped ${status.logLinesDropped} covers both`);
+});
+
+test('the daemon\'s own dropped log lines carry over an upgrade, as its other counters do', async (t) => {
+  const m = new DaemonMetrics({ apps: () => [], sampleEveryMs: 0 });
+  t.after(() => m.close());
+  m.carryCounters({ fproxy_log_lines_dropped_total: [{ labels: {}, value: 5 }] }); // a predecessor's
+  const mine = logLinesDropped(); // this process's own writer
+  const own = parsePrometheusText(await m.render()).get('fproxy_log_lines_dropped_total')?.samples.find((s) => !('app' in s.labels));
+  assert.equal(own?.value, mine + 5);
+  assert.equal(m.logLinesDropped(), mine + 5, '/status counts it too');
+  assert.deepEqual((await m.counters())['fproxy_log_lines_dropped_total'], [{ labels: {}, value: mine + 5 }], 'and hands it on to the next daemon');
 });

@@ -16,7 +16,7 @@
 // a pull that started no earlier than its own (a slower, older pull never replaces a newer one).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Metric } from 'prom-client';
-import { DURATION_BUCKETS } from '../../proxy/index.ts';
+import { DURATION_BUCKETS, logLinesDropped } from '../../proxy/index.ts';
 import type { HistogramSnapshot, ListenerSpec, MetricsSnapshot } from '../../proxy/index.ts';
 import type { AppStatus } from '../app-supervisor.ts';
 import type { ListenerProcess } from '../listener-process.ts';
@@ -103,6 +103,8 @@ export interface AppStats extends AppStatus {
 }
 
 const HISTORY = 120;
+/** The daemon's own series has no label (as its other daemon-level counters); each app's is labelled app. */
+const LOG_LINES_DROPPED = 'fproxy_log_lines_dropped_total';
 const RATE_WINDOW_MS = 10_000;
 
 /** How often the event-loop lag metrics sample (prom-client's default is 10 ms). */
@@ -120,6 +122,8 @@ export class DaemonMetrics implements AppMetricsSink {
   readonly #failing = new Map<string, Set<string>>();
   #latest: Pulled = { startedAt: 0, at: 0, sums: new Map() };
   #sampling = false;
+  /** A predecessor daemon's own dropped log lines (upgrade). */
+  #carriedLogLinesDropped = 0;
   #sampler: NodeJS.Timeout | undefined;
   readonly #scrapeErrors: Counter;
   readonly #reloads: Counter<'result'>;
@@ -203,13 +207,14 @@ export class DaemonMetrics implements AppMetricsSink {
     if (this.#rollouts.length > 20) this.#rollouts.shift();
   }
 
-  /** The daemon's own counters (reloads, rollouts, restarts), for a successor daemon (upgrade). */
+  /** The daemon's own counters (reloads, rollouts, restarts, its dropped log lines), for a successor daemon (upgrade). */
   async counters(): Promise<DaemonCounters> {
     const out: Record<string, { labels: Record<string, string | number>; value: number }[]> = {};
     for (const c of [this.#reloads, this.#rolloutsTotal, this.#restarts] as Counter<string>[]) {
       const got = await c.get();
       out[got.name] = got.values.map((v) => ({ labels: { ...v.labels } as Record<string, string | number>, value: v.value }));
     }
+    out[LOG_LINES_DROPPED] = [{ labels: {}, value: this.#ownLogLinesDropped() }];
     return out;
   }
 
@@ -220,10 +225,29 @@ export class DaemonMetrics implements AppMetricsSink {
   carryCounters(counters: DaemonCounters): void {
     const byName = new Map<string, Counter<string>>([this.#reloads, this.#rolloutsTotal, this.#restarts].map((c) => [(c as unknown as { name: string }).name, c as Counter<string>]));
     for (const [name, values] of Object.entries(counters)) {
+      if (name === LOG_LINES_DROPPED) {
+        for (const { value } of values) if (Number.isFinite(value) && value > 0) this.#carriedLogLinesDropped += value;
+        continue;
+      }
       const c = byName.get(name);
       if (c === undefined) continue;
       for (const { labels, value } of values) if (Number.isFinite(value) && value > 0) c.inc(labels, value);
     }
+  }
+
+  /**
+   * GET /status logLinesDropped: the daemon's own plus every listener's (retired ones included), as
+   * of the latest pull (at most ~1 s old: /status never waits on a listener).
+   */
+  logLinesDropped(): number {
+    let n = this.#ownLogLinesDropped();
+    for (const s of this.#latest.sums.values()) n += s.logLinesDropped ?? 0;
+    return n;
+  }
+
+  /** This process's dropped lines read live from its writer (proxy/log.ts), plus a predecessor's. */
+  #ownLogLinesDropped(): number {
+    return this.#carriedLogLinesDropped + logLinesDropped();
   }
 
   reload(result: ReloadResult, fullyApplied = false): void {
@@ -356,6 +380,10 @@ export class DaemonMetrics implements AppMetricsSink {
       for (const [, s] of sums()) for (const k of ['hit', 'miss', 'stale', 'error'] as const) total[k] += s.dns[k];
       return Object.entries(total).map(([result, value]) => ({ labels: { result }, value }));
     });
+    this.#custom(LOG_LINES_DROPPED, 'Log lines dropped because stdout was full (over 1 s) or broken: the daemon\'s own (no label) and each app\'s listeners (app).', 'counter', () => [
+      { labels: {}, value: this.#ownLogLinesDropped() },
+      ...sums().map(([app, s]) => ({ labels: { app }, value: s.logLinesDropped ?? 0 })),
+    ]);
   }
 
   #custom(name: string, help: string, type: 'counter' | 'gauge' | 'histogram', values: () => { metricName?: string; labels: Record<string, string | number>; value: number }[]): void {

@@ -45,3 +45,12 @@ test('per-target states of two workers: one worker that ejected a target makes i
   assert.equal(byTarget(addSnapshots(w2, down))['b:2'], 'down', 'the daemon\'s down wins over an ejection');
   assert.equal(addSnapshots(emptySnapshot('web'), emptySnapshot('web')).targets, undefined);
 });
+
+test('dropped log lines add up over processes, a retired one keeps its count, and a snapshot without the field counts 0', () => {
+  const w1 = { ...emptySnapshot('web'), logLinesDropped: 3 };
+  const w2 = { ...emptySnapshot('web'), logLinesDropped: 4 };
+  const { logLinesDropped: _, ...older } = emptySnapshot('web');
+  assert.equal(addSnapshots(addSnapshots(emptySnapshot('web'), w1), countersOnly(w2)).logLinesDropped, 7);
+  assert.equal(addSnapshots(w1, older).logLinesDropped, 3);
+  assert.equal(addSnapshots(older, older).logLinesDropped, 0);
+});

@@ -8,7 +8,7 @@ export function emptySnapshot(app: string): MetricsSnapshot {
   return {
     app, activeConnections: 0, connections: {}, failures: {}, bytesIn: 0, bytesOut: 0, attempts: {}, targetActive: {},
     connectDuration: emptyHistogram(), tlsHandshakeDuration: emptyHistogram(), sessionDuration: emptyHistogram(),
-    dns: { hit: 0, miss: 0, stale: 0, error: 0 },
+    dns: { hit: 0, miss: 0, stale: 0, error: 0 }, logLinesDropped: 0,
   };
 }
 
@@ -60,6 +60,7 @@ export function addSnapshots(a: MetricsSnapshot, b: MetricsSnapshot): MetricsSna
     tlsHandshakeDuration: addHistograms(a.tlsHandshakeDuration, b.tlsHandshakeDuration),
     sessionDuration: addHistograms(a.sessionDuration, b.sessionDuration),
     dns: { hit: a.dns.hit + b.dns.hit, miss: a.dns.miss + b.dns.miss, stale: a.dns.stale + b.dns.stale, error: a.dns.error + b.dns.error },
+    logLinesDropped: (a.logLinesDropped ?? 0) + (b.logLinesDropped ?? 0),
     ...(targets !== undefined ? { targets } : {}),
   };
 }

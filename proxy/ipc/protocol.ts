@@ -85,6 +85,8 @@ export interface MetricsSnapshot {
   readonly tlsHandshakeDuration: HistogramSnapshot;
   readonly sessionDuration: HistogramSnapshot;
   readonly dns: DnsLookupCounts;
+  /** Log lines the process dropped on a full or broken stdout (proxy/log.ts); absent = 0 (totals carried from an older daemon). */
+  readonly logLinesDropped?: number;
   /**
    * Per-target state when the listener has a target pool that reports it (contracts.md
    * TargetReport: only `target` and `state` are read here); absent = every target counts as up.
@@ -111,6 +113,7 @@ const MetricsSnapshotShape = z.object({
   tlsHandshakeDuration: HistogramSchema,
   sessionDuration: HistogramSchema,
   dns: z.object({ hit: z.number(), miss: z.number(), stale: z.number(), error: z.number() }),
+  logLinesDropped: z.optional(count()),
   targets: z.optional(z.array(z.object({ target: z.string(), state: z.string() }))),
 });
 const MetricsSnapshotSchema = MetricsSnapshotShape as unknown as z.ZodMiniType<MetricsSnapshot>;
