@@ -26,10 +26,8 @@ test('log lines reach stdout whole, one JSON object per line', async () => {
   assert.equal(lines[0]!.proc, 't');
 });
 
-test('stdout full and never read, then closed: the process goes on and exits on its own', async (t) => {
-  // Logs 1 KiB lines for 3 s while nobody reads (the pipe fills within ~64 lines), then exits by
-  // itself; the test closes its end of the pipe after 1.5 s (EPIPE from then on). It must exit.
-  const c = child(`
+/** Logs 1 KiB lines for 3 s, never touching process.stdout, then reports on stderr and exits by itself. */
+const LOG_FOR_3S = `
     const out = new StdoutLines();
     const log = createLogger({ proc: 't' }, 'info', out);
     const end = Date.now() + 3000;
@@ -42,19 +40,47 @@ test('stdout full and never read, then closed: the process goes on and exits on 
       process.stderr.write(JSON.stringify({ dropped: out.dropped, ticks }) + '\\n');
       process.exit(0);
     };
-    spin();`);
+    spin();`;
+
+/** Waits up to 30 s for the child's exit: its code, or 'hung'. */
+async function exitOrHang(c: ReturnType<typeof child>): Promise<number | null | 'hung'> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), 30_000)));
+  const verdict = await Promise.race([once(c, 'exit').then(([code]) => code as number | null), hung]);
+  clearTimeout(timer);
+  return verdict;
+}
+
+test('stdout full and never read, then closed: the process goes on and exits on its own', async (t) => {
+  // The pipe fills within ~64 lines; the test closes its end after 1.5 s (EPIPE from then on).
+  const c = child(LOG_FOR_3S);
   t.after(() => c.kill('SIGKILL'));
   c.stdout.pause();
   let err = '';
   c.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
   const closing = setTimeout(() => c.stdout.destroy(), 1500);
-  const exited = once(c, 'exit');
-  const verdict = await Promise.race([exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 30_000))]);
+  const verdict = await exitOrHang(c);
   clearTimeout(closing);
   assert.notEqual(verdict, 'hung', 'the process hung in a log call');
-  assert.equal((verdict as [number | null])[0], 0, `exit code; stderr: ${err}`);
+  assert.equal(verdict, 0, `exit code; stderr: ${err}`);
   const report = JSON.parse(err.trim().split('\n').pop()!) as { dropped: number; ticks: number };
   t.diagnostic(`lines dropped: ${report.dropped}; timer ticks while logging: ${report.ticks}`);
+  assert.ok(report.dropped > 0, 'lines were dropped rather than waited for');
+  assert.ok(report.ticks > 0, 'the event loop ran while stdout was stuck');
+});
+
+test('stdout a blocking pipe, full and never read (fproxy listen | a stuck reader): lines are dropped after the wait, the process exits', async (t) => {
+  // Nothing in the child touches process.stdout, so fd 1 stays as the parent made it: blocking.
+  // A write to it would wait for the reader for good unless the writer makes it non-blocking.
+  const c = child(LOG_FOR_3S);
+  t.after(() => c.kill('SIGKILL'));
+  c.stdout.pause();
+  let err = '';
+  c.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const verdict = await exitOrHang(c);
+  assert.notEqual(verdict, 'hung', 'the process hung in a log call');
+  assert.equal(verdict, 0, `exit code; stderr: ${err}`);
+  const report = JSON.parse(err.trim().split('\n').pop()!) as { dropped: number; ticks: number };
   assert.ok(report.dropped > 0, 'lines were dropped rather than waited for');
   assert.ok(report.ticks > 0, 'the event loop ran while stdout was stuck');
 });

@@ -58,6 +58,10 @@ export class StdoutLines {
   readonly #fd: number;
   constructor(fd = 1) {
     this.#fd = fd;
+    // A pipe fd 1 is blocking as the parent made it until Node opens process.stdout, which makes a
+    // pipe non-blocking (libuv); a write to a full blocking pipe would wait for its reader for good,
+    // whatever the limit below. (A file or a terminal stays as it is: neither waits for a reader.)
+    if (fd === 1) void process.stdout.fd;
   }
 
   write(line: string): boolean {
