@@ -372,7 +372,11 @@ export class Listener implements ListenerContext {
     // own descriptor in this same tick, before libuv could accept anything on it.
     const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
     if (this.#native !== null && typeof fd === 'number' && fd >= 0) {
-      const sink = { accepted: (cfd: number, address: string, cport: number) => this.#acceptNative(cfd, address, cport) };
+      const sink = {
+        accepted: (cfd: number, address: string, cport: number) => this.#acceptNative(cfd, address, cport),
+        // Out of descriptors: the same episode as a refusal for want of them (one warning each).
+        acceptFailed: (code: string) => this.#fdExhausted(boundPort, code),
+      };
       try {
         this.#lids.push(this.#native.listen(fd, sink));
         server.close();
@@ -401,7 +405,7 @@ export class Listener implements ListenerContext {
     this.#lastFdError = Date.now();
     if (this.#fdEpisode) return;
     this.#fdEpisode = true;
-    this.logger.warn({ port, code, activeConnections: this.activeConnections, fdEpisode: 'start' }, 'out of file descriptors: new connections are reset until some close (raise LimitNOFILE / ulimit -n)');
+    this.logger.warn({ port, code, activeConnections: this.activeConnections, fdEpisode: 'start' }, 'out of file descriptors (or memory): new connections are reset or wait in the queue until some close (raise LimitNOFILE / ulimit -n)');
   }
 
   /** The episode ends once FD_EPISODE_QUIET_MS pass without another descriptor error. */

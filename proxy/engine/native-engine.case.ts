@@ -7,6 +7,9 @@ import { once } from 'node:events';
 import { closeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
+import { connect as netConnect } from 'node:net';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { collect, detachCase, engineCase, harness, preludeDownCase } from './engine.case.ts';
 import { JsEngine } from './js-engine.ts';
 import { findAddon, NativeEngine } from './native-engine.ts';
@@ -122,6 +125,28 @@ export function nativeEngineCase(threads: number): void {
         for (const p of g1.pairs) assert.equal(p.reports(), 1);
       });
     }
+
+    test(`${label}: accept4 out of descriptors is reported to the listener's sink (EMFILE), not only waited out`, async (t) => {
+      // The child keeps every accepted fd under nofile=64 until the engine's accept4 fails.
+      const fixture = new URL('./fixtures/accept-emfile.ts', import.meta.url).pathname;
+      const child = spawn('prlimit', ['--nofile=64:64', process.execPath, fixture, String(threads)], { stdio: ['ignore', 'pipe', 'inherit'] });
+      t.after(() => child.kill('SIGKILL'));
+      const lines: Record<string, unknown>[] = [];
+      const next = (event: string) => waitFor(() => lines.find((l) => l.event === event), 20_000, event);
+      createInterface({ input: child.stdout! }).on('line', (line) => lines.push(JSON.parse(line) as Record<string, unknown>));
+      const ready = await next('ready');
+      const clients: net.Socket[] = [];
+      t.after(() => clients.forEach((c) => c.destroy()));
+      for (let i = 0; i < 80 && lines.every((l) => l.event !== 'accept-failed'); i++) {
+        const c = netConnect(ready.port as number, '127.0.0.1');
+        c.on('error', () => {});
+        clients.push(c);
+        await once(c, 'connect').catch(() => {});
+      }
+      const failed = await next('accept-failed');
+      assert.equal(failed.code, 'EMFILE');
+      assert.ok((failed.held as number) > 0, 'some were accepted before the limit');
+    });
 
     test(`${label}: a listener forwards with it (FPROXY_ENGINE unset) and counts the bytes it moved`, { skip: process.env.FPROXY_ENGINE === 'js' ? 'FPROXY_ENGINE=js' : false }, async (t) => {
       const echo = await startEcho('E');

@@ -54,6 +54,8 @@ const NO_BYTES = Buffer.alloc(0);
 export interface AcceptSink {
   /** A client socket the engine accepted: `fd` is the caller's (connect it, or closeFd it). */
   accepted(fd: number, address: string, port: number): void;
+  /** accept4 failed for want of descriptors or memory (`code`: EMFILE …): the engine retries in 100 ms. */
+  acceptFailed(code: string): void;
 }
 
 /** What happens to one connection the engine connects and forwards (NativeEngine.connect). */
@@ -81,6 +83,10 @@ const FE_UNLISTENED = 9;
 /** engine-core.h FE_READABLE / FE_READ_TIMEOUT: waitReadable's answers. */
 const FE_READABLE = 10;
 const FE_READ_TIMEOUT = 11;
+/** engine-core.h FE_ACCEPT_FAILED: a listener's accept4 failed (EMFILE …); bytesIn is the errno. */
+const FE_ACCEPT_FAILED = 12;
+/** The errnos FE_ACCEPT_FAILED reports. */
+const ACCEPT_ERRNOS: Readonly<Record<number, string>> = { 24: 'EMFILE', 23: 'ENFILE', 105: 'ENOBUFS', 12: 'ENOMEM' };
 
 /**
  * Where the built addon is: FPROXY_ENGINE_ADDON, else `build/native/forwarder.node` in the first
@@ -360,6 +366,12 @@ export class NativeEngine implements Engine {
   #closed(results: Float64Array): void {
     for (let i = 0; i + 3 < results.length; i += 4) {
       const id = results[i]!;
+      if (results[i + 3] === FE_ACCEPT_FAILED) {
+        // `id` is a listener id here too.
+        const errno = results[i + 1]!;
+        this.#listeners.get(id)?.acceptFailed(ACCEPT_ERRNOS[errno] ?? `ERRNO_${errno}`);
+        continue;
+      }
       if (results[i + 3] === FE_UNLISTENED) {
         // `id` is a listener id here (its own number space).
         this.#unlistening.get(id)?.();

@@ -1014,8 +1014,10 @@ static void on_accept(loop *l, lsn *ls, uint64_t now) {
     if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
       /* Out of descriptors or memory: the level-triggered listener would wake us at once again.
          Leave the queue to the kernel (the JS path's libuv does the same, less politely) and
-         look again a little later. */
+         look again a little later. The caller hears of it (its log and counts), once per pause. */
+      fe_result r = {.id = ls->lid, .bytes_in = (uint64_t)errno, .bytes_out = 0, .outcome = FE_ACCEPT_FAILED};
       pause_listener(l, ls, now);
+      l->eng->cb(&r, l->eng->ctx);
     }
     return; /* EAGAIN, or anything else: back to epoll */
   }

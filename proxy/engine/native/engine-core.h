@@ -144,6 +144,8 @@ enum {
   FE_UNLISTENED = 9,          /* id: a lid; its socket is closed and every accept on it was reported */
   FE_READABLE = 10,           /* fe_wait_readable: input, a FIN or an error waits on the fd; it is the caller's again */
   FE_READ_TIMEOUT = 11,       /* fe_wait_readable: nothing within timeout_ms; the fd is the caller's again */
+  FE_ACCEPT_FAILED = 12,      /* id: a lid; accept4 failed for want of descriptors or memory (bytes_in: the
+                                 errno): the listener pauses ACCEPT_RETRY_MS; reported once per pause */
 };
 
 /*

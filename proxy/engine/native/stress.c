@@ -76,6 +76,7 @@ static atomic_ulong g_unlistened;
 static void on_done(const fe_result *r, void *ctx) {
   (void)ctx;
   if (r->outcome == FE_UNLISTENED) return (void)atomic_fetch_add_explicit(&g_unlistened, 1, memory_order_relaxed);
+  if (r->outcome == FE_ACCEPT_FAILED) return; /* out of descriptors: the engine retries the listener itself */
   if (r->id >= 1000) return acc_result(r);
   pthread_mutex_lock(&g_mu);
   if (r->id < PAIRS) {
