@@ -69,7 +69,7 @@ test('stdout full and never read, then closed: the process goes on and exits on 
   assert.ok(report.ticks > 0, 'the event loop ran while stdout was stuck');
 });
 
-test('stdout a blocking pipe, full and never read (fproxy listen | a stuck reader): lines are dropped after the wait, the process exits', async (t) => {
+test('stdout a blocking pipe, full and never read (fproxy listen | a stuck reader): lines are dropped past the backlog, the process exits', async (t) => {
   // Nothing in the child touches process.stdout, so fd 1 stays as the parent made it: blocking.
   // A write to it would wait for the reader for good unless the writer makes it non-blocking.
   const c = child(LOG_FOR_3S);
@@ -83,6 +83,40 @@ test('stdout a blocking pipe, full and never read (fproxy listen | a stuck reade
   const report = JSON.parse(err.trim().split('\n').pop()!) as { dropped: number; ticks: number };
   assert.ok(report.dropped > 0, 'lines were dropped rather than waited for');
   assert.ok(report.ticks > 0, 'the event loop ran while stdout was stuck');
+});
+
+test('a slow reader (away 1.5 s, 600 KiB behind) gets every line, in order: lines wait for it without blocking the process', async (t) => {
+  const c = child(`
+    const out = new StdoutLines();
+    const log = createLogger({ proc: 't' }, 'info', out);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 20);
+    let i = 0;
+    const spin = () => {
+      for (let k = 0; k < 50 && i < 600; k++, i++) log.info({ i, pad: 'x'.repeat(1000) }, 'line');
+      if (i < 600) return setImmediate(spin);
+      // Every line is handed over; exit once process.stdout has written them all.
+      const done = () => {
+        if (process.stdout.writableLength > 0) return setTimeout(done, 20);
+        clearInterval(timer);
+        process.stderr.write(JSON.stringify({ dropped: out.dropped, ticks }) + '\\n');
+      };
+      done();
+    };
+    spin();`);
+  t.after(() => c.kill('SIGKILL'));
+  c.stdout.pause();
+  let out = '';
+  let err = '';
+  c.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  setTimeout(() => c.stdout.setEncoding('utf8').on('data', (d: string) => (out += d)).resume(), 1500);
+  const verdict = await exitOrHang(c);
+  assert.equal(verdict, 0, `exit code; stderr: ${err}`);
+  const report = JSON.parse(err.trim().split('\n').pop()!) as { dropped: number; ticks: number };
+  assert.equal(report.dropped, 0, 'no line dropped');
+  assert.ok(report.ticks > 0, 'the event loop ran while the reader was away');
+  const lines = out.trim().split('\n').map((l) => JSON.parse(l) as { i: number });
+  assert.deepEqual(lines.map((l) => l.i), Array.from({ length: 600 }, (_, i) => i));
 });
 
 test('dropped lines are counted per writer and for the whole process, over every writer it made', (t) => {
