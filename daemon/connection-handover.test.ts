@@ -38,7 +38,7 @@ for (const engine of ENGINES) test(`${engine} engine: 50 plain + 20 TLS passthro
   const config = (i: number) => ({
     Apps: [
       appConfig('plain', [0], [plain[i % 2]!.port], { Workers: 2, DrainTimeoutMs: 60_000 }),
-      appConfig('pass', [0], [secure[i % 2]!.port], { Workers: 2, DrainTimeoutMs: 60_000, Tls: { Mode: 'passthrough' } }),
+      appConfig('pass', [0], [secure[i % 2]!.port], { Workers: 2, DrainTimeoutMs: 60_000, Tls: { Mode: 'passthrough' }, AccessLog: true }),
     ],
   });
   const d = await startTestDaemon(t, config(0), { env: { FPROXY_SPARE_LISTENERS: '4', FPROXY_ENGINE: engine } });
@@ -78,6 +78,10 @@ for (const engine of ENGINES) test(`${engine} engine: 50 plain + 20 TLS passthro
   assert.deepEqual(clients.filter((c) => c.problem !== undefined).map((c) => c.problem), []);
   // The connections now run on the newest generation's workers: its /apps counts them.
   assert.ok(clients.every((c) => c.sent > 10), 'every client kept sending');
+  // Each passthrough connection ends in the worker that adopted it last, with its SNI carried along.
+  const access = () => d.logs.filter((l) => l.event === 'access' && l.app === 'pass');
+  await waitFor(() => access().length >= 20, 20_000, 'an access line per passthrough connection');
+  assert.deepEqual([...new Set(access().map((l) => l.sni))], ['a.test']);
 });
 
 test('"HandOver": false keeps today\'s drain: the old generation keeps its connection until it ends', async (t) => {

@@ -160,6 +160,7 @@ export class NativeSession implements Dialer, ConnectionSink {
       target: this.target,
       ...(this.endpoint === undefined ? {} : { endpoint: this.endpoint }),
       client: this.clientAddress,
+      ...(this.sni === undefined ? {} : { sni: this.sni }),
       startedAt: this.startedAt,
       bytesIn,
       bytesOut,
