@@ -15,8 +15,8 @@ import { closedPorts, exchange, listen, makeSpec, slowClient, startEcho, targetS
 /** A ClientHello from `openssl s_client -servername a.example.test -alpn h2,http/1.1`. */
 const HELLO = readFileSync(new URL('./tls/fixtures/openssl-sni-alpn.bin', import.meta.url));
 
-/** Connect, write `parts` one after another (a pause between), half-close, collect the reply. Never rejects. */
-function sendParts(port: number, parts: Buffer[]): Promise<{ reply: Buffer; error?: string }> {
+/** Connect, write `parts` one after another (`pauseMs` between), half-close, collect the reply. Never rejects. */
+function sendParts(port: number, parts: Buffer[], pauseMs = 20): Promise<{ reply: Buffer; error?: string }> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true, noDelay: true });
@@ -29,7 +29,7 @@ function sendParts(port: number, parts: Buffer[]): Promise<{ reply: Buffer; erro
     });
     s.on('connect', async () => {
       for (const [i, part] of parts.entries()) {
-        if (i > 0) await new Promise((r) => setTimeout(r, 20));
+        if (i > 0) await new Promise((r) => setTimeout(r, pauseMs));
         s.write(part);
       }
       s.end();
@@ -254,5 +254,20 @@ export function acceptPathCase(name: string, engine: () => Engine, expectNative:
     assert.deepEqual(r.reply, Buffer.concat([Buffer.from('A:'), HELLO, Buffer.from('x')]));
     await settled(listener);
     assert.deepEqual(listener.metricsSnapshot().connections, { ok: 2 });
+  });
+
+  test(`${name}: FirstByteTimeoutMs — a silent client is closed at the deadline, counted first-byte-timeout; one that speaks is served and stays`, async (t) => {
+    const e = await echo(t, 'E');
+    const { listener, port } = await start(t, makeSpec([`127.0.0.1:${e.port}`], { firstByteTimeoutMs: 300 }));
+    const silent = await slowClient(port, Buffer.alloc(0), 1000);
+    assert.equal(silent.error?.code, undefined, 'closed with a FIN, not reset');
+    assert.ok(silent.ms >= 250, `closed after ${silent.ms} ms`);
+    const talker = await sendParts(port, [Buffer.from('hi')]);
+    assert.deepEqual(talker, { reply: Buffer.from('E:hi') });
+    // A client that spoke and then waits past the deadline is not closed by it.
+    const late = await sendParts(port, [Buffer.from('a'), Buffer.from('b')], 500);
+    assert.deepEqual(late, { reply: Buffer.from('E:ab') });
+    await settled(listener);
+    assert.deepEqual(listener.metricsSnapshot().connections, { 'first-byte-timeout': 1, ok: 2 });
   });
 }

@@ -98,13 +98,10 @@ export interface ListenerOptions {
 
 /**
  * Which apps the native engine accepts and connects for (no Node socket per connection): all but
- * TLS termination (Node's TLS socket does the handshake) and plain TCP with FirstByteTimeoutMs (it
- * reads a JS socket's byte count; an app that inspects — PROXY header in, passthrough — has
- * HandshakeTimeoutMs instead). Those stay on Session.
+ * TLS termination, where Node's TLS socket does the handshake (Session).
  */
 function nativeAccepts(spec: ListenerSpec): boolean {
-  if (spec.tls?.mode === 'terminate') return false;
-  return spec.firstByteTimeoutMs === 0 || spec.tls !== undefined || spec.acceptProxyProtocol;
+  return spec.tls?.mode !== 'terminate';
 }
 
 /** What the metrics and the access line read from a closed connection, whichever path served it. */
@@ -433,7 +430,7 @@ export class Listener implements ListenerContext {
           if (maxMs > 0 && age >= maxMs) s.destroy('max-duration', 'ERR_MAX_DURATION');
           else if (firstByteMs > 0 && age >= firstByteMs && s.client.bytesRead === 0) s.destroy('first-byte-timeout', 'ERR_FIRST_BYTE_TIMEOUT');
         }
-        // Native connections never have FirstByteTimeoutMs (nativeAccepts).
+        // Native connections wait for their first byte in the engine (NativeSession).
         if (maxMs > 0) for (const s of this.#nativeSessions) if (now - s.startedAt >= maxMs) s.destroy('max-duration', 'ERR_MAX_DURATION');
       }
       this.#admission?.sweep(now);

@@ -1,12 +1,13 @@
 // NativeSession: one client connection that the native engine accepted, connects and forwards
-// (every app but TLS termination, which needs Node's TLS socket, and FirstByteTimeoutMs on plain
-// TCP; see Listener). No net.Socket exists for it: the engine reports the accepted fd and client
-// address, and this object runs the same policy as Session with plain values:
+// (every app but TLS termination, which needs Node's TLS socket; see Listener). No net.Socket
+// exists for it: the engine reports the accepted fd and client address, and this object runs the
+// same policy as Session with plain values:
 //   1. accept: the listener has checked drain, descriptors and admission (ACL, limits, leases;
 //      PROXY apps: after the header, on the real client)
 //   2. inspect (PROXY header in, TLS passthrough), within HandshakeTimeoutMs: the engine watches
 //      the fd (waitReadable); we read it (recv) and feed the same Inspector as Session; the bytes
-//      after the header (passthrough: the ClientHello too) go upstream first
+//      after the header (passthrough: the ClientHello too) go upstream first. FirstByteTimeoutMs
+//      (plain TCP): the same wait, then connect (no read), or close a client silent till then
 //   3. route: the SNI/ALPN route or the app's default pool; none → RST
 //   4. connect: Connector.dialWith — the same pick, retry budget, backoff, queueing and pool reports
 //      as the JS path — with each attempt made by the engine (`dial`); a failed attempt gives the
@@ -101,6 +102,8 @@ export class NativeSession implements Dialer, ConnectionSink {
   /** Step 2, while reading the first bytes (null before and after). */
   #inspector: Inspector | null = null;
   #inspected = false;
+  /** FirstByteTimeoutMs: the engine watches for the client's first byte before we connect. */
+  #firstByte = false;
   /** A PROXY header's destination (where the client connected), for the header we send on. */
   #destAddress: string | undefined;
   #destPort: number | undefined;
@@ -178,6 +181,13 @@ export class NativeSession implements Dialer, ConnectionSink {
       this.#inspector = new Inspector(spec.acceptProxyProtocol, spec.tls !== undefined);
       return this.#read();
     }
+    if (!this.#inspected && spec.firstByteTimeoutMs > 0) {
+      // As HAProxy's inspect-delay: connect once the client has spoken (or hung up), so a silent
+      // client never costs the target a connection; closed at the deadline otherwise.
+      this.#inspected = true;
+      this.#firstByte = true;
+      return this.#waitFor(spec.firstByteTimeoutMs);
+    }
     this.#route(undefined, NO_ALPN);
   }
 
@@ -240,8 +250,12 @@ export class NativeSession implements Dialer, ConnectionSink {
   #waitInput(): void {
     const left = this.host.spec.handshakeTimeoutMs - (performance.now() - this.t0);
     if (left <= 0) return this.refuse('handshake-timeout', 'ERR_HANDSHAKE_TIMEOUT');
+    this.#waitFor(left);
+  }
+
+  #waitFor(ms: number): void {
     try {
-      this.engine.waitReadable(this.id, this.fd, left, this);
+      this.engine.waitReadable(this.id, this.fd, ms, this);
     } catch (err) {
       // Out of memory: the fd is still ours.
       return this.refuse('client-error', (err as NodeJS.ErrnoException).code ?? 'ENOMEM');
@@ -253,6 +267,13 @@ export class NativeSession implements Dialer, ConnectionSink {
   readable(timedOut: boolean): void {
     this.#state = WAITING;
     if (this.#closing) return this.#closeHeld(this.#closingReset);
+    if (this.#firstByte) {
+      this.#firstByte = false;
+      if (!timedOut) return this.#route(undefined, NO_ALPN);
+      // Closed, not reset, as the JS path's sweep does.
+      this.fail('first-byte-timeout', 'ERR_FIRST_BYTE_TIMEOUT');
+      return this.#closeHeld(false);
+    }
     if (timedOut) return this.refuse('handshake-timeout', 'ERR_HANDSHAKE_TIMEOUT');
     this.#read();
   }
