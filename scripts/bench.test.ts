@@ -63,6 +63,9 @@ test('the JSON report: medians per contender, ratios to haproxy and direct, erro
   assert.equal(rep.ratios.fproxy?.direct?.keepalive_cpu_us_per_req, undefined, 'no proxy-only ratio to direct');
   assert.deepEqual(rep.errors, [{ run: 1, workload: 'newconn', contender: 'fproxy', error: 'wrk completed no request (errors: 3)' }]);
   assert.equal(rep.elapsedS, 12);
+  const spread = (rep as unknown as { spreads: Record<string, Record<string, [number, number]>> }).spreads;
+  assert.deepEqual(spread.fproxy?.keepalive_cpu_us_per_req, [31, 38.7], 'lowest and highest of the two runs');
+  assert.deepEqual(spread.haproxy?.keepalive_cpu_us_per_req, [15.5, 15.5]);
 });
 
 test('the Markdown report: machine line, one row per measured metric, ratios, errors', () => {
@@ -75,6 +78,8 @@ test('the Markdown report: machine line, one row per measured metric, ratios, er
   assert.match(md, /^\| keep-alive: proxy CPU \(µs\/req\) \| ↓ \| — \| 2\.25 \| — \|$/m, "fproxy ÷ haproxy only: no proxy-only ratio to direct");
   assert.doesNotMatch(md, /new connections \(conn\/s\)/, 'a metric nobody measured has no row');
   assert.match(md, /^- ERROR run 1 newconn fproxy: wrk completed no request \(errors: 3\)$/m);
+  assert.match(md, /^Spread over the 2 runs/m);
+  assert.match(md, /^\| keep-alive: proxy CPU \(µs\/req\) \| — \| 15\.5 \| 31–38\.7 \|$/m, 'one run: its figure; two: lowest–highest');
   assert.match(md, /^- a note$/m);
   assert.match(md, /^- Total time: 12 s\.$/m);
 });

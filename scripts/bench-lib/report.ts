@@ -70,6 +70,27 @@ export function medians(samples: readonly Sample[], contenders: readonly string[
   return out;
 }
 
+/**
+ * spreads[contender][metric] = [lowest, highest] over the runs. On a shared machine single runs
+ * scatter by ±10–15 % (CPU per request above all): a goal is only as met as its spread says.
+ */
+export function spreads(samples: readonly Sample[], contenders: readonly string[]): Record<string, Record<string, [number, number]>> {
+  const out: Record<string, Record<string, [number, number]>> = {};
+  for (const c of contenders) {
+    const row: Record<string, [number, number]> = {};
+    for (const s of samples) {
+      if (s.contender !== c) continue;
+      for (const [k, v] of Object.entries(s.metrics)) {
+        if (v === null) continue;
+        const r = row[k];
+        row[k] = r === undefined ? [v, v] : [Math.min(r[0], v), Math.max(r[1], v)];
+      }
+    }
+    out[c] = row;
+  }
+  return out;
+}
+
 /** ratios[contender][ref][metric] = contender ÷ ref. */
 export function ratios(med: Table, refs: readonly string[]): Record<string, Record<string, Record<string, number | null>>> {
   const out: Record<string, Record<string, Record<string, number | null>>> = {};
@@ -144,6 +165,22 @@ export function markdown(r: ReportInput): string {
     }
     lines.push('');
   }
+  // With several runs: each cell's lowest and highest run, so a ratio near a goal can be read against its scatter.
+  const runs = Number(r.settings.runs ?? 1);
+  if (runs > 1) {
+    const spread = spreads(r.samples, r.contenders);
+    lines.push(`Spread over the ${runs} runs (lowest–highest run; the medians above lie between):`, '');
+    lines.push(`| metric | ${r.contenders.join(' | ')} |`, `|---|${r.contenders.map(() => '---:').join('|')}|`);
+    for (const row of rows) {
+      if (row.key === 'idle_processes') continue;
+      const cell = (c: string) => {
+        const v = spread[c]?.[row.key];
+        return v === undefined ? '—' : v[0] === v[1] ? fmt(v[0]) : `${fmt(v[0])}–${fmt(v[1])}`;
+      };
+      lines.push(`| ${row.label} | ${r.contenders.map(cell).join(' | ')} |`);
+    }
+    lines.push('');
+  }
   const errors = r.samples.filter((x) => x.error);
   for (const e of errors) lines.push(`- ERROR run ${e.run} ${e.workload} ${e.contender}: ${e.error}`);
   for (const n of r.notes) lines.push(`- ${n}`);
@@ -159,6 +196,7 @@ export function jsonReport(r: ReportInput): unknown {
     settings: r.settings,
     contenders: r.contenders,
     medians: med,
+    spreads: spreads(r.samples, r.contenders),
     ratios: ratios(med, ['haproxy', 'direct']),
     samples: r.samples,
     errors: r.samples.filter((x) => x.error).map(({ run, workload, contender, error }) => ({ run, workload, contender, error })),
