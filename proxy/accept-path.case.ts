@@ -270,4 +270,44 @@ export function acceptPathCase(name: string, engine: () => Engine, expectNative:
     await settled(listener);
     assert.deepEqual(listener.metricsSnapshot().connections, { 'first-byte-timeout': 1, ok: 2 });
   });
+
+  test(`${name}: held for a MaxConnections slot after its PROXY header past HandshakeTimeoutMs — reset, counted handshake-timeout, its ticket given back`, async (t) => {
+    const e = await echo(t, 'E');
+    const spec = makeSpec([`127.0.0.1:${e.port}`], { acceptProxyProtocol: true, maxConnections: 1, queueTimeoutMs: 10_000, handshakeTimeoutMs: 500 });
+    const { listener, port } = await start(t, spec);
+    const header = (src: string) => Buffer.from(`PROXY TCP4 ${src} 10.9.9.9 1111 80\r\n`);
+    const first = net.connect({ port, host: '127.0.0.1' });
+    t.after(() => first.destroy());
+    const firstReply = new Promise<void>((resolve) => first.once('data', () => resolve()));
+    first.write(Buffer.concat([header('10.1.1.1'), Buffer.from('one')]));
+    await firstReply;
+    // Queued behind the first for up to 10 s, but its handshake deadline comes first.
+    const held = await sendParts(port, [Buffer.concat([header('10.2.2.2'), Buffer.from('two')])]);
+    assert.equal(held.error, 'ECONNRESET');
+    first.end();
+    await settled(listener);
+    assert.deepEqual(listener.metricsSnapshot().connections, { ok: 1, 'handshake-timeout': 1 });
+    // The slot is free again: the next one is served at once.
+    const next = await sendParts(port, [Buffer.concat([header('10.3.3.3'), Buffer.from('three')])]);
+    assert.deepEqual(next, { reply: Buffer.from('E:three') });
+  });
+
+  test(`${name}: header, bytes and FIN all in while held for a MaxConnections slot — served once admitted, the FIN passed on`, async (t) => {
+    const e = await echo(t, 'E');
+    const spec = makeSpec([`127.0.0.1:${e.port}`], { acceptProxyProtocol: true, maxConnections: 1, queueTimeoutMs: 10_000, handshakeTimeoutMs: 10_000 });
+    const { listener, port } = await start(t, spec);
+    const header = (src: string) => Buffer.from(`PROXY TCP4 ${src} 10.9.9.9 1111 80\r\n`);
+    const first = net.connect({ port, host: '127.0.0.1' });
+    t.after(() => first.destroy());
+    const firstReply = new Promise<void>((resolve) => first.once('data', () => resolve()));
+    first.write(Buffer.concat([header('10.1.1.1'), Buffer.from('one')]));
+    await firstReply;
+    const second = sendParts(port, [Buffer.concat([header('10.2.2.2'), Buffer.from('two')])]);
+    await waitFor(() => listener.activeConnections === 2, 20_000, 'the second connection held');
+    await new Promise((r) => setTimeout(r, 100));
+    first.end();
+    assert.deepEqual(await second, { reply: Buffer.from('E:two') });
+    await settled(listener);
+    assert.deepEqual(listener.metricsSnapshot().connections, { ok: 2 });
+  });
 }

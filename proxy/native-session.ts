@@ -104,6 +104,8 @@ export class NativeSession implements Dialer, ConnectionSink {
   #inspected = false;
   /** FirstByteTimeoutMs: the engine watches for the client's first byte before we connect. */
   #firstByte = false;
+  /** Held for admission after its PROXY header: HandshakeTimeoutMs still runs (as Session's timer). */
+  #holdTimer: NodeJS.Timeout | null = null;
   /** A PROXY header's destination (where the client connected), for the header we send on. */
   #destAddress: string | undefined;
   #destPort: number | undefined;
@@ -194,6 +196,7 @@ export class NativeSession implements Dialer, ConnectionSink {
   /** Protection let a connection in: one held after its PROXY header reads on; else start(). */
   admitted(): void {
     if (this.#inspector === null) return this.start();
+    this.#clearHold();
     if (this.#state !== WAITING || this.#closing) return;
     if (this.#step(this.#inspector.feed(EMPTY))) this.#read();
   }
@@ -226,7 +229,10 @@ export class NativeSession implements Dialer, ConnectionSink {
         this.#destPort = h.destinationPort;
       }
       // Protection on the real client address: refused, or held until the listener calls admitted().
-      if (this.host.admit !== undefined && !this.host.admit(this)) return false;
+      if (this.host.admit !== undefined && !this.host.admit(this)) {
+        if (this.#state === WAITING && !this.#finished) this.#hold();
+        return false;
+      }
       step = inspector.feed(EMPTY);
     }
     if (step === MORE) return true;
@@ -244,6 +250,25 @@ export class NativeSession implements Dialer, ConnectionSink {
     this.#preUp = inspector.rest;
     this.#route(inspector.sni, inspector.alpn);
     return false;
+  }
+
+  /** Held after the header: the rest of HandshakeTimeoutMs, then a handshake timeout as on the JS path. */
+  #hold(): void {
+    const left = Math.max(0, this.host.spec.handshakeTimeoutMs - (performance.now() - this.t0));
+    this.#holdTimer = setTimeout(onHoldExpired, left, this);
+    this.#holdTimer.unref();
+  }
+
+  #clearHold(): void {
+    if (this.#holdTimer === null) return;
+    clearTimeout(this.#holdTimer);
+    this.#holdTimer = null;
+  }
+
+  /** @internal the hold timer fired: still waiting for admission. */
+  holdExpired(): void {
+    this.#holdTimer = null;
+    if (this.#state === WAITING && !this.#finished) this.refuse('handshake-timeout', 'ERR_HANDSHAKE_TIMEOUT');
   }
 
   /** The engine watches the fd until HandshakeTimeoutMs from accept. */
@@ -416,6 +441,7 @@ export class NativeSession implements Dialer, ConnectionSink {
   finish(): void {
     if (this.#finished) return;
     this.#finished = true;
+    this.#clearHold();
     this.#state = CLOSED;
     const state = this.targetState;
     if (state !== null && this.#pool !== null) this.#pool.release(state);
@@ -427,4 +453,8 @@ export class NativeSession implements Dialer, ConnectionSink {
 /** The builder reads the family from the address text; this is only its hint. */
 function familyOf(address: string): 4 | 6 {
   return address.includes(':') ? 6 : 4;
+}
+
+function onHoldExpired(s: NativeSession): void {
+  s.holdExpired();
 }

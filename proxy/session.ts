@@ -108,6 +108,8 @@ export class Session {
   #proxyDone: boolean;
   /** Reading to inspect; a FIN now means the header/hello can never complete. */
   #inspecting = false;
+  /** Held for admission after a complete PROXY header: a FIN now is remembered, not fatal (the bytes before it may be all the client sends). */
+  #held = false;
   /** The client's FIN came between inspect and forward; pass it on once forwarding starts. */
   #clientEnded = false;
   #closed = false;
@@ -181,7 +183,10 @@ export class Session {
         this.#destPort = h.destinationPort;
       }
       // Protection (issue 12) on the real client address: refused, or paused until the listener calls admitted().
-      if (this.ctx.admit !== undefined && !this.ctx.admit(this)) return void this.client.pause();
+      if (this.ctx.admit !== undefined && !this.ctx.admit(this)) {
+        if (!this.#closed) this.#held = true;
+        return void this.client.pause();
+      }
       step = inspector.feed(EMPTY);
     }
     if (step === MORE) return;
@@ -194,8 +199,11 @@ export class Session {
 
   /** Protection let a session held after its PROXY header in: go on with the bytes already received. */
   admitted(): void {
+    this.#held = false;
     this.client.resume();
     this.inspect(EMPTY);
+    // Ended while held, and what came before the FIN is not a whole ClientHello: it never will be.
+    if (this.#clientEnded && this.#inspecting && !this.#closed) this.#abort('bad-handshake', 'ERR_HANDSHAKE_EOF');
   }
 
   /** Protection refused the client: RST, no upstream. */
@@ -257,7 +265,7 @@ export class Session {
 
   /** @internal the client's FIN before forwarding: fatal while inspecting, remembered after. */
   clientEndedEarly(): void {
-    if (this.#inspecting) return this.#abort('bad-handshake', 'ERR_HANDSHAKE_EOF');
+    if (this.#inspecting && !this.#held) return this.#abort('bad-handshake', 'ERR_HANDSHAKE_EOF');
     this.#clientEnded = true;
   }
 
