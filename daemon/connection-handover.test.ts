@@ -126,7 +126,10 @@ test('native engine: 6 rollouts under c=50 short connections (a new one per exch
   }
   abort.abort();
   const summary = await load;
-  assert.equal(summary.errors, 0, failures.slice(0, 5).join('; '));
+  // A failure names its first few clients' errors and every warning the daemon and its listeners
+  // logged (a rare reset here — once in ~20 full runs — has not been reproduced alone yet).
+  const warnings = () => d.logs.filter((l) => Number(l.level) >= 40).map((l) => JSON.stringify(l)).join('\n');
+  assert.equal(summary.errors, 0, `${failures.slice(0, 5).join('; ')}\nwarnings:\n${warnings()}`);
   // A session handed over just as both ends closed must still finish (and be counted) in its new worker.
   const total = await waitFor(async () => {
     const v = sumSamples(parsePrometheusText((await d.get('/metrics')).body), 'fproxy_connections_total', { app: 'web' });
