@@ -40,6 +40,19 @@ function sendParts(port: number, parts: Buffer[], pauseMs = 20): Promise<{ reply
 type T = { after: (fn: () => unknown) => void };
 
 /** `expectNative`: whether a plain TCP app on this engine is accepted without a Node socket. */
+/** A PROXY v1 header from `src` (to 10.9.9.9:80). */
+const proxyV1 = (src: string) => Buffer.from(`PROXY TCP4 ${src} 10.9.9.9 1111 80\r\n`);
+
+/** A client that takes the app's only MaxConnections slot (its header and a first exchange) until the test ends it. */
+async function holdSlot(t: { after: (fn: () => unknown) => void }, port: number): Promise<net.Socket> {
+  const first = net.connect({ port, host: '127.0.0.1' });
+  t.after(() => first.destroy());
+  const replied = new Promise<void>((resolve) => first.once('data', () => resolve()));
+  first.write(Buffer.concat([proxyV1('10.1.1.1'), Buffer.from('one')]));
+  await replied;
+  return first;
+}
+
 export function acceptPathCase(name: string, engine: () => Engine, expectNative: boolean): void {
   const start = async (t: T, spec: ListenerSpec): Promise<{ listener: Listener; port: number }> => {
     const r = await listen(t, spec, undefined, engine());
@@ -275,20 +288,15 @@ export function acceptPathCase(name: string, engine: () => Engine, expectNative:
     const e = await echo(t, 'E');
     const spec = makeSpec([`127.0.0.1:${e.port}`], { acceptProxyProtocol: true, maxConnections: 1, queueTimeoutMs: 10_000, handshakeTimeoutMs: 500 });
     const { listener, port } = await start(t, spec);
-    const header = (src: string) => Buffer.from(`PROXY TCP4 ${src} 10.9.9.9 1111 80\r\n`);
-    const first = net.connect({ port, host: '127.0.0.1' });
-    t.after(() => first.destroy());
-    const firstReply = new Promise<void>((resolve) => first.once('data', () => resolve()));
-    first.write(Buffer.concat([header('10.1.1.1'), Buffer.from('one')]));
-    await firstReply;
+    const first = await holdSlot(t, port);
     // Queued behind the first for up to 10 s, but its handshake deadline comes first.
-    const held = await sendParts(port, [Buffer.concat([header('10.2.2.2'), Buffer.from('two')])]);
+    const held = await sendParts(port, [Buffer.concat([proxyV1('10.2.2.2'), Buffer.from('two')])]);
     assert.equal(held.error, 'ECONNRESET');
     first.end();
     await settled(listener);
     assert.deepEqual(listener.metricsSnapshot().connections, { ok: 1, 'handshake-timeout': 1 });
     // The slot is free again: the next one is served at once.
-    const next = await sendParts(port, [Buffer.concat([header('10.3.3.3'), Buffer.from('three')])]);
+    const next = await sendParts(port, [Buffer.concat([proxyV1('10.3.3.3'), Buffer.from('three')])]);
     assert.deepEqual(next, { reply: Buffer.from('E:three') });
   });
 
@@ -296,13 +304,8 @@ export function acceptPathCase(name: string, engine: () => Engine, expectNative:
     const e = await echo(t, 'E');
     const spec = makeSpec([`127.0.0.1:${e.port}`], { acceptProxyProtocol: true, maxConnections: 1, queueTimeoutMs: 10_000, handshakeTimeoutMs: 10_000 });
     const { listener, port } = await start(t, spec);
-    const header = (src: string) => Buffer.from(`PROXY TCP4 ${src} 10.9.9.9 1111 80\r\n`);
-    const first = net.connect({ port, host: '127.0.0.1' });
-    t.after(() => first.destroy());
-    const firstReply = new Promise<void>((resolve) => first.once('data', () => resolve()));
-    first.write(Buffer.concat([header('10.1.1.1'), Buffer.from('one')]));
-    await firstReply;
-    const second = sendParts(port, [Buffer.concat([header('10.2.2.2'), Buffer.from('two')])]);
+    const first = await holdSlot(t, port);
+    const second = sendParts(port, [Buffer.concat([proxyV1('10.2.2.2'), Buffer.from('two')])]);
     await waitFor(() => listener.activeConnections === 2, 20_000, 'the second connection held');
     await new Promise((r) => setTimeout(r, 100));
     first.end();
