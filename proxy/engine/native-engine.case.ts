@@ -126,6 +126,53 @@ export function nativeEngineCase(threads: number): void {
       });
     }
 
+    if (threads === 0) {
+      test(`${label}: a keep-alive pair (it lived a 100 ms window, then moved bytes) moves to the offload thread and forwards every exchange there; a silent one stays`, async (t) => {
+        const e = native();
+        const pair = await harness(t, e);
+        const before = e.stats().offloaded;
+        const silent = await pair();
+        const chatty = await pair();
+        chatty.srv.on('data', (d: Buffer) => chatty.srv.write(d)); // an echo server: one reply per request
+        let sent = 0;
+        const exchange = async (i: number) => {
+          const req = Buffer.alloc(100 + (i % 50), i & 0xff);
+          const reply = new Promise<Buffer>((resolve) => {
+            const parts: Buffer[] = [];
+            const onData = (d: Buffer) => {
+              parts.push(d);
+              if (Buffer.concat(parts).length >= req.length) {
+                chatty.cli.off('data', onData);
+                resolve(Buffer.concat(parts));
+              }
+            };
+            chatty.cli.on('data', onData);
+          });
+          chatty.cli.write(req);
+          sent += req.length;
+          assert.ok((await reply).equals(req), `exchange ${i}: the reply is the request`);
+        };
+        // Exchanges 10 ms apart until the pair has moved (bounded: 20 s), then 20 more on the thread.
+        let i = 0;
+        for (const deadline = Date.now() + 20_000; e.stats().offloaded === before && Date.now() < deadline; i++) {
+          await exchange(i);
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        assert.equal(e.stats().offloaded - before, 1, 'the chatty pair moved, the silent one did not');
+        for (let k = 0; k < 20; k++) await exchange(i + k);
+        chatty.cli.end();
+        chatty.srv.end();
+        const r = await chatty.result;
+        assert.deepEqual([r.outcome, r.bytesIn, r.bytesOut], ['ok', sent, sent]);
+        assert.equal(chatty.reports(), 1);
+        assert.equal(e.stats().offloaded - before, 1, 'still only the chatty pair');
+        silent.cli.end();
+        silent.srv.end();
+        assert.equal((await silent.result).outcome, 'ok');
+        await waitFor(() => e.stats().pairs === 0, 20_000, 'every pair gone');
+      });
+    }
+
     test(`${label}: accept4 out of descriptors is reported to the listener's sink (EMFILE), not only waited out`, async (t) => {
       // The child keeps every accepted fd under nofile=64 until the engine's accept4 fails.
       const fixture = new URL('./fixtures/accept-emfile.ts', import.meta.url).pathname;

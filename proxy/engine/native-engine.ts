@@ -19,7 +19,7 @@ interface Addon {
   add(id: number, fdClient: number, fdUpstream: number, idleMs: number, preUp: Buffer | null, preDown: Buffer | null): void;
   close(id: number, reset?: boolean): void;
   drainBy(delayMs: number): void;
-  setOffload(busyPct: number, hotBytes: number): void;
+  setOffload(busyPct: number, hotBytes: number, settle: boolean): void;
   stats(): { pairs: number; buffersInUse: number; buffersPooled: number; offloaded: number };
   ref(): void;
   unref(): void;
@@ -353,9 +353,13 @@ export class NativeEngine implements Engine {
     this.#updateRef();
   }
 
-  /** The inline loop's offload thresholds (busy % of a 100 ms window, bytes a pair read in it); tests lower them. */
-  setOffload(busyPct: number, hotBytes: number): void {
-    this.#addon.setOffload(busyPct, hotBytes);
+  /**
+   * The inline loop's offload policy: hot pairs (read hotBytes in a 100 ms window) move while the
+   * loop is busy (busyPct of the window); settled ones (lived a window, moved bytes in the next:
+   * keep-alive) always move unless `settle` is false. Tests change them.
+   */
+  setOffload(busyPct: number, hotBytes: number, settle = true): void {
+    this.#addon.setOffload(busyPct, hotBytes, settle);
   }
 
   drainBy(delayMs: number): void {

@@ -11,6 +11,7 @@
 #ifndef FPROXY_ENGINE_CORE_H
 #define FPROXY_ENGINE_CORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -58,7 +59,7 @@ fe_engine *fe_start(int threads, fe_done_cb cb, void *ctx);
  * for busy_pct % of a 100 ms window and a pair read hot_bytes in it (defaults 50 %, 4 MiB). Tests
  * and the stress lower them to make moves happen.
  */
-void fe_set_offload(fe_engine *e, uint32_t busy_pct, uint64_t hot_bytes);
+void fe_set_offload(fe_engine *e, uint32_t busy_pct, uint64_t hot_bytes, bool settle);
 
 /* Inline engine: the fd to watch for readability (the loop's epoll set); -1 for a threaded one. */
 int fe_poll_fd(fe_engine *e);

@@ -452,15 +452,18 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* setOffload(busyPct, hotBytes): an inline engine's offload thresholds (tests lower them). */
+/* setOffload(busyPct, hotBytes, settle): an inline engine's offload thresholds and whether settled
+   (keep-alive) pairs move (tests change them). */
 static napi_value js_set_offload(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   double pct, bytes;
+  bool settle = true;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   CHECK(napi_get_value_double(env, argv[0], &pct));
   CHECK(napi_get_value_double(env, argv[1], &bytes));
-  if (g_engine != NULL && g_inline) fe_set_offload(g_engine, pct > 0 ? (uint32_t)pct : 0, bytes > 0 ? (uint64_t)bytes : 0);
+  if (argc >= 3) CHECK(napi_get_value_bool(env, argv[2], &settle));
+  if (g_engine != NULL && g_inline) fe_set_offload(g_engine, pct > 0 ? (uint32_t)pct : 0, bytes > 0 ? (uint64_t)bytes : 0, settle);
   return NULL;
 }
 

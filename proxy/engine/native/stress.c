@@ -744,7 +744,7 @@ int main(int argc, char **argv) {
     if (threads == 0) {
       inline_runs++;
       /* move any pair that read 64 KiB in a window, busy or not: the moves race everything else */
-      fe_set_offload(eng, 0, 64 * 1024);
+      fe_set_offload(eng, 0, 64 * 1024, true);
       pthread_create(&runner, NULL, run_inline, eng);
     }
     fe_set_accept_cb(eng, on_accept, NULL);
