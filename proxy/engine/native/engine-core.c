@@ -26,6 +26,10 @@
  *     still connecting (which would abort it).
  *   - An error on one side closes it and resets the other (SO_LINGER 0, then close).
  *   - send() always uses MSG_NOSIGNAL: a SIGPIPE would kill the host process.
+ *   - A forwarding side is in the epoll set edge-triggered (ensure_registered): an input edge is
+ *     read until a short read without EPOLLRDHUP, EAGAIN or EOF; a pair stopped by
+ *     READS_PER_EVENT with input left goes on l->more and is pumped the next turn (which then
+ *     does not block). Waits and listening sockets stay level-triggered.
  */
 #define _GNU_SOURCE
 #include "engine-core.h"
@@ -51,7 +55,7 @@
 #define OFFLOAD_WINDOW_MS 100
 #define OFFLOAD_BUSY_PCT 50          /* of the window spent in the inline loop's turns */
 #define OFFLOAD_HOT_BYTES (4u << 20) /* read by a pair in one window (~335 Mbit/s) */
-#define READS_PER_EVENT 4 /* recv/send rounds per readiness event while the peer keeps up */
+#define READS_PER_EVENT 4 /* recv/send rounds per pair and turn while the peer keeps up (then: l->more) */
 
 typedef struct buf {
   struct buf *next; /* pool link */
@@ -66,11 +70,15 @@ typedef struct dirn { /* bytes read from side i, waiting for side 1-i */
 
 typedef struct side {
   int fd;
-  uint32_t mask;   /* events currently registered */
   bool registered; /* in the epoll set */
+  /* Forwarding, a side is registered once for input and output, edge-triggered (see
+     ensure_registered); these keep what the edges said until a read or send says otherwise. */
+  bool rd_ready;   /* may have input (or EOF, or an error) not read yet */
+  bool wr_ready;   /* may take output: no send has hit EAGAIN since its last EPOLLOUT edge */
+  bool rdhup;      /* EPOLLRDHUP seen: its FIN is in (a short read may leave it unread) */
   bool rd_eof;     /* its FIN was read */
   bool wr_shut;    /* we sent it our FIN (shutdown SHUT_WR) */
-  bool hup;        /* EPOLLHUP seen while not reading it: only re-registered when there is work */
+  bool hup;        /* EPOLLHUP seen: both ways shut (or reset) */
 } side;
 
 typedef struct pair {
@@ -92,6 +100,8 @@ typedef struct pair {
   bool own_fds; /* fe_connect: both sockets were created here (accept4, socket), never dup()ed */
   uint64_t win_mark; /* inline loop: rd[0] + rd[1] at the start of the offload window */
   bool settled;      /* inline loop: in the list at the start of the offload window */
+  bool in_more;      /* in l->more: input left unread after READS_PER_EVENT rounds */
+  struct pair *more_next;
   uint32_t idle_after_connect;
   uint64_t connect_deadline_ms; /* 0: none */
 } pair;
@@ -117,6 +127,7 @@ typedef struct loop {
   /* loop thread only: */
   pair *pairs;
   pair *dead;
+  pair *more; /* pairs with input left unread (no new edge will come for it): pumped next turn */
   buf *pool;
   size_t npool;
   uint64_t deadline_ms; /* 0: none */
@@ -221,32 +232,39 @@ static void unlink_pair(loop *l, pair *p) {
 
 static void *tag(pair *p, int i) { return (void *)((uintptr_t)p | (uintptr_t)i); }
 
-static void set_interest(loop *l, pair *p, int i) {
+#define RESET_BOTH 2
+static void close_pair(loop *l, pair *p, int outcome, int reset_side);
+
+/* A forwarding side is registered once, for input and output, edge-triggered, and never
+   modified: what each edge said is kept in rd_ready / wr_ready, and the pair acts on it when it
+   can (a side held back by backpressure is simply not read; the kernel's window does the rest).
+   Level-triggered, as before, every reported socket was polled again by the next epoll_wait, and
+   each change of interest (connected, backpressure, EOF) cost an EPOLL_CTL_MOD: 4 epoll_ctl per
+   short connection, 2 now. EPOLL_CTL_ADD reports what is already pending (ep_insert polls the
+   socket), so no input that arrived before it is missed. Returns false if the pair closed. */
+static bool ensure_registered(loop *l, pair *p, int i) {
   side *s = &p->s[i];
-  uint32_t want = 0;
-  if (!s->rd_eof && p->d[i].b == NULL) want |= EPOLLIN;
-  if (p->d[1 - i].b != NULL) want |= EPOLLOUT;
-  /* EPOLLHUP/ERR cannot be masked: a side with nothing to do that would keep reporting HUP
-     (both directions shut, or HUP while we hold its bytes back) leaves the set until it has. */
-  if (want == 0 && (s->hup || (s->rd_eof && s->wr_shut))) {
-    if (s->registered) {
-      epoll_ctl(l->ep, EPOLL_CTL_DEL, s->fd, NULL);
-      s->registered = false;
-    }
-    return;
-  }
-  if (s->registered && want == s->mask) return;
-  struct epoll_event ev = {.events = want, .data.ptr = tag(p, i)};
-  if (epoll_ctl(l->ep, s->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s->fd, &ev) == 0) {
+  if (s->registered) return true;
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = tag(p, i)};
+  if (epoll_ctl(l->ep, EPOLL_CTL_ADD, s->fd, &ev) == 0) {
     s->registered = true;
-    s->mask = want;
+    return true;
   }
+  /* ENOMEM or max_user_watches: the side would never be heard from again. */
+  close_pair(l, p, i == 0 ? FE_CLIENT_ERROR : FE_UPSTREAM_ERROR, RESET_BOTH);
+  return false;
+}
+
+static void want_more(loop *l, pair *p) {
+  if (p->in_more) return;
+  p->in_more = true;
+  p->more_next = l->more;
+  l->more = p;
 }
 
 /* ---- closing ---- */
 
 /* reset_side: the side that gets a RST (0 client, 1 upstream), RESET_BOTH, or -1 for none. */
-#define RESET_BOTH 2
 static void close_pair(loop *l, pair *p, int outcome, int reset_side) {
   if (p->closed) return;
   p->closed = true;
@@ -298,6 +316,7 @@ static bool flush(loop *l, pair *p, int from, uint64_t now) {
     } else if (n < 0 && errno == EINTR) {
       continue;
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      p->s[to].wr_ready = false; /* its EPOLLOUT edge brings us back */
       break;
     } else {
       fail(l, p, to);
@@ -323,35 +342,60 @@ static bool flush(loop *l, pair *p, int from, uint64_t now) {
   return true;
 }
 
-/* Side i is readable (or hung up): read once or a few times, forwarding as we go. */
-static bool read_side(loop *l, pair *p, int i, uint64_t now) {
-  dirn *d = &p->d[i];
-  for (int round = 0; round < READS_PER_EVENT && d->b == NULL && !p->s[i].rd_eof; round++) {
+/* Moves what it can from side `from` to the other: what waits first, then new input while the
+   other side takes it, up to READS_PER_EVENT reads (then the pair goes on l->more: no edge would
+   come for input already there). Returns false if the pair closed. */
+static bool pump(loop *l, pair *p, int from, uint64_t now) {
+  dirn *d = &p->d[from];
+  side *s = &p->s[from];
+  int to = 1 - from;
+  for (int round = 0;; round++) {
+    if (d->b != NULL) {
+      if (!p->s[to].wr_ready) return true;
+      if (!flush(l, p, from, now)) return false;
+      if (d->b != NULL) return true; /* the other side is full */
+    }
+    if (s->rd_eof || !s->rd_ready) return true;
+    if (round == READS_PER_EVENT) {
+      want_more(l, p);
+      return true;
+    }
     buf *b = buf_get(l);
-    if (b == NULL) return true; /* out of memory: try again on the next event */
+    if (b == NULL) { /* out of memory: try again next turn */
+      want_more(l, p);
+      return true;
+    }
     size_t cap = b->cap; /* b may be back in the pool (or freed) once flushed */
-    ssize_t n = recv(p->s[i].fd, b->data, cap, MSG_DONTWAIT);
+    ssize_t n = recv(s->fd, b->data, cap, MSG_DONTWAIT);
     if (n > 0) {
-      p->rd[i] += (uint64_t)n;
+      p->rd[from] += (uint64_t)n;
       p->last_ms = now;
       d->b = b;
       d->start = 0;
       d->end = (uint32_t)n;
-      if (!flush(l, p, i, now)) return false;
-      if ((size_t)n < cap) break; /* the socket is (probably) empty: back to epoll */
+      /* A short read emptied the socket's queue: whatever comes after it is a new edge. But not
+         a FIN that was already in: the next recv() returns it, and no edge would (nginx keeps
+         reading after EPOLLRDHUP the same way). */
+      if ((size_t)n < cap && !s->rdhup) s->rd_ready = false;
     } else if (n == 0) {
       buf_put(l, b);
-      p->s[i].rd_eof = true;
-      if (!flush(l, p, i, now)) return false;
+      s->rd_eof = true;
+      s->rd_ready = false;
+      return flush(l, p, from, now); /* passes the FIN on */
     } else {
       buf_put(l, b);
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
-      fail(l, p, i);
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        s->rd_ready = false;
+        return true;
+      }
+      if (errno == EINTR) continue;
+      fail(l, p, from);
       return false;
     }
   }
-  return true;
 }
+
+static bool progress(loop *l, pair *p, uint64_t now) { return pump(l, p, 0, now) && pump(l, p, 1, now); }
 
 static void connect_event(loop *l, pair *p, uint32_t ev, uint64_t now);
 static void wait_done(loop *l, pair *p, int outcome);
@@ -365,22 +409,25 @@ static void on_event(loop *l, pair *p, int i, uint32_t ev, uint64_t now) {
     fail(l, p, i);
     return;
   }
-  if (ev & (EPOLLIN | EPOLLHUP)) {
-    if (!p->s[i].rd_eof && p->d[i].b == NULL) {
-      if (!read_side(l, p, i, now)) return;
-    } else if (ev & EPOLLHUP) {
-      p->s[i].hup = true;
-    }
+  side *s = &p->s[i];
+  if (ev & EPOLLRDHUP) s->rdhup = true;
+  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) s->rd_ready = true;
+  if (ev & (EPOLLOUT | EPOLLHUP)) s->wr_ready = true; /* after a hang-up a send fails: that is the news */
+  if (ev & EPOLLHUP) s->hup = true;
+  progress(l, p, now);
+}
+
+/* Pairs left with unread input by the last turn (READS_PER_EVENT, or no buffer): before the dead
+   are freed, so a pair closed since is still there to be skipped. */
+static void run_more(loop *l, uint64_t now) {
+  pair *m = l->more;
+  l->more = NULL;
+  while (m != NULL) {
+    pair *next = m->more_next;
+    m->in_more = false;
+    if (!m->closed) progress(l, m, now);
+    m = next;
   }
-  if (ev & EPOLLOUT) {
-    if (!flush(l, p, 1 - i, now)) return;
-    /* the side we held back may be readable again */
-    if (p->d[1 - i].b == NULL && !p->s[1 - i].rd_eof) {
-      if (!read_side(l, p, 1 - i, now)) return;
-    }
-  }
-  set_interest(l, p, 0);
-  set_interest(l, p, 1);
 }
 
 /* ---- commands (queue: any thread → loop) ---- */
@@ -402,6 +449,17 @@ static void push_cmd(loop *l, cmd *c) {
   }
 }
 
+/* Preludes (or, for a pair moved here, what waited in its buffers) first; then both sides join
+   the epoll set, and what they may already hold is read. Sends are tried until one says EAGAIN. */
+static void start_forwarding(loop *l, pair *p, uint64_t now) {
+  for (int i = 0; i < 2; i++) p->s[i].wr_ready = true;
+  for (int i = 0; i < 2; i++) {
+    if (p->d[i].b != NULL && !flush(l, p, i, now)) return;
+  }
+  if (!ensure_registered(l, p, 0) || !ensure_registered(l, p, 1)) return;
+  progress(l, p, now);
+}
+
 static void add_pair(loop *l, pair *p, uint64_t now) {
   link_pair(l, p);
   p->last_ms = now;
@@ -409,12 +467,7 @@ static void add_pair(loop *l, pair *p, uint64_t now) {
     l->min_idle_ms = p->idle_ms;
     l->next_scan_ms = 0;
   }
-  /* Preludes first, then register what is left to do. */
-  for (int i = 0; i < 2; i++) {
-    if (p->d[i].b != NULL && !flush(l, p, i, now)) return;
-  }
-  set_interest(l, p, 0);
-  set_interest(l, p, 1);
+  start_forwarding(l, p, now);
 }
 
 static void run_detach(loop *l, struct detach_req *r);
@@ -493,6 +546,7 @@ static void run_timers(loop *l, uint64_t now) {
 }
 
 static int wait_timeout(loop *l, uint64_t now) {
+  if (l->more != NULL) return 0; /* input already waiting: no edge will announce it */
   uint64_t until = UINT64_MAX;
   if (l->deadline_ms != 0) until = l->deadline_ms;
   if (l->min_idle_ms != 0 && l->next_scan_ms < until) until = l->next_scan_ms;
@@ -536,6 +590,7 @@ static void loop_turn(loop *l, int timeout) {
     if (p->closed) continue;
     on_event(l, p, (int)((uintptr_t)ptr & 1), evs[k].events, now);
   }
+  run_more(l, now);
   run_timers(l, now);
   run_native_timers(l, now);
   free_dead(l);
@@ -785,7 +840,7 @@ static void offload_check(loop *l, uint64_t now, uint64_t busy_us) {
     run_commands(l, now);
     for (pair *p = l->pairs, *next; p != NULL; p = next) {
       next = p->next;
-      if (p->closed || p->connecting) continue;
+      if (p->closed || p->connecting || p->in_more) continue; /* in_more: on this loop's l->more */
       if (is_hot(l, p)) {
         if (!move_hot || hot <= there + 1) continue;
         hot--;
@@ -798,7 +853,6 @@ static void offload_check(loop *l, uint64_t now, uint64_t busy_us) {
       for (int i = 0; i < 2; i++) {
         if (p->s[i].registered) epoll_ctl(l->ep, EPOLL_CTL_DEL, p->s[i].fd, NULL);
         p->s[i].registered = false;
-        p->s[i].mask = 0;
       }
       unlink_pair(l, p);
       p->prev = p->next = NULL;
@@ -1092,16 +1146,15 @@ static void connected(loop *l, pair *p, uint64_t now) {
     l->min_idle_ms = p->idle_ms;
     l->next_scan_ms = 0;
   }
-  for (int i = 0; i < 2; i++) {
-    if (p->d[i].b != NULL && !flush(l, p, i, now)) return;
-  }
-  set_interest(l, p, 0);
-  set_interest(l, p, 1);
+  start_forwarding(l, p, now);
 }
 
 static void connect_event(loop *l, pair *p, uint32_t ev, uint64_t now) {
   /* Writable with no error or hang-up: connected (a failed connect always sets EPOLLERR), and the
      SO_ERROR read can be saved, as HAProxy does. */
+  /* The upstream spoke (or closed) at once: edge-triggered, this is the only report of it. */
+  if (ev & EPOLLRDHUP) p->s[1].rdhup = true;
+  if (ev & (EPOLLIN | EPOLLRDHUP)) p->s[1].rd_ready = true;
   if ((ev & (EPOLLERR | EPOLLHUP)) == 0 && (ev & EPOLLOUT) != 0) return connected(l, p, now);
   int err = 0;
   socklen_t len = sizeof err;
@@ -1128,10 +1181,10 @@ static void start_connect(loop *l, connect_cmd *cc, uint64_t now) {
   while (rc < 0 && errno == EINTR);
   if (rc == 0) return connected(l, p, now);
   if (errno != EINPROGRESS) return connect_failed(l, p, errno);
-  struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = tag(p, 1)};
+  /* Registered for good (see ensure_registered): the connect's EPOLLOUT edge, then forwarding. */
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = tag(p, 1)};
   if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) != 0) return connect_failed(l, p, errno);
   p->s[1].registered = true;
-  p->s[1].mask = EPOLLOUT;
   if (cc->timeout_ms > 0) {
     p->connect_deadline_ms = now + cc->timeout_ms;
     if (l->next_connect_ms == 0 || p->connect_deadline_ms < l->next_connect_ms) l->next_connect_ms = p->connect_deadline_ms;
@@ -1163,7 +1216,6 @@ static void start_wait(loop *l, connect_cmd *cc, uint64_t now) {
      caller's read finds what there is (EAGAIN: it waits again). */
   if (epoll_ctl(l->ep, EPOLL_CTL_ADD, p->s[0].fd, &ev) != 0) return wait_done(l, p, FE_READABLE);
   p->s[0].registered = true;
-  p->s[0].mask = EPOLLIN;
   if (cc->timeout_ms > 0) {
     p->connect_deadline_ms = now + cc->timeout_ms;
     if (l->next_connect_ms == 0 || p->connect_deadline_ms < l->next_connect_ms) l->next_connect_ms = p->connect_deadline_ms;
