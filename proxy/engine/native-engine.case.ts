@@ -173,6 +173,53 @@ export function nativeEngineCase(threads: number): void {
       });
     }
 
+    if (threads === 0) {
+      test(`${label}: keep-alive pairs already on the offload thread do not hold hot pairs back (they still share the two threads)`, async (t) => {
+        const e = native();
+        e.setOffload(0, 256 * 1024); // hot: 256 KiB in a window, busy or not (see the test above)
+        t.after(() => e.setOffload(50, 4 * 1024 * 1024));
+        const pair = await harness(t, e);
+        // 3 chatty pairs, one small echoed exchange every 10 ms until all three have moved (bounded).
+        const before = e.stats().offloaded;
+        const chatty = [await pair(), await pair(), await pair()];
+        for (const c of chatty) c.srv.on('data', (d: Buffer) => c.srv.write(d));
+        for (const c of chatty) c.cli.on('data', () => {});
+        for (const deadline = Date.now() + 20_000; e.stats().offloaded - before < 3 && Date.now() < deadline; ) {
+          for (const c of chatty) c.cli.write('ping');
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        assert.equal(e.stats().offloaded - before, 3, 'the three keep-alive pairs moved');
+        // 4 hot pairs: with 3 pairs counted as "already there", (hot > there + 1) would move none.
+        const hot = [await pair(), await pair(), await pair(), await pair()];
+        const mid = e.stats().offloaded;
+        const flows = hot.map(({ cli, srv }) => {
+          const up = randomBytes(4 * 1024 * 1024);
+          const atSrv = collect(srv);
+          const writing = (async () => {
+            for (let off = 0; off < up.length; off += 64 * 1024) {
+              if (!cli.write(up.subarray(off, off + 64 * 1024))) await once(cli, 'drain');
+              await new Promise((r) => setTimeout(r, 8));
+            }
+            cli.end();
+            srv.end();
+          })();
+          return { up, atSrv, writing };
+        });
+        await waitFor(() => e.stats().offloaded - mid >= 2, 20_000, 'two hot pairs moved');
+        for (const [i, f] of flows.entries()) {
+          await f.writing;
+          assert.ok((await f.atSrv).data.equals(f.up), `hot pair ${i}: every byte, in order`);
+          assert.equal((await hot[i]!.result).outcome, 'ok');
+        }
+        for (const c of chatty) {
+          c.cli.end();
+          c.srv.end();
+          assert.equal((await c.result).outcome, 'ok');
+        }
+        await waitFor(() => e.stats().pairs === 0, 20_000, 'every pair gone');
+      });
+    }
+
     test(`${label}: accept4 out of descriptors is reported to the listener's sink (EMFILE), not only waited out`, async (t) => {
       // The child keeps every accepted fd under nofile=64 until the engine's accept4 fails.
       const fixture = new URL('./fixtures/accept-emfile.ts', import.meta.url).pathname;

@@ -101,6 +101,7 @@ typedef struct pair {
   uint64_t win_mark; /* inline loop: rd[0] + rd[1] at the start of the offload window */
   bool settled;      /* inline loop: in the list at the start of the offload window */
   bool in_more;      /* in l->more: input left unread after READS_PER_EVENT rounds */
+  bool moved_hot;    /* moved to the offload loop as hot: counted in its hot_open while open */
   struct pair *more_next;
   uint32_t idle_after_connect;
   uint64_t connect_deadline_ms; /* 0: none */
@@ -136,6 +137,7 @@ typedef struct loop {
   bool stop;
   bool inline_loop; /* fe_start(0): no thread; the owner runs turns with fe_run (written once) */
   atomic_uint open;  /* pairs in this loop's list (its thread writes; the inline loop reads the offload's) */
+  atomic_uint hot_open; /* offload loop: pairs moved here as hot and not closed yet (both threads) */
   uint64_t win_start_ms, win_busy_us; /* inline loop only: the offload window */
   uint32_t off_busy_pct;              /* inline loop only: fe_set_offload (owner thread) */
   uint64_t off_hot_bytes;
@@ -226,6 +228,7 @@ static void unlink_pair(loop *l, pair *p) {
   else l->pairs = p->next;
   if (p->next != NULL) p->next->prev = p->prev;
   atomic_fetch_sub_explicit(&l->open, 1, memory_order_relaxed);
+  if (p->moved_hot) atomic_fetch_sub_explicit(&l->hot_open, 1, memory_order_relaxed);
 }
 
 /* ---- epoll registration (loop thread only) ---- */
@@ -828,7 +831,9 @@ static void offload_check(loop *l, uint64_t now, uint64_t busy_us) {
     if (is_hot(l, p)) hot++;
     else if (is_settled(l, p)) settled++;
   }
-  unsigned there = atomic_load_explicit(&off->open, memory_order_relaxed); /* adoptions may lag: then fewer move */
+  /* Hot pairs already there (counted at the move, so none is counted twice): settled keep-alive
+     pairs there do not hold hot ones back. */
+  unsigned there = atomic_load_explicit(&off->hot_open, memory_order_relaxed);
   bool move_hot = busy && hot > there + 1;
   if (move_hot || settled > 0) {
     /* A command for every loop (close, reset, drain, detach) is pushed to all of them under
@@ -841,7 +846,8 @@ static void offload_check(loop *l, uint64_t now, uint64_t busy_us) {
     for (pair *p = l->pairs, *next; p != NULL; p = next) {
       next = p->next;
       if (p->closed || p->connecting || p->in_more) continue; /* in_more: on this loop's l->more */
-      if (is_hot(l, p)) {
+      bool as_hot = is_hot(l, p);
+      if (as_hot) {
         if (!move_hot || hot <= there + 1) continue;
         hot--;
         there++;
@@ -856,6 +862,10 @@ static void offload_check(loop *l, uint64_t now, uint64_t busy_us) {
       }
       unlink_pair(l, p);
       p->prev = p->next = NULL;
+      if (as_hot) {
+        p->moved_hot = true; /* after unlink_pair here: only the offload loop's unlink counts it off */
+        atomic_fetch_add_explicit(&off->hot_open, 1, memory_order_relaxed);
+      }
       atomic_fetch_add_explicit(&e->offloaded, 1, memory_order_relaxed);
       c->type = CMD_ADOPT;
       c->p = p;
