@@ -116,20 +116,25 @@ test('native engine: 6 rollouts under c=50 short connections (a new one per exch
   const abort = new AbortController();
   t.after(() => abort.abort());
   const failures: string[] = [];
-  const load = simulate({ target: { host: '127.0.0.1', port: port!, label: `127.0.0.1:${port}` }, concurrency: 50, durationMs: 600_000, signal: abort.signal, onError: (f) => failures.push(f.message) });
+  // When each rollout was asked for and when it ran, for a failure's message (ms since the load began).
+  const t0 = Date.now();
+  const events: string[] = [];
+  const load = simulate({ target: { host: '127.0.0.1', port: port!, label: `127.0.0.1:${port}` }, concurrency: 50, durationMs: 600_000, signal: abort.signal, onError: (f) => failures.push(`+${Date.now() - t0} ms ${f.message}`) });
   for (let i = 1; i <= 6; i++) {
     // Let each generation take connections before it is replaced (bounded: at most 10 s each).
     const before = (await d.app('web'))!.generation;
     await waitFor(async () => sumSamples(parsePrometheusText((await d.get('/metrics')).body), 'fproxy_connections_total', { app: 'web' }) > i * 200, 10_000, 'connections flowing');
+    events.push(`+${Date.now() - t0} ms rollout ${i} written (generation ${before} serving)`);
     await d.writeConfig(config(i));
     await d.running('web', before + 1);
+    events.push(`+${Date.now() - t0} ms generation ${before + 1} running`);
   }
   abort.abort();
   const summary = await load;
   // A failure names its first few clients' errors and every warning the daemon and its listeners
   // logged (a rare reset here — once in ~20 full runs — has not been reproduced alone yet).
   const warnings = () => d.logs.filter((l) => Number(l.level) >= 40).map((l) => JSON.stringify(l)).join('\n');
-  assert.equal(summary.errors, 0, `${failures.slice(0, 5).join('; ')}\nwarnings:\n${warnings()}`);
+  assert.equal(summary.errors, 0, `${failures.slice(0, 5).join('; ')}\nrollouts:\n${events.join('\n')}\nwarnings:\n${warnings()}`);
   // A session handed over just as both ends closed must still finish (and be counted) in its new worker.
   const total = await waitFor(async () => {
     const v = sumSamples(parsePrometheusText((await d.get('/metrics')).body), 'fproxy_connections_total', { app: 'web' });
