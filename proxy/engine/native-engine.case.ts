@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { closeSync } from 'node:fs';
+import { closeSync, existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import { connect as netConnect } from 'node:net';
@@ -14,6 +14,17 @@ import { collect, detachCase, engineCase, harness, preludeDownCase } from './eng
 import { JsEngine } from './js-engine.ts';
 import { findAddon, NativeEngine } from './native-engine.ts';
 import { exchange, listen, makeSpec, startEcho, waitFor } from '../testing.ts';
+
+/** Whether the loop threads should have rings: built with liburing (its header was there for
+ * `make native`), allowed by the kernel (io_uring_disabled 0), and not turned off. */
+function uringExpected(): boolean {
+  if (process.env.FPROXY_ENGINE_URING === '0' || !existsSync('/usr/include/liburing.h')) return false;
+  try {
+    return readFileSync('/proc/sys/kernel/io_uring_disabled', 'utf8').trim() === '0';
+  } catch {
+    return true; // before Linux 6.6 there is no such switch
+  }
+}
 
 export function nativeEngineCase(threads: number): void {
   const label = threads === 0 ? 'native' : `native (${threads} loop thread${threads > 1 ? 's' : ''})`;
@@ -43,6 +54,21 @@ export function nativeEngineCase(threads: number): void {
       await waitFor(() => e.stats().pairs === 0, 20_000, 'pair gone');
     });
 
+    test(`${label}: its loop threads forward through io_uring where the kernel gives them one (FPROXY_ENGINE_URING=0: epoll)`, async (t) => {
+      const e = native();
+      const pair = await harness(t, e);
+      const { cli, srv, result } = await pair();
+      cli.write('ping');
+      assert.equal(String((await once(srv, 'data'))[0]), 'ping');
+      srv.write('pong');
+      assert.equal(String((await once(cli, 'data'))[0]), 'pong');
+      cli.end();
+      srv.end();
+      assert.equal((await result).outcome, 'ok');
+      // Each loop thread sets its ring up as it starts (the inline engine has one: its offload thread).
+      const expected = uringExpected() ? Math.max(threads, 1) : 0;
+      await waitFor(() => e.stats().ringLoops === expected, 5_000, `${expected} loop thread(s) on io_uring`);
+    });
 
     if (threads === 0) {
       test(`${label}: hot pairs move to the offload thread while the loop is busy; they forward every byte, close and detach there`, async (t) => {
@@ -252,6 +278,27 @@ export function nativeEngineCase(threads: number): void {
       await waitFor(() => listener.counters().activeConnections === 0, 20_000, 'session closed');
       assert.deepEqual([listener.counters().bytesIn, listener.counters().bytesOut], [5, 7]);
     });
+
+    if (threads === 0) {
+      test(`${label}: a connection it connects moves to the offload thread once connected and forwards every byte there (setOffload connected=false: it stays)`, async (t) => {
+        const e = native();
+        const echo = await startEcho('E');
+        t.after(() => echo.close());
+        const { listener, port } = await listen(t, makeSpec([`127.0.0.1:${echo.port}`]));
+        assert.equal(listener.engine.kind, 'native');
+        const before = e.stats().offloaded;
+        for (let i = 0; i < 5; i++) assert.equal((await exchange(port, `hello${i}`)).reply, `E:hello${i}`);
+        await waitFor(() => listener.counters().activeConnections === 0, 20_000, 'sessions closed');
+        assert.equal(e.stats().offloaded - before, 5, 'each connection moved once connected');
+        assert.deepEqual([listener.counters().bytesIn, listener.counters().bytesOut], [30, 40]);
+        e.setOffload(50, 4 * 1024 * 1024, true, false);
+        t.after(() => e.setOffload(50, 4 * 1024 * 1024, true, true));
+        const mid = e.stats().offloaded;
+        assert.equal((await exchange(port, 'stay')).reply, 'E:stay');
+        await waitFor(() => listener.counters().activeConnections === 0, 20_000, 'session closed');
+        assert.equal(e.stats().offloaded - mid, 0, 'connected=false: forwarded where it was accepted');
+      });
+    }
 
     test(`${label}: bytes read before the hand-off (a PROXY header) and after it add up in the counters`, async (t) => {
       const echo = await startEcho();

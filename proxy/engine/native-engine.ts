@@ -19,8 +19,8 @@ interface Addon {
   add(id: number, fdClient: number, fdUpstream: number, idleMs: number, preUp: Buffer | null, preDown: Buffer | null): void;
   close(id: number, reset?: boolean): void;
   drainBy(delayMs: number): void;
-  setOffload(busyPct: number, hotBytes: number, settle: boolean): void;
-  stats(): { pairs: number; buffersInUse: number; buffersPooled: number; offloaded: number };
+  setOffload(busyPct: number, hotBytes: number, settle: boolean, connected: boolean): void;
+  stats(): { pairs: number; buffersInUse: number; buffersPooled: number; offloaded: number; ringLoops: number };
   ref(): void;
   unref(): void;
   listen(lid: number, fd: number): number;
@@ -268,7 +268,7 @@ export class NativeEngine implements Engine {
   }
 
   /** Buffers and pairs as the C side counts them (tests: an idle pair holds no buffer). */
-  stats(): { pairs: number; buffersInUse: number; buffersPooled: number; offloaded: number } {
+  stats(): { pairs: number; buffersInUse: number; buffersPooled: number; offloaded: number; ringLoops: number } {
     return this.#addon.stats();
   }
 
@@ -356,10 +356,11 @@ export class NativeEngine implements Engine {
   /**
    * The inline loop's offload policy: hot pairs (read hotBytes in a 100 ms window) move while the
    * loop is busy (busyPct of the window); settled ones (lived a window, moved bytes in the next:
-   * keep-alive) always move unless `settle` is false. Tests change them.
+   * keep-alive) always move unless `settle` is false; pairs the engine connects move once connected
+   * unless `connected` is false. Tests change them.
    */
-  setOffload(busyPct: number, hotBytes: number, settle = true): void {
-    this.#addon.setOffload(busyPct, hotBytes, settle);
+  setOffload(busyPct: number, hotBytes: number, settle = true, connected = true): void {
+    this.#addon.setOffload(busyPct, hotBytes, settle, connected);
   }
 
   drainBy(delayMs: number): void {

@@ -39,6 +39,7 @@ typedef struct fe_stats {
   uint64_t buffers_in_use; /* user-space buffers held by pairs (0 when every pair is idle) */
   uint64_t buffers_pooled; /* free buffers kept for reuse */
   uint64_t offloaded;      /* pairs an inline engine moved to its offload thread, ever */
+  uint64_t ring_loops;     /* loop threads forwarding through io_uring (the rest use epoll) */
 } fe_stats;
 
 typedef struct fe_engine fe_engine;
@@ -56,10 +57,13 @@ fe_engine *fe_start(int threads, fe_done_cb cb, void *ctx);
 
 /*
  * Inline engine, owner thread: when the inline loop moves pairs to its offload thread — it was busy
- * for busy_pct % of a 100 ms window and a pair read hot_bytes in it (defaults 50 %, 4 MiB). Tests
- * and the stress lower them to make moves happen.
+ * for busy_pct % of a 100 ms window and a pair read hot_bytes in it (defaults 50 %, 4 MiB); a pair
+ * that lived a window and moved bytes in the next (settle, default on); a pair the inline loop
+ * connected (fe_connect), as soon as it is connected (connected, default on: accept, decision and
+ * connect stay on the owner's thread, forwarding and close go to the offload thread). Tests and the
+ * stress change them to make moves happen, or not.
  */
-void fe_set_offload(fe_engine *e, uint32_t busy_pct, uint64_t hot_bytes, bool settle);
+void fe_set_offload(fe_engine *e, uint32_t busy_pct, uint64_t hot_bytes, bool settle, bool connected);
 
 /* Inline engine: the fd to watch for readability (the loop's epoll set); -1 for a threaded one. */
 int fe_poll_fd(fe_engine *e);

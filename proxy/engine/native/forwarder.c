@@ -455,15 +455,16 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
 /* setOffload(busyPct, hotBytes, settle): an inline engine's offload thresholds and whether settled
    (keep-alive) pairs move (tests change them). */
 static napi_value js_set_offload(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   double pct, bytes;
-  bool settle = true;
+  bool settle = true, connected = true;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   CHECK(napi_get_value_double(env, argv[0], &pct));
   CHECK(napi_get_value_double(env, argv[1], &bytes));
   if (argc >= 3) CHECK(napi_get_value_bool(env, argv[2], &settle));
-  if (g_engine != NULL && g_inline) fe_set_offload(g_engine, pct > 0 ? (uint32_t)pct : 0, bytes > 0 ? (uint64_t)bytes : 0, settle);
+  if (argc >= 4) CHECK(napi_get_value_bool(env, argv[3], &connected));
+  if (g_engine != NULL && g_inline) fe_set_offload(g_engine, pct > 0 ? (uint32_t)pct : 0, bytes > 0 ? (uint64_t)bytes : 0, settle, connected);
   return NULL;
 }
 
@@ -491,6 +492,8 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, obj, "buffersPooled", v));
   CHECK(napi_create_double(env, (double)s.offloaded, &v));
   CHECK(napi_set_named_property(env, obj, "offloaded", v));
+  CHECK(napi_create_double(env, (double)s.ring_loops, &v));
+  CHECK(napi_set_named_property(env, obj, "ringLoops", v));
   return obj;
 }
 

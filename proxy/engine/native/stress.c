@@ -734,6 +734,9 @@ int main(int argc, char **argv) {
     /* 0: the inline loop (as in Node by default), run here by a thread of ours through
        fe_poll_fd/fe_run; 1-3: the engine's own loop threads */
     int threads = (int)(rnd() % 4);
+    /* Every third seed, loop threads on io_uring get 2 provided buffers: most recvs find none and
+       are made again into a buffer of the pool (read by each loop thread as it starts). */
+    setenv("FPROXY_ENGINE_RING_BUFS", seed % 3 == 0 ? "2" : "128", 1);
     fe_engine *eng = fe_start(threads, on_done, NULL);
     if (eng == NULL) {
       perror("fe_start");
@@ -744,7 +747,8 @@ int main(int argc, char **argv) {
     if (threads == 0) {
       inline_runs++;
       /* move any pair that read 64 KiB in a window, busy or not: the moves race everything else */
-      fe_set_offload(eng, 0, 64 * 1024, true);
+      /* odd seeds: pairs connected here (accept rounds) move to the offload thread at once */
+      fe_set_offload(eng, 0, 64 * 1024, true, seed % 2 == 1);
       pthread_create(&runner, NULL, run_inline, eng);
     }
     fe_set_accept_cb(eng, on_accept, NULL);
