@@ -3,7 +3,8 @@ import { availableParallelism } from 'node:os';
 import { describe, test } from 'node:test';
 import { SPEC_DEFAULTS } from '../../proxy/index.ts';
 import type { AppConfig, Config } from './schema.ts';
-import { toListenerSpec, toListenerSpecs } from './to-spec.ts';
+import { defaultWorkers, toListenerSpec, toListenerSpecs } from './to-spec.ts';
+import { listenerThreads } from '../../proxy/engine/default-engine.ts';
 import { validateConfig } from './validate.ts';
 
 function validApp(app: Record<string, unknown>): AppConfig {
@@ -39,7 +40,7 @@ describe('toListenerSpec', () => {
       acceptProxyProtocol: false,
       sendProxyProtocol: 'none',
       accessLog: false,
-      workers: Math.min(64, availableParallelism()),
+      workers: defaultWorkers(availableParallelism(), listenerThreads()),
       healthCheck: null,
       allow: null,
       deny: [],
@@ -169,4 +170,24 @@ test('toListenerSpecs maps every app by name, in config order', () => {
 test('Listen becomes the spec\'s bind addresses, in order', () => {
   const app = { Name: 'local', Ports: [7001], Targets: ['127.0.0.1:9001'], Listen: ['127.0.0.1', '::1'] };
   assert.deepEqual(toListenerSpec(app, '/etc/fproxy').listen, ['127.0.0.1', '::1']);
+});
+
+test('Workers defaults to one listener process per core it can use: cores ÷ the threads each listener forwards on', () => {
+  assert.equal(defaultWorkers(2, 2), 1, 'native engine, 2 cores: one process (Node\'s thread and the offload thread)');
+  assert.equal(defaultWorkers(8, 2), 4);
+  assert.equal(defaultWorkers(3, 2), 2, 'an odd core is not left idle');
+  assert.equal(defaultWorkers(1, 2), 1);
+  assert.equal(defaultWorkers(8, 1), 8, 'JS engine: one per core, as before');
+  assert.equal(defaultWorkers(8, 4), 2, 'FPROXY_ENGINE_THREADS=4');
+  assert.equal(defaultWorkers(512, 1), 64, 'never above the schema\'s bound');
+});
+
+test('listenerThreads: 2 for the native inline engine, its loop threads for a threaded one, 1 for JS or no addon', () => {
+  const addon = { FPROXY_ENGINE_ADDON: '/any/forwarder.node' };
+  assert.equal(listenerThreads({ ...addon }), 2, 'its two offload threads');
+  assert.equal(listenerThreads({ ...addon, FPROXY_ENGINE_OFFLOAD_THREADS: '3' }), 3);
+  assert.equal(listenerThreads({ ...addon, FPROXY_ENGINE_OFFLOAD_THREADS: '0' }), 1, 'out of range: the JS engine');
+  assert.equal(listenerThreads({ ...addon, FPROXY_ENGINE_THREADS: '3' }), 3);
+  assert.equal(listenerThreads({ ...addon, FPROXY_ENGINE: 'js' }), 1);
+  assert.equal(listenerThreads({ ...addon, FPROXY_ENGINE_THREADS: 'lots' }), 1, 'a bad value: the JS engine, as defaultEngine does');
 });

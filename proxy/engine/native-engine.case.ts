@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { collect, detachCase, engineCase, harness, preludeDownCase } from './engine.case.ts';
 import { JsEngine } from './js-engine.ts';
-import { findAddon, NativeEngine } from './native-engine.ts';
+import { DEFAULT_OFFLOAD_THREADS, findAddon, NativeEngine } from './native-engine.ts';
 import { exchange, listen, makeSpec, startEcho, waitFor } from '../testing.ts';
 
 /** Whether the loop threads should have rings: built with liburing (its header was there for
@@ -65,8 +65,8 @@ export function nativeEngineCase(threads: number): void {
       cli.end();
       srv.end();
       assert.equal((await result).outcome, 'ok');
-      // Each loop thread sets its ring up as it starts (the inline engine has one: its offload thread).
-      const expected = uringExpected() ? Math.max(threads, 1) : 0;
+      // Each loop thread sets its ring up as it starts (the inline engine's: its offload threads).
+      const expected = uringExpected() ? (threads === 0 ? DEFAULT_OFFLOAD_THREADS : threads) : 0;
       await waitFor(() => e.stats().ringLoops === expected, 5_000, `${expected} loop thread(s) on io_uring`);
     });
 

@@ -15,7 +15,7 @@ import { closeSync } from 'node:fs';
 import type { DetachResult, Engine, EngineOutcome, ForwardHandle, ForwardOptions, ForwardResult } from './engine.ts';
 
 interface Addon {
-  start(threads: number, onClosed: (results: Float64Array) => void, onAccepted?: (accepts: Float64Array, addresses: string[]) => void): void;
+  start(threads: number, onClosed: (results: Float64Array) => void, onAccepted?: (accepts: Float64Array, addresses: string[]) => void, offloadThreads?: number): void;
   add(id: number, fdClient: number, fdUpstream: number, idleMs: number, preUp: Buffer | null, preDown: Buffer | null): void;
   close(id: number, reset?: boolean): void;
   drainBy(delayMs: number): void;
@@ -78,6 +78,13 @@ const CONNECT_OUTCOMES: readonly ConnectOutcome[] = ['connected', 'refused', 'ti
 /** Indexed by the addon's outcome code (engine-core.h enum fe_outcome). */
 const OUTCOMES: readonly EngineOutcome[] = ['ok', 'client-error', 'upstream-error', 'idle-timeout', 'drained'];
 const ADDON_FILE = 'build/native/forwarder.node';
+/**
+ * The inline engine's offload loop threads (FPROXY_ENGINE_OFFLOAD_THREADS): they forward what the
+ * listener's own thread accepted and connected, so a listener forwards on this many cores, and its
+ * own thread takes the accepts. Two, so one process with bulk streams uses two cores, as HAProxy's
+ * nbthread 2 does; Workers then defaults to cores ÷ 2 (daemon/config/to-spec.ts).
+ */
+export const DEFAULT_OFFLOAD_THREADS = 2;
 /** engine-core.h FE_UNLISTENED: a listener's socket closed, every accept on it reported. */
 const FE_UNLISTENED = 9;
 /** engine-core.h FE_READABLE / FE_READ_TIMEOUT: waitReadable's answers. */
@@ -145,18 +152,19 @@ export class NativeEngine implements Engine {
   readonly #detaching = new Map<number, { resolve: (r: DetachResult) => void; timer: NodeJS.Timeout }>();
 
   /** The process's native engine (the addon is loaded and started once). Throws if it cannot load. */
-  static get(fallback: Engine, threads = 0, addonPath: string | undefined = findAddon()): NativeEngine {
+  /** threads 0: the inline engine, with `offloadThreads` offload loop threads. */
+  static get(fallback: Engine, threads = 0, addonPath: string | undefined = findAddon(), offloadThreads = DEFAULT_OFFLOAD_THREADS): NativeEngine {
     if (instance !== undefined) return instance;
     if (addonPath === undefined) throw Object.assign(new Error(`native engine not built (no ${ADDON_FILE}; run make native)`), { code: 'ERR_ENGINE_NOT_BUILT' });
     const addon = createRequire(import.meta.url)(addonPath) as Addon;
-    instance = new NativeEngine(addon, fallback, threads);
+    instance = new NativeEngine(addon, fallback, threads, offloadThreads);
     return instance;
   }
 
-  private constructor(addon: Addon, fallback: Engine, threads: number) {
+  private constructor(addon: Addon, fallback: Engine, threads: number, offloadThreads: number) {
     this.#addon = addon;
     this.#fallback = fallback;
-    addon.start(threads, (results) => this.#closed(results), (accepts, addresses) => this.#accepted(accepts, addresses));
+    addon.start(threads, (results) => this.#closed(results), (accepts, addresses) => this.#accepted(accepts, addresses), offloadThreads);
     addon.onDetached?.((answers) => this.#detached(answers));
   }
 

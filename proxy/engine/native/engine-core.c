@@ -736,9 +736,22 @@ static void free_loop(loop *l) {
   pthread_mutex_destroy(&l->mu);
 }
 
+static fe_engine *start_engine(bool inline_loop, int threads, fe_done_cb cb, void *ctx);
+
 fe_engine *fe_start(int threads, fe_done_cb cb, void *ctx) {
-  bool inline_loop = threads == 0;
-  if (inline_loop) threads = 2; /* the inline loop and its offload thread */
+  if (threads == 0) return start_engine(true, 2, cb, ctx); /* the inline loop and its offload thread */
+  return start_engine(false, threads, cb, ctx);
+}
+
+fe_engine *fe_start_inline(int offload_threads, fe_done_cb cb, void *ctx) {
+  if (offload_threads < 1 || offload_threads > 63) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return start_engine(true, 1 + offload_threads, cb, ctx);
+}
+
+static fe_engine *start_engine(bool inline_loop, int threads, fe_done_cb cb, void *ctx) {
   if (threads < 1 || threads > 64 || cb == NULL) {
     errno = EINVAL;
     return NULL;
@@ -907,10 +920,22 @@ static bool is_settled(const loop *l, const pair *p) {
   return l->off_settle && p->settled && moved > 0 && moved < l->off_hot_bytes;
 }
 
-/* One pair leaves the inline loop for the offload loop (the caller holds bcast_mu, see below). */
-static bool move_pair(loop *l, pair *p, bool as_hot) {
+/* The offload loops take moved pairs in turn; a hot one goes where the fewest hot pairs are. */
+static loop *next_offload(fe_engine *e) {
+  unsigned k = atomic_fetch_add_explicit(&e->next_loop, 1, memory_order_relaxed);
+  return &e->loops[1 + k % (unsigned)(e->nloops - 1)];
+}
+
+static loop *least_hot_offload(fe_engine *e) {
+  loop *best = &e->loops[1];
+  for (int i = 2; i < e->nloops; i++)
+    if (atomic_load_explicit(&e->loops[i].hot_open, memory_order_relaxed) < atomic_load_explicit(&best->hot_open, memory_order_relaxed)) best = &e->loops[i];
+  return best;
+}
+
+/* One pair leaves the inline loop for offload loop `off` (the caller holds bcast_mu, see below). */
+static bool move_pair(loop *l, pair *p, loop *off, bool as_hot) {
   fe_engine *e = l->eng;
-  loop *off = &e->loops[1];
   cmd *c = calloc(1, sizeof *c);
   if (c == NULL) return false;
   for (int i = 0; i < 2; i++) {
@@ -942,7 +967,7 @@ static void hand_off(loop *l) {
     p->hand_off = false;
     l->hand_offs--;
     if (p->closed) continue;
-    if (!move_pair(l, p, false)) start_forwarding(l, p, now);
+    if (!move_pair(l, p, next_offload(e), false)) start_forwarding(l, p, now);
   }
   l->hand_offs = 0;
   pthread_mutex_unlock(&e->bcast_mu);
@@ -959,16 +984,15 @@ static void offload_check(loop *l, uint64_t now, uint64_t busy_us) {
   bool busy = l->win_busy_us * 100 >= span_us * l->off_busy_pct;
   l->win_start_ms = now;
   l->win_busy_us = 0;
-  loop *off = &e->loops[1];
   unsigned hot = 0, settled = 0;
   for (pair *p = l->pairs; p != NULL; p = p->next) {
     if (p->closed || p->connecting) continue;
     if (is_hot(l, p)) hot++;
     else if (is_settled(l, p)) settled++;
   }
-  /* Hot pairs already there (counted at the move, so none is counted twice): settled keep-alive
-     pairs there do not hold hot ones back. */
-  unsigned there = atomic_load_explicit(&off->hot_open, memory_order_relaxed);
+  /* Hot pairs already on the offload loop that has fewest (counted at the move, so none is counted
+     twice): settled keep-alive pairs there do not hold hot ones back. */
+  unsigned there = atomic_load_explicit(&least_hot_offload(e)->hot_open, memory_order_relaxed);
   bool move_hot = busy && hot > there + 1;
   if (move_hot || settled > 0) {
     /* A command for every loop (close, reset, drain, detach) is pushed to all of them under
@@ -982,14 +1006,18 @@ static void offload_check(loop *l, uint64_t now, uint64_t busy_us) {
       next = p->next;
       if (p->closed || p->connecting || p->in_more) continue; /* in_more: on this loop's l->more */
       bool as_hot = is_hot(l, p);
+      loop *off;
       if (as_hot) {
-        if (!move_hot || hot <= there + 1) continue;
+        if (!move_hot) continue;
+        off = least_hot_offload(e); /* its hot_open counts this move at once: the next goes elsewhere */
+        if (hot <= atomic_load_explicit(&off->hot_open, memory_order_relaxed) + 1) continue;
         hot--;
-        there++;
-      } else if (!is_settled(l, p)) {
+      } else if (is_settled(l, p)) {
+        off = next_offload(e);
+      } else {
         continue;
       }
-      if (!move_pair(l, p, as_hot)) break;
+      if (!move_pair(l, p, off, as_hot)) break;
     }
     pthread_mutex_unlock(&e->bcast_mu);
   }

@@ -55,6 +55,10 @@ typedef struct fe_engine fe_engine;
  */
 fe_engine *fe_start(int threads, fe_done_cb cb, void *ctx);
 
+/* An inline engine (as fe_start(0)) with `offload_threads` offload loop threads (1-63), which take
+   moved pairs in turn (hot ones: where the fewest hot pairs are). */
+fe_engine *fe_start_inline(int offload_threads, fe_done_cb cb, void *ctx);
+
 /*
  * Inline engine, owner thread: when the inline loop moves pairs to its offload thread — it was busy
  * for busy_pct % of a 100 ms window and a pair read hot_bytes in it (defaults 50 %, 4 MiB); a pair

@@ -329,22 +329,23 @@ static void cleanup(void *arg) {
 }
 
 static napi_value js_start(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (g_engine != NULL) {
     napi_throw_error(env, "ERR_ENGINE", "engine already started");
     return NULL;
   }
-  int32_t threads = 1;
+  int32_t threads = 1, offload = 1;
   CHECK(napi_get_value_int32(env, argv[0], &threads));
+  if (argc >= 4) CHECK(napi_get_value_int32(env, argv[3], &offload)); /* inline engine: offload threads */
   napi_value name;
   CHECK(napi_create_string_utf8(env, "fproxy-engine", NAPI_AUTO_LENGTH, &name));
   CHECK(napi_create_threadsafe_function(env, argv[1], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &g_tsfn));
   /* Referenced only while pairs are open (ref/unref from JS), so an idle engine never keeps the
      process alive. */
   CHECK(napi_unref_threadsafe_function(env, g_tsfn));
-  g_engine = fe_start(threads, on_done, NULL);
+  g_engine = threads == 0 ? fe_start_inline(offload, on_done, NULL) : fe_start(threads, on_done, NULL);
   if (g_engine != NULL) fe_set_batch_end_cb(g_engine, on_batch_end, NULL);
   int err = errno;
   if (g_engine != NULL && threads == 0) {

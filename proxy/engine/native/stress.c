@@ -737,7 +737,8 @@ int main(int argc, char **argv) {
     /* Every third seed, loop threads on io_uring get 2 provided buffers: most recvs find none and
        are made again into a buffer of the pool (read by each loop thread as it starts). */
     setenv("FPROXY_ENGINE_RING_BUFS", seed % 3 == 0 ? "2" : "128", 1);
-    fe_engine *eng = fe_start(threads, on_done, NULL);
+    /* inline seeds: one offload thread or two (moves take them in turn) */
+    fe_engine *eng = threads == 0 ? fe_start_inline(1 + (int)(seed / 2 % 2), on_done, NULL) : fe_start(threads, on_done, NULL);
     if (eng == NULL) {
       perror("fe_start");
       return 2;
