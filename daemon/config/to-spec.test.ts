@@ -184,8 +184,8 @@ test('Workers defaults to one listener process per core it can use: cores ÷ the
 
 test('listenerThreads: 2 for the native inline engine, its loop threads for a threaded one, 1 for JS or no addon', () => {
   const addon = { FPROXY_ENGINE_ADDON: '/any/forwarder.node' };
-  assert.equal(listenerThreads({ ...addon }), 2, 'its two offload threads');
-  assert.equal(listenerThreads({ ...addon, FPROXY_ENGINE_OFFLOAD_THREADS: '3' }), 3);
+  assert.equal(listenerThreads({ ...addon }), 2, 'Node\'s thread and the offload thread');
+  assert.equal(listenerThreads({ ...addon, FPROXY_ENGINE_OFFLOAD_THREADS: '3' }), 4);
   assert.equal(listenerThreads({ ...addon, FPROXY_ENGINE_OFFLOAD_THREADS: '0' }), 1, 'out of range: the JS engine');
   assert.equal(listenerThreads({ ...addon, FPROXY_ENGINE_THREADS: '3' }), 3);
   assert.equal(listenerThreads({ ...addon, FPROXY_ENGINE: 'js' }), 1);

@@ -18,8 +18,8 @@ const MAX_WORKERS = 64;
  * Workers when an app does not say: enough listener processes to use every core, counting the
  * threads each one forwards on (threadsPerListener: 2 with the native engine, Node's thread and its
  * offload thread; 1 with the JS engine). Fewer processes, because one process on two threads cost
- * less per request than two processes on one each: keep-alive 10.3 against 13.3 µs/req on a 2-core
- * machine (HAProxy, one process, 13.7-16.9 in the same rounds), at a higher rate.
+ * less per request than two processes on one each: keep-alive 9.3-10.4 against 14.1-14.6 µs/req
+ * on a 2-core machine (HAProxy, one process, 13.8-18.6 in the same rounds).
  */
 export function defaultWorkers(cpus: number, threadsPerListener: number): number {
   return Math.min(MAX_WORKERS, Math.max(1, Math.ceil(cpus / Math.max(1, threadsPerListener))));

@@ -16,16 +16,15 @@ function offloadThreads(env: NodeJS.ProcessEnv): number | undefined {
 
 /**
  * How many threads one listener forwards on, for the engine `env` asks for (from the environment
- * and whether the addon is built; nothing is loaded): the native inline engine, its offload
- * threads (Node's own thread accepts); a threaded one, its loop threads; the JS engine, Node's
- * thread (1).
+ * and whether the addon is built; nothing is loaded): the native inline engine, Node's thread and
+ * its offload threads; a threaded one, its loop threads; the JS engine, Node's thread (1).
  */
 export function listenerThreads(env: NodeJS.ProcessEnv = process.env): number {
   if ((env.FPROXY_ENGINE ?? 'native') !== 'native' || findAddon(env) === undefined) return 1;
   const t = Number(env.FPROXY_ENGINE_THREADS ?? 0);
   const off = offloadThreads(env);
   if (!Number.isInteger(t) || t < 0 || t > 64 || off === undefined) return 1; // defaultEngine falls back to JS
-  return t === 0 ? off : t;
+  return t === 0 ? 1 + off : t;
 }
 
 /** The engine, and on the first call only, a warning to log when it is not the one asked for. */

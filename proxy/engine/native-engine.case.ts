@@ -280,23 +280,24 @@ export function nativeEngineCase(threads: number): void {
     });
 
     if (threads === 0) {
-      test(`${label}: a connection it connects moves to the offload thread once connected and forwards every byte there (setOffload connected=false: it stays)`, async (t) => {
+      test(`${label}: the connections it connects are forwarded by it and its offload thread in turn, moved once connected; every byte arrives (setOffload connected=false: all stay)`, async (t) => {
         const e = native();
         const echo = await startEcho('E');
         t.after(() => echo.close());
         const { listener, port } = await listen(t, makeSpec([`127.0.0.1:${echo.port}`]));
         assert.equal(listener.engine.kind, 'native');
         const before = e.stats().offloaded;
-        for (let i = 0; i < 5; i++) assert.equal((await exchange(port, `hello${i}`)).reply, `E:hello${i}`);
+        // One after another: whichever loop's turn it is first, 6 connections are 3 and 3.
+        for (let i = 0; i < 6; i++) assert.equal((await exchange(port, `hello${i}`)).reply, `E:hello${i}`);
         await waitFor(() => listener.counters().activeConnections === 0, 20_000, 'sessions closed');
-        assert.equal(e.stats().offloaded - before, 5, 'each connection moved once connected');
-        assert.deepEqual([listener.counters().bytesIn, listener.counters().bytesOut], [30, 40]);
+        assert.equal(e.stats().offloaded - before, 3, 'every other connection moved once connected');
+        assert.deepEqual([listener.counters().bytesIn, listener.counters().bytesOut], [36, 48]);
         e.setOffload(50, 4 * 1024 * 1024, true, false);
         t.after(() => e.setOffload(50, 4 * 1024 * 1024, true, true));
         const mid = e.stats().offloaded;
-        assert.equal((await exchange(port, 'stay')).reply, 'E:stay');
-        await waitFor(() => listener.counters().activeConnections === 0, 20_000, 'session closed');
-        assert.equal(e.stats().offloaded - mid, 0, 'connected=false: forwarded where it was accepted');
+        for (let i = 0; i < 4; i++) assert.equal((await exchange(port, `stay${i}`)).reply, `E:stay${i}`);
+        await waitFor(() => listener.counters().activeConnections === 0, 20_000, 'sessions closed');
+        assert.equal(e.stats().offloaded - mid, 0, 'connected=false: forwarded where they were accepted');
       });
     }
 

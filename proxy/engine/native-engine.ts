@@ -79,12 +79,13 @@ const CONNECT_OUTCOMES: readonly ConnectOutcome[] = ['connected', 'refused', 'ti
 const OUTCOMES: readonly EngineOutcome[] = ['ok', 'client-error', 'upstream-error', 'idle-timeout', 'drained'];
 const ADDON_FILE = 'build/native/forwarder.node';
 /**
- * The inline engine's offload loop threads (FPROXY_ENGINE_OFFLOAD_THREADS): they forward what the
- * listener's own thread accepted and connected, so a listener forwards on this many cores, and its
- * own thread takes the accepts. Two, so one process with bulk streams uses two cores, as HAProxy's
- * nbthread 2 does; Workers then defaults to cores ÷ 2 (daemon/config/to-spec.ts).
+ * The inline engine's offload loop threads (FPROXY_ENGINE_OFFLOAD_THREADS). The listener's own
+ * thread accepts, decides and connects, and the pairs it connects are forwarded by it and its
+ * offload threads in turn: a listener forwards on 1 + this many cores. One, as HAProxy's nbthread 2
+ * on 2 cores; Workers then defaults to cores ÷ 2 (daemon/config/to-spec.ts). A second offload
+ * thread on 2 cores cost more per new connection (93-112 µs against 69-77, alternating runs).
  */
-export const DEFAULT_OFFLOAD_THREADS = 2;
+export const DEFAULT_OFFLOAD_THREADS = 1;
 /** engine-core.h FE_UNLISTENED: a listener's socket closed, every accept on it reported. */
 const FE_UNLISTENED = 9;
 /** engine-core.h FE_READABLE / FE_READ_TIMEOUT: waitReadable's answers. */

@@ -106,7 +106,8 @@ typedef struct pair {
   uint64_t win_mark; /* inline loop: rd[0] + rd[1] at the start of the offload window */
   bool settled;      /* inline loop: in the list at the start of the offload window */
   bool in_more;      /* in l->more: input left unread after READS_PER_EVENT rounds */
-  bool hand_off;     /* inline loop: connected here, to be moved to the offload loop this turn */
+  bool hand_off;     /* inline loop: connected here, to be moved to offload loop hand_to this turn */
+  uint8_t hand_to;
   bool moved_hot;    /* moved to the offload loop as hot: counted in its hot_open while open */
   struct pair *more_next;
   uint32_t idle_after_connect;
@@ -158,6 +159,7 @@ typedef struct loop {
   bool off_settle;
   bool off_connected;   /* inline loop only: pairs it connects move to the offload loop at once */
   uint32_t hand_offs;   /* inline loop only: pairs marked hand_off in this turn */
+  uint32_t conn_turn;   /* inline loop only: which loop forwards the next pair it connects */
   cmd stop_cmd; /* pushed by fe_stop: stopping needs no allocation */
   /* loop thread only (native accept and connect): */
   struct lsn *lsns;         /* listening sockets this loop accepts on */
@@ -967,7 +969,7 @@ static void hand_off(loop *l) {
     p->hand_off = false;
     l->hand_offs--;
     if (p->closed) continue;
-    if (!move_pair(l, p, next_offload(e), false)) start_forwarding(l, p, now);
+    if (!move_pair(l, p, &e->loops[p->hand_to], false)) start_forwarding(l, p, now);
   }
   l->hand_offs = 0;
   pthread_mutex_unlock(&e->bcast_mu);
@@ -1315,11 +1317,16 @@ static void connected(loop *l, pair *p, uint64_t now) {
     l->next_scan_ms = 0;
   }
   if (l->inline_loop && l->off_connected && l->eng->nloops > 1) {
-    /* Forwarded by the offload loop from the start: moved at the end of this turn (hand_off),
-       where commands meet it as they meet any moved pair. Its upstream leaves the epoll set then. */
-    p->hand_off = true;
-    l->hand_offs++;
-    return;
+    /* The pairs it connects are forwarded by this loop and its offload loops in turn (the accepts,
+       decisions and connects stay here). One moves at the end of this turn (hand_off), where
+       commands meet it as they meet any moved pair; its upstream leaves the epoll set then. */
+    unsigned k = l->conn_turn++ % (unsigned)l->eng->nloops;
+    if (k != 0) {
+      p->hand_off = true;
+      p->hand_to = (uint8_t)k;
+      l->hand_offs++;
+      return;
+    }
   }
   start_forwarding(l, p, now);
 }

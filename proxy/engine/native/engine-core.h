@@ -62,10 +62,10 @@ fe_engine *fe_start_inline(int offload_threads, fe_done_cb cb, void *ctx);
 /*
  * Inline engine, owner thread: when the inline loop moves pairs to its offload thread — it was busy
  * for busy_pct % of a 100 ms window and a pair read hot_bytes in it (defaults 50 %, 4 MiB); a pair
- * that lived a window and moved bytes in the next (settle, default on); a pair the inline loop
- * connected (fe_connect), as soon as it is connected (connected, default on: accept, decision and
- * connect stay on the owner's thread, forwarding and close go to the offload thread). Tests and the
- * stress change them to make moves happen, or not.
+ * that lived a window and moved bytes in the next (settle, default on); the pairs the inline loop
+ * connects (fe_connect) are forwarded by it and its offload threads in turn, those whose turn is an
+ * offload thread's moved once connected (connected, default on: accepts, decisions and connects
+ * stay on the owner's thread). Tests and the stress change them to make moves happen, or not.
  */
 void fe_set_offload(fe_engine *e, uint32_t busy_pct, uint64_t hot_bytes, bool settle, bool connected);
 
