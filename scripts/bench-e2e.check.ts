@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { defaultWorkers } from '../daemon/config/to-spec.ts';
+import { listenerThreads } from '../proxy/engine/default-engine.ts';
 
 const WRAPPER = fileURLToPath(new URL('./bench', import.meta.url));
 
@@ -77,7 +79,7 @@ test('bench --json: every contender and workload, 1 s each', { timeout: 900_000 
   assert.equal(rep.medians.direct?.keepalive_cpu_us_per_req, undefined, 'direct has no proxy CPU');
   assert.equal(rep.medians.haproxy?.idle_processes, 1, 'HAProxy: one process');
   assert.ok((rep.medians.fproxy?.idle_processes ?? 0) >= 2, 'fproxy: the daemon and its listeners');
-  assert.equal(rep.medians.fproxy?.idle_listeners, rep.machine.cores, 'fproxy: Workers = CPUs by default');
+  assert.equal(rep.medians.fproxy?.idle_listeners, defaultWorkers(rep.machine.cores, listenerThreads()), 'fproxy: the default Workers');
   for (const c of ['nginx', 'fproxy']) assert.ok(typeof rep.ratios[c]?.haproxy?.newconn_rate === 'number', `${c} ÷ haproxy`);
 });
 

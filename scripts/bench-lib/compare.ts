@@ -75,7 +75,7 @@ export async function compare(o: Options, machine: Machine, tmp: string, log: (s
     await http?.stop();
   }
   if (o.contenders.includes('fproxy')) {
-    notes.push('fproxy runs with its default settings (one app, Workers = CPUs, plus the spare listeners the daemon forks ahead of need); its processes are the daemon and all its children; its stdout log goes to a file. HAProxy and nginx have no access log configured.');
+    notes.push('fproxy runs with its default settings (one app, the default Workers — CPUs ÷ 2 with the native engine, CPUs with the JS engine — plus the spare listeners the daemon forks ahead of need); its processes are the daemon and all its children; its stdout log goes to a file. HAProxy and nginx have no access log configured.');
   }
   if (o.contenders.includes('fproxy-1w')) notes.push('fproxy-1w: the same app with Workers 1 and FPROXY_ENGINE_THREADS = CPUs (one listener process, an engine loop thread per core).');
   notes.push('wrk latency is from writing a request to reading its response (connect time excluded); proxy CPU is utime+stime of all its processes during the measured run.');
@@ -90,7 +90,7 @@ export async function compare(o: Options, machine: Machine, tmp: string, log: (s
       idleConns: o.idleConns,
       upstreamWorkers: cores,
       workloads: o.workloads,
-      contenderSettings: `HAProxy mode tcp, nbthread ${cores}; nginx stream, worker_processes ${cores}; fproxy daemon defaults (one app, Workers = CPUs)`,
+      contenderSettings: `HAProxy mode tcp, nbthread ${cores}; nginx stream, worker_processes ${cores}; fproxy daemon defaults (one app, default Workers)`,
     },
   };
 }
