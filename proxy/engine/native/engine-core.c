@@ -283,6 +283,10 @@ static void unlink_pair(loop *l, pair *p) {
   if (p->next != NULL) p->next->prev = p->prev;
   atomic_fetch_sub_explicit(&l->open, 1, memory_order_relaxed);
   if (p->moved_hot) atomic_fetch_sub_explicit(&l->hot_open, 1, memory_order_relaxed);
+  if (p->hand_off) { /* closed or detached before its move: hand_off's count stays exact */
+    p->hand_off = false;
+    l->hand_offs--;
+  }
 }
 
 /* ---- epoll registration (loop thread only) ---- */
@@ -957,7 +961,8 @@ static bool move_pair(loop *l, pair *p, loop *off, bool as_hot) {
   return true;
 }
 
-/* Pairs connected in this turn (off_connected) move now; one that cannot stays and forwards here. */
+/* Pairs connected in this turn (off_connected) move now; one that cannot stays and forwards here.
+   They were linked (at the head) when their connect started, so the walk stops after the newest few. */
 static void hand_off(loop *l) {
   fe_engine *e = l->eng;
   uint64_t now = now_ms();
@@ -968,7 +973,6 @@ static void hand_off(loop *l) {
     if (!p->hand_off) continue;
     p->hand_off = false;
     l->hand_offs--;
-    if (p->closed) continue;
     if (!move_pair(l, p, &e->loops[p->hand_to], false)) start_forwarding(l, p, now);
   }
   l->hand_offs = 0;
